@@ -1,0 +1,162 @@
+//! An ordered registry of done callbacks with O(log n) removal by handle.
+//!
+//! Shared by every type that takes done callbacks (futures, tasks, events, contexts).
+//! Entries keep registration order; removal leaves a tombstone that is compacted away
+//! once tombstones outnumber live entries, so add/remove churn holds memory flat.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Identifies one callback registration; pass it to `remove_done_callback`.
+///
+/// The seed's `FutureCallback` is "hashable": this handle is the hashable part. A handle
+/// made with [`CallbackHandle::new`] can be given as the `index` of a registration, so a
+/// caller can choose the key it later removes by.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub struct CallbackHandle(u64);
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl Default for CallbackHandle {
+    fn default() -> Self {
+        CallbackHandle::new()
+    }
+}
+
+impl CallbackHandle {
+    /// A fresh handle, distinct from every other.
+    pub fn new() -> Self {
+        // Relaxed: only uniqueness matters, no other memory is published through it.
+        CallbackHandle(NEXT_ID.fetch_add(1, Relaxed))
+    }
+}
+
+struct Entry<F> {
+    seq: u64,
+    key: CallbackHandle,
+    /// `None` once removed (a tombstone keeps `seq` so the list stays sorted).
+    f: Option<F>,
+}
+
+/// Callbacks in registration order.
+pub(crate) struct CallbackList<F> {
+    entries: Vec<Entry<F>>,
+    live: usize,
+}
+
+impl<F> Default for CallbackList<F> {
+    fn default() -> Self {
+        CallbackList {
+            entries: Vec::new(),
+            live: 0,
+        }
+    }
+}
+
+impl<F> CallbackList<F> {
+    /// Adds `f` under `key` (or a fresh handle) and returns the key.
+    pub(crate) fn push(&mut self, key: Option<CallbackHandle>, f: F) -> CallbackHandle {
+        let seq = CallbackHandle::new();
+        let key = key.unwrap_or(seq);
+        self.entries.push(Entry {
+            seq: seq.0,
+            key,
+            f: Some(f),
+        });
+        self.live += 1;
+        key
+    }
+
+    fn position(&self, key: CallbackHandle) -> Option<usize> {
+        // Fresh keys equal their sequence number, and sequence numbers grow in
+        // registration order, so a binary search finds them; keys chosen by the caller
+        // (an `index`) are looked up by a scan.
+        let live = |e: &Entry<F>| e.key == key && e.f.is_some();
+        if let Ok(i) = self.entries.binary_search_by_key(&key.0, |e| e.seq) {
+            if live(&self.entries[i]) {
+                return Some(i);
+            }
+        }
+        self.entries.iter().position(live)
+    }
+
+    /// Removes the first registration under `key`; returns how many were removed (0 or 1).
+    pub(crate) fn remove(&mut self, key: CallbackHandle) -> usize {
+        let Some(i) = self.position(key) else {
+            return 0;
+        };
+        self.entries[i].f = None;
+        self.live -= 1;
+        if self.live == 0 {
+            self.entries = Vec::new();
+        } else if self.entries.len() > 8 && self.live * 2 < self.entries.len() {
+            self.entries.retain(|e| e.f.is_some());
+        }
+        1
+    }
+
+    /// Whether a registration under `key` is here.
+    pub(crate) fn contains(&self, key: CallbackHandle) -> bool {
+        self.position(key).is_some()
+    }
+
+    /// Number of live registrations.
+    pub(crate) fn len(&self) -> usize {
+        self.live
+    }
+
+    /// Takes every callback out, in registration order.
+    pub(crate) fn take(&mut self) -> impl Iterator<Item = F> + use<F> {
+        self.live = 0;
+        std::mem::take(&mut self.entries)
+            .into_iter()
+            .filter_map(|e| e.f)
+    }
+}
+
+/// Runs `f`, catching a panic and reporting it through `tracing`; returns whether it panicked.
+pub(crate) fn run_caught(what: &str, f: impl FnOnce()) -> Option<crate::helpers::Error> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(()) => None,
+        Err(payload) => {
+            let err = crate::helpers::Error::from_panic(payload);
+            tracing::error!(error = %err, "{what} panicked");
+            Some(err)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_order_and_removes_by_handle() {
+        let mut l = CallbackList::default();
+        let a = l.push(None, 1);
+        let b = l.push(None, 2);
+        let idx = CallbackHandle::new();
+        l.push(Some(idx), 3);
+        let _d = l.push(None, 4);
+        assert_eq!(l.remove(b), 1);
+        assert_eq!(l.remove(b), 0);
+        assert!(l.contains(idx));
+        assert_eq!(l.remove(idx), 1);
+        assert!(!l.contains(idx));
+        assert!(l.contains(a));
+        assert_eq!(l.len(), 2);
+        assert_eq!(l.take().collect::<Vec<_>>(), [1, 4]);
+        assert_eq!(l.len(), 0);
+    }
+
+    #[test]
+    fn churn_compacts() {
+        let mut l = CallbackList::default();
+        let keep = l.push(None, 0);
+        for i in 0..10_000 {
+            let h = l.push(None, i);
+            assert_eq!(l.remove(h), 1);
+        }
+        assert!(l.entries.len() <= 17);
+        assert!(l.contains(keep));
+    }
+}

@@ -1,0 +1,123 @@
+//! The write-once outcome slot with done callbacks shared by [`Fut`](super::Fut) and
+//! [`Task`](super::Task).
+//!
+//! # Invariants
+//! 1. `outcome` is set at most once, and only while `callbacks` is locked.
+//! 2. Once `outcome` is set, `callbacks` is empty and stays empty: a registration that
+//!    finds the outcome set runs at once instead of being stored.
+//! 3. No lock is held while a callback runs.
+
+use std::sync::{Arc, OnceLock};
+
+use super::callbacks::{CallbackList, run_caught};
+use super::error::{Error, Failure, Outcome, StatusError};
+use super::protocols::{CallbackHandle, FutureState};
+use crate::sync::{Mutex, lock};
+
+/// A typed done callback.
+pub(crate) type OutcomeCallback<T> = Box<dyn FnOnce(&Outcome<T>) + Send + 'static>;
+
+pub(crate) struct Completion<T> {
+    outcome: OnceLock<Outcome<T>>,
+    callbacks: Mutex<CallbackList<OutcomeCallback<T>>>,
+    name: Mutex<Option<Arc<str>>>,
+}
+
+impl<T> Completion<T> {
+    pub(crate) fn new(name: Option<Arc<str>>) -> Self {
+        Completion {
+            outcome: OnceLock::new(),
+            callbacks: Mutex::new(CallbackList::default()),
+            name: Mutex::new(name),
+        }
+    }
+
+    /// One atomic load (OnceLock's Acquire pairs with the Release of its `set`).
+    pub(crate) fn done(&self) -> bool {
+        self.outcome.get().is_some()
+    }
+
+    pub(crate) fn outcome(&self) -> Option<&Outcome<T>> {
+        self.outcome.get()
+    }
+
+    /// Sets the outcome unless already set; runs the callbacks after unlocking.
+    pub(crate) fn complete(&self, outcome: Outcome<T>) -> bool {
+        let mut callbacks = {
+            let mut cbs = lock(&self.callbacks);
+            if self.outcome.set(outcome).is_err() {
+                return false;
+            }
+            std::mem::take(&mut *cbs)
+        };
+        let outcome = self.outcome.get().expect("set above");
+        for cb in callbacks.take() {
+            run_caught("done callback", || cb(outcome));
+        }
+        true
+    }
+
+    pub(crate) fn add_callback(
+        &self,
+        key: Option<CallbackHandle>,
+        cb: OutcomeCallback<T>,
+    ) -> CallbackHandle {
+        {
+            let mut cbs = lock(&self.callbacks);
+            if self.outcome.get().is_none() {
+                return cbs.push(key, cb);
+            }
+        }
+        let outcome = self.outcome.get().expect("checked under the lock");
+        run_caught("done callback", || cb(outcome));
+        key.unwrap_or_default()
+    }
+
+    pub(crate) fn remove_callback(&self, key: CallbackHandle) -> usize {
+        lock(&self.callbacks).remove(key)
+    }
+
+    pub(crate) fn has_callback(&self, key: CallbackHandle) -> bool {
+        lock(&self.callbacks).contains(key)
+    }
+
+    pub(crate) fn cancelled(&self) -> bool {
+        matches!(self.outcome.get(), Some(Err(Failure::Cancelled)))
+    }
+
+    pub(crate) fn exception(&self) -> Result<Option<Error>, StatusError> {
+        match self.outcome.get() {
+            None => Err(StatusError::Pending),
+            Some(Ok(_)) => Ok(None),
+            Some(Err(Failure::Cancelled)) => Err(StatusError::Cancelled),
+            Some(Err(Failure::Error(e))) => Ok(Some(e.clone())),
+        }
+    }
+
+    pub(crate) fn result(&self) -> Result<T, StatusError>
+    where
+        T: Clone,
+    {
+        match self.outcome.get() {
+            None => Err(StatusError::Pending),
+            Some(o) => o.clone().map_err(StatusError::from),
+        }
+    }
+
+    pub(crate) fn set_name(&self, name: &str) {
+        *lock(&self.name) = Some(Arc::from(name));
+    }
+
+    pub(crate) fn name(&self) -> Option<Arc<str>> {
+        lock(&self.name).clone()
+    }
+
+    pub(crate) fn state(&self) -> FutureState {
+        match self.outcome.get() {
+            None => FutureState::Pending,
+            Some(Ok(_)) => FutureState::Result,
+            Some(Err(Failure::Cancelled)) => FutureState::Cancelled,
+            Some(Err(Failure::Error(e))) => FutureState::Exception(e.clone()),
+        }
+    }
+}

@@ -1,0 +1,527 @@
+//! The context tree (`hp::Ctx`): Go-style contexts where finishing a parent finishes
+//! every child, with names, causes and done callbacks.
+//!
+//! A program starts one root with [`Ctx::beginning`] and gives each part of itself a
+//! child ([`Ctx::child`]). Finishing a context ([`Ctx::cancel`], or
+//! [`Ctx::set_exception`] with a cause) finishes all of its descendants at once; each
+//! reports how it finished ([`Ctx::exception`], [`Ctx::cancelled`], awaiting it), and each
+//! runs its done callbacks exactly once.
+//!
+//! # Example
+//! ```
+//! use machinery::helpers as hp;
+//! use std::sync::{Arc, Mutex};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let root = hp::Ctx::beginning("app");
+//! let server = root.child("server");
+//! let conn = server.child("conn-1");
+//! assert_eq!(conn.name(), "app-->server-->conn-1");
+//!
+//! let log = Arc::new(Mutex::new(Vec::new()));
+//! let l = log.clone();
+//! conn.add_on_done(move |ctx, how| l.lock().unwrap().push(format!("{} {how}", ctx.name())), None);
+//!
+//! root.cancel(); // reaches the grandchild at once
+//! assert!(conn.done() && conn.cancelled());
+//! assert_eq!(*log.lock().unwrap(), ["app-->server-->conn-1 cancelled"]);
+//! assert!(conn.wait().await.is_cancelled());
+//! # }
+//! ```
+//!
+//! # Outcomes
+//! Each context has its own outcome slot. A context reports its own outcome if it has
+//! one, otherwise that of its nearest ancestor that has one. `cancel` and
+//! `set_exception` fill the own slot and return `false` only when it was already filled;
+//! so a child done because its parent was cancelled still accepts a cause of its own.
+//!
+//! # Callbacks
+//! Done callbacks run exactly once per registration, when the context first becomes done
+//! (by itself or through an ancestor), in registration order, synchronously on the thread
+//! that finished it, after the state change and outside every lock, before `cancel()`
+//! returns. One added to a done context runs before `add_*` returns. A panicking callback
+//! is caught and reported; the others still run. **Differs from the original**, which
+//! defers callbacks to a later event-loop turn.
+//!
+//! # Memory
+//! A context lives while a handle, a guard or a live child refers to it. When nothing
+//! does, it finishes as cancelled (its callbacks still run) and unregisters from its
+//! parent, so a root that lives forever while millions of children come and go holds
+//! memory flat. Callbacks are freed when they run or are removed. Names are stored as the
+//! segment given (a `&'static str` is not copied) and formatted only when asked for.
+//!
+//! # Cost
+//! `done()` is one atomic load at any depth: completion is pushed down the tree eagerly
+//! when a context finishes, instead of each check walking up.
+//!
+//! # Async cleanup
+//! Dropping a future runs only its synchronous cleanup. Work that must clean up
+//! asynchronously takes a child context, selects on it, cleans up and returns:
+//! ```
+//! use machinery::helpers as hp;
+//! use std::time::Duration;
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! let root = hp::Ctx::beginning("app");
+//! let out = root
+//!     .async_with_timeout_scoped(|ctx| async move {
+//!         tokio::select! {
+//!             _ = ctx.wait() => {
+//!                 tokio::time::sleep(Duration::from_secs(1)).await; // async cleanup
+//!                 "cleaned up"
+//!             }
+//!             _ = tokio::time::sleep(Duration::from_secs(60)) => "finished",
+//!         }
+//!     })
+//!     .timeout(Duration::from_secs(5))
+//!     .await;
+//! assert!(out.unwrap_err().is_cancelled()); // returned only after the cleanup ran
+//! # }
+//! ```
+
+mod display;
+mod guard;
+mod log;
+mod node;
+mod timeout;
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::runtime::Handle;
+
+use super::error::{Error, Failure, Outcome, StatusError};
+use super::protocols::{
+    CallbackHandle, DoneCallback, FutureStatus, NamedFuture, WaitByCallback, WithRepr,
+};
+use super::task::Task;
+use super::wait::WaitDone;
+use crate::sync::Arc;
+
+pub use guard::CtxGuard;
+pub use log::{Logger, TracingLogger};
+use node::{Extras, Node};
+pub use timeout::WithTimeout;
+
+/// A handle to one context of the tree. Cloning is cheap and does not cancel anything.
+#[derive(Clone)]
+pub struct Ctx {
+    node: Arc<Node>,
+}
+
+/// Options for a root or child context (the seed's `log` and `prefix`, and `loop`).
+#[derive(Default, Clone)]
+pub struct CtxOptions {
+    prefix: Option<Cow<'static, str>>,
+    logger: Option<Arc<dyn Logger>>,
+    runtime: Option<Handle>,
+}
+
+impl fmt::Debug for CtxOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CtxOptions")
+            .field("prefix", &self.prefix)
+            .field("logger", &self.logger.is_some())
+            .field("runtime", &self.runtime.is_some())
+            .finish()
+    }
+}
+
+impl CtxOptions {
+    /// No options.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Names the child `parent-->[prefix]-->name`.
+    pub fn prefix(mut self, prefix: impl Into<Cow<'static, str>>) -> Self {
+        self.prefix = Some(prefix.into());
+        self
+    }
+    /// Logs through `logger` (children inherit it).
+    pub fn log(mut self, logger: impl Logger) -> Self {
+        self.logger = Some(Arc::new(logger));
+        self
+    }
+    /// Spawns background work on `handle`'s runtime (the seed's `loop`).
+    pub fn runtime(mut self, handle: Handle) -> Self {
+        self.runtime = Some(handle);
+        self
+    }
+    fn into_extras(self) -> Option<Box<Extras>> {
+        if self.prefix.is_none() && self.logger.is_none() && self.runtime.is_none() {
+            return None;
+        }
+        Some(Box::new(Extras {
+            prefix: self.prefix,
+            logger: self.logger,
+            runtime: self.runtime,
+        }))
+    }
+}
+
+impl Ctx {
+    pub(crate) fn from_node(node: Arc<Node>) -> Ctx {
+        Ctx { node }
+    }
+
+    /// The first context of a program (the seed's `CTX.beginning`).
+    pub fn beginning(name: impl Into<Cow<'static, str>>) -> Ctx {
+        Ctx::from_node(Node::root(name.into(), None))
+    }
+
+    /// A root with a logger and/or runtime handle (a prefix is ignored on a root).
+    pub fn beginning_with(name: impl Into<Cow<'static, str>>, options: CtxOptions) -> Ctx {
+        Ctx::from_node(Node::root(name.into(), options.into_extras()))
+    }
+
+    /// A child context named `parent-->name`, cancelled when the returned guard drops.
+    ///
+    /// If this context is already done, the child is created done.
+    pub fn child(&self, name: impl Into<Cow<'static, str>>) -> CtxGuard {
+        CtxGuard::new(self.child_ctx(name.into(), None))
+    }
+
+    /// A child with a prefix (`parent-->[prefix]-->name`) and/or its own logger.
+    pub fn child_with(&self, name: impl Into<Cow<'static, str>>, options: CtxOptions) -> CtxGuard {
+        CtxGuard::new(self.child_ctx(name.into(), options.into_extras()))
+    }
+
+    fn child_ctx(&self, name: Cow<'static, str>, extras: Option<Box<Extras>>) -> Ctx {
+        Ctx::from_node(Node::child(&self.node, name, extras))
+    }
+
+    /// The full name, e.g. `app-->server-->[http]-->conn` (formatted on each call).
+    pub fn name(&self) -> String {
+        display::full_name(&self.node)
+    }
+
+    /// The runtime handle background work is spawned on (the seed's `loop`): the one
+    /// given to this context or an ancestor, else the current runtime's, if any.
+    pub fn runtime(&self) -> Option<Handle> {
+        let mut node = &*self.node;
+        loop {
+            if let Some(h) = node.extras.as_ref().and_then(|e| e.runtime.as_ref()) {
+                return Some(h.clone());
+            }
+            match node.parent.as_deref() {
+                Some(p) => node = p,
+                None => return Handle::try_current().ok(),
+            }
+        }
+    }
+
+    /// The logger of this context or its nearest ancestor that has one.
+    pub fn logger(&self) -> Arc<dyn Logger> {
+        let mut node = &*self.node;
+        loop {
+            if let Some(l) = node.extras.as_ref().and_then(|e| e.logger.as_ref()) {
+                return l.clone();
+            }
+            match node.parent.as_deref() {
+                Some(p) => node = p,
+                None => return Arc::new(TracingLogger),
+            }
+        }
+    }
+
+    /// Finishes this context and its descendants as cancelled.
+    ///
+    /// `false` (and no change) when this context already has its own outcome.
+    pub fn cancel(&self) -> bool {
+        self.node.finish(Failure::Cancelled)
+    }
+
+    /// Finishes this context and its descendants with `err` as the cause.
+    ///
+    /// `false` (and no change) when this context already has its own outcome. A context
+    /// done only through an ancestor still accepts it (see "Outcomes").
+    pub fn set_exception(&self, err: impl Into<Error>) -> bool {
+        self.node.finish(Failure::Error(err.into()))
+    }
+
+    /// Whether this context or an ancestor has finished. One atomic load, no lock.
+    pub fn done(&self) -> bool {
+        self.node.done()
+    }
+
+    /// Whether it finished by cancellation (its own outcome, else the nearest
+    /// ancestor's). No lock.
+    pub fn cancelled(&self) -> bool {
+        matches!(self.node.outcome(), Some(Failure::Cancelled))
+    }
+
+    /// The cause it finished with; `Ok(None)` never happens for a context.
+    ///
+    /// # Errors
+    /// [`StatusError::Pending`] while not done; [`StatusError::Cancelled`] when cancelled.
+    pub fn exception(&self) -> Result<Option<Error>, StatusError> {
+        match self.node.outcome() {
+            None => Err(StatusError::Pending),
+            Some(Failure::Cancelled) => Err(StatusError::Cancelled),
+            Some(Failure::Error(e)) => Ok(Some(e)),
+        }
+    }
+
+    /// How it finished, once done.
+    pub fn outcome(&self) -> Option<Failure> {
+        self.node.outcome()
+    }
+
+    /// Registers `cb(ctx, how)` to run once when this context becomes done (at once if it
+    /// is). `index` chooses the handle to remove it by (the seed's `index`).
+    pub fn add_on_done(
+        &self,
+        cb: impl FnOnce(&Ctx, &Failure) + Send + 'static,
+        index: Option<CallbackHandle>,
+    ) -> CallbackHandle {
+        self.node.add_callback(index, Box::new(cb))
+    }
+
+    /// Registers `cb(how)` to run once when this context becomes done (at once if it is).
+    pub fn add_done_callback(&self, cb: impl FnOnce(&Failure) + Send + 'static) -> CallbackHandle {
+        self.node.add_callback(None, Box::new(move |_, f| cb(f)))
+    }
+
+    /// Removes a registration that has not run; returns 1 if it was removed, else 0.
+    pub fn remove_done_callback(&self, handle: CallbackHandle) -> usize {
+        self.node.remove_callback(handle)
+    }
+
+    /// Whether that registration is on this very context and has not run (false for
+    /// one registered only on a parent).
+    pub fn has_direct_done_callback(&self, handle: CallbackHandle) -> bool {
+        self.node.has_callback(handle)
+    }
+
+    /// Waits until this context is done and returns how it finished.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: dropping the future leaves no registration behind.
+    pub fn wait(&self) -> CtxWait {
+        CtxWait {
+            wait: WaitDone::new(self.clone()),
+        }
+    }
+
+    /// Spawns `fut` as a [`Task`] with [`Ctx::reporter`] (or, when `silent`,
+    /// [`Ctx::silent_reporter`]) attached. The seed's default is silent.
+    ///
+    /// # Panics
+    /// When no runtime was given to this context tree and none is current.
+    #[track_caller]
+    pub fn async_as_background<T, F>(&self, fut: F, silent: bool) -> Task<T>
+    where
+        T: Send + Sync + 'static,
+        F: Future<Output = T> + Send + 'static,
+    {
+        let handle = self.runtime().unwrap_or_else(Handle::current);
+        let task = Task::spawn_on(&handle, None, fut);
+        if silent {
+            task.add_done_callback(self.silent_reporter());
+        } else {
+            task.add_done_callback(self.reporter());
+        }
+        task
+    }
+
+    /// Runs `fut` with a timeout; see [`WithTimeout`] for the options (the seed's
+    /// `name`, `silent`, `timeout`, `timeout_event`, `timeout_error`).
+    pub fn async_with_timeout<T, F>(&self, fut: F) -> WithTimeout<T>
+    where
+        T: Send + 'static,
+        F: Future<Output = T> + Send + 'static,
+    {
+        WithTimeout::plain(self, fut)
+    }
+
+    /// Like [`Ctx::async_with_timeout`], but the work gets a child context that is
+    /// cancelled (or given `timeout_error`) at the timeout; the call then waits for the
+    /// work to return, so asynchronous cleanup finishes before it returns.
+    pub fn async_with_timeout_scoped<T, F, Fut>(&self, work: F) -> WithTimeout<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Ctx) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + Send + 'static,
+    {
+        WithTimeout::scoped(self, work)
+    }
+
+    /// A done callback that logs an error outcome through this context's logger, and
+    /// never a cancellation.
+    pub fn reporter<T>(&self) -> impl FnOnce(&Outcome<T>) + Send + 'static {
+        let logger = self.logger();
+        let node = Arc::downgrade(&self.node);
+        move |outcome: &Outcome<T>| {
+            if let Err(Failure::Error(e)) = outcome {
+                let name = node
+                    .upgrade()
+                    .map_or_else(|| "<dropped>".to_owned(), |n| display::full_name(&n));
+                logger.exception(&name, "background work failed", Some(e));
+            }
+        }
+    }
+
+    /// A done callback that logs nothing (it still marks the outcome as looked at).
+    pub fn silent_reporter<T>(&self) -> impl FnOnce(&Outcome<T>) + Send + 'static {
+        |_outcome: &Outcome<T>| {}
+    }
+
+    /// Names `fut` (the seed's `set_future_name`).
+    pub fn set_future_name(&self, fut: &dyn NamedFuture, name: &str) {
+        fut.set_future_name(name);
+    }
+
+    /// The name given by [`Ctx::set_future_name`], if any.
+    pub fn get_future_name(&self, fut: &dyn NamedFuture) -> Option<Arc<str>> {
+        fut.future_name()
+    }
+
+    /// Formats a future as the seed does; see [`super::fut_to_string`].
+    pub fn fut_to_string(&self, fut: &dyn WithRepr, with_name: bool) -> String {
+        super::protocols::fut_to_string(fut, with_name)
+    }
+
+    /// Logs a message through this context's logger.
+    pub fn log_info(&self, msg: &str) {
+        self.logger().info(&self.name(), msg);
+    }
+
+    /// Logs an error report through this context's logger.
+    pub fn log_exception(&self, msg: &str, err: Option<&Error>) {
+        self.logger().exception(&self.name(), msg, err);
+    }
+
+    /// Returns once at least one of `waits` is done; see [`super::wait_for_first`].
+    pub async fn wait_for_first(&self, waits: &[&dyn WaitByCallback]) {
+        super::wait::wait_for_first(waits).await
+    }
+
+    /// Returns once all of `waits` are done; see [`super::wait_for_all`].
+    pub async fn wait_for_all(&self, waits: &[&dyn WaitByCallback]) {
+        super::wait::wait_for_all(waits).await
+    }
+
+    /// A multi-line listing of this context and its live descendants with their states.
+    pub fn tree(&self) -> String {
+        display::tree(&self.node)
+    }
+
+    /// How many children are registered right now (for tests and leak checks).
+    pub fn child_count(&self) -> usize {
+        self.node.child_count()
+    }
+
+    /// Whether both are handles to the same context.
+    pub fn ptr_eq(&self, other: &Ctx) -> bool {
+        Arc::ptr_eq(&self.node, &other.node)
+    }
+}
+
+impl WaitByCallback for Ctx {
+    fn done(&self) -> bool {
+        self.node.done()
+    }
+    fn cancel(&self) -> bool {
+        Ctx::cancel(self)
+    }
+    fn add_done_callback(&self, cb: DoneCallback) -> CallbackHandle {
+        self.node.add_callback(None, Box::new(move |_, _| cb()))
+    }
+    fn remove_done_callback(&self, handle: CallbackHandle) -> usize {
+        self.node.remove_callback(handle)
+    }
+}
+
+impl WaitByCallback for CtxGuard {
+    fn done(&self) -> bool {
+        self.ctx().done()
+    }
+    fn cancel(&self) -> bool {
+        self.ctx().cancel()
+    }
+    fn add_done_callback(&self, cb: DoneCallback) -> CallbackHandle {
+        WaitByCallback::add_done_callback(self.ctx(), cb)
+    }
+    fn remove_done_callback(&self, handle: CallbackHandle) -> usize {
+        self.ctx().remove_done_callback(handle)
+    }
+}
+
+impl FutureStatus<()> for Ctx {
+    fn done(&self) -> bool {
+        self.node.done()
+    }
+    fn cancelled(&self) -> bool {
+        Ctx::cancelled(self)
+    }
+    fn exception(&self) -> Result<Option<Error>, StatusError> {
+        Ctx::exception(self)
+    }
+    /// A context never has a result: pending, or how it failed.
+    fn result(&self) -> Result<(), StatusError> {
+        match self.node.outcome() {
+            None => Err(StatusError::Pending),
+            Some(f) => Err(f.into()),
+        }
+    }
+}
+
+impl fmt::Debug for Ctx {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&display::chain(&self.node))
+    }
+}
+
+/// Resolves when a context is done, to how it finished. See [`Ctx::wait`].
+///
+/// # Cancel safety
+/// Cancel safe.
+#[must_use = "futures do nothing unless polled"]
+pub struct CtxWait {
+    wait: WaitDone<Ctx>,
+}
+
+impl fmt::Debug for CtxWait {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CtxWait").finish_non_exhaustive()
+    }
+}
+
+impl Future for CtxWait {
+    type Output = Failure;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Failure> {
+        match Pin::new(&mut self.wait).poll(cx) {
+            Poll::Ready(()) => {
+                Poll::Ready(self.wait_target().outcome().unwrap_or(Failure::Cancelled))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl CtxWait {
+    fn wait_target(&self) -> &Ctx {
+        self.wait.target()
+    }
+}
+
+impl IntoFuture for &Ctx {
+    type Output = Failure;
+    type IntoFuture = CtxWait;
+    fn into_future(self) -> CtxWait {
+        self.wait()
+    }
+}
+
+impl IntoFuture for Ctx {
+    type Output = Failure;
+    type IntoFuture = CtxWait;
+    fn into_future(self) -> CtxWait {
+        self.wait()
+    }
+}

@@ -1,0 +1,300 @@
+//! Errors and outcomes.
+//!
+//! A context, future or task finishes in one of three ways: with a result, with an error,
+//! or cancelled. [`Outcome<T>`] is `Result<T, Failure>`, and [`Failure`] is either
+//! [`Failure::Cancelled`] or [`Failure::Error`] carrying an [`Error`].
+//!
+//! [`Error`] wraps any `std::error::Error + Send + Sync` behind an `Arc`: cloning it is a
+//! reference-count bump, so one error can be handed to many waiters, and two clones of
+//! one error are recognisably "the same" ([`Error::same`]), which the result helpers use
+//! to count distinct errors.
+//!
+//! # Example
+//! ```
+//! use machinery::helpers as hp;
+//!
+//! #[derive(Debug, thiserror::Error)]
+//! #[error("disk on fire")]
+//! struct DiskOnFire;
+//!
+//! let err = hp::Error::new(DiskOnFire);
+//! let copy = err.clone();
+//! assert!(err.same(&copy));
+//! assert_eq!(err.to_string(), "disk on fire");
+//! assert!(err.downcast_ref::<DiskOnFire>().is_some());
+//! assert_eq!(err.type_name(), "DiskOnFire");
+//!
+//! let failure = hp::Failure::from(err);
+//! assert!(!failure.is_cancelled());
+//! assert_eq!(hp::Failure::Cancelled.to_string(), "cancelled");
+//! ```
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+/// A cheap-to-clone, downcastable error.
+///
+/// Keeps the source error's message (its `Display`) and the short name of its type, which
+/// `fut_to_string` shows as `(exception:TypeName:message)`.
+#[derive(Clone)]
+pub struct Error {
+    inner: Arc<Repr<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+/// The type name sits beside the error in one allocation, keeping `Error` two words.
+struct Repr<E: ?Sized> {
+    type_name: &'static str,
+    err: E,
+}
+
+impl Error {
+    /// Wraps an error value.
+    pub fn new<E: std::error::Error + Send + Sync + 'static>(err: E) -> Self {
+        let inner: Arc<Repr<dyn std::error::Error + Send + Sync>> = Arc::new(Repr {
+            type_name: short_type_name(std::any::type_name::<E>()),
+            err,
+        });
+        Error { inner }
+    }
+
+    /// An error that is only a message (type name `Message`).
+    pub fn msg(message: impl Into<String>) -> Self {
+        Error::new(Message(message.into()))
+    }
+
+    /// An error built from a caught panic's payload (type name `Panicked`).
+    pub fn from_panic(payload: Box<dyn Any + Send>) -> Self {
+        Error::new(Panicked::from_payload(payload))
+    }
+
+    /// The short name of the wrapped error's type, e.g. `DiskOnFire`.
+    pub fn type_name(&self) -> &'static str {
+        self.inner.type_name
+    }
+
+    /// The wrapped error, if it is an `E`.
+    pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        self.inner.err.downcast_ref::<E>()
+    }
+
+    /// Whether the wrapped error is an `E`.
+    pub fn is<E: std::error::Error + 'static>(&self) -> bool {
+        self.inner.err.is::<E>()
+    }
+
+    /// True when both are clones of one error (not merely equal text).
+    pub fn same(&self, other: &Error) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// The wrapped error as a trait object.
+    pub fn as_dyn(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &self.inner.err
+    }
+}
+
+fn short_type_name(full: &'static str) -> &'static str {
+    // `a::b::C<d::E>` -> `C<d::E>`: drop the path before the first generic bracket.
+    let head = full.split('<').next().unwrap_or(full);
+    match head.rfind("::") {
+        Some(i) => &full[i + 2..],
+        None => full,
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.inner.err, f)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}({:?})",
+            self.inner.type_name,
+            self.inner.err.to_string()
+        )
+    }
+}
+
+// Like `anyhow::Error`, `Error` does not implement `std::error::Error` itself, so that
+// every error type converts into it with `?` / `.into()`. `as_dyn` and `Deref` give the
+// wrapped error.
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for Error {
+    fn from(err: E) -> Self {
+        Error::new(err)
+    }
+}
+
+impl std::ops::Deref for Error {
+    type Target = dyn std::error::Error + Send + Sync + 'static;
+    fn deref(&self) -> &Self::Target {
+        &self.inner.err
+    }
+}
+
+impl From<Error> for Box<dyn std::error::Error + Send + Sync + 'static> {
+    fn from(err: Error) -> Self {
+        Box::new(Wrapped(err))
+    }
+}
+
+/// `Error` as a `std::error::Error`, for boxing.
+#[derive(Debug)]
+struct Wrapped(Error);
+
+impl fmt::Display for Wrapped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for Wrapped {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.inner.err.source()
+    }
+}
+
+/// An error that is only a message; what [`Error::msg`] wraps.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Message(pub String);
+
+/// A panic caught inside a task, callback or source, turned into an error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("panicked: {message}")]
+pub struct Panicked {
+    /// The panic message when it was a string, else a placeholder.
+    pub message: String,
+}
+
+impl Panicked {
+    /// Reads the message out of a `catch_unwind` payload.
+    pub fn from_payload(payload: Box<dyn Any + Send>) -> Self {
+        let message = if let Some(s) = payload.downcast_ref::<&'static str>() {
+            (*s).to_owned()
+        } else if let Some(s) = payload.downcast_ref::<String>() {
+            s.clone()
+        } else {
+            "<non-string panic payload>".to_owned()
+        };
+        Panicked { message }
+    }
+}
+
+/// Several distinct errors at once: the seed's exception group "Futures failed".
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("Futures failed ({} sub-exceptions)", .errors.len())]
+pub struct ErrorGroup {
+    /// The distinct errors, in the order of the futures they came from.
+    pub errors: Vec<Error>,
+}
+
+/// A context reached its deadline (Go's `context.DeadlineExceeded`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("deadline exceeded")]
+pub struct DeadlineExceeded;
+
+/// How something finished without a result: cancelled, or with an error.
+#[derive(Clone, Debug)]
+pub enum Failure {
+    /// It was cancelled (asyncio's `CancelledError`).
+    Cancelled,
+    /// It finished with this error.
+    Error(Error),
+}
+
+impl Failure {
+    /// True for [`Failure::Cancelled`].
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, Failure::Cancelled)
+    }
+
+    /// The error, unless cancelled.
+    pub fn error(&self) -> Option<&Error> {
+        match self {
+            Failure::Cancelled => None,
+            Failure::Error(e) => Some(e),
+        }
+    }
+
+    /// True when both are cancellations, or both carry clones of one error.
+    pub fn same(&self, other: &Failure) -> bool {
+        match (self, other) {
+            (Failure::Cancelled, Failure::Cancelled) => true,
+            (Failure::Error(a), Failure::Error(b)) => a.same(b),
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Cancelled => f.write_str("cancelled"),
+            Failure::Error(e) => fmt::Display::fmt(e, f),
+        }
+    }
+}
+
+impl std::error::Error for Failure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Failure::Cancelled => None,
+            Failure::Error(e) => Some(e.as_dyn()),
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Error(e)
+    }
+}
+
+/// The outcome of a finished future, task or context.
+pub type Outcome<T> = Result<T, Failure>;
+
+/// Why a status query (`result()` / `exception()`) gave no value.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum StatusError {
+    /// Not finished yet (asyncio's `InvalidStateError`).
+    #[error("not finished yet")]
+    Pending,
+    /// It was cancelled.
+    #[error("cancelled")]
+    Cancelled,
+    /// It finished with this error (only from `result()`).
+    #[error("{0}")]
+    Error(Error),
+}
+
+impl From<Failure> for StatusError {
+    fn from(f: Failure) -> Self {
+        match f {
+            Failure::Cancelled => StatusError::Cancelled,
+            Failure::Error(e) => StatusError::Error(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_stay_small() {
+        assert_eq!(std::mem::size_of::<Error>(), 16);
+        assert_eq!(std::mem::size_of::<Failure>(), 16);
+    }
+
+    #[test]
+    fn short_type_names() {
+        assert_eq!(short_type_name("a::b::C"), "C");
+        assert_eq!(short_type_name("C"), "C");
+        assert_eq!(short_type_name("a::C<b::D>"), "C<b::D>");
+    }
+}

@@ -1,0 +1,134 @@
+//! [`Event`]: a flag tasks can wait for (asyncio's `Event`).
+//!
+//! `set` wakes every waiter and runs every done callback once; `clear` makes the event
+//! waitable again. An event is a [`WaitByCallback`], so `wait_for_first` and
+//! `wait_for_all` take it beside contexts, futures and tasks; for them, "done" means "set".
+//!
+//! # Example
+//! ```
+//! use machinery::helpers as hp;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let ev = hp::Event::new();
+//! let waiter = tokio::spawn({
+//!     let ev = ev.clone();
+//!     async move { ev.wait().await }
+//! });
+//! ev.set();
+//! waiter.await.unwrap();
+//! assert!(ev.is_set());
+//! ev.clear();
+//! assert!(!ev.is_set());
+//! # }
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::{Acquire, Release};
+
+use super::callbacks::{CallbackList, run_caught};
+use super::protocols::{CallbackHandle, DoneCallback, WaitByCallback};
+use super::wait::WaitDone;
+use crate::sync::{AtomicBool, Mutex, lock};
+
+struct Inner {
+    set: AtomicBool,
+    callbacks: Mutex<CallbackList<DoneCallback>>,
+}
+
+/// A cloneable flag that tasks can wait for.
+#[derive(Clone)]
+pub struct Event {
+    inner: Arc<Inner>,
+}
+
+impl Default for Event {
+    fn default() -> Self {
+        Event::new()
+    }
+}
+
+impl Event {
+    /// A new, unset event.
+    pub fn new() -> Self {
+        Event {
+            inner: Arc::new(Inner {
+                set: AtomicBool::new(false),
+                callbacks: Mutex::new(CallbackList::default()),
+            }),
+        }
+    }
+
+    /// Sets it: wakes every waiter and runs every registered callback once. No-op if set.
+    pub fn set(&self) {
+        let mut callbacks = {
+            let mut cbs = lock(&self.inner.callbacks);
+            if self.inner.set.load(Acquire) {
+                return;
+            }
+            // Release: pairs with the Acquire in `is_set`.
+            self.inner.set.store(true, Release);
+            std::mem::take(&mut *cbs)
+        };
+        for cb in callbacks.take() {
+            run_caught("event callback", cb);
+        }
+    }
+
+    /// Clears it; later waiters wait for the next `set`.
+    pub fn clear(&self) {
+        let _cbs = lock(&self.inner.callbacks);
+        self.inner.set.store(false, Release);
+    }
+
+    /// Whether it is set. One atomic load.
+    pub fn is_set(&self) -> bool {
+        // Acquire: pairs with the Release store in `set`.
+        self.inner.set.load(Acquire)
+    }
+
+    /// Waits until it is set (returns at once if it is).
+    ///
+    /// # Cancel safety
+    /// Cancel safe: dropping the future removes its callback.
+    pub fn wait(&self) -> WaitDone<&Event> {
+        WaitDone::new(self)
+    }
+
+    /// Whether both are handles to one event.
+    pub fn ptr_eq(&self, other: &Event) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl WaitByCallback for Event {
+    fn done(&self) -> bool {
+        self.is_set()
+    }
+    /// Events cannot be cancelled: always `false`.
+    fn cancel(&self) -> bool {
+        false
+    }
+    fn add_done_callback(&self, cb: DoneCallback) -> CallbackHandle {
+        {
+            let mut cbs = lock(&self.inner.callbacks);
+            if !self.inner.set.load(Acquire) {
+                return cbs.push(None, cb);
+            }
+        }
+        run_caught("event callback", cb);
+        CallbackHandle::new()
+    }
+    fn remove_done_callback(&self, handle: CallbackHandle) -> usize {
+        lock(&self.inner.callbacks).remove(handle)
+    }
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event")
+            .field("set", &self.is_set())
+            .finish()
+    }
+}
