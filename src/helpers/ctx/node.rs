@@ -259,8 +259,10 @@ fn run_done(batch: Vec<(Arc<Node>, CallbackList<CtxCallback>)>, failure: &Failur
     }
 }
 
-impl Drop for Node {
-    fn drop(&mut self) {
+impl Node {
+    /// What dropping a node does: unregister from the parent and, unless already done,
+    /// finish as cancelled. Idempotent, so `Drop` may run after an explicit call.
+    fn release(&mut self) {
         if let Some(parent) = &self.parent {
             if self.slot != UNREGISTERED {
                 let mut g = lock(&parent.inner);
@@ -270,6 +272,7 @@ impl Drop for Node {
                         g.children = None;
                     }
                 }
+                self.slot = UNREGISTERED;
             }
         }
         if self.state.load(Acquire) == DONE {
@@ -295,6 +298,26 @@ impl Drop for Node {
         let ctx = Ctx::from_node(stand_in);
         for cb in callbacks.take() {
             run_caught("context done callback", || cb(&ctx, &Failure::Cancelled));
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.release();
+        // Free the ancestors this node was the last holder of one by one, instead of
+        // letting each `Arc<Node>` drop recurse into its parent: a chain 10 000 deep
+        // would overflow the stack.
+        let mut next = self.parent.take();
+        while let Some(parent) = next {
+            next = match Arc::try_unwrap(parent) {
+                Ok(mut node) => {
+                    node.release();
+                    node.parent.take()
+                    // `node` drops here with no parent: its `Drop` does nothing more.
+                }
+                Err(_) => None,
+            };
         }
     }
 }
