@@ -21,7 +21,10 @@ impl hp::Logger for Capture {
     }
     fn exception(&self, ctx: &str, msg: &str, err: Option<&hp::Error>) {
         let e = err.map_or("-".to_owned(), |e| format!("{}:{e}", e.type_name()));
-        self.0.lock().unwrap().push(format!("exception {ctx}: {msg}: {e}"));
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("exception {ctx}: {msg}: {e}"));
     }
 }
 
@@ -132,7 +135,11 @@ fn a_child_done_through_its_parent_still_accepts_its_own_exception() {
     assert!(!b.cancel());
     assert_eq!(err_of(&b), "own");
     assert!(!b.cancelled());
-    assert_eq!(err_of(&c), "own", "descendants without an own outcome report it");
+    assert_eq!(
+        err_of(&c),
+        "own",
+        "descendants without an own outcome report it"
+    );
     assert!(a.cancelled());
     assert!(take(&log).is_empty(), "callbacks do not run again");
 }
@@ -290,7 +297,9 @@ fn callbacks_may_cancel_add_callbacks_create_children_and_drop_guards() {
             let l2 = l.clone();
             ctx.add_done_callback(move |how| l2.lock().unwrap().push(format!("nested {how}")));
             let child = ctx.child("made-in-callback");
-            l.lock().unwrap().push(format!("child done {}", child.done()));
+            l.lock()
+                .unwrap()
+                .push(format!("child done {}", child.done()));
             o.cancel();
             ctx.cancel(); // already has an own outcome: no-op
         },
@@ -375,7 +384,11 @@ fn a_dropped_child_unregisters_and_finishes_as_cancelled_running_its_callbacks_o
     );
     let grand = child.child("c").detach();
     drop(child);
-    assert_eq!(a.child_count(), 1, "a live grandchild keeps the child alive");
+    assert_eq!(
+        a.child_count(),
+        1,
+        "a live grandchild keeps the child alive"
+    );
     assert!(take(&log).is_empty());
     drop(grand);
     assert_eq!(a.child_count(), 0);
@@ -427,7 +440,10 @@ fn ptr_eq_tells_handles_of_one_context_apart() {
 fn debug_shows_the_chain_with_each_own_state() {
     let a = Ctx::beginning("a");
     let b = a.child("b");
-    assert_eq!(format!("{:?}", *b), "CTX[a-->b](PENDING(FUT{a})|PENDING(FUT{a-->b}))");
+    assert_eq!(
+        format!("{:?}", *b),
+        "CTX[a-->b](PENDING(FUT{a})|PENDING(FUT{a-->b}))"
+    );
     a.cancel();
     assert_eq!(
         format!("{b:?}"),
@@ -468,7 +484,10 @@ fn tree_lists_live_descendants_with_names_and_states() {
         "a finished context no longer lists children"
     );
     assert!(conn1.done());
-    assert_eq!(conn1.tree(), "app-->server-->conn-1 [done (through an ancestor)]\n");
+    assert_eq!(
+        conn1.tree(),
+        "app-->server-->conn-1 [done (through an ancestor)]\n"
+    );
 }
 
 // --- logging, runtime ---

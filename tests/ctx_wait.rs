@@ -23,7 +23,10 @@ impl hp::Logger for Capture {
     }
     fn exception(&self, ctx: &str, msg: &str, err: Option<&hp::Error>) {
         let e = err.map_or("-".to_owned(), |e| format!("{}:{e}", e.type_name()));
-        self.0.lock().unwrap().push(format!("exception {ctx}: {msg}: {e}"));
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("exception {ctx}: {msg}: {e}"));
     }
 }
 
@@ -150,7 +153,10 @@ async fn wait_for_first_takes_any_mix_and_returns_on_the_first() {
     });
     ctx.wait_for_first(&[&*child, &fut, &ev, &task]).await;
     assert_eq!(start.elapsed(), secs(2));
-    assert!(!fut.done() && !child.done(), "completion only, nothing consumed");
+    assert!(
+        !fut.done() && !child.done(),
+        "completion only, nothing consumed"
+    );
     hp::wait_for_all(&[&ev, &task]).await;
     assert_eq!(start.elapsed(), secs(5));
 }
@@ -248,7 +254,10 @@ async fn async_with_timeout_returns_the_timeout_error_after_dropping_plain_work(
         .name("slow")
         .await;
     assert!(out.unwrap_err().error().unwrap().same(&err));
-    assert!(dropped.load(SeqCst), "returned only after the work was dropped");
+    assert!(
+        dropped.load(SeqCst),
+        "returned only after the work was dropped"
+    );
     assert_eq!(start.elapsed(), secs(2));
 }
 
@@ -330,7 +339,10 @@ async fn async_with_timeout_logs_a_failure_only_when_not_silent() {
         .name("q")
         .await
         .map(|()| ());
-    assert!(log.lock().unwrap().is_empty(), "silent by default; Err value is a value");
+    assert!(
+        log.lock().unwrap().is_empty(),
+        "silent by default; Err value is a value"
+    );
     let _ = ctx
         .async_with_timeout(async { panic!("loud") })
         .name("l")
@@ -344,7 +356,9 @@ async fn async_with_timeout_logs_a_failure_only_when_not_silent() {
         .await;
     assert_eq!(
         *log.lock().unwrap(),
-        ["exception r-->async_with_timeout[l]: async_with_timeout work failed: Panicked:panicked: loud"]
+        [
+            "exception r-->async_with_timeout[l]: async_with_timeout work failed: Panicked:panicked: loud"
+        ]
     );
 }
 
@@ -358,7 +372,10 @@ async fn a_zero_timeout_cuts_pending_work_at_once() {
         .await;
     assert!(out.unwrap_err().is_cancelled());
     assert_eq!(start.elapsed(), Duration::ZERO);
-    let ready = ctx.async_with_timeout(async { 5 }).timeout(Duration::ZERO).await;
+    let ready = ctx
+        .async_with_timeout(async { 5 })
+        .timeout(Duration::ZERO)
+        .await;
     assert_eq!(ready.unwrap(), 5);
 }
 
@@ -440,7 +457,13 @@ async fn a_timeout_child_finishes_with_deadline_exceeded_at_the_exact_instant() 
     assert_eq!(start.elapsed(), secs(5));
     assert!(how.error().unwrap().is::<hp::DeadlineExceeded>());
     assert!(child.done() && !child.cancelled());
-    assert!(child.exception().unwrap().unwrap().is::<hp::DeadlineExceeded>());
+    assert!(
+        child
+            .exception()
+            .unwrap()
+            .unwrap()
+            .is::<hp::DeadlineExceeded>()
+    );
     assert_eq!(how.to_string(), "deadline exceeded");
     assert!(!root.done());
 }
@@ -450,7 +473,12 @@ async fn a_deadline_child_at_an_instant_and_one_already_passed() {
     let root = Ctx::beginning("r");
     let start = Instant::now();
     let past = root.child_with_deadline("past", start);
-    assert!(past.exception().unwrap().unwrap().is::<hp::DeadlineExceeded>());
+    assert!(
+        past.exception()
+            .unwrap()
+            .unwrap()
+            .is::<hp::DeadlineExceeded>()
+    );
     let at = root.child_with_deadline("at", start + Duration::from_millis(2500));
     at.wait().await;
     assert_eq!(start.elapsed(), Duration::from_millis(2500));

@@ -98,7 +98,13 @@ fn callbacks_run_once_in_registration_order_with_the_outcome() {
     f.set_result(5);
     assert_eq!(
         *log.lock().unwrap(),
-        ["0:Some(4)", "1:Some(4)", "2:Some(4)", "3:Some(4)", "4:Some(4)"]
+        [
+            "0:Some(4)",
+            "1:Some(4)",
+            "2:Some(4)",
+            "3:Some(4)",
+            "4:Some(4)"
+        ]
     );
 }
 
@@ -245,7 +251,10 @@ fn dropping_an_await_leaves_no_callback_behind() {
     let mut cx = std::task::Context::from_waker(&waker);
     let mut awaiting = Box::pin(f.clone().into_future());
     assert!(awaiting.as_mut().poll(&mut cx).is_pending());
-    assert!(Arc::strong_count(&w) > 2, "the registration holds the waker");
+    assert!(
+        Arc::strong_count(&w) > 2,
+        "the registration holds the waker"
+    );
     drop(awaiting);
     assert_eq!(Arc::strong_count(&w), 2, "registration removed on drop");
     drop(waker);
@@ -261,7 +270,11 @@ async fn awaiting_wakes_exactly_once_on_completion() {
     assert!(!w.is_woken());
     f.cancel();
     assert!(w.is_woken());
-    assert!(tokio_test::assert_ready!(w.poll()).unwrap_err().is_cancelled());
+    assert!(
+        tokio_test::assert_ready!(w.poll())
+            .unwrap_err()
+            .is_cancelled()
+    );
 }
 
 #[test]
@@ -333,7 +346,10 @@ fn fut_to_string_of_an_unnamed_future_shows_none_and_never_the_value() {
 fn fut_to_string_shows_a_message_error_with_its_type() {
     let f = hp::Fut::<u8>::named("m");
     f.set_exception(hp::Error::msg("nope"));
-    assert_eq!(hp::fut_to_string(&f, true), "<Future#m(exception:Message:nope)>");
+    assert_eq!(
+        hp::fut_to_string(&f, true),
+        "<Future#m(exception:Message:nope)>"
+    );
 }
 
 #[test]

@@ -74,7 +74,10 @@ async fn cancel_drops_the_future_before_the_task_is_done() {
     assert!(!dropped.load(SeqCst));
     assert!(t.cancel());
     t.wait().await;
-    assert!(dropped.load(SeqCst), "awaiting after cancel sees the drop already done");
+    assert!(
+        dropped.load(SeqCst),
+        "awaiting after cancel sees the drop already done"
+    );
     assert!(t.cancelled());
     assert!(!t.cancel());
     assert!(matches!(t.exception(), Err(hp::StatusError::Cancelled)));
