@@ -149,6 +149,22 @@ impl Node {
             if self.own.set(failure.clone()).is_err() {
                 return false;
             }
+            if g.children.as_deref().is_none_or(Slab::is_empty) {
+                // A leaf (the common case: a guard dropped): no descendants to visit,
+                // so skip the batch and its allocations.
+                if self.state.load(Acquire) == DONE {
+                    return true;
+                }
+                // Release: pairs with the Acquire in `done`.
+                self.state.store(DONE, Release);
+                g.children = None;
+                let callbacks = std::mem::take(&mut g.callbacks);
+                drop(g);
+                if callbacks.len() > 0 {
+                    run_done(vec![(self.clone(), callbacks)], &failure);
+                }
+                return true;
+            }
             match Self::take_for_done(self, &mut g) {
                 Some(t) => t,
                 // Already done through an ancestor: the own outcome changes what this
