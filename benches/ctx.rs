@@ -77,31 +77,55 @@ fn create_drop(r: &Report) {
             drop(black_box(root.child("c")));
         }
     });
-    r.row("ctx.child_create_drop", "machinery", "guard (cancels on drop)", ns, "ns/op");
+    r.row(
+        "ctx.child_create_drop",
+        "machinery",
+        "guard (cancels on drop)",
+        ns,
+        "ns/op",
+    );
     let ns = best_ns(3, N, |n| {
         for _ in 0..n {
             drop(black_box(root.child("c").detach()));
         }
     });
-    r.row("ctx.child_create_drop", "machinery", "detached handle", ns, "ns/op");
+    r.row(
+        "ctx.child_create_drop",
+        "machinery",
+        "detached handle",
+        ns,
+        "ns/op",
+    );
     let tok = CancellationToken::new();
     let ns = best_ns(3, N, |n| {
         for _ in 0..n {
             drop(black_box(tok.child_token()));
         }
     });
-    r.row("ctx.child_create_drop", "tokio-util", "child_token", ns, "ns/op");
+    r.row(
+        "ctx.child_create_drop",
+        "tokio-util",
+        "child_token",
+        ns,
+        "ns/op",
+    );
     let ns = best_ns(3, N, |n| {
         for _ in 0..n {
             drop(black_box(tok.child_token().drop_guard()));
         }
     });
-    r.row("ctx.child_create_drop", "tokio-util", "drop_guard (cancels on drop)", ns, "ns/op");
+    r.row(
+        "ctx.child_create_drop",
+        "tokio-util",
+        "drop_guard (cancels on drop)",
+        ns,
+        "ns/op",
+    );
 }
 
 fn fanout(r: &Report) {
     const N: usize = 100_000;
-    let ns = best_ns(3, N, |n| {
+    best_ns(3, N, |n| {
         let root = Ctx::beginning("root");
         let kids: Vec<CtxGuard> = (0..n).map(|_| root.child("c")).collect();
         let t = Instant::now();
@@ -112,8 +136,13 @@ fn fanout(r: &Report) {
         // best_ns times the whole closure; report only the cancel part via a side channel.
         FANOUT.with(|c| c.set(spent.as_nanos() as f64 / n as f64));
     });
-    let _ = ns;
-    r.row("ctx.cancel_fanout", "machinery", "100k children", FANOUT.with(|c| c.get()), "ns/child");
+    r.row(
+        "ctx.cancel_fanout",
+        "machinery",
+        "100k children",
+        FANOUT.with(|c| c.get()),
+        "ns/child",
+    );
     let mut best = f64::INFINITY;
     for _ in 0..3 {
         let root = CancellationToken::new();
@@ -123,7 +152,13 @@ fn fanout(r: &Report) {
         assert!(kids.iter().all(|k| black_box(k.is_cancelled())));
         best = best.min(t.elapsed().as_nanos() as f64 / N as f64);
     }
-    r.row("ctx.cancel_fanout", "tokio-util", "100k children", best, "ns/child");
+    r.row(
+        "ctx.cancel_fanout",
+        "tokio-util",
+        "100k children",
+        best,
+        "ns/child",
+    );
     // Depth 1 000 chain.
     let mut best = f64::INFINITY;
     for _ in 0..3 {
@@ -138,7 +173,13 @@ fn fanout(r: &Report) {
         assert!(chain.last().unwrap().done());
         best = best.min(t.elapsed().as_nanos() as f64 / 1_000.0);
     }
-    r.row("ctx.cancel_fanout", "machinery", "chain depth 1000", best, "ns/level");
+    r.row(
+        "ctx.cancel_fanout",
+        "machinery",
+        "chain depth 1000",
+        best,
+        "ns/level",
+    );
     let mut best = f64::INFINITY;
     for _ in 0..3 {
         let root = CancellationToken::new();
@@ -152,7 +193,13 @@ fn fanout(r: &Report) {
         assert!(chain.last().unwrap().is_cancelled());
         best = best.min(t.elapsed().as_nanos() as f64 / 1_000.0);
     }
-    r.row("ctx.cancel_fanout", "tokio-util", "chain depth 1000", best, "ns/level");
+    r.row(
+        "ctx.cancel_fanout",
+        "tokio-util",
+        "chain depth 1000",
+        best,
+        "ns/level",
+    );
 }
 
 thread_local! {
@@ -174,7 +221,13 @@ fn is_cancelled(r: &Report) {
                 black_box(black_box(&leaf).done());
             }
         });
-        r.row("ctx.is_cancelled", "machinery", &format!("done() depth {depth}"), ns, "ns");
+        r.row(
+            "ctx.is_cancelled",
+            "machinery",
+            &format!("done() depth {depth}"),
+            ns,
+            "ns",
+        );
         let tok = CancellationToken::new();
         let mut chain = vec![tok.child_token()];
         for _ in 1..depth {
@@ -187,7 +240,13 @@ fn is_cancelled(r: &Report) {
                 black_box(black_box(&leaf).is_cancelled());
             }
         });
-        r.row("ctx.is_cancelled", "tokio-util", &format!("is_cancelled() depth {depth}"), ns, "ns");
+        r.row(
+            "ctx.is_cancelled",
+            "tokio-util",
+            &format!("is_cancelled() depth {depth}"),
+            ns,
+            "ns",
+        );
     }
     // Two threads checking one context.
     let root = Ctx::beginning("root");
@@ -204,9 +263,17 @@ fn is_cancelled(r: &Report) {
                 })
             })
             .collect();
-        hs.into_iter().map(|h| h.join().unwrap()).fold(0.0, f64::max)
+        hs.into_iter()
+            .map(|h| h.join().unwrap())
+            .fold(0.0, f64::max)
     });
-    r.row("ctx.is_cancelled", "machinery", "done() 2 threads, one ctx", ns, "ns");
+    r.row(
+        "ctx.is_cancelled",
+        "machinery",
+        "done() 2 threads, one ctx",
+        ns,
+        "ns",
+    );
     let tok = CancellationToken::new().child_token();
     let ns = std::thread::scope(|s| {
         let hs: Vec<_> = (0..2)
@@ -220,9 +287,17 @@ fn is_cancelled(r: &Report) {
                 })
             })
             .collect();
-        hs.into_iter().map(|h| h.join().unwrap()).fold(0.0, f64::max)
+        hs.into_iter()
+            .map(|h| h.join().unwrap())
+            .fold(0.0, f64::max)
     });
-    r.row("ctx.is_cancelled", "tokio-util", "is_cancelled() 2 threads, one token", ns, "ns");
+    r.row(
+        "ctx.is_cancelled",
+        "tokio-util",
+        "is_cancelled() 2 threads, one token",
+        ns,
+        "ns",
+    );
 }
 
 /// Creates `n` live children with `make`, three rounds; best ns/child and bytes/child.
@@ -246,19 +321,46 @@ fn memory(r: &Report) {
     let root = Ctx::beginning("root");
     let tok = CancellationToken::new();
     // Warm the heap once so that neither side pays first-touch page faults.
-    drop(live(N, || root.child("c")));
+    let _warm = live(N, || root.child("c"));
     let (ns, bytes) = live(N, || root.child("c"));
-    r.row("ctx.child_create", "machinery", "100k live children", ns, "ns/child");
-    r.row("ctx.child_create", "machinery", "100k live children", bytes, "B/child");
+    r.row(
+        "ctx.child_create",
+        "machinery",
+        "100k live children",
+        ns,
+        "ns/child",
+    );
+    r.row(
+        "ctx.child_create",
+        "machinery",
+        "100k live children",
+        bytes,
+        "B/child",
+    );
     let (ns, bytes) = live(N, || tok.child_token());
-    r.row("ctx.child_create", "tokio-util", "100k live children", ns, "ns/child");
-    r.row("ctx.child_create", "tokio-util", "100k live children", bytes, "B/child");
+    r.row(
+        "ctx.child_create",
+        "tokio-util",
+        "100k live children",
+        ns,
+        "ns/child",
+    );
+    r.row(
+        "ctx.child_create",
+        "tokio-util",
+        "100k live children",
+        bytes,
+        "B/child",
+    );
 }
 
 fn churn(r: &Report) {
     const N: usize = 10_000_000;
     let root = Ctx::beginning("root");
-    for (variant, with_cb) in [("10M create+drop", false), ("10M create+callback+drop", true)] {
+    for (variant, with_cb) in [
+        ("10M create+drop", false),
+        ("10M create+callback+drop", true),
+    ] {
         let (rss0, heap0) = (rss_kib(), live_bytes());
         let t = Instant::now();
         for _ in 0..N {
@@ -272,8 +374,20 @@ fn churn(r: &Report) {
         let ns = t.elapsed().as_nanos() as f64 / N as f64;
         let (rss1, heap1) = (rss_kib(), live_bytes());
         r.row("ctx.churn", "machinery", variant, ns, "ns/op");
-        r.row("ctx.churn", "machinery", variant, (rss1 as f64 - rss0 as f64) / 1024.0, "MiB RSS growth");
-        r.row("ctx.churn", "machinery", variant, (heap1 - heap0) as f64, "B heap growth");
+        r.row(
+            "ctx.churn",
+            "machinery",
+            variant,
+            (rss1 as f64 - rss0 as f64) / 1024.0,
+            "MiB RSS growth",
+        );
+        r.row(
+            "ctx.churn",
+            "machinery",
+            variant,
+            (heap1 - heap0) as f64,
+            "B heap growth",
+        );
     }
     let tok = CancellationToken::new();
     let (rss0, heap0) = (rss_kib(), live_bytes());
@@ -284,8 +398,20 @@ fn churn(r: &Report) {
     let ns = t.elapsed().as_nanos() as f64 / N as f64;
     let (rss1, heap1) = (rss_kib(), live_bytes());
     r.row("ctx.churn", "tokio-util", "10M create+drop", ns, "ns/op");
-    r.row("ctx.churn", "tokio-util", "10M create+drop", (rss1 as f64 - rss0 as f64) / 1024.0, "MiB RSS growth");
-    r.row("ctx.churn", "tokio-util", "10M create+drop", (heap1 - heap0) as f64, "B heap growth");
+    r.row(
+        "ctx.churn",
+        "tokio-util",
+        "10M create+drop",
+        (rss1 as f64 - rss0 as f64) / 1024.0,
+        "MiB RSS growth",
+    );
+    r.row(
+        "ctx.churn",
+        "tokio-util",
+        "10M create+drop",
+        (heap1 - heap0) as f64,
+        "B heap growth",
+    );
 }
 
 fn main() {
