@@ -25,7 +25,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
@@ -34,12 +34,23 @@ use super::protocols::{CallbackHandle, WaitByCallback};
 
 /// Resolves when `W` is done. What every `wait()` of the crate returns under a name.
 ///
+/// Once its callback has run it stays resolved, even if the target stops being "done"
+/// afterwards (an [`Event`](super::Event) set and cleared before the waiter runs again),
+/// as asyncio's `Event.wait` does.
+///
 /// # Cancel safety
 /// Cancel safe: dropping it removes its callback and consumes nothing.
 #[must_use = "futures do nothing unless polled"]
 pub struct WaitDone<W: WaitByCallback> {
     target: W,
-    registered: Option<(CallbackHandle, Arc<AtomicWaker>)>,
+    registered: Option<(CallbackHandle, Arc<Wake>)>,
+}
+
+/// What the registered callback shares with the waiter.
+#[derive(Default)]
+struct Wake {
+    fired: AtomicBool,
+    waker: AtomicWaker,
 }
 
 impl<W: WaitByCallback> std::fmt::Debug for WaitDone<W> {
@@ -64,10 +75,15 @@ impl<W: WaitByCallback> WaitDone<W> {
         &self.target
     }
 
-    fn unregister(&mut self) {
-        if let Some((handle, _)) = self.registered.take() {
-            self.target.remove_done_callback(handle);
+    /// Whether the target is done, or our callback already ran (it removed itself).
+    fn finished(&mut self) -> bool {
+        // Acquire: pairs with the Release store in the callback.
+        let fired = matches!(&self.registered, Some((_, w)) if w.fired.load(Ordering::Acquire));
+        if fired || self.target.done() {
+            self.registered = None; // the callback ran (or runs now) and removed itself
+            return true;
         }
+        false
     }
 }
 
@@ -77,24 +93,26 @@ impl<W: WaitByCallback> Future for WaitDone<W> {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.target.done() {
-            self.registered = None; // the callback ran (or runs now) and removed itself
+        if self.finished() {
             return Poll::Ready(());
         }
         match &self.registered {
-            Some((_, waker)) => waker.register(cx.waker()),
+            Some((_, wake)) => wake.waker.register(cx.waker()),
             None => {
-                let waker = Arc::new(AtomicWaker::new());
-                waker.register(cx.waker());
-                let w = waker.clone();
-                let handle = self.target.add_done_callback(Box::new(move || w.wake()));
-                self.registered = Some((handle, waker));
+                let wake = Arc::new(Wake::default());
+                wake.waker.register(cx.waker());
+                let w = wake.clone();
+                let handle = self.target.add_done_callback(Box::new(move || {
+                    // Release: pairs with the Acquire load in `finished`.
+                    w.fired.store(true, Ordering::Release);
+                    w.waker.wake();
+                }));
+                self.registered = Some((handle, wake));
             }
         }
         // Register, then check: a completion between the first check and the
         // registration ran our callback already, or is seen here.
-        if self.target.done() {
-            self.registered = None;
+        if self.finished() {
             return Poll::Ready(());
         }
         Poll::Pending
@@ -103,8 +121,10 @@ impl<W: WaitByCallback> Future for WaitDone<W> {
 
 impl<W: WaitByCallback> Drop for WaitDone<W> {
     fn drop(&mut self) {
-        if !self.target.done() {
-            self.unregister();
+        if let Some((handle, wake)) = self.registered.take() {
+            if !wake.fired.load(Ordering::Acquire) {
+                self.target.remove_done_callback(handle);
+            }
         }
     }
 }

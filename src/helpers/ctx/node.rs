@@ -149,6 +149,22 @@ impl Node {
             if self.own.set(failure.clone()).is_err() {
                 return false;
             }
+            if g.children.as_deref().is_none_or(Slab::is_empty) {
+                // A leaf (the common case: a guard dropped): no descendants to visit,
+                // so skip the batch and its allocations.
+                if self.state.load(Acquire) == DONE {
+                    return true;
+                }
+                // Release: pairs with the Acquire in `done`.
+                self.state.store(DONE, Release);
+                g.children = None;
+                let callbacks = std::mem::take(&mut g.callbacks);
+                drop(g);
+                if callbacks.len() > 0 {
+                    run_done(vec![(self.clone(), callbacks)], &failure);
+                }
+                return true;
+            }
             match Self::take_for_done(self, &mut g) {
                 Some(t) => t,
                 // Already done through an ancestor: the own outcome changes what this
@@ -259,8 +275,10 @@ fn run_done(batch: Vec<(Arc<Node>, CallbackList<CtxCallback>)>, failure: &Failur
     }
 }
 
-impl Drop for Node {
-    fn drop(&mut self) {
+impl Node {
+    /// What dropping a node does: unregister from the parent and, unless already done,
+    /// finish as cancelled. Idempotent, so `Drop` may run after an explicit call.
+    fn release(&mut self) {
         if let Some(parent) = &self.parent {
             if self.slot != UNREGISTERED {
                 let mut g = lock(&parent.inner);
@@ -270,6 +288,7 @@ impl Drop for Node {
                         g.children = None;
                     }
                 }
+                self.slot = UNREGISTERED;
             }
         }
         if self.state.load(Acquire) == DONE {
@@ -295,6 +314,26 @@ impl Drop for Node {
         let ctx = Ctx::from_node(stand_in);
         for cb in callbacks.take() {
             run_caught("context done callback", || cb(&ctx, &Failure::Cancelled));
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.release();
+        // Free the ancestors this node was the last holder of one by one, instead of
+        // letting each `Arc<Node>` drop recurse into its parent: a chain 10 000 deep
+        // would overflow the stack.
+        let mut next = self.parent.take();
+        while let Some(parent) = next {
+            next = match Arc::try_unwrap(parent) {
+                Ok(mut node) => {
+                    node.release();
+                    node.parent.take()
+                    // `node` drops here with no parent: its `Drop` does nothing more.
+                }
+                Err(_) => None,
+            };
         }
     }
 }
