@@ -1,0 +1,156 @@
+//! Loom model checks of the context tree's concurrent core.
+//!
+//! Run: `RUSTFLAGS="--cfg machinery_loom" cargo test --release --test loom_ctx`
+//! (LOOM_MAX_PREEMPTIONS bounds the search; `.ci/run` uses 3).
+//! Each model explores every interleaving of the threads at the crate's mutexes and
+//! state atomics and asserts what must hold in all of them.
+#![cfg(machinery_loom)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+use loom::thread;
+use machinery::helpers as hp;
+
+fn counter() -> Arc<AtomicUsize> {
+    Arc::new(AtomicUsize::new(0))
+}
+
+fn count_on(ctx: &hp::Ctx, runs: &Arc<AtomicUsize>) -> hp::CallbackHandle {
+    let runs = runs.clone();
+    ctx.add_done_callback(move |_| {
+        runs.fetch_add(1, SeqCst);
+    })
+}
+
+#[test]
+fn loom_cancel_races_child_creation() {
+    // Race: the parent is cancelled while a child is being created. Either way the child
+    // ends done, and its callback runs exactly once.
+    loom::model(|| {
+        let root = hp::Ctx::beginning("r");
+        let runs = counter();
+        let r2 = root.clone();
+        let runs2 = runs.clone();
+        let t = thread::spawn(move || {
+            let child = r2.child("c").detach();
+            count_on(&child, &runs2);
+            child
+        });
+        root.cancel();
+        let child = t.join().unwrap();
+        assert!(child.done());
+        assert!(child.cancelled());
+        assert_eq!(runs.load(SeqCst), 1);
+    });
+}
+
+#[test]
+fn loom_callback_registration_races_completion() {
+    // Race: a callback is added while another thread cancels. It runs exactly once.
+    loom::model(|| {
+        let ctx = hp::Ctx::beginning("r");
+        let runs = counter();
+        let c2 = ctx.clone();
+        let t = thread::spawn(move || {
+            c2.cancel();
+        });
+        count_on(&ctx, &runs);
+        t.join().unwrap();
+        assert_eq!(runs.load(SeqCst), 1);
+    });
+}
+
+#[test]
+fn loom_parent_and_child_cancelled_concurrently() {
+    // Race: parent and child cancelled from two threads. The child's callbacks run once,
+    // and the grandchild's once.
+    loom::model(|| {
+        let root = hp::Ctx::beginning("r");
+        let child = root.child("c").detach();
+        let grandchild = child.child("g").detach();
+        let (runs_c, runs_g) = (counter(), counter());
+        count_on(&child, &runs_c);
+        count_on(&grandchild, &runs_g);
+        let c2 = child.clone();
+        let t = thread::spawn(move || {
+            c2.cancel();
+        });
+        root.cancel();
+        t.join().unwrap();
+        assert!(grandchild.done());
+        assert_eq!(runs_c.load(SeqCst), 1);
+        assert_eq!(runs_g.load(SeqCst), 1);
+    });
+}
+
+#[test]
+fn loom_last_handle_drop_races_parent_cancel() {
+    // Race: the child's last handle is dropped while the parent is cancelled. Its callback
+    // runs exactly once and the parent ends with no registered children.
+    loom::model(|| {
+        let root = hp::Ctx::beginning("r");
+        let child = root.child("c").detach();
+        let runs = counter();
+        count_on(&child, &runs);
+        let t = thread::spawn(move || drop(child));
+        root.cancel();
+        t.join().unwrap();
+        assert_eq!(runs.load(SeqCst), 1);
+        assert_eq!(root.child_count(), 0);
+    });
+}
+
+#[test]
+fn loom_remove_races_completion() {
+    // Race: a callback is removed while the context finishes. Exactly one of "removed"
+    // and "ran" happens.
+    loom::model(|| {
+        let ctx = hp::Ctx::beginning("r");
+        let runs = counter();
+        let handle = count_on(&ctx, &runs);
+        let c2 = ctx.clone();
+        let t = thread::spawn(move || {
+            c2.cancel();
+        });
+        let removed = ctx.remove_done_callback(handle);
+        t.join().unwrap();
+        assert_eq!(removed + runs.load(SeqCst), 1);
+    });
+}
+
+#[test]
+fn loom_set_exception_races_cancel() {
+    // Race: cancel and set_exception on one context. Exactly one wins, the other returns
+    // false, and callbacks see the winner.
+    loom::model(|| {
+        let ctx = hp::Ctx::beginning("r");
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let s = seen.clone();
+        ctx.add_done_callback(move |how| s.lock().unwrap().push(how.is_cancelled()));
+        let c2 = ctx.clone();
+        let t = thread::spawn(move || c2.set_exception(hp::Error::msg("boom")));
+        let cancelled = ctx.cancel();
+        let errored = t.join().unwrap();
+        assert!(cancelled ^ errored);
+        assert_eq!(*seen.lock().unwrap(), [cancelled]);
+        assert_eq!(ctx.cancelled(), cancelled);
+    });
+}
+
+#[test]
+fn loom_future_set_races_callback_registration() {
+    // Race: a settable future is completed while a callback is added. It runs once.
+    loom::model(|| {
+        let fut = hp::Fut::<u8>::new();
+        let runs = counter();
+        let f2 = fut.clone();
+        let t = thread::spawn(move || f2.set_result(1));
+        let r = runs.clone();
+        fut.add_done_callback(move |_| {
+            r.fetch_add(1, SeqCst);
+        });
+        assert!(t.join().unwrap());
+        assert_eq!(runs.load(SeqCst), 1);
+    });
+}
