@@ -6,13 +6,13 @@
 #[cfg(loom)]
 #[allow(unused_imports)]
 pub(crate) use loom::sync::{
-    Arc, Mutex, MutexGuard, Weak,
+    Arc, Condvar, Mutex, MutexGuard, Weak,
     atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize},
 };
 #[cfg(not(loom))]
 #[allow(unused_imports)]
 pub(crate) use std::sync::{
-    Arc, Mutex, MutexGuard, Weak,
+    Arc, Condvar, Mutex, MutexGuard, Weak,
     atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize},
 };
 
