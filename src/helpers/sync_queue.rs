@@ -51,7 +51,7 @@ use std::time::Duration;
 
 use super::protocols::CallbackHandle;
 use super::{Ctx, CtxGuard};
-use crate::sync::{Arc, AtomicUsize, Condvar, Mutex, MutexGuard, lock};
+use crate::sync::{Arc, AtomicBool, AtomicUsize, Condvar, Mutex, MutexGuard, lock};
 
 /// Starts building a sync queue bound to `ctx` (the seed's `hp.sync_queue(ctx=...)`).
 pub fn sync_queue<T>(ctx: &Ctx) -> SyncQueueOptions<T> {
@@ -116,9 +116,11 @@ impl<T: Send + 'static> SyncQueueOptions<T> {
             state: Mutex::new(State {
                 deque: VecDeque::new(),
                 sleepers: 0,
+                batcher: false,
             }),
             cond: Condvar::new(),
-            in_batches: AtomicUsize::new(0),
+            batch_len: AtomicUsize::new(0),
+            ready: AtomicBool::new(false),
         });
         let weak = Arc::downgrade(&core);
         let ctx_cb = guard.ctx().add_done_callback(move |_| {
@@ -143,14 +145,31 @@ struct State<T> {
     deque: VecDeque<T>,
     /// Consumers blocked on `cond`.
     sleepers: usize,
+    /// One iteration at a time may take whole batches (the others take one item per
+    /// lock); this says whether one does.
+    batcher: bool,
 }
 
 /// What producers and consumers touch.
 struct Core<T> {
     state: Mutex<State<T>>,
     cond: Condvar,
-    /// Items held in live iterators' batches (moved under the lock, consumed outside it).
-    in_batches: AtomicUsize,
+    /// Items in the batching iteration's batch: set under the lock when items move in or
+    /// out of it, lowered (a plain store) by that iteration as it yields them.
+    batch_len: AtomicUsize,
+    /// Set by the append that makes the queue non-empty, cleared when a consumer empties
+    /// it: what a consumer spins on briefly before it sleeps.
+    ready: AtomicBool,
+}
+
+/// What a consumer's visit to the shared deque gave.
+enum Refill<T> {
+    /// Its batch was filled.
+    Batch,
+    /// Another iteration batches: one item, taken under the lock.
+    One(T),
+    /// Nothing queued and the context is done.
+    End,
 }
 
 /// The queue's context and settings; its done callback holds only a `Weak<Core>`.
@@ -193,6 +212,10 @@ impl<T: Send + 'static> SyncQueue<T> {
     pub fn append(&self, item: T) {
         let wake = {
             let mut st = lock(&self.core.state);
+            if st.deque.is_empty() {
+                // Relaxed: a hint for spinning consumers; they re-check under the lock.
+                self.core.ready.store(true, Relaxed);
+            }
             st.deque.push_back(item);
             st.sleepers > 0
         };
@@ -205,7 +228,7 @@ impl<T: Send + 'static> SyncQueue<T> {
     pub fn len(&self) -> usize {
         let st = lock(&self.core.state);
         // Relaxed: a snapshot; moves into and out of batches happen under this lock.
-        st.deque.len() + self.core.in_batches.load(Relaxed)
+        st.deque.len() + self.core.batch_len.load(Relaxed)
     }
 
     /// Whether no item is queued.
@@ -224,6 +247,7 @@ impl<T: Send + 'static> SyncQueue<T> {
         SyncQueueIter {
             queue: self,
             batch: VecDeque::new(),
+            owns: false,
             ended: false,
         }
     }
@@ -237,20 +261,54 @@ impl<T: Send + 'static> SyncQueue<T> {
         self.owner.ctx.done()
     }
 
-    /// Blocks until items are queued (moving them all into `batch`) or the context is
-    /// done with nothing queued; false = the iteration ends.
-    fn refill(&self, batch: &mut VecDeque<T>) -> bool {
+    /// Blocks until items are queued or the context is done with nothing queued. The
+    /// batching iteration (`owns`, or the first to claim it) takes every queued item.
+    fn refill(&self, batch: &mut VecDeque<T>, owns: &mut bool) -> Refill<T> {
         let mut st = lock(&self.core.state);
+        let mut spun = false;
         loop {
+            if self.done() && !self.owner.empty_on_finished {
+                return Refill::End; // checked under the lock: nothing is taken after it
+            }
             if !st.deque.is_empty() {
-                std::mem::swap(&mut st.deque, batch);
-                self.core.in_batches.fetch_add(batch.len(), Relaxed);
-                return true;
+                if *owns || !st.batcher {
+                    (st.batcher, *owns) = (true, true);
+                    std::mem::swap(&mut st.deque, batch);
+                    self.core.batch_len.store(batch.len(), Relaxed);
+                    self.core.ready.store(false, Relaxed);
+                    return Refill::Batch;
+                }
+                let item = st.deque.pop_front().expect("checked non-empty");
+                self.core.ready.store(!st.deque.is_empty(), Relaxed);
+                return Refill::One(item);
             }
             if self.done() {
-                return false;
+                return Refill::End;
             }
-            st = self.sleep(st);
+            if spun {
+                st = self.sleep(st);
+            } else {
+                drop(st);
+                self.spin_briefly();
+                spun = true;
+                st = lock(&self.core.state);
+            }
+        }
+    }
+
+    /// Waits a little for an append before sleeping: a producer then need not make a
+    /// system call to wake us (what std's mpsc and crossbeam do too).
+    fn spin_briefly(&self) {
+        for step in 0..10u32 {
+            // Relaxed: only a hint; the caller re-checks under the lock.
+            if self.core.ready.load(Relaxed) || self.done() {
+                return;
+            }
+            if step < 6 {
+                (0..1u32 << step).for_each(|_| std::hint::spin_loop());
+            } else {
+                std::thread::yield_now();
+            }
         }
     }
 
@@ -268,15 +326,19 @@ impl<T: Send + 'static> SyncQueue<T> {
         st
     }
 
-    /// Puts a stopped iteration's batch back in front, in order.
-    fn give_back(&self, batch: &mut VecDeque<T>) {
-        if batch.is_empty() {
+    /// Puts a stopped iteration's batch back in front, in order, and gives up batching.
+    fn give_back(&self, batch: &mut VecDeque<T>, owns: &mut bool) {
+        if !*owns {
             return;
         }
         let mut st = lock(&self.core.state);
-        self.core.in_batches.fetch_sub(batch.len(), Relaxed);
         while let Some(v) = batch.pop_back() {
             st.deque.push_front(v);
+        }
+        self.core.batch_len.store(0, Relaxed);
+        (st.batcher, *owns) = (false, false);
+        if !st.deque.is_empty() {
+            self.core.ready.store(true, Relaxed);
         }
     }
 }
@@ -298,6 +360,8 @@ impl<T> fmt::Debug for SyncQueue<T> {
 pub struct SyncQueueIter<'a, T: Send + 'static> {
     queue: &'a SyncQueue<T>,
     batch: VecDeque<T>,
+    /// This iteration is the one that takes whole batches.
+    owns: bool,
     ended: bool,
 }
 
@@ -312,22 +376,25 @@ impl<T: Send + 'static> Iterator for SyncQueueIter<'_, T> {
                 break;
             }
             if let Some(v) = self.batch.pop_front() {
-                self.queue.core.in_batches.fetch_sub(1, Relaxed);
+                // Relaxed: a snapshot for `len()`; only this iteration writes it now.
+                self.queue.core.batch_len.store(self.batch.len(), Relaxed);
                 return Some(v);
             }
-            if !self.queue.refill(&mut self.batch) {
-                break;
+            match self.queue.refill(&mut self.batch, &mut self.owns) {
+                Refill::Batch => {}
+                Refill::One(v) => return Some(v),
+                Refill::End => break,
             }
         }
         self.ended = true;
-        self.queue.give_back(&mut self.batch);
+        self.queue.give_back(&mut self.batch, &mut self.owns);
         None
     }
 }
 
 impl<T: Send + 'static> Drop for SyncQueueIter<'_, T> {
     fn drop(&mut self) {
-        self.queue.give_back(&mut self.batch);
+        self.queue.give_back(&mut self.batch, &mut self.owns);
     }
 }
 

@@ -250,11 +250,10 @@ impl<T: Send + 'static> Queue<T> {
 
     /// Takes the next entry in logical order without waiting.
     fn take(&mut self) -> Option<Entry<T>> {
-        if self.shared.has_ahead() {
-            self.merge_ahead();
-        }
         if self.batch.is_empty() {
-            self.refill();
+            self.refill(); // takes priority entries too, already in order
+        } else if self.shared.has_ahead() {
+            self.merge_ahead();
         }
         let entry = self.batch.pop_front()?;
         // Relaxed: `len()` reads a snapshot; only this consumer writes it.
