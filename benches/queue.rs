@@ -6,6 +6,7 @@
 //!   consumer takes them, current-thread and multi-thread (2 workers) runtimes;
 //!   `hp::queue` beside tokio `mpsc::unbounded_channel`, `flume::unbounded` and
 //!   `async_channel::unbounded`.
+//! - chan.burst: N items queued first, then drained (current-thread), same four.
 //! - queue.priority / queue.instruction: N priority appends, or N instructions, then a
 //!   drain (no peer has them).
 //! - chan.1p1c sync: one producer thread, one consumer thread; `hp::sync_queue` beside
@@ -115,6 +116,49 @@ async fn async_channel_1p1c(n: u64) {
     assert_eq!(sum, n * (n - 1) / 2);
 }
 
+/// Burst: N items already queued, then one consumer drains them.
+async fn machinery_burst(n: u64) {
+    let ctx = hp::Ctx::beginning("bench");
+    let mut q = hp::queue::<u64>(&ctx).build();
+    (0..n).for_each(|i| q.append(i, false));
+    let mut all = q.get_all();
+    let mut sum = 0;
+    for _ in 0..n {
+        sum += all.next().await.unwrap();
+    }
+    assert_eq!(sum, n * (n - 1) / 2);
+}
+
+async fn tokio_burst(n: u64) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    (0..n).for_each(|i| tx.send(i).unwrap());
+    let mut sum = 0;
+    for _ in 0..n {
+        sum += rx.recv().await.unwrap();
+    }
+    assert_eq!(sum, n * (n - 1) / 2);
+}
+
+async fn flume_burst(n: u64) {
+    let (tx, rx) = flume::unbounded();
+    (0..n).for_each(|i| tx.send(i).unwrap());
+    let mut sum = 0;
+    for _ in 0..n {
+        sum += rx.recv_async().await.unwrap();
+    }
+    assert_eq!(sum, n * (n - 1) / 2);
+}
+
+async fn async_channel_burst(n: u64) {
+    let (tx, rx) = async_channel::unbounded();
+    (0..n).for_each(|i| tx.try_send(i).unwrap());
+    let mut sum = 0;
+    for _ in 0..n {
+        sum += rx.recv().await.unwrap();
+    }
+    assert_eq!(sum, n * (n - 1) / 2);
+}
+
 async fn machinery_priority(n: u64) {
     let ctx = hp::Ctx::beginning("bench");
     let mut q = hp::queue::<u64>(&ctx).build();
@@ -208,6 +252,16 @@ fn main() {
         rows.push((w, "async-channel", variant, ac));
     }
     let ct = "current_thread";
+    let w = "chan.burst";
+    rows.push((w, "machinery", ct, on_rt(false, n, || machinery_burst(n))));
+    rows.push((w, "tokio", ct, on_rt(false, n, || tokio_burst(n))));
+    rows.push((w, "flume", ct, on_rt(false, n, || flume_burst(n))));
+    rows.push((
+        w,
+        "async-channel",
+        ct,
+        on_rt(false, n, || async_channel_burst(n)),
+    ));
     let prio = on_rt(false, n, || machinery_priority(n));
     rows.push(("queue.priority", "machinery", ct, prio));
     let instr = on_rt(false, n, || machinery_instruction(n));
