@@ -9,7 +9,7 @@
 //! - chan.burst: N items queued first, then drained (current-thread), same four.
 //! - queue.priority / queue.instruction: N priority appends, or N instructions, then a
 //!   drain (no peer has them).
-//! - chan.1p1c sync: one producer thread, one consumer thread; `hp::sync_queue` beside
+//! - chan.1p1c.sync: one producer thread, one consumer thread; `hp::sync_queue` beside
 //!   `std::sync::mpsc` and `crossbeam_channel::unbounded`.
 //!
 //! Each figure is the best of 3 runs, in ns per item; it prints a table and, for
@@ -232,54 +232,114 @@ fn crossbeam_sync(n: u64) -> Duration {
     )
 }
 
-fn main() {
-    let n: u64 = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(10_000_000);
-    let mut rows: Vec<(&str, &str, &str, f64)> = Vec::new();
+type Job = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Box<dyn Fn(u64) -> f64>,
+);
+
+fn jobs() -> Vec<Job> {
+    let mut jobs: Vec<Job> = Vec::new();
     for (variant, multi) in [("current_thread", false), ("multi_thread", true)] {
         let w = "chan.1p1c";
-        rows.push((
+        jobs.push((
             w,
             "machinery",
             variant,
-            on_rt(multi, n, || machinery_1p1c(n)),
+            Box::new(move |n| on_rt(multi, n, || machinery_1p1c(n))),
         ));
-        rows.push((w, "tokio", variant, on_rt(multi, n, || tokio_1p1c(n))));
-        rows.push((w, "flume", variant, on_rt(multi, n, || flume_1p1c(n))));
-        let ac = on_rt(multi, n, || async_channel_1p1c(n));
-        rows.push((w, "async-channel", variant, ac));
+        jobs.push((
+            w,
+            "tokio",
+            variant,
+            Box::new(move |n| on_rt(multi, n, || tokio_1p1c(n))),
+        ));
+        jobs.push((
+            w,
+            "flume",
+            variant,
+            Box::new(move |n| on_rt(multi, n, || flume_1p1c(n))),
+        ));
+        jobs.push((
+            w,
+            "async-channel",
+            variant,
+            Box::new(move |n| on_rt(multi, n, || async_channel_1p1c(n))),
+        ));
     }
-    let ct = "current_thread";
-    let w = "chan.burst";
-    rows.push((w, "machinery", ct, on_rt(false, n, || machinery_burst(n))));
-    rows.push((w, "tokio", ct, on_rt(false, n, || tokio_burst(n))));
-    rows.push((w, "flume", ct, on_rt(false, n, || flume_burst(n))));
-    rows.push((
+    let (ct, w) = ("current_thread", "chan.burst");
+    jobs.push((
+        w,
+        "machinery",
+        ct,
+        Box::new(|n| on_rt(false, n, || machinery_burst(n))),
+    ));
+    jobs.push((
+        w,
+        "tokio",
+        ct,
+        Box::new(|n| on_rt(false, n, || tokio_burst(n))),
+    ));
+    jobs.push((
+        w,
+        "flume",
+        ct,
+        Box::new(|n| on_rt(false, n, || flume_burst(n))),
+    ));
+    jobs.push((
         w,
         "async-channel",
         ct,
-        on_rt(false, n, || async_channel_burst(n)),
+        Box::new(|n| on_rt(false, n, || async_channel_burst(n))),
     ));
-    let prio = on_rt(false, n, || machinery_priority(n));
-    rows.push(("queue.priority", "machinery", ct, prio));
-    let instr = on_rt(false, n, || machinery_instruction(n));
-    rows.push(("queue.instruction", "machinery", ct, instr));
-    let threads = "2_threads";
-    rows.push((
-        "chan.1p1c",
-        "machinery-sync",
-        threads,
-        best(n, || machinery_sync(n)),
+    jobs.push((
+        "queue.priority",
+        "machinery",
+        ct,
+        Box::new(|n| on_rt(false, n, || machinery_priority(n))),
     ));
-    rows.push(("chan.1p1c", "std-mpsc", threads, best(n, || std_sync(n))));
-    rows.push((
-        "chan.1p1c",
+    jobs.push((
+        "queue.instruction",
+        "machinery",
+        ct,
+        Box::new(|n| on_rt(false, n, || machinery_instruction(n))),
+    ));
+    let (w, t) = ("chan.1p1c.sync", "2_threads");
+    jobs.push((
+        w,
+        "machinery",
+        t,
+        Box::new(|n| best(n, || machinery_sync(n))),
+    ));
+    jobs.push((w, "std-mpsc", t, Box::new(|n| best(n, || std_sync(n)))));
+    jobs.push((
+        w,
         "crossbeam-channel",
-        threads,
-        best(n, || crossbeam_sync(n)),
+        t,
+        Box::new(|n| best(n, || crossbeam_sync(n))),
     ));
+    jobs
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let n: u64 = args
+        .iter()
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(10_000_000);
+    // Other arguments filter by workload or impl name, e.g. `-- 1000000 burst`.
+    let filters: Vec<&String> = args
+        .iter()
+        .filter(|a| a.parse::<u64>().is_err() && !a.starts_with("--"))
+        .collect();
+    let rows: Vec<_> = jobs()
+        .into_iter()
+        .filter(|(w, i, _, _)| {
+            filters.is_empty() || filters.iter().any(|f| w.contains(f.as_str()) || i == f)
+        })
+        .map(|(w, i, v, job)| (w, i, v, job(n)))
+        .collect();
 
     println!("{n} items, best of {RUNS} runs, ns per item\n");
     println!("| workload | impl | variant | ns/item |\n|---|---|---|---|");

@@ -41,5 +41,8 @@ pub async fn run() {
         println!("  {:>4.1}s got {item}", start.elapsed().as_secs_f64());
     }
     drop(all);
-    println!("  iteration ended; remaining: {:?}", queue.remaining().collect::<Vec<_>>());
+    println!(
+        "  iteration ended; remaining: {:?}",
+        queue.remaining().collect::<Vec<_>>()
+    );
 }

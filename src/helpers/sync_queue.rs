@@ -258,7 +258,7 @@ impl<T: Send + 'static> SyncQueue<T> {
     }
 
     fn done(&self) -> bool {
-        self.owner.ctx.done()
+        self.owner.ctx.ctx().done()
     }
 
     /// Blocks until items are queued or the context is done with nothing queued. The

@@ -286,7 +286,7 @@ impl<T: Send + 'static> Queue<T> {
         let mut st = lock(&self.shared.state);
         // Checked under the lock: the ctx and breaker callbacks take this lock after
         // their state changed, so either we see the change or they see our waker.
-        if !st.deque.is_empty() || self.shared.breaker.is_set() || self.ctx.done() {
+        if !st.deque.is_empty() || self.shared.breaker.is_set() || self.ctx.ctx().done() {
             return true;
         }
         match &mut st.waker {
@@ -314,7 +314,7 @@ impl<T: Send + 'static> Queue<T> {
             if self.shared.breaker.is_set() {
                 return Poll::Ready(None);
             }
-            let finished = self.ctx.done();
+            let finished = self.ctx.ctx().done();
             if finished && !self.empty_on_finished {
                 return Poll::Ready(None);
             }
