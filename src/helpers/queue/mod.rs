@@ -180,6 +180,9 @@ impl<T: Send + 'static> Queue<T> {
     }
 
     /// Adds `item` at the back, or at the very front with `priority`.
+    ///
+    /// Always accepted, also after the context is done: it then waits for
+    /// [`remaining`](Self::remaining) or an `empty_on_finished` iteration.
     pub fn append(&self, item: T, priority: bool) {
         self.shared.push(Entry::Item(item), priority);
     }
