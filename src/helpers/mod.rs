@@ -9,6 +9,8 @@ pub mod error;
 mod event;
 mod future;
 pub mod protocols;
+pub mod queue;
+pub mod sync_queue;
 mod task;
 mod wait;
 
@@ -22,5 +24,7 @@ pub use protocols::{
     CallbackHandle, DoneCallback, FutureState, FutureStatus, NamedFuture, WaitByCallback, WithRepr,
     fut_to_string,
 };
+pub use queue::{GetAll, LimitedQueue, Queue, QueueHandle, QueueOptions, Remaining, queue};
+pub use sync_queue::{SyncQueue, SyncQueueIter, SyncQueueOptions, SyncRemaining, sync_queue};
 pub use task::{AnyTask, Task, TaskId, TaskOutcome};
 pub use wait::{WaitDone, wait_for_all, wait_for_first};

@@ -1,0 +1,131 @@
+//! Iterating a queue: [`GetAll`] (one iteration, a `Stream`), `Stream for Queue`
+//! (iterations back to back) and [`Remaining`] (drain without waiting).
+
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_core::{FusedStream, Stream};
+
+use super::Queue;
+use super::shared::Entry;
+use crate::helpers::callbacks::run_caught;
+
+/// One iteration over a [`Queue`], from [`Queue::get_all`].
+///
+/// Ends (yields `None`, then stays ended) when the queue's context is done (after what is
+/// left, with `empty_on_finished`) or its breaker is set.
+///
+/// # Cancel safety
+/// Cancel safe: an item leaves the queue only when it is returned.
+///
+/// # Drop
+/// Keeps every entry not yet yielded in the queue for the next iteration; the
+/// `process_after_yielded` hooks for the last item do not run (as when a Python consumer
+/// breaks out of its loop).
+#[must_use = "streams do nothing unless polled"]
+pub struct GetAll<'a, T> {
+    queue: &'a mut Queue<T>,
+    ended: bool,
+}
+
+impl<'a, T> GetAll<'a, T> {
+    pub(super) fn new(queue: &'a mut Queue<T>) -> Self {
+        GetAll {
+            queue,
+            ended: false,
+        }
+    }
+}
+
+impl<T: Send + 'static> Stream for GetAll<'_, T> {
+    type Item = T;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        let out = self.queue.poll_item(cx);
+        if let Poll::Ready(None) = out {
+            self.ended = true;
+        }
+        out
+    }
+}
+
+impl<T: Send + 'static> FusedStream for GetAll<'_, T> {
+    fn is_terminated(&self) -> bool {
+        self.ended
+    }
+}
+
+impl<T> Drop for GetAll<'_, T> {
+    fn drop(&mut self) {
+        self.queue.hooks_due = false;
+    }
+}
+
+impl<T> fmt::Debug for GetAll<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GetAll")
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `async for item in queue`: iterations back to back.
+///
+/// Polling after the stream returned `None` starts a new iteration (the breaker is
+/// cleared and iteration continues where it stopped), so the stream is not fused; use
+/// [`Queue::get_all`] for a single iteration.
+///
+/// # Cancel safety
+/// Cancel safe: an item leaves the queue only when it is returned.
+impl<T: Send + 'static> Stream for Queue<T> {
+    type Item = T;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        if !self.iterating {
+            self.start_iteration();
+            self.iterating = true;
+        }
+        let out = self.poll_item(cx);
+        if let Poll::Ready(None) = out {
+            self.iterating = false;
+        }
+        out
+    }
+}
+
+/// Everything queued now, from [`Queue::remaining`]: never waits; instructions met on
+/// the way run, only items are yielded.
+///
+/// # Drop
+/// Entries not reached stay queued.
+pub struct Remaining<'a, T> {
+    queue: &'a mut Queue<T>,
+}
+
+impl<'a, T> Remaining<'a, T> {
+    pub(super) fn new(queue: &'a mut Queue<T>) -> Self {
+        Remaining { queue }
+    }
+}
+
+impl<T: Send + 'static> Iterator for Remaining<'_, T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        loop {
+            match self.queue.take()? {
+                Entry::Item(v) => return Some(v),
+                Entry::Instruction(f) => {
+                    run_caught("queue instruction", f);
+                }
+            }
+        }
+    }
+}
+
+impl<T> fmt::Debug for Remaining<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Remaining").finish_non_exhaustive()
+    }
+}
