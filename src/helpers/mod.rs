@@ -9,6 +9,8 @@ pub mod error;
 mod event;
 mod future;
 pub mod protocols;
+mod results;
+mod scope;
 mod task;
 mod wait;
 
@@ -22,5 +24,7 @@ pub use protocols::{
     CallbackHandle, DoneCallback, FutureState, FutureStatus, NamedFuture, WaitByCallback, WithRepr,
     fut_to_string,
 };
+pub use results::{find_and_apply_result, noncancelled_results_from_futs};
+pub use scope::{AsyncContextManager, ensure_aexit, using};
 pub use task::{AnyTask, Task, TaskId, TaskOutcome};
 pub use wait::{WaitDone, wait_for_all, wait_for_first};
