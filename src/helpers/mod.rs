@@ -8,6 +8,7 @@ pub mod ctx;
 pub mod error;
 mod event;
 mod future;
+mod generator;
 pub mod protocols;
 mod results;
 mod scope;
@@ -20,6 +21,10 @@ pub use error::{
 };
 pub use event::Event;
 pub use future::{Fut, FutOutcome};
+pub use generator::{
+    AsyncGenerator, Co, GeneratorExit, GeneratorReturn, IgnoredGeneratorExit, TryGenerator, Yield,
+    stop_async_generator,
+};
 pub use protocols::{
     CallbackHandle, DoneCallback, FutureState, FutureStatus, NamedFuture, WaitByCallback, WithRepr,
     fut_to_string,
