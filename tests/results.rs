@@ -109,7 +109,10 @@ fn takes_trait_objects_and_tasks_alike() {
         .build()
         .unwrap();
     let tasks = rt.block_on(async {
-        let t = vec![hp::Task::spawn(async { 7u32 }), hp::Task::spawn(async { 8 })];
+        let t = vec![
+            hp::Task::spawn(async { 7u32 }),
+            hp::Task::spawn(async { 8 }),
+        ];
         for task in &t {
             task.wait().await;
         }
@@ -128,9 +131,16 @@ fn a_cancelled_final_cancels_every_future_and_reports_no_change() {
     let [a, b] = futs();
     b.set_result(2);
     final_fut.cancel();
-    assert!(!hp::find_and_apply_result(&final_fut, &[a.clone(), b.clone()]));
+    assert!(!hp::find_and_apply_result(
+        &final_fut,
+        &[a.clone(), b.clone()]
+    ));
     assert!(a.cancelled());
-    assert_eq!(b.result().unwrap(), 2, "a finished future cannot be cancelled");
+    assert_eq!(
+        b.result().unwrap(),
+        2,
+        "a finished future cannot be cancelled"
+    );
 }
 
 #[test]
@@ -141,7 +151,10 @@ fn a_final_error_goes_to_the_pending_futures() {
     final_fut.set_exception(boom.clone());
     b.set_result(2);
     c.cancel();
-    assert!(!hp::find_and_apply_result(&final_fut, &[a.clone(), b.clone(), c.clone()]));
+    assert!(!hp::find_and_apply_result(
+        &final_fut,
+        &[a.clone(), b.clone(), c.clone()]
+    ));
     assert!(a.exception().unwrap().unwrap().same(&boom));
     assert_eq!(b.result().unwrap(), 2);
     assert!(c.cancelled());
@@ -153,7 +166,10 @@ fn a_final_result_goes_to_the_pending_futures_and_reports_no_change() {
     let [a, b] = futs();
     final_fut.set_result(9);
     b.set_result(2);
-    assert!(!hp::find_and_apply_result(&final_fut, &[a.clone(), b.clone()]));
+    assert!(!hp::find_and_apply_result(
+        &final_fut,
+        &[a.clone(), b.clone()]
+    ));
     assert_eq!(a.result().unwrap(), 9);
     assert_eq!(b.result().unwrap(), 2);
     assert_eq!(final_fut.result().unwrap(), 9);
@@ -166,7 +182,10 @@ fn an_error_among_the_futures_goes_to_final_and_the_pending_ones() {
     let boom = hp::Error::msg("boom");
     a.set_result(1);
     b.set_exception(boom.clone());
-    assert!(hp::find_and_apply_result(&final_fut, &[a.clone(), b, c.clone()]));
+    assert!(hp::find_and_apply_result(
+        &final_fut,
+        &[a.clone(), b, c.clone()]
+    ));
     assert!(final_fut.exception().unwrap().unwrap().same(&boom));
     assert!(c.exception().unwrap().unwrap().same(&boom));
     assert_eq!(a.result().unwrap(), 1, "errors win over results");
@@ -191,7 +210,10 @@ fn the_first_result_in_order_wins() {
     c.set_result(3);
     b.set_result(2);
     d.cancel();
-    assert!(hp::find_and_apply_result(&final_fut, &[a.clone(), b, c, d.clone()]));
+    assert!(hp::find_and_apply_result(
+        &final_fut,
+        &[a.clone(), b, c, d.clone()]
+    ));
     assert_eq!(final_fut.result().unwrap(), 2);
     assert_eq!(a.result().unwrap(), 2);
     assert!(d.cancelled());
@@ -211,7 +233,10 @@ fn a_cancelled_future_cancels_final_when_nothing_else_finished() {
 fn all_pending_changes_nothing() {
     let final_fut = hp::Fut::new();
     let [a, b] = futs();
-    assert!(!hp::find_and_apply_result(&final_fut, &[a.clone(), b.clone()]));
+    assert!(!hp::find_and_apply_result(
+        &final_fut,
+        &[a.clone(), b.clone()]
+    ));
     assert!(!final_fut.done() && !a.done() && !b.done());
 }
 
@@ -233,7 +258,10 @@ fn a_second_call_after_final_changed_only_reports_no_change() {
     let final_fut = hp::Fut::new();
     let [a, b] = futs();
     a.set_result(1);
-    assert!(hp::find_and_apply_result(&final_fut, &[a.clone(), b.clone()]));
+    assert!(hp::find_and_apply_result(
+        &final_fut,
+        &[a.clone(), b.clone()]
+    ));
     assert!(!hp::find_and_apply_result(&final_fut, &[a, b.clone()]));
     assert_eq!(b.result().unwrap(), 1);
 }

@@ -103,7 +103,11 @@ async fn ensure_aexit_runs_exit_when_enter_fails() {
     };
     let start = Instant::now();
     assert!(hp::ensure_aexit(&mut cm).await.unwrap_err().same(&boom));
-    assert_eq!(start.elapsed(), Duration::from_secs(2), "exit ran, asynchronously");
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_secs(2),
+        "exit ran, asynchronously"
+    );
     assert_eq!(cm.log, ["enter", "exit"]);
     assert!(cm.exit_errors[0].as_ref().unwrap().same(&boom));
 }
@@ -140,16 +144,20 @@ async fn an_exit_error_replaces_the_scope_outcome() {
 #[tokio::test(start_paused = true)]
 async fn a_panicking_body_still_runs_exit_then_the_panic_continues() {
     let mut cm = Recorder::new();
-    let caught = std::panic::AssertUnwindSafe(hp::using(&mut cm, async |_| -> Result<(), hp::Error> {
-        panic!("body blew up")
-    }))
-    .catch_unwind()
-    .await;
+    let caught =
+        std::panic::AssertUnwindSafe(hp::using(&mut cm, async |_| -> Result<(), hp::Error> {
+            panic!("body blew up")
+        }))
+        .catch_unwind()
+        .await;
     let payload = caught.unwrap_err();
     assert_eq!(*payload.downcast_ref::<&str>().unwrap(), "body blew up");
     assert_eq!(cm.log, ["enter", "exit"]);
     let seen = cm.exit_errors[0].as_ref().unwrap();
-    assert_eq!(seen.downcast_ref::<hp::Panicked>().unwrap().message, "body blew up");
+    assert_eq!(
+        seen.downcast_ref::<hp::Panicked>().unwrap().message,
+        "body blew up"
+    );
 }
 
 #[tokio::test(start_paused = true)]

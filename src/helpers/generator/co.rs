@@ -39,10 +39,14 @@ pub struct IgnoredGeneratorExit;
 
 /// What consumer and body exchange.
 pub(super) struct Slot<Y, S> {
-    /// Yielded by the body, not yet taken by the consumer.
-    pub(super) yielded: Option<Y>,
-    /// Sent (or thrown) by the consumer, not yet picked up by the waiting yield.
-    pub(super) input: Option<Result<S, Failure>>,
+    /// Yielded by the body, not yet taken by the consumer, with the yield's ticket.
+    pub(super) yielded: Option<(u64, Y)>,
+    /// Sent (or thrown) by the consumer for the yield holding that ticket, not yet
+    /// picked up. Input for a yield that was dropped is never picked up; the next
+    /// delivery replaces it.
+    pub(super) input: Option<(u64, Result<S, Failure>)>,
+    /// The ticket the next handed-over yield gets.
+    pub(super) next_ticket: u64,
     /// The generator finished or was dropped: nothing will be sent any more.
     pub(super) closed: bool,
     /// The consumer's waker while it polls the body.
@@ -56,6 +60,7 @@ impl<Y, S> Slot<Y, S> {
         Slot {
             yielded: None,
             input: None,
+            next_ticket: 0,
             closed: false,
             consumer: None,
             yielder: None,
@@ -109,8 +114,8 @@ pub struct Yield<'a, Y, S> {
 enum YieldState<Y> {
     /// Not handed over yet.
     Start(Y),
-    /// Handed over; waiting for the consumer's input.
-    Waiting,
+    /// Handed over with this ticket; waiting for the consumer's input.
+    Waiting(u64),
     /// Resolved.
     Done,
 }
@@ -122,7 +127,7 @@ impl<Y, S> fmt::Debug for Yield<'_, Y, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match self.state {
             YieldState::Start(_) => "start",
-            YieldState::Waiting => "waiting",
+            YieldState::Waiting(_) => "waiting",
             YieldState::Done => "done",
         };
         f.debug_struct("Yield").field("state", &state).finish()
@@ -138,7 +143,7 @@ impl<Y, S> Future for Yield<'_, Y, S> {
             let mut slot = lock(&this.co.shared);
             match std::mem::replace(&mut this.state, YieldState::Done) {
                 YieldState::Start(value) => this.state_start(&mut slot, value, cx),
-                YieldState::Waiting => this.state_waiting(&mut slot, cx),
+                YieldState::Waiting(ticket) => this.state_waiting(&mut slot, ticket, cx),
                 YieldState::Done => panic!("`Yield` polled after completion"),
             }
         };
@@ -164,23 +169,24 @@ impl<Y, S> Yield<'_, Y, S> {
             register(slot, cx);
             return (Poll::Pending, None);
         }
-        // Input nobody picked up belonged to an abandoned yield: it is stale now.
-        slot.input = None;
-        slot.yielded = Some(value);
-        self.state = YieldState::Waiting;
+        let ticket = slot.next_ticket;
+        slot.next_ticket = ticket.wrapping_add(1);
+        slot.yielded = Some((ticket, value));
+        self.state = YieldState::Waiting(ticket);
         register(slot, cx);
         (Poll::Pending, other_task(&slot.consumer, cx))
     }
 
     /// Picks up the consumer's input once it is there.
-    fn state_waiting(&mut self, slot: &mut Slot<Y, S>, cx: &Context<'_>) -> Polled<S> {
-        if let Some(input) = slot.input.take() {
+    fn state_waiting(&mut self, slot: &mut Slot<Y, S>, ticket: u64, cx: &Context<'_>) -> Polled<S> {
+        if slot.input.as_ref().is_some_and(|(t, _)| *t == ticket) {
+            let (_, input) = slot.input.take().expect("checked");
             return (Poll::Ready(input), None);
         }
         if slot.closed {
             return (Poll::Ready(Err(exit())), None);
         }
-        self.state = YieldState::Waiting;
+        self.state = YieldState::Waiting(ticket);
         register(slot, cx);
         (Poll::Pending, None)
     }

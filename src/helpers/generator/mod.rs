@@ -93,6 +93,8 @@ pub struct AsyncGenerator<Y, S = ()> {
     shared: Shared<Y, S>,
     body: Option<Body>,
     state: State,
+    /// The ticket of the yield the body is suspended at.
+    ticket: u64,
     failure: Option<Failure>,
 }
 
@@ -161,6 +163,7 @@ impl<Y: Send + 'static, S: Send + 'static> AsyncGenerator<Y, S> {
             shared,
             body: Some(Box::pin(async move { fut.await.into_outcome() })),
             state: State::Unstarted,
+            ticket: 0,
             failure: None,
         }
     }
@@ -284,7 +287,7 @@ impl<Y, S> AsyncGenerator<Y, S> {
     fn deliver(&mut self, input: Result<S, Failure>) {
         let waker = {
             let mut slot = lock(&self.shared);
-            slot.input = Some(input);
+            slot.input = Some((self.ticket, input));
             slot.yielder.take()
         };
         self.state = State::Running;
@@ -309,9 +312,10 @@ impl<Y, S> AsyncGenerator<Y, S> {
             Ok(Poll::Ready(r)) => r,
             Err(payload) => Err(Failure::Error(Error::from_panic(payload))),
             Ok(Poll::Pending) => {
-                let Some(y) = lock(&self.shared).yielded.take() else {
+                let Some((ticket, y)) = lock(&self.shared).yielded.take() else {
                     return Poll::Pending;
                 };
+                self.ticket = ticket;
                 self.state = State::Suspended;
                 return Poll::Ready(Step::Yielded(y));
             }
