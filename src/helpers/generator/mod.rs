@@ -88,7 +88,9 @@ type Body = Pin<Box<dyn Future<Output = Result<(), Failure>> + Send>>;
 /// next call first finishes that step, dropping what it yields, then does its own work.
 ///
 /// # Drop
-/// See the [module docs](self#drop): the body is dropped, its `Drop` cleanup runs.
+/// Dropping it drops the body where it is suspended: its synchronous cleanup (`Drop` of
+/// what it holds) runs, its async cleanup does not; [`aclose`](Self::aclose) or
+/// [`stop_async_generator`] first to let it clean up asynchronously.
 pub struct AsyncGenerator<Y, S = ()> {
     shared: Shared<Y, S>,
     body: Option<Body>,
