@@ -12,14 +12,14 @@ pub(crate) use loom::sync::{
     Condvar, Mutex, MutexGuard,
     atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize},
 };
+#[allow(unused_imports)]
+pub(crate) use std::sync::{Arc, Weak};
 #[cfg(not(machinery_loom))]
 #[allow(unused_imports)]
 pub(crate) use std::sync::{
     Condvar, Mutex, MutexGuard,
     atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize},
 };
-#[allow(unused_imports)]
-pub(crate) use std::sync::{Arc, Weak};
 
 /// Locks `m`, ignoring poison.
 ///

@@ -4,6 +4,7 @@
 
 mod ctx;
 mod futures;
+mod odd;
 mod queue;
 
 #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -13,5 +14,6 @@ async fn main() {
     futures::run().await;
     ctx::run().await;
     queue::run().await;
+    odd::run().await;
     println!("\ntour finished");
 }

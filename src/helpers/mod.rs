@@ -8,8 +8,11 @@ pub mod ctx;
 pub mod error;
 mod event;
 mod future;
+mod generator;
 pub mod protocols;
 pub mod queue;
+mod results;
+mod scope;
 pub mod sync_queue;
 mod task;
 mod wait;
@@ -20,11 +23,17 @@ pub use error::{
 };
 pub use event::Event;
 pub use future::{Fut, FutOutcome};
+pub use generator::{
+    AsyncGenerator, Co, GeneratorExit, GeneratorReturn, IgnoredGeneratorExit, TryGenerator, Yield,
+    stop_async_generator,
+};
 pub use protocols::{
     CallbackHandle, DoneCallback, FutureState, FutureStatus, NamedFuture, WaitByCallback, WithRepr,
     fut_to_string,
 };
 pub use queue::{GetAll, LimitedQueue, Queue, QueueHandle, QueueOptions, Remaining, queue};
+pub use results::{find_and_apply_result, noncancelled_results_from_futs};
+pub use scope::{AsyncContextManager, ensure_aexit, using};
 pub use sync_queue::{SyncQueue, SyncQueueIter, SyncQueueOptions, SyncRemaining, sync_queue};
 pub use task::{AnyTask, Task, TaskId, TaskOutcome};
 pub use wait::{WaitDone, wait_for_all, wait_for_first};

@@ -1,0 +1,432 @@
+//! Async generators you can send values and throw errors into, and `stop_async_generator`.
+//!
+//! Python's async generators are coroutines with `yield`: the consumer drives them with
+//! `asend(value)`, `athrow(exc)` and `aclose()`, or iterates them with `async for`.
+//! Stable Rust has no `yield` in async code, so [`AsyncGenerator`] is built from an async
+//! closure that receives a [`Co`] handle: `co.yield_(value).await` hands `value` to the
+//! consumer and resolves to what the consumer sends next, or to the error it throws in.
+//!
+//! The generator polls its body in place, inside the consumer's own `asend` / `athrow` /
+//! `aclose` / `poll_next`: nothing is spawned, and the body runs only while the consumer
+//! waits for it, exactly as in Python.
+//!
+//! | Python | here |
+//! |---|---|
+//! | `x = yield v` | `let x = co.yield_(v).await?;` |
+//! | `await gen.asend(s)` | [`gen.asend(s)`](AsyncGenerator::asend) → `Ok(Some(y))`, `Ok(None)` when exhausted |
+//! | `await gen.athrow(e)` | [`gen.athrow(e)`](AsyncGenerator::athrow) |
+//! | `await gen.aclose()` | [`gen.aclose()`](AsyncGenerator::aclose) (throws [`GeneratorExit`] in) |
+//! | `async for v in gen` | [`Stream<Item = Y>`](futures_core::Stream) (sends `S::default()`) |
+//! | `StopAsyncIteration` | `Ok(None)` |
+//! | `CancelledError` thrown in | [`Failure::Cancelled`] |
+//!
+//! The body returns `()`, `Result<(), Error>` or `Result<(), Failure>`; a thrown-in
+//! failure propagated with `?` through an [`Error`] comes out as the same [`Failure`].
+//!
+//! # Example
+//! ```
+//! use machinery::helpers as hp;
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! // A running total: yields the total so far, adds what it is sent.
+//! let mut totals = hp::AsyncGenerator::new(|co: hp::Co<u32, u32>| async move {
+//!     let mut total = 0;
+//!     loop {
+//!         match co.yield_(total).await {
+//!             Ok(n) => total += n,
+//!             // An error thrown in: start again from zero.
+//!             Err(hp::Failure::Error(e)) if e.to_string() == "reset" => total = 0,
+//!             Err(other) => return Err::<(), _>(other),
+//!         }
+//!     }
+//! });
+//! assert_eq!(totals.asend(0).await.unwrap(), Some(0)); // starts the body
+//! assert_eq!(totals.asend(5).await.unwrap(), Some(5));
+//! assert_eq!(totals.asend(2).await.unwrap(), Some(7));
+//! assert_eq!(totals.athrow(hp::Error::msg("reset")).await.unwrap(), Some(0));
+//! assert!(totals.aclose().await.is_ok());
+//! assert_eq!(totals.asend(1).await.unwrap(), None); // exhausted
+//! # }
+//! ```
+//!
+//! # Drop
+//! Dropping a generator drops its body where it is suspended: its synchronous cleanup
+//! (`Drop` of what it holds) runs, its async cleanup does not. Call
+//! [`aclose`](AsyncGenerator::aclose) or [`stop_async_generator`] to let the body clean up
+//! asynchronously.
+
+mod co;
+mod stream;
+
+use std::fmt;
+use std::future::{Future, poll_fn};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+pub use co::{Co, GeneratorExit, IgnoredGeneratorExit, Yield};
+use co::{Shared, Slot};
+pub use stream::TryGenerator;
+
+use super::error::{Error, Failure};
+use crate::sync::{Arc, Mutex, lock};
+
+type Body = Pin<Box<dyn Future<Output = Result<(), Failure>> + Send>>;
+
+/// An async generator: yields `Y`, is sent `S` (Python's `AsyncGenerator[Y, S]`).
+///
+/// Build it with [`AsyncGenerator::new`]; drive it with [`asend`](Self::asend),
+/// [`athrow`](Self::athrow), [`aclose`](Self::aclose), or as a
+/// [`Stream`](futures_core::Stream). `Send + 'static` whenever `Y` and `S` are, so it can
+/// be handed to the queue manager as a stream.
+///
+/// # Cancel safety
+/// The body's progress lives in the generator, not in the call's future. As a `Stream`
+/// it is cancel safe: a `next()` dropped mid-step loses nothing, the next poll continues
+/// that step. `asend` / `athrow` / `aclose` are not: when one is dropped mid-step, the
+/// next call first finishes that step, dropping what it yields, then does its own work.
+///
+/// # Drop
+/// Dropping it drops the body where it is suspended: its synchronous cleanup (`Drop` of
+/// what it holds) runs, its async cleanup does not; [`aclose`](Self::aclose) or
+/// [`stop_async_generator`] first to let it clean up asynchronously.
+pub struct AsyncGenerator<Y, S = ()> {
+    shared: Shared<Y, S>,
+    body: Option<Body>,
+    state: State,
+    /// The ticket of the yield the body is suspended at.
+    ticket: u64,
+    failure: Option<Failure>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// The body has not run yet.
+    Unstarted,
+    /// The body waits at a yield whose value the consumer has.
+    Suspended,
+    /// The body was resumed (or started) and has not yielded or returned since.
+    Running,
+    /// The body returned, failed, or was closed; it has been dropped.
+    Finished,
+}
+
+/// What one step of the body ended with.
+enum Step<Y> {
+    Yielded(Y),
+    Returned(Result<(), Failure>),
+}
+
+/// What a generator's body may return.
+pub trait GeneratorReturn {
+    /// How the body ended.
+    fn into_outcome(self) -> Result<(), Failure>;
+}
+
+impl GeneratorReturn for () {
+    fn into_outcome(self) -> Result<(), Failure> {
+        Ok(())
+    }
+}
+
+impl GeneratorReturn for Result<(), Failure> {
+    fn into_outcome(self) -> Result<(), Failure> {
+        self
+    }
+}
+
+impl GeneratorReturn for Result<(), Error> {
+    /// An [`Error`] that wraps a [`Failure`] (a thrown-in failure passed on with `?`)
+    /// becomes that failure again.
+    fn into_outcome(self) -> Result<(), Failure> {
+        self.map_err(|e| match e.downcast_ref::<Failure>() {
+            Some(f) => f.clone(),
+            None => Failure::Error(e),
+        })
+    }
+}
+
+impl<Y: Send + 'static, S: Send + 'static> AsyncGenerator<Y, S> {
+    /// A generator running `body`, which yields through the [`Co`] it is given.
+    ///
+    /// Nothing of the body runs until the first `asend` (or poll as a stream).
+    pub fn new<F, Fut>(body: F) -> Self
+    where
+        F: FnOnce(Co<Y, S>) -> Fut,
+        Fut: Future + Send + 'static,
+        Fut::Output: GeneratorReturn,
+    {
+        let shared: Shared<Y, S> = Arc::new(Mutex::new(Slot::new()));
+        let fut = body(Co {
+            shared: shared.clone(),
+        });
+        AsyncGenerator {
+            shared,
+            body: Some(Box::pin(async move { fut.await.into_outcome() })),
+            state: State::Unstarted,
+            ticket: 0,
+            failure: None,
+        }
+    }
+}
+
+impl<Y, S> AsyncGenerator<Y, S> {
+    /// Resumes the body with `value`; returns what it yields next.
+    ///
+    /// The first call starts the body; no yield is waiting yet, so that first `value` is
+    /// dropped (Python only lets `None` be sent there).
+    ///
+    /// # Errors
+    /// The failure the body ended with (its own, or one thrown in and not caught).
+    ///
+    /// # Returns
+    /// `Ok(Some(y))` when the body yields `y`; `Ok(None)` when it returned, now or
+    /// before (Python's `StopAsyncIteration`).
+    pub async fn asend(&mut self, value: S) -> Result<Option<Y>, Failure> {
+        self.settle().await;
+        match self.state {
+            State::Finished => return Ok(None),
+            State::Unstarted => self.state = State::Running,
+            State::Suspended => self.deliver(Ok(value)),
+            State::Running => unreachable!("settled"),
+        }
+        self.step().await
+    }
+
+    /// Throws `failure` in at the yield where the body waits; returns what it yields next.
+    ///
+    /// A body that was never started does not run: it is finished and the failure is
+    /// returned. A finished body gives `Ok(None)`.
+    ///
+    /// # Errors
+    /// The failure the body ended with: usually the thrown one, when it did not catch it.
+    pub async fn athrow(&mut self, failure: impl Into<Failure>) -> Result<Option<Y>, Failure> {
+        let failure = failure.into();
+        self.settle().await;
+        match self.state {
+            State::Finished => return Ok(None),
+            State::Unstarted => {
+                self.finish(Some(failure.clone()));
+                return Err(failure);
+            }
+            State::Suspended => self.deliver(Err(failure)),
+            State::Running => unreachable!("settled"),
+        }
+        self.step().await
+    }
+
+    /// Closes the generator: throws [`GeneratorExit`] in at the yield where the body
+    /// waits and lets it clean up.
+    ///
+    /// A body that was never started is dropped without running; closing a finished
+    /// generator does nothing.
+    ///
+    /// # Errors
+    /// [`IgnoredGeneratorExit`] when the body yielded again (it is then dropped); the
+    /// failure the body ended with when that is not the [`GeneratorExit`].
+    pub async fn aclose(&mut self) -> Result<(), Failure> {
+        self.settle().await;
+        match self.state {
+            State::Finished => return Ok(()),
+            State::Unstarted => {
+                self.finish(None);
+                return Ok(());
+            }
+            State::Suspended => self.deliver(Err(co::exit())),
+            State::Running => unreachable!("settled"),
+        }
+        match poll_fn(|cx| self.poll_step(cx)).await {
+            Step::Yielded(_) => {
+                let failure = Failure::Error(Error::new(IgnoredGeneratorExit));
+                self.finish(Some(failure.clone()));
+                Err(failure)
+            }
+            Step::Returned(Ok(())) => Ok(()),
+            Step::Returned(Err(f)) if GeneratorExit::matches(&f) => {
+                self.failure = None;
+                Ok(())
+            }
+            Step::Returned(Err(f)) => Err(f),
+        }
+    }
+
+    /// Whether the body has finished (returned, failed, or was closed).
+    pub fn finished(&self) -> bool {
+        self.state == State::Finished
+    }
+
+    /// The failure the body ended with, if it ended with one.
+    ///
+    /// Iterating the generator as a `Stream<Item = Y>` ends it quietly on a failure; this
+    /// is where that failure stays (or iterate [`TryGenerator`] to receive it).
+    pub fn failure(&self) -> Option<&Failure> {
+        self.failure.as_ref()
+    }
+
+    /// A stream of `Result<Y, Failure>`: like iterating this generator, but the failure
+    /// the body ends with is the last item.
+    pub fn into_try_stream(self) -> TryGenerator<Y, S> {
+        TryGenerator::new(self)
+    }
+
+    /// Finishes a step a dropped call left running, dropping what it yields.
+    async fn settle(&mut self) {
+        if self.state == State::Running {
+            let _ = poll_fn(|cx| self.poll_step(cx)).await;
+        }
+    }
+
+    /// Runs the body until it yields or returns.
+    async fn step(&mut self) -> Result<Option<Y>, Failure> {
+        match poll_fn(|cx| self.poll_step(cx)).await {
+            Step::Yielded(y) => Ok(Some(y)),
+            Step::Returned(r) => r.map(|()| None),
+        }
+    }
+
+    /// Leaves `input` for the yield the body waits at.
+    fn deliver(&mut self, input: Result<S, Failure>) {
+        let waker = {
+            let mut slot = lock(&self.shared);
+            slot.input = Some((self.ticket, input));
+            slot.yielder.take()
+        };
+        self.state = State::Running;
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Polls the body once (state `Running`): it yielded, returned, or is still busy.
+    fn poll_step(&mut self, cx: &mut Context<'_>) -> Poll<Step<Y>> {
+        let Some(body) = self.body.as_mut() else {
+            return Poll::Ready(Step::Returned(Ok(())));
+        };
+        {
+            let mut slot = lock(&self.shared);
+            match &mut slot.consumer {
+                Some(w) => w.clone_from(cx.waker()),
+                none => *none = Some(cx.waker().clone()),
+            }
+        }
+        let returned = match catch_unwind(AssertUnwindSafe(|| body.as_mut().poll(cx))) {
+            Ok(Poll::Ready(r)) => r,
+            Err(payload) => Err(Failure::Error(Error::from_panic(payload))),
+            Ok(Poll::Pending) => {
+                let Some((ticket, y)) = lock(&self.shared).yielded.take() else {
+                    return Poll::Pending;
+                };
+                self.ticket = ticket;
+                self.state = State::Suspended;
+                return Poll::Ready(Step::Yielded(y));
+            }
+        };
+        self.finish(returned.as_ref().err().cloned());
+        Poll::Ready(Step::Returned(returned))
+    }
+
+    /// Drops the body and closes the slot; remembers how it ended.
+    fn finish(&mut self, failure: Option<Failure>) {
+        self.state = State::Finished;
+        self.failure = failure;
+        self.body = None;
+        self.close_slot();
+    }
+
+    /// Marks the slot closed, so a yield in another task ends instead of waiting forever.
+    fn close_slot(&mut self) {
+        let (waker, _yielded, _input) = {
+            let mut slot = lock(&self.shared);
+            slot.closed = true;
+            slot.consumer = None;
+            (slot.yielder.take(), slot.yielded.take(), slot.input.take())
+        };
+        // Values and wakers are dropped here, after the lock.
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// One step as a stream sees it (`S::default()` is sent).
+    fn poll_stream_step(&mut self, cx: &mut Context<'_>) -> Poll<Option<Step<Y>>>
+    where
+        S: Default,
+    {
+        match self.state {
+            State::Finished => return Poll::Ready(None),
+            State::Unstarted => self.state = State::Running,
+            State::Suspended => self.deliver(Ok(S::default())),
+            State::Running => {}
+        }
+        self.poll_step(cx).map(Some)
+    }
+}
+
+impl<Y, S> Drop for AsyncGenerator<Y, S> {
+    fn drop(&mut self) {
+        // The body's own `Drop` cleanup runs first, then a yield left in another task ends.
+        self.body = None;
+        self.close_slot();
+    }
+}
+
+impl<Y, S> fmt::Debug for AsyncGenerator<Y, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncGenerator")
+            .field("state", &self.state)
+            .field("failure", &self.failure)
+            .finish()
+    }
+}
+
+/// Makes sure an async generator has stopped (the seed's `stop_async_generator`).
+///
+/// Throws `exc` in (or [`Failure::Cancelled`] when `exc` is `None`), then sends
+/// `provide`, then always closes it; a generator exhausted along the way is normal.
+///
+/// - suspended at a yield that does not catch the thrown failure: its cleanup runs and
+///   the thrown failure is returned;
+/// - never started: its body never runs and the thrown failure is returned;
+/// - catches it and yields again: it receives `provide`, is closed, and `Ok(())` is
+///   returned;
+/// - already finished: `Ok(())`.
+///
+/// # Errors
+/// The thrown failure when the generator did not catch it, any other failure it ended
+/// with, or the failure of closing it (which wins, as an exception raised in Python's
+/// `finally` does).
+///
+/// # Example
+/// ```
+/// use machinery::helpers as hp;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let mut numbers = hp::AsyncGenerator::new(|co: hp::Co<u32>| async move {
+///     for i in 0.. {
+///         co.yield_(i).await?;
+///     }
+///     Ok::<(), hp::Failure>(())
+/// });
+/// assert_eq!(numbers.asend(()).await.unwrap(), Some(0));
+/// let stopped = hp::stop_async_generator(&mut numbers, (), None).await;
+/// assert!(stopped.unwrap_err().is_cancelled());
+/// assert!(numbers.finished());
+/// # }
+/// ```
+pub async fn stop_async_generator<Y, S>(
+    generator: &mut AsyncGenerator<Y, S>,
+    provide: S,
+    exc: Option<Error>,
+) -> Result<(), Failure> {
+    let thrown = exc.map_or(Failure::Cancelled, Failure::Error);
+    let sent = async {
+        generator.athrow(thrown).await?;
+        generator.asend(provide).await?;
+        Ok(())
+    }
+    .await;
+    let closed = generator.aclose().await;
+    closed.and(sent)
+}
