@@ -10,6 +10,7 @@ mod event;
 mod future;
 pub mod protocols;
 mod task;
+pub mod ticker;
 mod wait;
 
 pub use ctx::{Ctx, CtxGuard, CtxOptions, CtxWait, Logger, TracingLogger, WithTimeout};
@@ -23,4 +24,5 @@ pub use protocols::{
     fut_to_string,
 };
 pub use task::{AnyTask, Task, TaskId, TaskOutcome};
+pub use ticker::{Ticker, TickerBuilder, TickerControl, TickerError, tick};
 pub use wait::{WaitDone, wait_for_all, wait_for_first};
