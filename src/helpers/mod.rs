@@ -10,6 +10,7 @@ mod event;
 mod future;
 pub mod protocols;
 mod task;
+pub mod task_holder;
 pub mod ticker;
 mod wait;
 
@@ -24,5 +25,8 @@ pub use protocols::{
     fut_to_string,
 };
 pub use task::{AnyTask, Task, TaskId, TaskOutcome};
+pub use task_holder::{
+    TaskHolder, TaskHolderBuilder, TaskHolderHandle, task_holder, task_holder_scope,
+};
 pub use ticker::{Ticker, TickerBuilder, TickerControl, TickerError, tick};
 pub use wait::{WaitDone, wait_for_all, wait_for_first};

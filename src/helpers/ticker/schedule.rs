@@ -187,7 +187,10 @@ mod tests {
         );
         assert_eq!(next_point(o, s(5), o + s(10), o + s(10), ms100), o + s(15));
         let g = o + s(3);
-        assert_eq!(next_point(o, s(0), g, g, ms100), g + Duration::from_millis(100));
+        assert_eq!(
+            next_point(o, s(0), g, g, ms100),
+            g + Duration::from_millis(100)
+        );
         assert_eq!(
             next_point(o + s(6), s(5), o + s(6), o + s(6), ms100),
             o + s(11)
