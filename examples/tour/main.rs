@@ -4,6 +4,8 @@
 
 mod ctx;
 mod futures;
+mod task_holder;
+mod ticker;
 
 #[tokio::main(flavor = "current_thread", start_paused = true)]
 async fn main() {
@@ -11,5 +13,7 @@ async fn main() {
     std::panic::set_hook(Box::new(|info| println!("  (a task panicked: {info})")));
     futures::run().await;
     ctx::run().await;
+    ticker::run().await;
+    task_holder::run().await;
     println!("\ntour finished");
 }
