@@ -18,9 +18,16 @@ const SPAWN_N: usize = 1_000_000;
 
 fn runtime(multi: bool) -> tokio::runtime::Runtime {
     if multi {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
     } else {
-        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
     }
 }
 
@@ -28,7 +35,12 @@ async fn ours(n: usize, silent: bool) {
     let ctx = hp::Ctx::beginning("bench");
     let ts = hp::task_holder(&ctx);
     for i in 0..n {
-        ts.add_coroutine(async move { std::hint::black_box(i); }, silent);
+        ts.add_coroutine(
+            async move {
+                std::hint::black_box(i);
+            },
+            silent,
+        );
     }
     ts.finish().await;
 }
@@ -37,7 +49,11 @@ async fn ours(n: usize, silent: bool) {
 /// own cost is the difference.
 async fn bare_tasks(n: usize) {
     let tasks: Vec<hp::Task<()>> = (0..n)
-        .map(|i| hp::Task::spawn(async move { std::hint::black_box(i); }))
+        .map(|i| {
+            hp::Task::spawn(async move {
+                std::hint::black_box(i);
+            })
+        })
         .collect();
     for t in &tasks {
         t.wait().await;
@@ -47,7 +63,9 @@ async fn bare_tasks(n: usize) {
 async fn joinset(n: usize) {
     let mut set = JoinSet::new();
     for i in 0..n {
-        set.spawn(async move { std::hint::black_box(i); });
+        set.spawn(async move {
+            std::hint::black_box(i);
+        });
     }
     while set.join_next().await.is_some() {}
 }
@@ -55,7 +73,9 @@ async fn joinset(n: usize) {
 async fn tracker(n: usize) {
     let t = TaskTracker::new();
     for i in 0..n {
-        t.spawn(async move { std::hint::black_box(i); });
+        t.spawn(async move {
+            std::hint::black_box(i);
+        });
     }
     t.close();
     t.wait().await;
@@ -126,12 +146,21 @@ fn main() {
         .unwrap_or(2_000_000);
 
     println!("tasks.spawn_join: {SPAWN_N} trivial tasks added then awaited (ns/task, best of 3)");
-    println!("{:<40} {:>14} {:>14}", "impl", "current-thread", "multi-thread");
+    println!(
+        "{:<40} {:>14} {:>14}",
+        "impl", "current-thread", "multi-thread"
+    );
     type Case = (&'static str, fn(bool) -> f64);
     let cases: [Case; 5] = [
-        ("machinery task_holder (silent)", |m| time(m, ours(SPAWN_N, true))),
-        ("machinery task_holder (reporter)", |m| time(m, ours(SPAWN_N, false))),
-        ("machinery bare hp::Task (no holder)", |m| time(m, bare_tasks(SPAWN_N))),
+        ("machinery task_holder (silent)", |m| {
+            time(m, ours(SPAWN_N, true))
+        }),
+        ("machinery task_holder (reporter)", |m| {
+            time(m, ours(SPAWN_N, false))
+        }),
+        ("machinery bare hp::Task (no holder)", |m| {
+            time(m, bare_tasks(SPAWN_N))
+        }),
         ("tokio JoinSet", |m| time(m, joinset(SPAWN_N))),
         ("tokio-util TaskTracker", |m| time(m, tracker(SPAWN_N))),
     ];
@@ -141,7 +170,10 @@ fn main() {
     }
 
     println!("\ntasks.detached_growth: {growth_n} finished tasks nobody awaited (current-thread)");
-    println!("{:<40} {:>14} {:>14}", "impl", "RSS growth MiB", "still held");
+    println!(
+        "{:<40} {:>14} {:>14}",
+        "impl", "RSS growth MiB", "still held"
+    );
     let exe = std::env::current_exe().unwrap();
     for which in ["machinery", "joinset", "tracker"] {
         let out = std::process::Command::new(&exe)

@@ -19,7 +19,10 @@ const STALL: Duration = Duration::from_millis(25);
 /// CPU time of the calling thread, in nanoseconds.
 fn thread_cpu_ns() -> u64 {
     let s = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
-    s.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0)
+    s.split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 struct Report {
@@ -55,7 +58,11 @@ fn stall(i: usize, stalls: bool) {
 
 async fn ours(min_wait: Option<Duration>, stalls: bool) -> Report {
     let ctx = hp::Ctx::beginning("bench");
-    let mut ticker = hp::tick(EVERY, &ctx).min_wait(min_wait).max_iterations(TICKS as u64).build().unwrap();
+    let mut ticker = hp::tick(EVERY, &ctx)
+        .min_wait(min_wait)
+        .max_iterations(TICKS as u64)
+        .build()
+        .unwrap();
     let cpu = thread_cpu_ns();
     let mut due = Instant::now();
     let mut ticks = Vec::with_capacity(TICKS);
@@ -82,16 +89,34 @@ async fn interval(behavior: MissedTickBehavior, stalls: bool) -> Report {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     println!("tick.interval: 10 ms x 200 ticks, real time, current-thread runtime");
-    println!("{:<44} {:>8} {:>12} {:>11} {:>8} {:>8}", "impl", "variant", "mean late us", "max late us", "doubles", "cpu ms");
+    println!(
+        "{:<44} {:>8} {:>12} {:>11} {:>8} {:>8}",
+        "impl", "variant", "mean late us", "max late us", "doubles", "cpu ms"
+    );
     for stalls in [false, true] {
         let variant = if stalls { "stalls" } else { "idle" };
         let runs: Vec<(&str, Report)> = vec![
-            ("machinery hp::tick min_wait(None)", rt.block_on(ours(None, stalls))),
-            ("machinery hp::tick min_wait(0)", rt.block_on(ours(Some(Duration::ZERO), stalls))),
-            ("tokio interval (Burst, default)", rt.block_on(interval(MissedTickBehavior::Burst, stalls))),
-            ("tokio interval (Skip)", rt.block_on(interval(MissedTickBehavior::Skip, stalls))),
+            (
+                "machinery hp::tick min_wait(None)",
+                rt.block_on(ours(None, stalls)),
+            ),
+            (
+                "machinery hp::tick min_wait(0)",
+                rt.block_on(ours(Some(Duration::ZERO), stalls)),
+            ),
+            (
+                "tokio interval (Burst, default)",
+                rt.block_on(interval(MissedTickBehavior::Burst, stalls)),
+            ),
+            (
+                "tokio interval (Skip)",
+                rt.block_on(interval(MissedTickBehavior::Skip, stalls)),
+            ),
         ];
         for (name, r) in runs {
             println!(

@@ -25,27 +25,41 @@ pub async fn run() {
         ts.add_coroutine(async { sleep(Duration::from_secs(2)).await }, false);
         let quick = ts.add_coroutine(async { "quick" }, false);
         println!("  holding {} tasks", ts.pending());
-        println!("  quick -> {:?}; still held: {}", quick.clone().await, ts.contains(&quick));
+        println!(
+            "  quick -> {:?}; still held: {}",
+            quick.clone().await,
+            ts.contains(&quick)
+        );
         Ok::<_, hp::Error>("scope body done")
     })
     .await;
-    println!("  scoped holder returned {out:?} at {}s", start.elapsed().as_secs());
+    println!(
+        "  scoped holder returned {out:?} at {}s",
+        start.elapsed().as_secs()
+    );
 
-    let ts = hp::TaskHolder::builder(&ctx).name("workers").limit(2).build();
+    let ts = hp::TaskHolder::builder(&ctx)
+        .name("workers")
+        .limit(2)
+        .build();
+    let failing = ts.add_coroutine(async { panic!("worker failed") }, false);
+    failing.wait().await;
+    println!(
+        "  a failing task is logged and released: {}",
+        hp::fut_to_string(&failing, true)
+    );
     for name in ["a", "b", "c"] {
+        let cleanup = Cleanup(name); // moved into the future: dropped with it
         ts.add_coroutine(
             async move {
-                let _cleanup = Cleanup(name);
+                let _cleanup = cleanup;
                 sleep(Duration::from_secs(60)).await;
             },
             false,
         );
     }
-    let failing = ts.add_coroutine(async { panic!("worker failed") }, false);
-    failing.wait().await;
-    println!("  a failing task is logged and released: {}", hp::fut_to_string(&failing, true));
     let held: Vec<String> = ts.iter().map(|t| format!("{t:?}")).collect();
-    println!("  held (insertion order, limit 2 running at once): {held:?}");
+    println!("  held in insertion order (2 running, 1 waiting its turn): {held:?}");
 
     let c = ctx.ctx().clone();
     tokio::spawn(async move {

@@ -165,11 +165,33 @@ impl TaskHolderBuilder {
     }
 }
 
+/// Hashes a [`TaskId`] (a unique counter) to itself, with its low bits copied to the
+/// top: ids added together land in neighbouring buckets (cache friendly for millions of
+/// short tasks), and the top bits hashbrown compares first still differ between them.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 << 57)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b); // not used by TaskId (it writes a u64)
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type IdMap<V> = HashMap<TaskId, V, std::hash::BuildHasherDefault<IdHasher>>;
+
 #[derive(Default)]
 struct State {
     /// The pending tasks: insertion number, handle, and whether the holder may abort it
     /// (false for `add_scoped` work, which watches the holder's context instead).
-    tasks: HashMap<TaskId, (u64, AnyTask, bool)>,
+    tasks: IdMap<(u64, AnyTask, bool)>,
     next_seq: u64,
     /// No new work: finished, or cancelling everything.
     closed: bool,
