@@ -6,6 +6,8 @@ mod ctx;
 mod futures;
 mod odd;
 mod queue;
+mod task_holder;
+mod ticker;
 
 #[tokio::main(flavor = "current_thread", start_paused = true)]
 async fn main() {
@@ -15,5 +17,7 @@ async fn main() {
     ctx::run().await;
     queue::run().await;
     odd::run().await;
+    ticker::run().await;
+    task_holder::run().await;
     println!("\ntour finished");
 }

@@ -15,6 +15,8 @@ mod results;
 mod scope;
 pub mod sync_queue;
 mod task;
+pub mod task_holder;
+pub mod ticker;
 mod wait;
 
 pub use ctx::{Ctx, CtxGuard, CtxOptions, CtxWait, Logger, TracingLogger, WithTimeout};
@@ -36,4 +38,8 @@ pub use results::{find_and_apply_result, noncancelled_results_from_futs};
 pub use scope::{AsyncContextManager, ensure_aexit, using};
 pub use sync_queue::{SyncQueue, SyncQueueIter, SyncQueueOptions, SyncRemaining, sync_queue};
 pub use task::{AnyTask, Task, TaskId, TaskOutcome};
+pub use task_holder::{
+    TaskHolder, TaskHolderBuilder, TaskHolderHandle, task_holder, task_holder_scope,
+};
+pub use ticker::{Ticker, TickerBuilder, TickerControl, TickerError, tick};
 pub use wait::{WaitDone, wait_for_all, wait_for_first};

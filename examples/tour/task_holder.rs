@@ -1,0 +1,78 @@
+//! The task holder: tasks held until they finish, released as they finish, and all
+//! cancelled (cleanup included) when the holder's context is cancelled.
+
+use std::time::Duration;
+
+use machinery::helpers as hp;
+use tokio::time::{Instant, sleep};
+
+/// Prints when a task's future is dropped: its synchronous cleanup.
+struct Cleanup(&'static str);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        println!("  cleanup of {} ran", self.0);
+    }
+}
+
+pub async fn run() {
+    println!("\n== task holder");
+    let root = hp::Ctx::beginning("app");
+    let ctx = root.child("jobs");
+    let start = Instant::now();
+
+    let out = hp::task_holder_scope(&ctx, async |ts| {
+        ts.add_coroutine(async { sleep(Duration::from_secs(2)).await }, false);
+        let quick = ts.add_coroutine(async { "quick" }, false);
+        println!("  holding {} tasks", ts.pending());
+        println!(
+            "  quick -> {:?}; still held: {}",
+            quick.clone().await,
+            ts.contains(&quick)
+        );
+        Ok::<_, hp::Error>("scope body done")
+    })
+    .await;
+    println!(
+        "  scoped holder returned {out:?} at {}s",
+        start.elapsed().as_secs()
+    );
+
+    let ts = hp::TaskHolder::builder(&ctx)
+        .name("workers")
+        .limit(2)
+        .build();
+    let failing = ts.add_coroutine(async { panic!("worker failed") }, false);
+    failing.wait().await;
+    println!(
+        "  a failing task is logged and released: {}",
+        hp::fut_to_string(&failing, true)
+    );
+    for name in ["a", "b", "c"] {
+        let cleanup = Cleanup(name); // moved into the future: dropped with it
+        ts.add_coroutine(
+            async move {
+                let _cleanup = cleanup;
+                sleep(Duration::from_secs(60)).await;
+            },
+            false,
+        );
+    }
+    let held: Vec<String> = ts.iter().map(|t| format!("{t:?}")).collect();
+    println!("  held in insertion order (2 running, 1 waiting its turn): {held:?}");
+
+    let c = ctx.ctx().clone();
+    tokio::spawn(async move {
+        sleep(Duration::from_secs(5)).await;
+        println!("  cancelling {}", c.name());
+        c.cancel();
+    });
+    let t = Instant::now();
+    ts.finish().await;
+    println!(
+        "  finish returned after {}s, every cleanup done; {} is done: {}",
+        t.elapsed().as_secs(),
+        root.name(),
+        root.done()
+    );
+}

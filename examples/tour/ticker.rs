@@ -1,0 +1,51 @@
+//! The ticker: a grid that accounts for the loop body, a schedule change (for good and
+//! once only), a pause, and `max_time`.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use machinery::helpers as hp;
+use tokio::time::{Instant, sleep};
+
+pub async fn run() {
+    println!("\n== ticker");
+    let ctx = hp::Ctx::beginning("app");
+    let start = Instant::now();
+    let mut ticker = hp::tick(Duration::from_secs(10), &ctx)
+        .name("heartbeat")
+        .max_time(Duration::from_secs(200))
+        .build()
+        .expect("every is not zero");
+    let pauser = ticker.pauser().clone();
+    while let Some((i, till_next)) = ticker.next().await {
+        println!(
+            "  tick {i} at {:>3}s (next in {}s)",
+            start.elapsed().as_secs(),
+            till_next.as_secs()
+        );
+        sleep(Duration::from_secs(8)).await; // the loop body takes 8 s of every 10
+        match i {
+            2 => {
+                println!("  change_after(20s): every 20 s from the last tick on");
+                ticker.change_after(Duration::from_secs(20), true).unwrap();
+            }
+            4 => {
+                println!("  change_after(40s, once): one long gap, then back to every 20 s");
+                ticker.change_after(Duration::from_secs(40), false).unwrap();
+            }
+            6 => {
+                println!("  pausing for 45 s (holding the pauser's permit)");
+                let permit = pauser.clone().acquire_owned().await.unwrap();
+                tokio::spawn(async move {
+                    sleep(Duration::from_secs(45)).await;
+                    drop(permit);
+                });
+            }
+            _ => {}
+        }
+    }
+    println!(
+        "  the stream ended at {}s: the next tick would have been at or after max_time 200s",
+        start.elapsed().as_secs()
+    );
+}

@@ -1,0 +1,436 @@
+//! The ticker (`hp::tick`): a stream that yields on a fixed grid, accounting for the
+//! time the loop body takes.
+//!
+//! `hp::tick(every, &ctx)` returns a [`TickerBuilder`]; [`TickerBuilder::build`] gives a
+//! [`Ticker`], a [`Stream`] of `(iteration, time_till_next)`. The iteration counts from 1;
+//! the first tick is immediate; ticks fall on the grid `start + k·every`.
+//!
+//! # Schedule
+//! - A tick is yielded when its grid point is reached, or, if the consumer was busy then,
+//!   as soon as it asks for the next tick. Missed grid points are never replayed.
+//! - The next tick is the first grid point at least `min_wait` after the moment this tick
+//!   was yielded (`min_wait` on, the default: 100 ms), or the first grid point strictly
+//!   after it (`min_wait(None)`: the seed's `min_wait=False`). `time_till_next` is the time
+//!   from now to that tick.
+//! - **The default `min_wait` of 100 ms makes a ticker faster than 10 Hz skip periods**:
+//!   with `every` 50 ms each tick is followed by the first grid point 100 ms later, so it
+//!   ticks every 100 ms. Pass `min_wait(None)` or a smaller `min_wait` for fast tickers.
+//! - One scheduled instant never gives two ticks (the Python original, with `min_wait=0`,
+//!   woke early and ticked twice; here the next tick is computed from the grid, never from
+//!   a rounded sleep).
+//! - `every` zero ticks `min_wait` apart (back to back when `min_wait` is zero, yielding to
+//!   the runtime between ticks, so it never starves other tasks); `every` zero with
+//!   `min_wait` off is rejected by [`TickerBuilder::build`] with
+//!   [`TickerError::ZeroEveryWithoutMinWait`].
+//!
+//! # Changing the schedule
+//! [`Ticker::change_after`] (or the same method of a [`TickerControl`], usable while a
+//! combinator owns the stream): the next tick is at the last tick's grid point + `d`.
+//! With `set_new_every` the grid continues from there with period `d`; without it that
+//! one tick is a one-off and the ticker then returns to its original grid.
+//!
+//! # Stopping
+//! The stream ends when its context is done (at once, also while waiting or paused), right
+//! after the `max_iterations`-th tick, or as soon as the next tick would fall at or after
+//! `max_time` after the first tick (**differs from the original**, which slept until that
+//! tick would have been due).
+//!
+//! # Pausing
+//! [`Ticker::pauser`] is an `Arc<Semaphore>` (one permit by default, or the one given to
+//! [`TickerBuilder::pauser`]). While it has no permits no tick is yielded; when a permit
+//! becomes available one tick is yielded at once and the grid resumes. The ticker never
+//! keeps a permit: it takes one only for the instant of noticing it is free.
+//!
+//! # Drop
+//! Dropping the ticker releases its timer and cancels its child context (named by
+//! [`TickerBuilder::name`], `"ticker"` by default).
+//!
+//! # Cancel safety
+//! [`Ticker`] is a stream: `ticker.next()` in a `select!` branch that loses consumes no
+//! tick.
+//!
+//! # Example
+//! The seed's example: a ten-second ticker and an eight-second loop body.
+//! ```
+//! use futures_util::StreamExt;
+//! use machinery::helpers as hp;
+//! use std::time::Duration;
+//! use tokio::time::{Instant, sleep};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! let ctx = hp::Ctx::beginning("app");
+//! let start = Instant::now();
+//! let mut ticker = hp::tick(Duration::from_secs(10), &ctx).build().unwrap();
+//! let mut timing = Vec::new();
+//! while let Some((iteration, till_next)) = ticker.next().await {
+//!     timing.push(start.elapsed().as_secs());
+//!     assert_eq!(iteration as usize, timing.len());
+//!     assert_eq!(till_next, Duration::from_secs(10));
+//!     sleep(Duration::from_secs(8)).await;
+//!     if timing.len() >= 5 {
+//!         break;
+//!     }
+//! }
+//! assert_eq!(timing, [0, 10, 20, 30, 40]);
+//! # }
+//! ```
+
+mod schedule;
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_core::Stream;
+use futures_util::task::AtomicWaker;
+use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
+
+use super::ctx::{Ctx, CtxGuard, CtxWait};
+use crate::sync::{Arc, Mutex, lock};
+use schedule::Schedule;
+
+/// Why a ticker could not be built or changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TickerError {
+    /// `every` zero with `min_wait` off would mean infinitely many ticks per instant.
+    #[error(
+        "a ticker with `every` zero needs a `min_wait` (with `min_wait` off it would never wait)"
+    )]
+    ZeroEveryWithoutMinWait,
+}
+
+/// Starts building a ticker that yields every `every`, stopping when `ctx` is done.
+///
+/// See the [module docs](self) for the schedule.
+pub fn tick(every: Duration, ctx: &Ctx) -> TickerBuilder {
+    TickerBuilder {
+        every,
+        ctx: ctx.clone(),
+        max_iterations: None,
+        max_time: None,
+        min_wait: Some(Duration::from_millis(100)),
+        name: Cow::Borrowed("ticker"),
+        pauser: None,
+    }
+}
+
+/// Options of a ticker (the seed's keyword arguments). Made by [`tick`].
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct TickerBuilder {
+    every: Duration,
+    ctx: Ctx,
+    max_iterations: Option<u64>,
+    max_time: Option<Duration>,
+    min_wait: Option<Duration>,
+    name: Cow<'static, str>,
+    pauser: Option<Arc<Semaphore>>,
+}
+
+impl fmt::Debug for TickerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TickerBuilder")
+            .field("every", &self.every)
+            .field("max_iterations", &self.max_iterations)
+            .field("max_time", &self.max_time)
+            .field("min_wait", &self.min_wait)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TickerBuilder {
+    /// Ends the stream right after this many ticks (zero: the stream is empty).
+    pub fn max_iterations(mut self, n: u64) -> Self {
+        self.max_iterations = Some(n);
+        self
+    }
+
+    /// Ends the stream as soon as the next tick would fall at or after this long after
+    /// the first tick (zero: the stream is empty).
+    pub fn max_time(mut self, max: Duration) -> Self {
+        self.max_time = Some(max);
+        self
+    }
+
+    /// The minimum time between a tick being yielded and the next one (default 100 ms);
+    /// `None` is the seed's `min_wait=False`: always tick at the next grid point.
+    ///
+    /// Zero and `None` differ: a late tick (for the grid point at 10, every 5) yielded
+    /// exactly at the grid point 15 is followed by the tick for 15 at once with zero, and
+    /// by the tick at 20 with `None`. Neither ever ticks twice for one grid point.
+    pub fn min_wait(mut self, min_wait: impl Into<Option<Duration>>) -> Self {
+        self.min_wait = min_wait.into();
+        self
+    }
+
+    /// Names the ticker's child context (`"ticker"` by default).
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Pauses the ticks while `pauser` has no permits (by default the ticker makes its
+    /// own semaphore with one permit; see [`Ticker::pauser`]).
+    pub fn pauser(mut self, pauser: Arc<Semaphore>) -> Self {
+        self.pauser = Some(pauser);
+        self
+    }
+
+    /// Builds the ticker. Its child context exists from now on; the grid starts at the
+    /// first poll.
+    ///
+    /// # Errors
+    /// [`TickerError::ZeroEveryWithoutMinWait`] for `every` zero with `min_wait` off.
+    pub fn build(self) -> Result<Ticker, TickerError> {
+        let schedule = Schedule::new(self.every, self.min_wait)?;
+        let ctx = self.ctx.child(self.name);
+        let wait = ctx.wait();
+        Ok(Ticker {
+            control: TickerControl {
+                shared: Arc::new(Shared {
+                    schedule: Mutex::new(schedule),
+                    waker: AtomicWaker::new(),
+                    pauser: self.pauser.unwrap_or_else(|| Arc::new(Semaphore::new(1))),
+                }),
+            },
+            ctx,
+            wait,
+            sleep: None,
+            acquire: None,
+            max_iterations: self.max_iterations,
+            max_time: self.max_time,
+            iteration: 0,
+            finished: false,
+            yielded_once: false,
+        })
+    }
+}
+
+struct Shared {
+    schedule: Mutex<Schedule>,
+    /// The ticker's task, woken by `change_after` so it re-reads its due instant.
+    waker: AtomicWaker,
+    pauser: Arc<Semaphore>,
+}
+
+/// A cloneable handle that changes a ticker's schedule, usable while the ticker itself
+/// is owned by a stream combinator. Made by [`Ticker::control`].
+#[derive(Clone)]
+pub struct TickerControl {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for TickerControl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TickerControl")
+            .field("schedule", &*lock(&self.shared.schedule))
+            .finish()
+    }
+}
+
+impl TickerControl {
+    /// Changes the schedule: the next tick is at the last tick's grid point + `every`.
+    ///
+    /// With `set_new_every` the grid continues from there with period `every`; without
+    /// it that one tick is a one-off and the ticker then returns to its original grid.
+    /// Called before the first tick, `set_new_every` replaces the period of the grid
+    /// that starts at the first tick, and a one-off applies to the second tick.
+    ///
+    /// # Errors
+    /// [`TickerError::ZeroEveryWithoutMinWait`] for `every` zero on a ticker whose
+    /// `min_wait` is off; the schedule is then unchanged.
+    pub fn change_after(&self, every: Duration, set_new_every: bool) -> Result<(), TickerError> {
+        lock(&self.shared.schedule).change_after(every, set_new_every)?;
+        self.shared.waker.wake();
+        Ok(())
+    }
+
+    /// The pauser: while it has no permits, no tick is yielded.
+    pub fn pauser(&self) -> &Arc<Semaphore> {
+        &self.shared.pauser
+    }
+}
+
+type Acquire = Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>>;
+
+/// A stream of `(iteration, time_till_next)` on a fixed grid. Made by [`tick`].
+///
+/// See the [module docs](self) for the schedule, stopping, pausing, cancel safety and
+/// what `Drop` does.
+#[must_use = "streams do nothing unless polled"]
+pub struct Ticker {
+    control: TickerControl,
+    ctx: CtxGuard,
+    wait: CtxWait,
+    sleep: Option<Pin<Box<Sleep>>>,
+    acquire: Option<Acquire>,
+    max_iterations: Option<u64>,
+    max_time: Option<Duration>,
+    iteration: u64,
+    finished: bool,
+    /// Set after yielding to the runtime once before a back-to-back tick.
+    yielded_once: bool,
+}
+
+impl fmt::Debug for Ticker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ticker")
+            .field("ctx", &self.ctx.name())
+            .field("iteration", &self.iteration)
+            .field("finished", &self.finished)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a poll found when the next tick is due.
+enum Step {
+    Tick(Instant, Instant),
+    Wait,
+    End,
+}
+
+impl Ticker {
+    /// See [`TickerControl::change_after`].
+    ///
+    /// # Errors
+    /// [`TickerError::ZeroEveryWithoutMinWait`], as there.
+    pub fn change_after(&self, every: Duration, set_new_every: bool) -> Result<(), TickerError> {
+        self.control.change_after(every, set_new_every)
+    }
+
+    /// The pauser: while it has no permits, no tick is yielded. Hold a permit of it
+    /// (e.g. `ticker.pauser().acquire().await`) to pause a ticker made without one.
+    pub fn pauser(&self) -> &Arc<Semaphore> {
+        self.control.pauser()
+    }
+
+    /// A cloneable handle for changing the schedule while the stream is owned elsewhere.
+    pub fn control(&self) -> TickerControl {
+        self.control.clone()
+    }
+
+    /// The ticker's child context (named by [`TickerBuilder::name`]).
+    pub fn ctx(&self) -> &Ctx {
+        self.ctx.ctx()
+    }
+
+    /// How many ticks were yielded so far.
+    pub fn iteration(&self) -> u64 {
+        self.iteration
+    }
+
+    fn end(&mut self) -> Poll<Option<(u64, Duration)>> {
+        self.finished = true;
+        self.sleep = None;
+        self.acquire = None;
+        Poll::Ready(None)
+    }
+
+    /// Polls the timer until `at`; `true` when it has passed.
+    fn sleep_until(&mut self, at: Instant, cx: &mut Context<'_>) -> bool {
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+        if sleep.deadline() != at {
+            sleep.as_mut().reset(at);
+        }
+        sleep.as_mut().poll(cx).is_ready()
+    }
+
+    /// The instant no tick may be yielded at or after, once the first tick happened.
+    fn deadline(&self) -> Option<Instant> {
+        let started = lock(&self.control.shared.schedule).started();
+        Some(started? + self.max_time?)
+    }
+
+    /// Waits for the due grid point, then for the pauser; says what to do now.
+    fn step(&mut self, cx: &mut Context<'_>) -> Step {
+        let now = Instant::now();
+        let (due, last_yield) = {
+            let s = lock(&self.control.shared.schedule);
+            (s.due(now), s.last_yield())
+        };
+        let deadline = self.deadline();
+        if deadline.is_some_and(|d| due.max(now) >= d) {
+            return Step::End;
+        }
+        if now < due && !self.sleep_until(due, cx) {
+            return Step::Wait;
+        }
+        if !self.poll_pauser(cx) {
+            if let Some(d) = deadline
+                && self.sleep_until(d, cx)
+            {
+                return Step::End;
+            }
+            return Step::Wait;
+        }
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            return Step::End;
+        }
+        if last_yield.is_some_and(|t| now <= t) && !self.yielded_once {
+            // Back to back (`every` zero, `min_wait` zero): let other tasks run once.
+            self.yielded_once = true;
+            cx.waker().wake_by_ref();
+            return Step::Wait;
+        }
+        Step::Tick(due, now)
+    }
+
+    /// `true` when the pauser lets a tick through; never keeps a permit.
+    fn poll_pauser(&mut self, cx: &mut Context<'_>) -> bool {
+        let pauser = self.control.shared.pauser.clone();
+        if pauser.available_permits() > 0 || pauser.is_closed() {
+            self.acquire = None;
+            return true;
+        }
+        let acquire = self
+            .acquire
+            .get_or_insert_with(|| Box::pin(pauser.acquire_owned()));
+        match acquire.as_mut().poll(cx) {
+            Poll::Pending => false,
+            Poll::Ready(permit) => {
+                drop(permit); // given back at once: we only needed to see it free
+                self.acquire = None;
+                true
+            }
+        }
+    }
+}
+
+impl Stream for Ticker {
+    type Item = (u64, Duration);
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<(u64, Duration)>> {
+        let this = &mut *self;
+        if this.finished {
+            return Poll::Ready(None);
+        }
+        this.control.shared.waker.register(cx.waker());
+        if Pin::new(&mut this.wait).poll(cx).is_ready() || this.ctx.done() {
+            return this.end();
+        }
+        if this.max_iterations.is_some_and(|m| this.iteration >= m)
+            || (this.iteration == 0 && this.max_time.is_some_and(|t| t.is_zero()))
+        {
+            return this.end();
+        }
+        match this.step(cx) {
+            Step::End => this.end(),
+            Step::Wait => Poll::Pending,
+            Step::Tick(grid, now) => {
+                let till_next = lock(&this.control.shared.schedule).on_tick(grid, now);
+                this.iteration += 1;
+                this.yielded_once = false;
+                Poll::Ready(Some((this.iteration, till_next)))
+            }
+        }
+    }
+}

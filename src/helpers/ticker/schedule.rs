@@ -1,0 +1,241 @@
+//! The ticker's schedule: pure grid arithmetic, no timers, no locks.
+//!
+//! # Rules (SEMANTICS.md, Ticker)
+//! 1. The grid is `origin + k·every`; `origin` is the instant of the first tick.
+//! 2. After a tick yielded at `t`, the next tick is the first grid point at least
+//!    `min_wait` after `t` (`min_wait` on), or strictly after `t` (`min_wait` off).
+//! 3. `change_after(d, true)` moves the grid to `last grid point + k·d`;
+//!    `change_after(d, false)` makes only the next tick fall on `last grid point + k·d`,
+//!    after which the original grid applies again.
+//!
+//! # Invariants
+//! 1. `every` is zero only while `min_wait` is on (checked by the builder and by
+//!    [`Schedule::change_after`]), so "strictly after" always has an answer.
+//! 2. `last` is `None` exactly until the first tick; `next` is then the first tick's due
+//!    instant ("now").
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::TickerError;
+
+/// The state of one ticker's grid.
+#[derive(Debug, Clone)]
+pub(crate) struct Schedule {
+    origin: Option<Instant>,
+    every: Duration,
+    min_wait: Option<Duration>,
+    /// The grid point and the yield instant of the last tick.
+    last: Option<(Instant, Instant)>,
+    /// A once-only period for the next tick, not yet applied (only before the first tick).
+    one_off: Option<Duration>,
+    next: Option<Instant>,
+}
+
+impl Schedule {
+    /// A schedule that has not ticked yet.
+    ///
+    /// # Errors
+    /// [`TickerError::ZeroEveryWithoutMinWait`] for `every` zero with `min_wait` off.
+    pub(crate) fn new(every: Duration, min_wait: Option<Duration>) -> Result<Self, TickerError> {
+        if every.is_zero() && min_wait.is_none() {
+            return Err(TickerError::ZeroEveryWithoutMinWait);
+        }
+        Ok(Schedule {
+            origin: None,
+            every,
+            min_wait,
+            last: None,
+            one_off: None,
+            next: None,
+        })
+    }
+
+    /// When the next tick is due: its grid point, or `now` before the first tick.
+    pub(crate) fn due(&self, now: Instant) -> Instant {
+        self.next.unwrap_or(now)
+    }
+
+    /// The instant of the first tick, once it happened.
+    pub(crate) fn started(&self) -> Option<Instant> {
+        self.origin
+    }
+
+    /// The instant the last tick was yielded.
+    pub(crate) fn last_yield(&self) -> Option<Instant> {
+        self.last.map(|(_, t)| t)
+    }
+
+    /// Records a tick for grid point `grid`, yielded at `now`; returns `time_till_next`.
+    pub(crate) fn on_tick(&mut self, grid: Instant, now: Instant) -> Duration {
+        if self.origin.is_none() {
+            self.origin = Some(grid);
+        }
+        self.last = Some((grid, now));
+        let next = self.compute_next(grid, now);
+        self.next = Some(next);
+        next.saturating_duration_since(now)
+    }
+
+    /// Changes the schedule between ticks (see rule 3).
+    ///
+    /// # Errors
+    /// [`TickerError::ZeroEveryWithoutMinWait`] for `every` zero with `min_wait` off; the
+    /// schedule is then unchanged.
+    pub(crate) fn change_after(
+        &mut self,
+        every: Duration,
+        set_new_every: bool,
+    ) -> Result<(), TickerError> {
+        if every.is_zero() && self.min_wait.is_none() {
+            return Err(TickerError::ZeroEveryWithoutMinWait);
+        }
+        if set_new_every {
+            self.one_off = None;
+            self.every = every;
+            if let Some((grid, _)) = self.last {
+                self.origin = Some(grid);
+            }
+        } else {
+            self.one_off = Some(every);
+        }
+        if let Some((grid, now)) = self.last {
+            self.next = Some(self.compute_next(grid, now));
+        }
+        Ok(())
+    }
+
+    fn compute_next(&mut self, grid: Instant, now: Instant) -> Instant {
+        match self.one_off.take() {
+            Some(d) => next_point(grid, d, grid, now, self.min_wait),
+            None => {
+                let origin = self.origin.unwrap_or(grid);
+                next_point(origin, self.every, grid, now, self.min_wait)
+            }
+        }
+    }
+}
+
+/// The first point of the grid `origin + k·every` (k ≥ 0) that is strictly after
+/// `last_grid` (the grid point of the tick just yielded: one instant never ticks twice)
+/// and at least `min_wait` after `now`, or strictly after `now` when `min_wait` is off.
+///
+/// `every` zero (only with `min_wait` on) gives `now + min_wait`.
+pub(crate) fn next_point(
+    origin: Instant,
+    every: Duration,
+    last_grid: Instant,
+    now: Instant,
+    min_wait: Option<Duration>,
+) -> Instant {
+    let (bound, strict) = match min_wait {
+        Some(m) => (now + m, false),
+        None => (now, true),
+    };
+    if every.is_zero() {
+        return bound.max(origin);
+    }
+    first_point(origin, every, bound, strict).max(first_point(origin, every, last_grid, true))
+}
+
+/// The first point of `origin + k·every` (k ≥ 0, `every` > 0) at or after `bound`
+/// (strictly after when `strict`).
+fn first_point(origin: Instant, every: Duration, bound: Instant, strict: bool) -> Instant {
+    if bound < origin || (!strict && bound == origin) {
+        return origin;
+    }
+    let since = (bound - origin).as_nanos();
+    let period = every.as_nanos();
+    let mut k = since / period;
+    if strict || since % period != 0 {
+        k += 1;
+    }
+    origin + mul(every, k)
+}
+
+/// `every · k` without overflow panics (saturates at about 584 years).
+fn mul(every: Duration, k: u128) -> Duration {
+    let nanos = every.as_nanos().saturating_mul(k);
+    let nanos = u64::try_from(nanos).unwrap_or(u64::MAX);
+    Duration::from_nanos(nanos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    #[test]
+    fn next_point_follows_the_grid() {
+        let o = Instant::now();
+        let ms100 = Some(Duration::from_millis(100));
+        assert_eq!(next_point(o, s(5), o + s(10), o + s(14), None), o + s(15));
+        assert_eq!(next_point(o, s(5), o + s(10), o + s(15), None), o + s(20));
+        // min_wait zero: a late tick for 10 yielded at 15 is followed by the one for 15.
+        assert_eq!(
+            next_point(o, s(5), o + s(10), o + s(15), Some(s(0))),
+            o + s(15)
+        );
+        // ... but an on-time tick is never followed by its own grid point again.
+        assert_eq!(
+            next_point(o, s(5), o + s(15), o + s(15), Some(s(0))),
+            o + s(20)
+        );
+        assert_eq!(next_point(o, s(5), o + s(10), o + s(10), ms100), o + s(15));
+        let g = o + s(3);
+        assert_eq!(
+            next_point(o, s(0), g, g, ms100),
+            g + Duration::from_millis(100)
+        );
+        assert_eq!(
+            next_point(o + s(6), s(5), o + s(6), o + s(6), ms100),
+            o + s(11)
+        );
+    }
+
+    #[test]
+    fn one_off_returns_to_the_original_grid() {
+        let o = Instant::now();
+        let mut sc = Schedule::new(s(3), Some(Duration::from_millis(100))).unwrap();
+        assert_eq!(sc.on_tick(o, o), s(3));
+        assert_eq!(sc.on_tick(o + s(3), o + s(3)), s(3));
+        assert_eq!(sc.on_tick(o + s(6), o + s(6)), s(3));
+        sc.change_after(s(5), false).unwrap();
+        assert_eq!(sc.due(o), o + s(11));
+        assert_eq!(sc.on_tick(o + s(11), o + s(11)), s(1));
+        assert_eq!(sc.on_tick(o + s(12), o + s(12)), s(3));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn next_point_is_the_first_allowed_grid_point(
+            every in 1u64..10_000, now in 0u64..1_000_000, wait in proptest::option::of(0u64..20_000)
+        ) {
+            let o = Instant::now();
+            let every_d = Duration::from_millis(every);
+            let now_i = o + Duration::from_millis(now);
+            let min_wait = wait.map(Duration::from_millis);
+            let p = next_point(o, every_d, o, now_i, min_wait);
+            proptest::prop_assert!(p > o);
+            // On the grid.
+            proptest::prop_assert_eq!((p - o).as_nanos() % every_d.as_nanos(), 0);
+            // Allowed.
+            match min_wait {
+                Some(m) => proptest::prop_assert!(p >= now_i + m),
+                None => proptest::prop_assert!(p > now_i),
+            }
+            // First: the grid point before it is not allowed.
+            if p - o > every_d {
+                let before = p - every_d;
+                match min_wait {
+                    Some(m) => proptest::prop_assert!(before < now_i + m),
+                    None => proptest::prop_assert!(before <= now_i),
+                }
+            }
+        }
+    }
+}

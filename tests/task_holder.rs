@@ -1,0 +1,659 @@
+//! The task holder (`hp::task_holder`, `hp::task_holder_scope`): SEMANTICS.md's "Task
+//! holder" section on the current-thread runtime with paused time (exact instants), and
+//! the scenarios that could differ on the multi-thread runtime again there (counts and
+//! outcomes only, under a real-time watchdog).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use machinery::helpers as hp;
+use tokio::time::{Instant, sleep};
+
+fn s(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// Records what a context logs.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<String>>>);
+
+impl hp::Logger for Captured {
+    fn info(&self, ctx: &str, msg: &str) {
+        self.0.lock().unwrap().push(format!("info {ctx}: {msg}"));
+    }
+    fn exception(&self, ctx: &str, msg: &str, err: Option<&hp::Error>) {
+        let err = err
+            .map(|e| format!("{}:{e}", e.type_name()))
+            .unwrap_or_default();
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("error {ctx}: {msg}: {err}"));
+    }
+}
+
+impl Captured {
+    fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// Sets a flag when dropped: shows that a cancelled task's cleanup ran.
+struct OnDrop(Arc<AtomicUsize>);
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn finish_waits_for_every_task_and_does_not_cancel_them() {
+    let ctx = hp::Ctx::beginning("app");
+    let ts = hp::task_holder(&ctx);
+    let start = Instant::now();
+    let a = ts.add_coroutine(
+        async {
+            sleep(s(5)).await;
+            "a"
+        },
+        false,
+    );
+    let b = ts.add_coroutine(
+        async {
+            sleep(s(3)).await;
+            3
+        },
+        false,
+    );
+    assert_eq!(ts.pending(), 2);
+    ts.finish().await;
+    assert_eq!(start.elapsed(), s(5));
+    assert_eq!(a.result().unwrap(), "a");
+    assert_eq!(b.result().unwrap(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn finished_tasks_are_released_as_they_finish() {
+    let ctx = hp::Ctx::beginning("app");
+    let ts = hp::task_holder(&ctx);
+    let quick = ts.add_coroutine(async { sleep(s(1)).await }, false);
+    let slow = ts.add_coroutine(async { sleep(s(10)).await }, false);
+    assert!(ts.contains(&quick) && ts.contains(&slow));
+    sleep(s(2)).await;
+    assert_eq!(ts.pending(), 1);
+    assert!(!ts.contains(&quick), "released once finished");
+    assert!(ts.contains(&slow));
+    let held: Vec<hp::TaskId> = ts.iter().map(|t| t.id()).collect();
+    assert_eq!(held, [slow.id()]);
+    drop(ts);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_long_lived_holder_holds_only_pending_tasks() {
+    let ctx = hp::Ctx::beginning("app");
+    let ts = hp::task_holder(&ctx);
+    for round in 0..100u64 {
+        for _ in 0..1_000 {
+            ts.add_coroutine(async {}, true);
+        }
+        assert_eq!(ts.pending(), 1_000);
+        tokio::task::yield_now().await;
+        sleep(Duration::from_millis(1)).await;
+        assert_eq!(ts.pending(), 0, "round {round}");
+    }
+    assert_eq!(ts.iter().count(), 0);
+    ts.finish().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn iteration_yields_held_tasks_of_any_type_in_insertion_order() {
+    let ctx = hp::Ctx::beginning("app");
+    let ts = hp::task_holder(&ctx);
+    // Spawned elsewhere before the others, added after them.
+    let outside = hp::Task::spawn_named("outside", async {
+        sleep(s(9)).await;
+        1.5f64
+    });
+    let a = ts.add_coroutine(
+        async {
+            sleep(s(9)).await;
+            1u8
+        },
+        false,
+    );
+    let b = ts.add_coroutine(
+        async {
+            sleep(s(9)).await;
+            "b".to_string()
+        },
+        false,
+    );
+    let outside = ts.add_task(outside);
+    assert!(ts.contains(&outside));
+    let ids: Vec<hp::TaskId> = (&*ts).into_iter().map(|t| t.id()).collect();
+    assert_eq!(ids, [a.id(), b.id(), outside.id()]);
+    assert_eq!(ts.iter().nth(2).unwrap().name().as_deref(), Some("outside"));
+    let handle = ts.handle();
+    ts.finish().await;
+    assert!(a.done() && !handle.contains(&a), "released once finished");
+}
+
+#[tokio::test(start_paused = true)]
+async fn pending_is_zero_inside_the_done_callback_of_the_last_task() {
+    let ctx = hp::Ctx::beginning("app");
+    let ts = hp::task_holder(&ctx);
+    let handle = ts.handle();
+    let seen = Arc::new(Mutex::new(None));
+    let task = ts.add_coroutine(async { sleep(s(1)).await }, false);
+    let (h, s2, id) = (handle.clone(), seen.clone(), task.id());
+    task.add_done_callback(move |_| *s2.lock().unwrap() = Some((h.pending(), h.contains_id(id))));
+    ts.finish().await;
+    assert_eq!(*seen.lock().unwrap(), Some((0, false)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn finish_waits_for_tasks_added_from_inside_held_tasks_and_done_callbacks() {
+    let ctx = hp::Ctx::beginning("app");
+    let ts = hp::task_holder(&ctx);
+    let handle = ts.handle();
+    let start = Instant::now();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let (h, r) = (handle.clone(), ran.clone());
+    ts.add_coroutine(
+        async move {
+            sleep(s(2)).await;
+            let r2 = r.clone();
+            h.add_coroutine(
+                async move {
+                    sleep(s(3)).await;
+                    r2.fetch_add(1, Ordering::SeqCst);
+                },
+                false,
+            );
+        },
+        false,
+    );
+    let last = ts.add_coroutine(async { sleep(s(1)).await }, false);
+    let (h, r) = (handle.clone(), ran.clone());
+    last.add_done_callback(move |_| {
+        h.add_coroutine(
+            async move {
+                sleep(s(7)).await;
+                r.fetch_add(1, Ordering::SeqCst);
+            },
+            false,
+        );
+    });
+    ts.finish().await;
+    assert_eq!(
+        start.elapsed(),
+        s(8),
+        "the task added by the callback at 1 ran until 8"
+    );
+    assert_eq!(ran.load(Ordering::SeqCst), 2);
+    assert!(handle.is_closed());
+    let late = handle.add_coroutine(async { 1 }, false);
+    late.wait().await;
+    assert!(
+        late.cancelled(),
+        "a finished holder cancels new work at once"
+    );
+    assert_eq!(handle.pending(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelling_the_ctx_during_finish_cancels_tasks_and_waits_for_their_cleanup() {
+    let ctx = hp::Ctx::beginning("app");
+    let ts = hp::task_holder(&ctx);
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..3 {
+        let d = OnDrop(dropped.clone());
+        tasks.push(ts.add_coroutine(
+            async move {
+                let _d = d;
+                sleep(s(60)).await
+            },
+            false,
+        ));
+    }
+    let c = ctx.clone();
+    tokio::spawn(async move {
+        sleep(s(2)).await;
+        c.cancel();
+    });
+    let start = Instant::now();
+    ts.finish().await;
+    assert_eq!(start.elapsed(), s(2));
+    assert_eq!(
+        dropped.load(Ordering::SeqCst),
+        3,
+        "each task's cleanup ran before finish returned"
+    );
+    assert!(tasks.iter().all(|t| t.cancelled()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn scoped_work_cleans_up_asynchronously_before_finish_returns() {
+    let ctx = hp::Ctx::beginning("app");
+    let ts = hp::task_holder(&ctx);
+    let cleaned = Arc::new(AtomicUsize::new(0));
+    let c2 = cleaned.clone();
+    let scoped = ts.add_scoped(
+        |ctx| async move {
+            tokio::select! {
+                _ = ctx.wait() => {
+                    sleep(s(1)).await; // asynchronous cleanup
+                    c2.fetch_add(1, Ordering::SeqCst);
+                    "cleaned up"
+                }
+                _ = sleep(s(60)) => "finished",
+            }
+        },
+        false,
+    );
+    let plain = ts.add_coroutine(async { sleep(s(60)).await }, false);
+    let c = ctx.clone();
+    tokio::spawn(async move {
+        sleep(s(2)).await;
+        c.cancel();
+    });
+    let start = Instant::now();
+    ts.finish().await;
+    assert_eq!(
+        start.elapsed(),
+        s(3),
+        "finish waited for the scoped work's cleanup"
+    );
+    assert_eq!(cleaned.load(Ordering::SeqCst), 1);
+    assert_eq!(scoped.result().unwrap(), "cleaned up");
+    assert!(plain.cancelled(), "a plain future is dropped");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_scoped_body_signals_scoped_work_through_the_ctx() {
+    let ctx = hp::Ctx::beginning("app");
+    let start = Instant::now();
+    let seen = Arc::new(Mutex::new(None));
+    let s2 = seen.clone();
+    let out: Result<(), hp::Error> = hp::task_holder_scope(&ctx, async |ts| {
+        ts.add_scoped(
+            move |ctx| async move {
+                let how = ctx.wait().await;
+                sleep(s(2)).await;
+                *s2.lock().unwrap() = Some(how.is_cancelled());
+            },
+            false,
+        );
+        Err(hp::Error::msg("body failed"))
+    })
+    .await;
+    assert!(out.is_err());
+    assert_eq!(start.elapsed(), s(2));
+    assert_eq!(*seen.lock().unwrap(), Some(true));
+    assert!(!ctx.done(), "only the holder's own context was cancelled");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_done_ctx_cancels_held_tasks_at_once_and_new_work_too() {
+    let ctx = hp::Ctx::beginning("app");
+    let ts = hp::task_holder(&ctx);
+    let t = ts.add_coroutine(async { sleep(s(60)).await }, false);
+    ctx.cancel();
+    t.wait().await;
+    assert!(t.cancelled());
+    assert_eq!(ts.pending(), 0);
+    let late = ts.add_coroutine(async {}, false);
+    late.wait().await;
+    assert!(late.cancelled());
+    assert!(!ts.contains(&late));
+    ts.finish().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_holder_cancels_what_is_left() {
+    let ctx = hp::Ctx::beginning("app");
+    let ts = hp::TaskHolder::builder(&ctx).name("workers").build();
+    assert_eq!(ts.ctx().name(), "app-->workers");
+    let holder_ctx = ts.ctx().clone();
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let d = OnDrop(dropped.clone());
+    let t = ts.add_coroutine(
+        async move {
+            let _d = d;
+            sleep(s(60)).await
+        },
+        false,
+    );
+    drop(ts);
+    t.wait().await;
+    assert!(t.cancelled());
+    assert_eq!(dropped.load(Ordering::SeqCst), 1);
+    assert!(
+        holder_ctx.cancelled(),
+        "the holder's context is cancelled with it"
+    );
+    assert!(!ctx.done());
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_finish_future_cancels_what_is_left() {
+    let ctx = hp::Ctx::beginning("app");
+    let ts = hp::task_holder(&ctx);
+    let t = ts.add_coroutine(async { sleep(s(60)).await }, false);
+    let start = Instant::now();
+    let out = tokio::time::timeout(s(3), ts.finish()).await;
+    assert!(out.is_err());
+    t.wait().await;
+    assert!(t.cancelled());
+    assert_eq!(start.elapsed(), s(3));
+}
+
+#[tokio::test(start_paused = true)]
+async fn failing_and_panicking_tasks_are_logged_and_the_holder_still_finishes() {
+    let log = Captured::default();
+    let ctx = hp::Ctx::beginning_with("app", hp::CtxOptions::new().log(log.clone()));
+    let ts = hp::task_holder(&ctx);
+    let bad = ts.add_coroutine(async { Err::<(), _>(hp::Error::msg("nope")) }, false);
+    let failed: hp::Task<()> = ts.add_coroutine(
+        async {
+            sleep(s(1)).await;
+            std::future::ready(()).await;
+            if true {
+                panic!("boom");
+            }
+        },
+        false,
+    );
+    let quiet: hp::Task<()> = ts.add_coroutine(async { panic!("quiet") }, true);
+    let ok = ts.add_coroutine(
+        async {
+            sleep(s(2)).await;
+            7
+        },
+        false,
+    );
+    ts.finish().await;
+    // A future that returns `Err` is a result, not a failure; panics are failures.
+    assert!(bad.result().unwrap().is_err());
+    assert_eq!(failed.exception().unwrap().unwrap().type_name(), "Panicked");
+    assert!(quiet.exception().unwrap().is_some());
+    assert_eq!(ok.result().unwrap(), 7);
+    let lines = log.lines();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("error app-->task_holder: "),
+        "{lines:?}"
+    );
+    assert!(
+        lines[0].contains("Panicked:") && lines[0].ends_with("boom"),
+        "{lines:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_scoped_form_returns_the_body_value_after_every_task_finished() {
+    let ctx = hp::Ctx::beginning("app");
+    let start = Instant::now();
+    let out = hp::task_holder_scope(&ctx, async |ts| {
+        ts.add_coroutine(async { sleep(s(4)).await }, false);
+        Ok::<_, hp::Error>("body")
+    })
+    .await;
+    assert_eq!(out.unwrap(), "body");
+    assert_eq!(start.elapsed(), s(4));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_scoped_body_cancels_every_task_and_returns_its_error() {
+    let ctx = hp::Ctx::beginning("app");
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let d = OnDrop(dropped.clone());
+    let start = Instant::now();
+    let out: Result<(), hp::Error> = hp::task_holder_scope(&ctx, async |ts| {
+        ts.add_coroutine(
+            async move {
+                let _d = d;
+                sleep(s(60)).await
+            },
+            false,
+        );
+        sleep(s(1)).await;
+        Err(std::io::Error::other("body failed"))
+    })
+    .await;
+    let err = out.unwrap_err();
+    assert_eq!(err.to_string(), "body failed");
+    assert_eq!(start.elapsed(), s(1));
+    assert_eq!(dropped.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_scoped_body_cancels_every_task_and_returns_the_panic() {
+    let ctx = hp::Ctx::beginning("app");
+    let task = Arc::new(Mutex::new(None));
+    let t2 = task.clone();
+    let out: Result<(), hp::Error> = hp::task_holder_scope(&ctx, async move |ts| {
+        *t2.lock().unwrap() = Some(ts.add_coroutine(async { sleep(s(60)).await }, false));
+        if true {
+            panic!("body panicked");
+        }
+        Ok::<_, hp::Error>(())
+    })
+    .await;
+    let err = out.unwrap_err();
+    assert_eq!(err.type_name(), "Panicked");
+    assert!(err.to_string().contains("body panicked"));
+    assert!(task.lock().unwrap().as_ref().unwrap().cancelled());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_scoped_form_takes_options_and_a_cancelled_ctx_still_returns_the_value() {
+    let ctx = hp::Ctx::beginning("app");
+    let c = ctx.clone();
+    let start = Instant::now();
+    let out = hp::TaskHolder::builder(&ctx)
+        .name("scope")
+        .scope(async |ts| {
+            assert_eq!(ts.ctx().name(), "app-->scope");
+            ts.add_coroutine(async { sleep(s(60)).await }, false);
+            c.cancel();
+            Ok::<_, hp::Error>(5)
+        })
+        .await;
+    assert_eq!(out.unwrap(), 5);
+    assert_eq!(start.elapsed(), s(0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_limit_runs_at_most_that_many_tasks_at_once() {
+    let ctx = hp::Ctx::beginning("app");
+    let ts = hp::TaskHolder::builder(&ctx).limit(2).build();
+    let running = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    for _ in 0..5 {
+        let (r, m) = (running.clone(), most.clone());
+        ts.add_coroutine(
+            async move {
+                let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+                m.fetch_max(now, Ordering::SeqCst);
+                sleep(s(1)).await;
+                r.fetch_sub(1, Ordering::SeqCst);
+            },
+            false,
+        );
+    }
+    assert_eq!(ts.pending(), 5, "waiting tasks count as pending");
+    let start = Instant::now();
+    ts.finish().await;
+    assert_eq!(start.elapsed(), s(3));
+    assert_eq!(most.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_zero_limit_is_treated_as_one() {
+    let ctx = hp::Ctx::beginning("app");
+    let ts = hp::TaskHolder::builder(&ctx).limit(0).build();
+    for _ in 0..3 {
+        ts.add_coroutine(async { sleep(s(1)).await }, false);
+    }
+    let start = Instant::now();
+    ts.finish().await;
+    assert_eq!(start.elapsed(), s(3));
+}
+
+#[test]
+fn holder_types_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<hp::TaskHolder>();
+    send_sync::<hp::TaskHolderHandle>();
+}
+
+fn multi_thread(f: impl std::future::Future<Output = ()> + Send + 'static) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(30), tokio::spawn(f))
+            .await
+            .expect("watchdog: the test hung")
+            .unwrap();
+    });
+}
+
+#[test]
+fn multi_thread_finish_waits_for_every_task_including_nested_ones() {
+    multi_thread(async {
+        let ctx = hp::Ctx::beginning("app");
+        let ts = hp::task_holder(&ctx);
+        let done = Arc::new(AtomicUsize::new(0));
+        for _ in 0..1_000 {
+            let (h, d) = (ts.handle(), done.clone());
+            ts.add_coroutine(
+                async move {
+                    tokio::task::yield_now().await;
+                    let d2 = d.clone();
+                    h.add_coroutine(
+                        async move {
+                            d2.fetch_add(1, Ordering::SeqCst);
+                        },
+                        false,
+                    );
+                    d.fetch_add(1, Ordering::SeqCst);
+                },
+                false,
+            );
+        }
+        ts.finish().await;
+        assert_eq!(done.load(Ordering::SeqCst), 2_000);
+    });
+}
+
+#[test]
+fn multi_thread_cancelling_the_ctx_during_finish_waits_for_every_cleanup() {
+    multi_thread(async {
+        let ctx = hp::Ctx::beginning("app");
+        let ts = hp::task_holder(&ctx);
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..500)
+            .map(|_| {
+                let d = OnDrop(dropped.clone());
+                ts.add_coroutine(
+                    async move {
+                        let _d = d;
+                        std::future::pending::<()>().await
+                    },
+                    false,
+                )
+            })
+            .collect();
+        let c = ctx.clone();
+        tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            c.cancel();
+        });
+        ts.finish().await;
+        assert_eq!(dropped.load(Ordering::SeqCst), 500);
+        assert!(tasks.iter().all(|t| t.cancelled()));
+    });
+}
+
+#[test]
+fn multi_thread_failing_tasks_are_logged_and_released() {
+    multi_thread(async {
+        let log = Captured::default();
+        let ctx = hp::Ctx::beginning_with("app", hp::CtxOptions::new().log(log.clone()));
+        let ts = hp::task_holder(&ctx);
+        for i in 0..100 {
+            ts.add_coroutine(
+                async move {
+                    tokio::task::yield_now().await;
+                    if i % 10 == 0 {
+                        panic!("task {i}");
+                    }
+                },
+                i % 20 == 0,
+            );
+        }
+        ts.finish().await;
+        // 10 panicked; the 5 with i % 20 == 0 were silent.
+        assert_eq!(log.lines().len(), 5, "{:?}", log.lines());
+    });
+}
+
+#[test]
+fn multi_thread_scoped_form_is_send_and_cancels_on_error() {
+    multi_thread(async {
+        let ctx = hp::Ctx::beginning("app");
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let d = dropped.clone();
+        let out: Result<(), hp::Error> = hp::task_holder_scope(&ctx, async move |ts| {
+            for _ in 0..100 {
+                let g = OnDrop(d.clone());
+                ts.add_coroutine(
+                    async move {
+                        let _g = g;
+                        std::future::pending::<()>().await
+                    },
+                    false,
+                );
+            }
+            tokio::task::yield_now().await;
+            Err(hp::Error::msg("stop"))
+        })
+        .await;
+        assert_eq!(out.unwrap_err().to_string(), "stop");
+        assert_eq!(dropped.load(Ordering::SeqCst), 100);
+    });
+}
+
+#[test]
+fn multi_thread_many_short_tasks_leave_nothing_held() {
+    multi_thread(async {
+        let ctx = hp::Ctx::beginning("app");
+        let ts = hp::task_holder(&ctx);
+        let done = Arc::new(AtomicUsize::new(0));
+        for _ in 0..20_000 {
+            let d = done.clone();
+            ts.add_coroutine(
+                async move {
+                    d.fetch_add(1, Ordering::Relaxed);
+                },
+                true,
+            );
+        }
+        while done.load(Ordering::Relaxed) < 20_000 {
+            tokio::task::yield_now().await;
+        }
+        // Released by the tasks' done callbacks, without anyone awaiting them.
+        while ts.pending() > 0 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(ts.iter().count(), 0);
+        ts.finish().await;
+    });
+}
