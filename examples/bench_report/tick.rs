@@ -2,11 +2,14 @@
 //!
 //! 200 ticks of 10 ms, idle and with a 25 ms stall in the loop body every 20th tick:
 //! mean and max lateness against the ideal grid, double ticks (two ticks less than half a
-//! period apart), and the CPU time of the runtime thread.
+//! period apart), and the CPU time of the runtime thread. Lateness is against the grid
+//! `start + k·10 ms` (the nearest grid point not after the tick), the same for everyone.
 
 use std::time::{Duration, Instant};
 
-use crate::measure::{Report, current_thread, thread_cpu};
+use tokio::time::MissedTickBehavior;
+
+use crate::measure::{OURS, Report, current_thread, thread_cpu};
 
 pub const TICKS: usize = 200;
 pub const EVERY: Duration = Duration::from_millis(10);
@@ -17,28 +20,45 @@ pub fn run(r: &mut Report) {
         return;
     }
     for stalls in [false, true] {
-        let variant = if stalls {
+        let v = if stalls {
             "10ms x 200, 25ms stalls"
         } else {
             "10ms x 200, idle"
         };
-        ours::ticks(r, variant, stalls);
-        let stats = current_thread().block_on(async {
-            let mut interval = tokio::time::interval(EVERY);
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            let mut seen = Vec::with_capacity(TICKS);
-            let (start, cpu0) = (Instant::now(), thread_cpu());
-            for i in 0..TICKS {
-                interval.tick().await;
-                seen.push(start.elapsed());
-                if stalls && i % 20 == 19 {
-                    std::thread::sleep(STALL);
-                }
-            }
-            Stats::new(&seen, thread_cpu() - cpu0)
-        });
-        stats.record(r, "tokio interval", variant);
+        let rt = current_thread();
+        // `min_wait(None)`: tick on the grid, skipping missed points (what interval's
+        // Skip does); the seed's default min_wait (100 ms) would slow a 10 ms ticker.
+        rt.block_on(ours::ticks(None, stalls)).record(r, OURS, v);
+        for (imp, behavior) in [
+            ("tokio interval (Burst)", MissedTickBehavior::Burst),
+            ("tokio interval (Skip)", MissedTickBehavior::Skip),
+        ] {
+            rt.block_on(interval(behavior, stalls)).record(r, imp, v);
+        }
+        let v = format!("{v}, min_wait(0)");
+        rt.block_on(ours::ticks(Some(Duration::ZERO), stalls))
+            .record(r, OURS, &v);
     }
+}
+
+/// The loop body: a 25 ms blocking stall after every 20th tick when `stalls`.
+fn body(i: usize, stalls: bool) {
+    if stalls && i % 20 == 19 {
+        std::thread::sleep(STALL);
+    }
+}
+
+async fn interval(behavior: MissedTickBehavior, stalls: bool) -> Stats {
+    let mut interval = tokio::time::interval(EVERY);
+    interval.set_missed_tick_behavior(behavior);
+    let mut seen = Vec::with_capacity(TICKS);
+    let (start, cpu0) = (Instant::now(), thread_cpu());
+    for i in 0..TICKS {
+        interval.tick().await;
+        seen.push(start.elapsed());
+        body(i, stalls);
+    }
+    Stats::new(&seen, thread_cpu() - cpu0)
 }
 
 /// Lateness and CPU figures of one run.
@@ -101,9 +121,30 @@ impl Stats {
     }
 }
 
-/// Our side of tick.interval.
+/// Our side of tick.interval: `hp::tick`.
 mod ours {
-    use crate::measure::Report;
+    use std::time::{Duration, Instant};
 
-    pub fn ticks(_r: &mut Report, _variant: &str, _stalls: bool) {}
+    use futures::StreamExt;
+    use machinery::helpers as hp;
+
+    use super::{EVERY, Stats, TICKS, body};
+    use crate::measure::thread_cpu;
+
+    pub async fn ticks(min_wait: Option<Duration>, stalls: bool) -> Stats {
+        let ctx = hp::Ctx::beginning("bench");
+        let mut ticker = hp::tick(EVERY, &ctx)
+            .min_wait(min_wait)
+            .max_iterations(TICKS as u64)
+            .build()
+            .expect("every is not zero");
+        let mut seen = Vec::with_capacity(TICKS);
+        let (start, cpu0) = (Instant::now(), thread_cpu());
+        while ticker.next().await.is_some() {
+            seen.push(start.elapsed());
+            body(seen.len() - 1, stalls);
+        }
+        assert_eq!(seen.len(), TICKS);
+        Stats::new(&seen, thread_cpu() - cpu0)
+    }
 }
