@@ -209,10 +209,10 @@ fn churn_one(r: &mut Report, imp: &'static str, variant: &str, op: impl Fn()) {
     }
     let (heap0, rss0) = (heap_bytes(), rss_kib());
     let d = time(|| (0..CHURN).for_each(|_| op()));
+    // Read both before `r.add` grows the report's own Vec.
+    let (heap, rss) = ((heap_bytes() - heap0) as f64, (rss_kib() - rss0) as f64);
     r.add("ctx.churn", imp, variant, ns_per(d, CHURN), "ns/op");
-    let heap = (heap_bytes() - heap0) as f64;
     r.add("ctx.churn", imp, variant, heap, "B heap growth");
-    let rss = (rss_kib() - rss0) as f64;
     r.add("ctx.churn", imp, variant, rss, "KiB RSS growth");
 }
 

@@ -2,7 +2,8 @@
 //!
 //! - tasks.spawn_join: `SPAWNS` trivial tasks added, then all awaited (`finish()`,
 //!   `join_next` until empty, `close()` + `wait()`), current- and multi-thread: ns per
-//!   task (best of `ROUNDS`) and heap bytes per task once all are added. Ours also as bare
+//!   task (best of `ROUNDS`) and, on the current-thread runtime (where none has run yet),
+//!   heap bytes per task once all are added. Ours also as bare
 //!   `hp::Task`s awaited one by one (what the holder spawns): the holder's own cost is the
 //!   difference.
 //! - tasks.detached_growth: `DETACHED` trivial tasks added in batches of 10 000 (each

@@ -1,19 +1,24 @@
 //! tick.interval: `hp::tick` beside `tokio::time::interval`, in real time.
 //!
 //! 200 ticks of 10 ms, idle and with a 25 ms stall in the loop body every 20th tick:
-//! mean and max lateness against the ideal grid, double ticks (two ticks less than half a
-//! period apart), and the CPU time of the runtime thread. Lateness is against the grid
-//! `start + k·10 ms` (the nearest grid point not after the tick), the same for everyone.
+//! mean and max lateness against the ideal grid, double ticks (two ticks less than 2 ms
+//! apart: back to back, as the Python original's `min_wait=0` and interval's `Burst`
+//! catch-up give), and the CPU time of the runtime thread. Lateness is against the
+//! instant each tick was due: interval's `tick()` returns it; ours is the previous tick's
+//! instant plus the `time_till_next` the ticker gave with it. A tick that stands for a
+//! grid point missed during a stall is late by the stall.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio::time::MissedTickBehavior;
+use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::measure::{OURS, Report, current_thread, thread_cpu};
 
 pub const TICKS: usize = 200;
 pub const EVERY: Duration = Duration::from_millis(10);
 pub const STALL: Duration = Duration::from_millis(25);
+/// Ticks closer than this count as a double tick.
+const DOUBLE: Duration = Duration::from_millis(2);
 
 pub fn run(r: &mut Report) {
     if !r.wants("tick.interval") {
@@ -51,14 +56,14 @@ fn body(i: usize, stalls: bool) {
 async fn interval(behavior: MissedTickBehavior, stalls: bool) -> Stats {
     let mut interval = tokio::time::interval(EVERY);
     interval.set_missed_tick_behavior(behavior);
-    let mut seen = Vec::with_capacity(TICKS);
-    let (start, cpu0) = (Instant::now(), thread_cpu());
+    let mut ticks = Vec::with_capacity(TICKS);
+    let cpu0 = thread_cpu();
     for i in 0..TICKS {
-        interval.tick().await;
-        seen.push(start.elapsed());
+        let due = interval.tick().await;
+        ticks.push((due, Instant::now()));
         body(i, stalls);
     }
-    Stats::new(&seen, thread_cpu() - cpu0)
+    Stats::new(&ticks, thread_cpu() - cpu0)
 }
 
 /// Lateness and CPU figures of one run.
@@ -70,17 +75,16 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// `seen[i]` is when tick i was yielded, from the start.
-    pub fn new(seen: &[Duration], cpu: Duration) -> Self {
-        let lateness: Vec<Duration> = seen
+    /// `ticks[i]` is (the instant tick i was due, the instant it was yielded).
+    pub fn new(ticks: &[(Instant, Instant)], cpu: Duration) -> Self {
+        let lateness: Vec<Duration> = ticks
             .iter()
-            .map(|t| {
-                // Lateness against the nearest grid point not after it.
-                let k = t.as_nanos() / EVERY.as_nanos();
-                *t - EVERY * k as u32
-            })
+            .map(|(due, at)| at.saturating_duration_since(*due))
             .collect();
-        let doubles = seen.windows(2).filter(|w| w[1] - w[0] < EVERY / 2).count();
+        let doubles = ticks
+            .windows(2)
+            .filter(|w| w[1].1 - w[0].1 < DOUBLE)
+            .count();
         Stats {
             mean_late: lateness.iter().sum::<Duration>() / lateness.len().max(1) as u32,
             max_late: lateness.iter().copied().max().unwrap_or_default(),
@@ -123,10 +127,11 @@ impl Stats {
 
 /// Our side of tick.interval: `hp::tick`.
 mod ours {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use futures::StreamExt;
     use machinery::helpers as hp;
+    use tokio::time::Instant;
 
     use super::{EVERY, Stats, TICKS, body};
     use crate::measure::thread_cpu;
@@ -138,13 +143,17 @@ mod ours {
             .max_iterations(TICKS as u64)
             .build()
             .expect("every is not zero");
-        let mut seen = Vec::with_capacity(TICKS);
-        let (start, cpu0) = (Instant::now(), thread_cpu());
-        while ticker.next().await.is_some() {
-            seen.push(start.elapsed());
-            body(seen.len() - 1, stalls);
+        let mut ticks = Vec::with_capacity(TICKS);
+        let cpu0 = thread_cpu();
+        let mut due = None;
+        while let Some((_, till_next)) = ticker.next().await {
+            let at = Instant::now();
+            ticks.push((due.unwrap_or(at), at));
+            // The ticker says when the next grid point is: that tick's due instant.
+            due = Some(at + till_next);
+            body(ticks.len() - 1, stalls);
         }
-        assert_eq!(seen.len(), TICKS);
-        Stats::new(&seen, thread_cpu() - cpu0)
+        assert_eq!(ticks.len(), TICKS);
+        Stats::new(&ticks, thread_cpu() - cpu0)
     }
 }
