@@ -44,7 +44,7 @@ pub fn time(f: impl FnOnce()) -> Duration {
 }
 
 /// How many times the short workloads run; the report keeps the fastest run.
-pub const ROUNDS: usize = 3;
+pub const ROUNDS: usize = 5;
 
 /// The fastest of `ROUNDS` runs of `f`, which returns its own measured duration (so it
 /// can leave set-up and tear-down out of the figure).
@@ -118,7 +118,7 @@ impl Report {
     pub fn header(&self) {
         let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
         eprintln!(
-            "bench_report: {cores} cores, load average {} at start; best of {ROUNDS} runs where noted",
+            "bench_report: {cores} cores, load average {} at start",
             self.load_before
         );
     }
@@ -132,7 +132,9 @@ impl Report {
 
     fn footer(&self) -> String {
         format!(
-            "{} cores, load average {} at start and {} at end, {:.0} s in all",
+            "best of {ROUNDS} runs, except ctx.churn, tasks.detached_growth and \
+             tick.interval (one run each); {} cores, load average {} at start and {} at end, \
+             {:.0} s in all",
             std::thread::available_parallelism().map_or(0, |n| n.get()),
             self.load_before,
             load_avg(),

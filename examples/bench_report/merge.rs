@@ -10,7 +10,7 @@ use futures::StreamExt;
 use futures::stream::{self, BoxStream};
 
 use crate::chan::on_runtime;
-use crate::measure::{Report, ns_per};
+use crate::measure::{Report, best, ns_per};
 
 pub const IDLE: usize = 10_000;
 pub const ACTIVE_ITEMS: usize = 1_000_000;
@@ -29,7 +29,7 @@ pub fn run(r: &mut Report) {
          (branch qm), which has not landed yet",
     );
     let v1 = "10k sources, 1 active";
-    let d = on_runtime(false, select_all_one_active(ACTIVE_ITEMS));
+    let d = best(|| on_runtime(false, select_all_one_active(ACTIVE_ITEMS)));
     r.add(
         "merge.select_all",
         "futures select_all",
@@ -37,7 +37,7 @@ pub fn run(r: &mut Report) {
         ns_per(d, ACTIVE_ITEMS),
         "ns/item",
     );
-    let d = on_runtime(false, streammap_one_active(STREAMMAP_ITEMS));
+    let d = best(|| on_runtime(false, streammap_one_active(STREAMMAP_ITEMS)));
     r.add(
         "merge.select_all",
         "tokio-stream StreamMap",
@@ -47,7 +47,7 @@ pub fn run(r: &mut Report) {
     );
 
     let v2 = "10 sources, all active";
-    let d = on_runtime(false, select_all_all_active());
+    let d = best(|| on_runtime(false, select_all_all_active()));
     r.add(
         "merge.select_all",
         "futures select_all",
@@ -55,7 +55,7 @@ pub fn run(r: &mut Report) {
         ns_per(d, ALL_ACTIVE * PER_ACTIVE),
         "ns/item",
     );
-    let d = on_runtime(false, streammap_all_active());
+    let d = best(|| on_runtime(false, streammap_all_active()));
     r.add(
         "merge.select_all",
         "tokio-stream StreamMap",
