@@ -6,18 +6,18 @@ mod callbacks;
 mod completion;
 pub mod ctx;
 pub mod error;
-mod event;
-mod future;
-mod generator;
+pub mod event;
+pub mod future;
+pub mod generator;
 pub mod protocols;
 pub mod queue;
-mod results;
-mod scope;
+pub mod results;
+pub mod scope;
 pub mod sync_queue;
-mod task;
+pub mod task;
 pub mod task_holder;
 pub mod ticker;
-mod wait;
+pub mod wait;
 
 pub use ctx::{Ctx, CtxGuard, CtxOptions, CtxWait, Logger, TracingLogger, WithTimeout};
 pub use error::{
