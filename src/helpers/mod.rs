@@ -9,6 +9,7 @@ pub mod error;
 mod event;
 mod future;
 pub mod protocols;
+pub mod queue_manager;
 mod task;
 mod wait;
 
@@ -21,6 +22,10 @@ pub use future::{Fut, FutOutcome};
 pub use protocols::{
     CallbackHandle, DoneCallback, FutureState, FutureStatus, NamedFuture, WaitByCallback, WithRepr,
     fut_to_string,
+};
+pub use queue_manager::{
+    Feed, QueueFeeder, QueueInput, QueueManagerResult, SourceId, Sources, Streamer, TaskFeed,
+    queue_manager, queue_manager_named, queue_manager_scoped,
 };
 pub use task::{AnyTask, Task, TaskId, TaskOutcome};
 pub use wait::{WaitDone, wait_for_all, wait_for_first};
