@@ -253,6 +253,11 @@ impl<V: Send + 'static, C: Clone + Send + 'static> Shared<V, C> {
         self.lock().stopped.is_some()
     }
 
+    /// Whether a result is queued.
+    pub(crate) fn has_results(&self) -> bool {
+        !self.lock().results.is_empty()
+    }
+
     /// Takes one queued result, without stepping anything.
     pub(crate) fn pop_result(&self) -> Option<Raw<V, C>> {
         self.lock().results.pop_front()

@@ -54,6 +54,10 @@ impl<V, C> fmt::Debug for Streamer<V, C> {
     }
 }
 
+/// How many steps one `poll_next` runs before it yields to the scheduler when none of
+/// them produced a result.
+const STEPS_PER_POLL: usize = 64;
+
 /// Closes a manager from outside its streamer (the scoped form keeps one).
 pub(crate) struct Closer<V, C> {
     ctx: Ctx,
@@ -137,6 +141,7 @@ impl<V: Send + 'static, C: Clone + Send + 'static> Stream for Streamer<V, C> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
+        let mut idle_steps = 0;
         loop {
             if this.breaker.is_set() {
                 this.breaker_wait = None;
@@ -148,6 +153,14 @@ impl<V: Send + 'static, C: Clone + Send + 'static> Stream for Streamer<V, C> {
                 Next::Step(t) => {
                     let step = t.body.step(this.shared.target(), t.key, t.number);
                     this.shared.deliver(step, Origin::Slot(t.key, t.number));
+                    idle_steps += 1;
+                    if idle_steps >= STEPS_PER_POLL && !this.shared.has_results() {
+                        // Sources that wake themselves while polled (a stream out of
+                        // tokio's coop budget does) must not keep this poll spinning:
+                        // yield to the scheduler and come back.
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
                 }
                 Next::Wait => {
                     if this.poll_breaker(cx) {
