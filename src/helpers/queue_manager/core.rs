@@ -101,6 +101,8 @@ pub(crate) enum Next<V, C> {
     End,
     Step(Taken<V>),
     Wait,
+    /// Enough steps for one poll: yield to the scheduler.
+    Budget,
 }
 
 impl<V: Send + 'static, C: Clone + Send + 'static> Shared<V, C> {
@@ -253,11 +255,6 @@ impl<V: Send + 'static, C: Clone + Send + 'static> Shared<V, C> {
         self.lock().stopped.is_some()
     }
 
-    /// Whether a result is queued.
-    pub(crate) fn has_results(&self) -> bool {
-        !self.lock().results.is_empty()
-    }
-
     /// Takes one queued result, without stepping anything.
     pub(crate) fn pop_result(&self) -> Option<Raw<V, C>> {
         self.lock().results.pop_front()
@@ -270,33 +267,27 @@ impl<V: Send + 'static, C: Clone + Send + 'static> Shared<V, C> {
 
     /// Decides the streamer's next move; registers `waker` when there is nothing to do.
     pub(crate) fn next(&self, waker: &Waker) -> Next<V, C> {
-        let mut st = self.lock();
-        if let Some(r) = st.results.pop_front() {
-            return Next::Yield(r);
-        }
-        if st.stopped.is_some() {
-            return Next::End;
-        }
-        while let Some((key, number)) = st.ready.pop_front() {
-            if let Some(e) = st.sources.get_mut(key)
-                && e.number == number
-                && let Some(body) = e.body.take()
-            {
-                return Next::Step(Taken { key, number, body });
-            }
-        }
-        if st.finish_when_empty && st.sources.is_empty() {
-            if st.idle_stop_sent {
-                return Next::End;
-            }
-            st.idle_stop_sent = true;
-            return Next::Yield(Raw::Stopped { error: None });
-        }
-        match &st.consumer {
-            Some(w) if w.will_wake(waker) => {}
-            _ => st.consumer = Some(waker.clone()),
-        }
-        Next::Wait
+        self.lock().next(waker, true)
+    }
+
+    /// Hands a step of the streamer back and decides the next move in the same lock;
+    /// with `may_step` false it returns [`Next::Budget`] instead of taking another step.
+    pub(crate) fn step_done(
+        &self,
+        step: Step<V>,
+        key: usize,
+        number: u64,
+        waker: &Waker,
+        may_step: bool,
+    ) -> Next<V, C> {
+        let mut d = Deferred::default();
+        let next = {
+            let mut st = self.lock();
+            st.deliver(self, step, Origin::Slot(key, number), &mut d);
+            st.next(waker, may_step)
+        };
+        self.run(d);
+        next
     }
 
     fn run(&self, d: Deferred<V>) {
@@ -337,6 +328,38 @@ impl<V: Send + 'static, C: Clone + Send + 'static> Schedule for Shared<V, C> {
 }
 
 impl<V: Send + 'static, C: Clone + Send + 'static> State<V, C> {
+    fn next(&mut self, waker: &Waker, may_step: bool) -> Next<V, C> {
+        if let Some(r) = self.results.pop_front() {
+            return Next::Yield(r);
+        }
+        if self.stopped.is_some() {
+            return Next::End;
+        }
+        if !may_step {
+            return Next::Budget;
+        }
+        while let Some((key, number)) = self.ready.pop_front() {
+            if let Some(e) = self.sources.get_mut(key)
+                && e.number == number
+                && let Some(body) = e.body.take()
+            {
+                return Next::Step(Taken { key, number, body });
+            }
+        }
+        if self.finish_when_empty && self.sources.is_empty() {
+            if self.idle_stop_sent {
+                return Next::End;
+            }
+            self.idle_stop_sent = true;
+            return Next::Yield(Raw::Stopped { error: None });
+        }
+        match &self.consumer {
+            Some(w) if w.will_wake(waker) => {}
+            _ => self.consumer = Some(waker.clone()),
+        }
+        Next::Wait
+    }
+
     fn chain_of(&self, origin: &Origin<C>) -> (Sources, Option<C>) {
         match origin {
             Origin::Slot(key, _) => {
@@ -354,49 +377,69 @@ impl<V: Send + 'static, C: Clone + Send + 'static> State<V, C> {
         origin: Origin<C>,
         d: &mut Deferred<V>,
     ) {
-        let (chain, context) = self.chain_of(&origin);
-        let mut cont = None;
-        let mut requeue = false;
-        match step {
+        let (cont, requeue) = match step {
             Step::Yield(Feed::Value(value), c) => {
+                let (sources, context) = self.chain_of(&origin);
                 self.push(Raw::Success {
-                    sources: chain.clone(),
+                    sources,
                     value,
-                    context: context.clone(),
+                    context,
                 });
-                (cont, requeue) = (c, true);
+                (c, true)
             }
             Step::Yield(feed, c) => {
-                let (kind, body) = match Body::from_feed(feed) {
-                    Ok(kb) => kb,
-                    Err(_) => {
-                        unreachable!("`yielded` turns values and errors into their own steps")
-                    }
+                let Ok((kind, body)) = Body::from_feed(feed) else {
+                    unreachable!("`yielded` turns values and errors into their own steps")
                 };
-                self.admit(shared, kind, body, Some(&chain), context.clone(), d);
-                (cont, requeue) = (c, true);
+                let (chain, context) = self.chain_of(&origin);
+                self.admit(shared, kind, body, Some(&chain), context, d);
+                (c, true)
             }
             Step::Fail(error, iteration) => {
-                self.push(Raw::Failure {
-                    sources: chain.clone(),
-                    error: error.clone(),
-                    context: context.clone(),
-                });
+                let (sources, context) = self.chain_of(&origin);
                 if iteration {
-                    self.push(Raw::IterationStop {
-                        sources: chain.clone(),
-                        error: Some(error),
+                    let stop = Raw::IterationStop {
+                        sources: sources.clone(),
+                        error: Some(error.clone()),
                         context: context.clone(),
+                    };
+                    self.push(Raw::Failure {
+                        sources,
+                        error,
+                        context,
+                    });
+                    self.push(stop);
+                } else {
+                    self.push(Raw::Failure {
+                        sources,
+                        error,
+                        context,
                     });
                 }
+                (None, false)
             }
-            Step::End(error) => self.push(Raw::IterationStop {
-                sources: chain.clone(),
-                error,
-                context: context.clone(),
-            }),
-            Step::Wait(body) => cont = Some(body),
-        }
+            Step::End(error) => {
+                let (sources, context) = self.chain_of(&origin);
+                self.push(Raw::IterationStop {
+                    sources,
+                    error,
+                    context,
+                });
+                (None, false)
+            }
+            Step::Wait(body) => (Some(body), false),
+            Step::Untouched(body) => {
+                let Origin::Slot(key, number) = origin else {
+                    return;
+                };
+                if self.stopped.is_some() {
+                    return self.put_back(key, number, body, false, d);
+                }
+                self.sources[key].body = Some(body);
+                self.ready.push_front((key, number));
+                return;
+            }
+        };
         let Origin::Slot(key, number) = origin else {
             return;
         };

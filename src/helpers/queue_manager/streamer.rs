@@ -8,8 +8,9 @@ use std::task::{Context, Poll};
 
 use futures_core::Stream;
 
-use super::core::{Next, Origin, Shared};
+use super::core::{Next, Shared};
 use super::result::QueueManagerResult;
+use super::sources::Step;
 use crate::helpers::ctx::{Ctx, CtxGuard};
 use crate::helpers::event::Event;
 use crate::helpers::wait::WaitDone;
@@ -141,26 +142,37 @@ impl<V: Send + 'static, C: Clone + Send + 'static> Stream for Streamer<V, C> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        let mut idle_steps = 0;
+        if this.breaker.is_set() {
+            this.breaker_wait = None;
+            return Poll::Ready(None);
+        }
+        let mut steps = 0;
+        let mut next = this.shared.next(cx.waker());
         loop {
-            if this.breaker.is_set() {
-                this.breaker_wait = None;
-                return Poll::Ready(None);
-            }
-            match this.shared.next(cx.waker()) {
+            match next {
                 Next::Yield(raw) => return Poll::Ready(Some(this.shared.resolve(raw))),
                 Next::End => return Poll::Ready(None),
                 Next::Step(t) => {
-                    let step = t.body.step(this.shared.target(), t.key, t.number);
-                    this.shared.deliver(step, Origin::Slot(t.key, t.number));
-                    idle_steps += 1;
-                    if idle_steps >= STEPS_PER_POLL && !this.shared.has_results() {
-                        // Sources that wake themselves while polled (a stream out of
-                        // tokio's coop budget does) must not keep this poll spinning:
-                        // yield to the scheduler and come back.
-                        cx.waker().wake_by_ref();
-                        return Poll::Pending;
-                    }
+                    let step = if this.breaker.is_set() {
+                        Step::Untouched(t.body)
+                    } else {
+                        t.body.step(this.shared.target(), t.key, t.number)
+                    };
+                    steps += 1;
+                    // Sources that wake themselves while polled (a stream out of tokio's
+                    // coop budget does) must not keep this poll spinning.
+                    let may_step = steps < STEPS_PER_POLL && !this.breaker.is_set();
+                    next = this
+                        .shared
+                        .step_done(step, t.key, t.number, cx.waker(), may_step);
+                }
+                Next::Budget if this.breaker.is_set() => {
+                    this.breaker_wait = None;
+                    return Poll::Ready(None);
+                }
+                Next::Budget => {
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
                 }
                 Next::Wait => {
                     if this.poll_breaker(cx) {

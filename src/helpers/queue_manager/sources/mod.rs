@@ -43,6 +43,8 @@ pub(crate) enum Step<V> {
     End(Option<Failure>),
     /// A stream had nothing ready: it waits for its waker.
     Wait(Body<V>),
+    /// Not stepped after all (the breaker was set): it keeps its turn.
+    Untouched(Body<V>),
 }
 
 impl<V: Send + 'static> Body<V> {
