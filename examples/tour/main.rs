@@ -4,6 +4,7 @@
 
 mod ctx;
 mod futures;
+mod queue_manager;
 
 #[tokio::main(flavor = "current_thread", start_paused = true)]
 async fn main() {
@@ -11,5 +12,6 @@ async fn main() {
     std::panic::set_hook(Box::new(|info| println!("  (a task panicked: {info})")));
     futures::run().await;
     ctx::run().await;
+    queue_manager::run().await;
     println!("\ntour finished");
 }
