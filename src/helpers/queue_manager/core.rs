@@ -291,6 +291,13 @@ impl<V: Send + 'static, C: Clone + Send + 'static> Shared<V, C> {
     }
 
     fn run(&self, d: Deferred<V>) {
+        if d.graveyard.is_empty()
+            && d.cancel.is_empty()
+            && d.register.is_empty()
+            && d.waker.is_none()
+        {
+            return; // the common case: a step that only produced a value
+        }
         drop(d.graveyard);
         for t in d.cancel {
             t.cancel();

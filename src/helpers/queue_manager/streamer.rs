@@ -153,7 +153,8 @@ impl<V: Send + 'static, C: Clone + Send + 'static> Stream for Streamer<V, C> {
                 Next::Yield(raw) => return Poll::Ready(Some(this.shared.resolve(raw))),
                 Next::End => return Poll::Ready(None),
                 Next::Step(t) => {
-                    let step = if this.breaker.is_set() {
+                    let broken = this.breaker.is_set();
+                    let step = if broken {
                         Step::Untouched(t.body)
                     } else {
                         t.body.step(this.shared.target(), t.key, t.number)
@@ -161,7 +162,7 @@ impl<V: Send + 'static, C: Clone + Send + 'static> Stream for Streamer<V, C> {
                     steps += 1;
                     // Sources that wake themselves while polled (a stream out of tokio's
                     // coop budget does) must not keep this poll spinning.
-                    let may_step = steps < STEPS_PER_POLL && !this.breaker.is_set();
+                    let may_step = steps < STEPS_PER_POLL && !broken;
                     next = this
                         .shared
                         .step_done(step, t.key, t.number, cx.waker(), may_step);
