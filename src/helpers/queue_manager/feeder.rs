@@ -26,6 +26,10 @@ use crate::helpers::task::Task;
 /// not run: an iterator or stream gets an `IterationStop` carrying the stop's error, a
 /// future or task a `Failure` carrying it (a task is cancelled). Values, and functions
 /// (which run inside the call), are still delivered.
+///
+/// # Drop
+/// A feeder owns no work: dropping it (or every clone) changes nothing. The sources
+/// belong to the manager, which the [`Streamer`](super::Streamer) owns.
 pub struct QueueFeeder<V, C> {
     shared: Arc<Shared<V, C>>,
 }
