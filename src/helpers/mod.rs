@@ -11,6 +11,7 @@ pub mod future;
 pub mod generator;
 pub mod protocols;
 pub mod queue;
+pub mod queue_manager;
 pub mod results;
 pub mod scope;
 pub mod sync_queue;
@@ -34,6 +35,10 @@ pub use protocols::{
     fut_to_string,
 };
 pub use queue::{GetAll, LimitedQueue, Queue, QueueHandle, QueueOptions, Remaining, queue};
+pub use queue_manager::{
+    Feed, QueueFeeder, QueueInput, QueueManagerResult, SourceId, Sources, Streamer, TaskFeed,
+    queue_manager, queue_manager_named, queue_manager_scoped,
+};
 pub use results::{find_and_apply_result, noncancelled_results_from_futs};
 pub use scope::{AsyncContextManager, ensure_aexit, using};
 pub use sync_queue::{SyncQueue, SyncQueueIter, SyncQueueOptions, SyncRemaining, sync_queue};
