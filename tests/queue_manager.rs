@@ -785,3 +785,30 @@ async fn a_stream_that_wakes_itself_does_not_starve_other_tasks() {
     });
     assert_eq!(show(&streamer.next().await.unwrap()), "ok 1 @e [VALUE#2]");
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_crates_async_generator_is_accepted_as_an_async_generator_source() {
+    let root = hp::Ctx::beginning("t");
+    let (mut streamer, feeder) = manager(&root);
+    let generator = hp::AsyncGenerator::<i32>::new(|co| async move {
+        for i in [7, 8] {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if co.yield_(i).await.is_err() {
+                return;
+            }
+        }
+    });
+    feeder.add_async_generator(generator, ctx_of("g"));
+    feeder.set_as_finished_if_out_of_sources();
+    let start = Instant::now();
+    assert_eq!(
+        drain(&mut streamer).await,
+        [
+            "ok 7 @g [ASYNC_GENERATOR#1]",
+            "ok 8 @g [ASYNC_GENERATOR#1]",
+            "end - @g [ASYNC_GENERATOR#1]",
+            "stopped -",
+        ]
+    );
+    assert_eq!(start.elapsed(), Duration::from_secs(2));
+}
