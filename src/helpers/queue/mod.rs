@@ -340,7 +340,33 @@ impl<T: Send + 'static> Queue<T> {
     }
 
     /// One step of an iteration: the next item, `None` when it ends, or pending.
+    ///
+    /// The common case (no hook due, breaker and ctx checked clear, an item at the front
+    /// of the batch, no priority entry waiting, budget already paid) is handled inline
+    /// with the same checks in the same order; everything else goes the general way.
+    #[inline]
     fn poll_item(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        if !self.hooks_due
+            && self.coop_credit > 0
+            && !self.shared.breaker.is_set()
+            && !self.ctx.ctx().done()
+            && matches!(self.batch.front(), Some(Entry::Item(_)))
+            && !self.shared.has_ahead()
+            && let Some(Entry::Item(v)) = self.batch.pop_front()
+        {
+            self.coop_credit -= 1;
+            // Relaxed: `len()` reads a snapshot; only this consumer writes it.
+            self.shared.batch_len.store(self.batch.len(), Relaxed);
+            self.hooks_due = !self.hooks.is_empty();
+            return Poll::Ready(Some(v));
+        }
+        self.poll_item_slow(cx)
+    }
+
+    /// [`poll_item`](Self::poll_item) in general: hooks, instructions, refills, priority
+    /// merges, budget, ending and waiting.
+    #[inline(never)]
+    fn poll_item_slow(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         loop {
             if std::mem::take(&mut self.hooks_due) {
                 self.run_hooks();
