@@ -56,10 +56,11 @@
 //! 4. Errors: failures of `add_coroutine` tasks are logged through the context's logger
 //!    unless `silent`.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+
+mod held;
 
 use futures_util::FutureExt;
 use tokio::sync::{Notify, Semaphore};
@@ -69,6 +70,7 @@ use super::error::Error;
 use super::protocols::CallbackHandle;
 use super::task::{AnyTask, Task, TaskId};
 use crate::sync::{Arc, Mutex, Weak, lock};
+use held::Held;
 
 /// A holder of tasks on `ctx`; see the [module docs](self).
 ///
@@ -165,34 +167,10 @@ impl TaskHolderBuilder {
     }
 }
 
-/// Hashes a [`TaskId`] (a unique counter) to itself, with its low bits copied to the
-/// top: ids added together land in neighbouring buckets (cache friendly for millions of
-/// short tasks), and the top bits hashbrown compares first still differ between them.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0 ^ (self.0 << 57)
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b); // not used by TaskId (it writes a u64)
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-type IdMap<V> = HashMap<TaskId, V, std::hash::BuildHasherDefault<IdHasher>>;
-
 #[derive(Default)]
 struct State {
-    /// The pending tasks: insertion number, handle, and whether the holder may abort it
-    /// (false for `add_scoped` work, which watches the holder's context instead).
-    tasks: IdMap<(u64, AnyTask, bool)>,
-    next_seq: u64,
+    /// The pending tasks, in insertion order.
+    tasks: Held,
     /// No new work: finished, or cancelling everything.
     closed: bool,
 }
@@ -208,24 +186,20 @@ struct Inner {
 impl Inner {
     /// Holds `task` until it finishes; cancels it instead when the holder is closed.
     fn track<T: Send + Sync + 'static>(self: &Arc<Self>, task: &Task<T>, abortable: bool) {
-        let id = task.id();
-        {
+        let seq = {
             let mut st = lock(&self.state);
-            if !st.closed {
-                let seq = st.next_seq;
-                st.next_seq += 1;
-                st.tasks.insert(id, (seq, task.erased(), abortable));
-            } else {
+            if st.closed {
                 drop(st);
                 task.cancel();
                 return;
             }
-        }
+            st.tasks.insert(task.erased(), task.id(), abortable)
+        };
         // Registered after inserting: a task that already finished releases itself now.
         let weak: Weak<Inner> = Arc::downgrade(self);
         task.add_done_callback(move |_| {
             if let Some(inner) = weak.upgrade() {
-                inner.release(id);
+                inner.release(seq);
             }
         });
     }
@@ -251,19 +225,13 @@ impl Inner {
         }
     }
 
-    fn release(&self, id: TaskId) {
-        let now_empty = {
+    fn release(&self, seq: u64) {
+        let (removed, now_empty) = {
             let mut st = lock(&self.state);
-            let removed = st.tasks.remove(&id);
-            let len = st.tasks.len();
-            // Give memory back after a burst: shrink when three quarters are unused.
-            if st.tasks.capacity() > 64 && len < st.tasks.capacity() / 4 {
-                st.tasks.shrink_to(len * 2);
-            }
-            drop(st);
-            drop(removed); // the task handle is released outside the lock
-            len == 0
+            let removed = st.tasks.remove(seq);
+            (removed, st.tasks.is_empty())
         };
+        drop(removed); // the task handle is released outside the lock
         if now_empty {
             self.empty.notify_waiters();
         }
@@ -281,8 +249,7 @@ impl Inner {
         let tasks: Vec<AnyTask> = {
             let mut st = lock(&self.state);
             st.closed = true;
-            let plain = st.tasks.values().filter(|(_, _, abortable)| *abortable);
-            plain.map(|(_, t, _)| t.clone()).collect()
+            st.tasks.abortable()
         };
         for t in tasks {
             t.cancel();
@@ -403,24 +370,12 @@ impl TaskHolderHandle {
 
     /// Whether the task with this id is held.
     pub fn contains_id(&self, id: TaskId) -> bool {
-        lock(&self.inner.state).tasks.contains_key(&id)
+        lock(&self.inner.state).tasks.contains(id)
     }
 
     /// The held tasks, in the order they were added, as type-erased handles (a snapshot).
     pub fn iter(&self) -> std::vec::IntoIter<AnyTask> {
-        let mut tasks: Vec<(u64, AnyTask)> = {
-            let st = lock(&self.inner.state);
-            st.tasks
-                .values()
-                .map(|(seq, t, _)| (*seq, t.clone()))
-                .collect()
-        };
-        tasks.sort_unstable_by_key(|(seq, _)| *seq);
-        tasks
-            .into_iter()
-            .map(|(_, t)| t)
-            .collect::<Vec<_>>()
-            .into_iter()
+        lock(&self.inner.state).tasks.tasks().into_iter()
     }
 
     /// The holder's child context (named by [`TaskHolderBuilder::name`]).
