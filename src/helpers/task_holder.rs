@@ -65,6 +65,7 @@ mod held;
 use futures_util::FutureExt;
 use tokio::sync::{Notify, Semaphore};
 
+use super::completion::DoneHook;
 use super::ctx::{Ctx, CtxGuard};
 use super::error::Error;
 use super::protocols::CallbackHandle;
@@ -196,12 +197,8 @@ impl Inner {
             st.tasks.insert(task.erased(), task.id(), abortable)
         };
         // Registered after inserting: a task that already finished releases itself now.
-        let weak: Weak<Inner> = Arc::downgrade(self);
-        task.add_done_callback(move |_| {
-            if let Some(inner) = weak.upgrade() {
-                inner.release(seq);
-            }
-        });
+        let owner: Weak<Inner> = Arc::downgrade(self);
+        task.add_done_hook(owner, seq);
     }
 
     /// Spawns `fut` on the holder's context, waiting for its turn under the limit.
@@ -273,6 +270,13 @@ impl Inner {
             }
             notified.await;
         }
+    }
+}
+
+impl DoneHook for Inner {
+    /// A held task finished: release it.
+    fn on_done(&self, seq: u64) {
+        self.release(seq);
     }
 }
 
