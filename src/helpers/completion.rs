@@ -7,7 +7,7 @@
 //!    finds the outcome set runs at once instead of being stored.
 //! 3. No lock is held while a callback runs.
 
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, OnceLock};
 
 use super::callbacks::{CallbackList, run_caught};
 use super::error::{Error, Failure, Outcome, StatusError};
@@ -17,28 +17,24 @@ use crate::sync::{Mutex, lock};
 /// A typed done callback.
 pub(crate) type OutcomeCallback<T> = Box<dyn FnOnce(&Outcome<T>) + Send + 'static>;
 
-/// An owner told by key that something it watches finished, without an allocation per
-/// registration (a task holder releasing a task: a boxed closure per task cost as much
-/// as the rest of the holder's bookkeeping).
+/// An owner told by key, with the failure if any, that something it watches finished,
+/// without an allocation per registration (a task holder releasing a task: a boxed
+/// closure per task cost as much as the rest of the holder's bookkeeping).
 pub(crate) trait DoneHook: Send + Sync {
-    fn on_done(&self, key: u64);
+    fn on_done(&self, key: u64, failure: Option<&Failure>);
 }
 
-/// One registration: a boxed callback, or an owner's hook (gone owner: nothing runs).
+/// One registration: a boxed callback, or an owner's hook.
 pub(crate) enum Callback<T> {
     Boxed(OutcomeCallback<T>),
-    Hook(Weak<dyn DoneHook>, u64),
+    Hook(Arc<dyn DoneHook>, u64),
 }
 
 impl<T> Callback<T> {
     fn call(self, outcome: &Outcome<T>) {
         match self {
             Callback::Boxed(cb) => cb(outcome),
-            Callback::Hook(owner, key) => {
-                if let Some(owner) = owner.upgrade() {
-                    owner.on_done(key);
-                }
-            }
+            Callback::Hook(owner, key) => owner.on_done(key, outcome.as_ref().err()),
         }
     }
 }
@@ -93,7 +89,7 @@ impl<T> Completion<T> {
     }
 
     /// Registers `owner.on_done(key)` as a done callback (run at once if finished).
-    pub(crate) fn add_hook(&self, owner: Weak<dyn DoneHook>, key: u64) -> CallbackHandle {
+    pub(crate) fn add_hook(&self, owner: Arc<dyn DoneHook>, key: u64) -> CallbackHandle {
         self.register(None, Callback::Hook(owner, key))
     }
 

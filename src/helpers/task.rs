@@ -34,8 +34,8 @@ use std::fmt;
 use std::future::{Future, IntoFuture};
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 
 use futures_util::FutureExt;
@@ -252,7 +252,7 @@ impl<T> Task<T> {
     }
 
     /// Registers `owner.on_done(key)` as a done callback, without allocating.
-    pub(crate) fn add_done_hook(&self, owner: Weak<dyn DoneHook>, key: u64) -> CallbackHandle {
+    pub(crate) fn add_done_hook(&self, owner: Arc<dyn DoneHook>, key: u64) -> CallbackHandle {
         self.shared.core.add_hook(owner, key)
     }
 

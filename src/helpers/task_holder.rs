@@ -63,11 +63,13 @@ use std::panic::AssertUnwindSafe;
 mod held;
 
 use futures_util::FutureExt;
+use tokio::runtime::Handle;
 use tokio::sync::{Notify, Semaphore};
 
 use super::completion::DoneHook;
-use super::ctx::{Ctx, CtxGuard};
+use super::ctx::{Ctx, CtxGuard, FailureReporter};
 use super::error::Error;
+use super::error::Failure;
 use super::protocols::CallbackHandle;
 use super::task::{AnyTask, Task, TaskId};
 use crate::sync::{Arc, Mutex, Weak, lock};
@@ -125,11 +127,16 @@ impl TaskHolderBuilder {
     /// Builds the holder.
     pub fn build(self) -> TaskHolder {
         let guard = self.ctx.child(self.name);
-        let inner = Arc::new(Inner {
+        let ctx = guard.ctx().clone();
+        let inner = Arc::new_cyclic(|weak| Inner {
             state: Mutex::new(State::default()),
             empty: Notify::new(),
             limit: self.limit.map(|n| Arc::new(Semaphore::new(n))),
-            ctx: guard.ctx().clone(),
+            tracker: Arc::new(Tracker {
+                inner: weak.clone(),
+                report: ctx.failure_reporter(),
+            }),
+            ctx,
         });
         let weak = Arc::downgrade(&inner);
         let on_done = guard.add_done_callback(move |_| {
@@ -181,35 +188,68 @@ struct Inner {
     /// Notified when the last pending task is released.
     empty: Notify,
     limit: Option<Arc<Semaphore>>,
+    /// Every held task's one done callback (shared, so no allocation per task).
+    tracker: Arc<Tracker>,
     ctx: Ctx,
 }
 
+/// What a held task's done callback does, by its key: bit 0 set: log a failure (the
+/// reporter of `add_coroutine` without `silent`, run first as if registered first);
+/// bit 1 set: release the held entry whose sequence number is `key >> 2`.
+struct Tracker {
+    inner: Weak<Inner>,
+    report: FailureReporter,
+}
+
+const REPORT: u64 = 1;
+const HELD: u64 = 2;
+
+impl DoneHook for Tracker {
+    fn on_done(&self, key: u64, failure: Option<&Failure>) {
+        if key & REPORT != 0 {
+            self.report.report(failure);
+        }
+        if key & HELD != 0 {
+            if let Some(inner) = self.inner.upgrade() {
+                inner.release(key >> 2);
+            }
+        }
+    }
+}
+
 impl Inner {
-    /// Holds `task` until it finishes; cancels it instead when the holder is closed.
-    fn track<T: Send + Sync + 'static>(self: &Arc<Self>, task: &Task<T>, abortable: bool) {
+    /// Holds `task` until it finishes (logging its failure if `report`); cancels it
+    /// instead when the holder is closed.
+    fn track<T: Send + Sync + 'static>(&self, task: &Task<T>, abortable: bool, report: bool) {
+        let report = if report { REPORT } else { 0 };
         let seq = {
             let mut st = lock(&self.state);
             if st.closed {
                 drop(st);
                 task.cancel();
+                if report != 0 {
+                    // It may have failed before it could be cancelled.
+                    task.add_done_hook(self.tracker.clone(), report);
+                }
                 return;
             }
             st.tasks.insert(task.erased(), task.id(), abortable)
         };
         // Registered after inserting: a task that already finished releases itself now.
-        let owner: Weak<Inner> = Arc::downgrade(self);
-        task.add_done_hook(owner, seq);
+        task.add_done_hook(self.tracker.clone(), seq << 2 | HELD | report);
     }
 
-    /// Spawns `fut` on the holder's context, waiting for its turn under the limit.
+    /// Spawns `fut` on the holder's context's runtime (else the current one), waiting for
+    /// its turn under the limit. Failures are reported by `track`, not here.
     #[track_caller]
-    fn spawn<T, F>(&self, fut: F, silent: bool) -> Task<T>
+    fn spawn<T, F>(&self, fut: F) -> Task<T>
     where
         T: Send + Sync + 'static,
         F: Future<Output = T> + Send + 'static,
     {
+        let handle = self.ctx.runtime().unwrap_or_else(Handle::current);
         match &self.limit {
-            None => self.ctx.async_as_background(fut, silent),
+            None => Task::spawn_on(&handle, None, fut),
             Some(limit) => {
                 let limit = limit.clone();
                 let limited = async move {
@@ -217,7 +257,7 @@ impl Inner {
                     let _turn = limit.acquire_owned().await;
                     fut.await
                 };
-                self.ctx.async_as_background(limited, silent)
+                Task::spawn_on(&handle, None, limited)
             }
         }
     }
@@ -273,13 +313,6 @@ impl Inner {
     }
 }
 
-impl DoneHook for Inner {
-    /// A held task finished: release it.
-    fn on_done(&self, seq: u64) {
-        self.release(seq);
-    }
-}
-
 /// A cloneable handle to a holder for adding work from anywhere (inside held tasks, say).
 ///
 /// It does not keep the holder open: work added after the holder finished or was dropped
@@ -314,8 +347,8 @@ impl TaskHolderHandle {
         T: Send + Sync + 'static,
         F: Future<Output = T> + Send + 'static,
     {
-        let task = self.inner.spawn(fut, silent);
-        self.inner.track(&task, true);
+        let task = self.inner.spawn(fut);
+        self.inner.track(&task, true, !silent);
         task
     }
 
@@ -348,15 +381,15 @@ impl TaskHolderHandle {
             return task;
         }
         let fut = work(self.inner.ctx.clone());
-        let task = self.inner.spawn(fut, silent);
-        self.inner.track(&task, false);
+        let task = self.inner.spawn(fut);
+        self.inner.track(&task, false, !silent);
         task
     }
 
     /// Holds a task spawned elsewhere until it finishes, and returns it (the seed's
     /// `add_task`). Its failures are not logged by the holder.
     pub fn add_task<T: Send + Sync + 'static>(&self, task: Task<T>) -> Task<T> {
-        self.inner.track(&task, true);
+        self.inner.track(&task, true, false);
         task
     }
 
