@@ -358,6 +358,15 @@ impl Drop for Node {
         // would overflow the stack.
         let mut next = self.parent.take();
         while let Some(parent) = next {
+            if Arc::strong_count(&parent) > 1 {
+                // Not the last holder (the common case): a plain drop is one
+                // read-modify-write, where `try_unwrap` would be a failed compare-exchange
+                // plus the drop. Should the other holders let go meanwhile, this drop is
+                // the last after all: the parent's own `Drop` runs here, one level deeper,
+                // and frees its ancestors with this same loop.
+                drop(parent);
+                break;
+            }
             next = match Arc::try_unwrap(parent) {
                 Ok(mut node) => {
                     node.release();
