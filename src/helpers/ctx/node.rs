@@ -67,14 +67,42 @@ pub(crate) struct Node {
     pub(crate) extras: Option<Box<Extras>>,
 }
 
+/// What the lock guards: children and callbacks, boxed on first use. Most nodes (a
+/// leaf without callbacks) never need them, and a node's size is its memory per live
+/// child (32 B less per node than with both inline).
 #[derive(Default)]
 struct Inner {
-    children: Option<Box<Slab<Weak<Node>>>>,
-    callbacks: CallbackList<CtxCallback>,
+    rest: Option<Box<Rest>>,
+}
+
+#[derive(Default)]
+struct Rest {
+    children: Slab<Weak<Node>>,
+    /// The first callback inline: a node given one callback allocates once.
+    callbacks: Callbacks,
+}
+
+type Callbacks = CallbackList<CtxCallback, 1>;
+
+impl Inner {
+    fn rest(&mut self) -> &mut Rest {
+        self.rest.get_or_insert_with(Default::default)
+    }
+
+    fn has_children(&self) -> bool {
+        self.rest.as_ref().is_some_and(|r| !r.children.is_empty())
+    }
+
+    fn take_callbacks(&mut self) -> Callbacks {
+        self.rest
+            .as_mut()
+            .map(|r| std::mem::take(&mut r.callbacks))
+            .unwrap_or_default()
+    }
 }
 
 /// What one node hands over when it becomes DONE.
-type Taken = (Arc<Node>, CallbackList<CtxCallback>, Vec<Weak<Node>>);
+type Taken = (Arc<Node>, Callbacks, Vec<Weak<Node>>);
 
 impl Node {
     pub(crate) fn root(name: Cow<'static, str>, extras: Option<Box<Extras>>) -> Arc<Node> {
@@ -108,7 +136,7 @@ impl Node {
                 extras,
             });
         }
-        let children = g.children.get_or_insert_with(Default::default);
+        let children = &mut g.rest().children;
         let entry = children.vacant_entry();
         let slot = entry.key();
         let node = Arc::new_cyclic(|weak| {
@@ -178,7 +206,7 @@ impl Node {
                     OWN_ERROR
                 }
             };
-            if g.children.as_deref().is_none_or(Slab::is_empty) {
+            if !g.has_children() {
                 // A leaf (the common case: a guard dropped): no descendants to visit,
                 // so skip the batch and its allocations.
                 // Release: pairs with the Acquire in `done` and `own`.
@@ -186,8 +214,8 @@ impl Node {
                 if state & DONE != 0 {
                     return true;
                 }
-                g.children = None;
-                let callbacks = std::mem::take(&mut g.callbacks);
+                let callbacks = g.take_callbacks();
+                g.rest = None;
                 drop(g);
                 if callbacks.len() > 0 {
                     run_done(vec![(self.clone(), callbacks)], &failure);
@@ -214,12 +242,16 @@ impl Node {
         if state & DONE != 0 {
             return None;
         }
-        let callbacks = std::mem::take(&mut g.callbacks);
-        let children = g
-            .children
-            .take()
-            .map(|s| s.into_iter().map(|(_, w)| w).collect())
-            .unwrap_or_default();
+        let (callbacks, children) = match g.rest.take() {
+            Some(rest) => {
+                let Rest {
+                    children,
+                    callbacks,
+                } = *rest;
+                (callbacks, children.into_iter().map(|(_, w)| w).collect())
+            }
+            None => Default::default(),
+        };
         Some((node.clone(), callbacks, children))
     }
 
@@ -232,7 +264,7 @@ impl Node {
         {
             let mut g = lock(&self.inner);
             if !self.done() {
-                return g.callbacks.push(key, cb);
+                return g.rest().callbacks.push(key, cb);
             }
         }
         let outcome = self.outcome().unwrap_or(Failure::Cancelled);
@@ -242,32 +274,35 @@ impl Node {
     }
 
     pub(crate) fn remove_callback(&self, key: CallbackHandle) -> usize {
-        lock(&self.inner).callbacks.remove(key)
+        let mut g = lock(&self.inner);
+        g.rest.as_mut().map_or(0, |r| r.callbacks.remove(key))
     }
 
     pub(crate) fn has_callback(&self, key: CallbackHandle) -> bool {
-        lock(&self.inner).callbacks.contains(key)
+        let g = lock(&self.inner);
+        g.rest.as_ref().is_some_and(|r| r.callbacks.contains(key))
     }
 
     /// The live children, in no particular order.
     pub(crate) fn live_children(&self) -> Vec<Arc<Node>> {
         let g = lock(&self.inner);
-        g.children
+        g.rest
             .as_deref()
-            .map(|s| s.iter().filter_map(|(_, w)| w.upgrade()).collect())
+            .map(|r| r.children.iter().filter_map(|(_, w)| w.upgrade()).collect())
             .unwrap_or_default()
     }
 
     /// How many children are registered (live or being dropped).
     pub(crate) fn child_count(&self) -> usize {
-        lock(&self.inner).children.as_deref().map_or(0, Slab::len)
+        let g = lock(&self.inner);
+        g.rest.as_deref().map_or(0, |r| r.children.len())
     }
 }
 
 /// Marks every live descendant reached from `first` DONE, breadth first, collecting what
 /// each hands over. A descendant already DONE is skipped: whoever made it DONE handles
 /// its subtree.
-fn propagate(first: Taken) -> Vec<(Arc<Node>, CallbackList<CtxCallback>)> {
+fn propagate(first: Taken) -> Vec<(Arc<Node>, Callbacks)> {
     let mut out = Vec::new();
     let mut queue = std::collections::VecDeque::new();
     let (node, callbacks, children) = first;
@@ -294,7 +329,7 @@ fn propagate(first: Taken) -> Vec<(Arc<Node>, CallbackList<CtxCallback>)> {
 }
 
 /// Runs the collected callbacks, in order, with no lock held.
-fn run_done(batch: Vec<(Arc<Node>, CallbackList<CtxCallback>)>, failure: &Failure) {
+fn run_done(batch: Vec<(Arc<Node>, Callbacks)>, failure: &Failure) {
     for (node, mut callbacks) in batch {
         if callbacks.len() == 0 {
             continue;
@@ -313,10 +348,10 @@ impl Node {
         if let Some(parent) = &self.parent {
             if self.slot != UNREGISTERED {
                 let mut g = lock(&parent.inner);
-                if let Some(children) = g.children.as_deref_mut() {
-                    children.try_remove(self.slot);
-                    if children.is_empty() && children.capacity() > 64 {
-                        g.children = None;
+                if let Some(rest) = g.rest.as_deref_mut() {
+                    rest.children.try_remove(self.slot);
+                    if rest.children.is_empty() && rest.children.capacity() > 64 {
+                        rest.children = Slab::new(); // give a burst's memory back
                     }
                 }
                 self.slot = UNREGISTERED;
@@ -330,7 +365,7 @@ impl Node {
         // callbacks still run exactly once. They get a stand-in context with the same
         // name, parent and outcome, since this one can no longer be handed out.
         self.state.store(state | DONE, Release);
-        let mut callbacks = std::mem::take(&mut lock(&self.inner).callbacks);
+        let mut callbacks = lock(&self.inner).take_callbacks();
         if callbacks.len() == 0 {
             return;
         }
