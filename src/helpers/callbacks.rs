@@ -3,8 +3,15 @@
 //! Shared by every type that takes done callbacks (futures, tasks, events, contexts).
 //! Entries keep registration order; removal leaves a tombstone that is compacted away
 //! once tombstones outnumber live entries, so add/remove churn holds memory flat.
+//!
+//! A list can keep its first `N` entries inline (`CallbackList<F, N>`): a task usually
+//! has one or two callbacks (its holder's, a reporter), and an allocation per task for
+//! them cost as much as the rest of a task holder's bookkeeping. Contexts keep `N = 0`
+//! (the size of a `Vec`), since a context node's size is its memory per live child.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use smallvec::SmallVec;
 
 /// Identifies one callback registration; pass it to `remove_done_callback`.
 ///
@@ -37,22 +44,22 @@ struct Entry<F> {
     f: Option<F>,
 }
 
-/// Callbacks in registration order.
-pub(crate) struct CallbackList<F> {
-    entries: Vec<Entry<F>>,
+/// Callbacks in registration order; the first `N` without an allocation.
+pub(crate) struct CallbackList<F, const N: usize = 0> {
+    entries: SmallVec<[Entry<F>; N]>,
     live: usize,
 }
 
-impl<F> Default for CallbackList<F> {
+impl<F, const N: usize> Default for CallbackList<F, N> {
     fn default() -> Self {
         CallbackList {
-            entries: Vec::new(),
+            entries: SmallVec::new(),
             live: 0,
         }
     }
 }
 
-impl<F> CallbackList<F> {
+impl<F, const N: usize> CallbackList<F, N> {
     /// Adds `f` under `key` (or a fresh handle) and returns the key.
     pub(crate) fn push(&mut self, key: Option<CallbackHandle>, f: F) -> CallbackHandle {
         let seq = CallbackHandle::new();
@@ -87,7 +94,7 @@ impl<F> CallbackList<F> {
         self.entries[i].f = None;
         self.live -= 1;
         if self.live == 0 {
-            self.entries = Vec::new();
+            self.entries = SmallVec::new();
         } else if self.entries.len() > 8 && self.live * 2 < self.entries.len() {
             self.entries.retain(|e| e.f.is_some());
         }
@@ -105,7 +112,7 @@ impl<F> CallbackList<F> {
     }
 
     /// Takes every callback out, in registration order.
-    pub(crate) fn take(&mut self) -> impl Iterator<Item = F> + use<F> {
+    pub(crate) fn take(&mut self) -> impl Iterator<Item = F> + use<F, N> {
         self.live = 0;
         std::mem::take(&mut self.entries)
             .into_iter()
@@ -131,7 +138,13 @@ mod tests {
 
     #[test]
     fn keeps_order_and_removes_by_handle() {
-        let mut l = CallbackList::default();
+        keeps_order::<0>();
+        keeps_order::<1>();
+        keeps_order::<4>();
+    }
+
+    fn keeps_order<const N: usize>() {
+        let mut l = CallbackList::<i32, N>::default();
         let a = l.push(None, 1);
         let b = l.push(None, 2);
         let idx = CallbackHandle::new();
@@ -150,7 +163,7 @@ mod tests {
 
     #[test]
     fn churn_compacts() {
-        let mut l = CallbackList::default();
+        let mut l = CallbackList::<i32>::default();
         let keep = l.push(None, 0);
         for i in 0..10_000 {
             let h = l.push(None, i);
@@ -158,5 +171,14 @@ mod tests {
         }
         assert!(l.entries.len() <= 17);
         assert!(l.contains(keep));
+    }
+
+    #[test]
+    fn an_inline_list_is_no_bigger_than_its_entries_and_a_plain_one_is_a_vec() {
+        type Cb = Box<dyn FnOnce() + Send>;
+        let vec = std::mem::size_of::<Vec<Entry<Cb>>>();
+        assert_eq!(std::mem::size_of::<CallbackList<Cb>>(), vec + 8);
+        let entry = std::mem::size_of::<Entry<Cb>>();
+        assert!(std::mem::size_of::<CallbackList<Cb, 1>>() <= entry + 16);
     }
 }

@@ -17,9 +17,32 @@ use crate::sync::{Mutex, lock};
 /// A typed done callback.
 pub(crate) type OutcomeCallback<T> = Box<dyn FnOnce(&Outcome<T>) + Send + 'static>;
 
+/// An owner told by key, with the failure if any, that something it watches finished,
+/// without an allocation per registration (a task holder releasing a task: a boxed
+/// closure per task cost as much as the rest of the holder's bookkeeping).
+pub(crate) trait DoneHook: Send + Sync {
+    fn on_done(&self, key: u64, failure: Option<&Failure>);
+}
+
+/// One registration: a boxed callback, or an owner's hook.
+pub(crate) enum Callback<T> {
+    Boxed(OutcomeCallback<T>),
+    Hook(Arc<dyn DoneHook>, u64),
+}
+
+impl<T> Callback<T> {
+    fn call(self, outcome: &Outcome<T>) {
+        match self {
+            Callback::Boxed(cb) => cb(outcome),
+            Callback::Hook(owner, key) => owner.on_done(key, outcome.as_ref().err()),
+        }
+    }
+}
+
 pub(crate) struct Completion<T> {
     outcome: OnceLock<Outcome<T>>,
-    callbacks: Mutex<CallbackList<OutcomeCallback<T>>>,
+    /// One entry inline: a task's holder hook (or one awaiter) needs no allocation.
+    callbacks: Mutex<CallbackList<Callback<T>, 1>>,
     name: Mutex<Option<Arc<str>>>,
 }
 
@@ -52,7 +75,7 @@ impl<T> Completion<T> {
         };
         let outcome = self.outcome.get().expect("set above");
         for cb in callbacks.take() {
-            run_caught("done callback", || cb(outcome));
+            run_caught("done callback", || cb.call(outcome));
         }
         true
     }
@@ -62,6 +85,15 @@ impl<T> Completion<T> {
         key: Option<CallbackHandle>,
         cb: OutcomeCallback<T>,
     ) -> CallbackHandle {
+        self.register(key, Callback::Boxed(cb))
+    }
+
+    /// Registers `owner.on_done(key)` as a done callback (run at once if finished).
+    pub(crate) fn add_hook(&self, owner: Arc<dyn DoneHook>, key: u64) -> CallbackHandle {
+        self.register(None, Callback::Hook(owner, key))
+    }
+
+    fn register(&self, key: Option<CallbackHandle>, cb: Callback<T>) -> CallbackHandle {
         {
             let mut cbs = lock(&self.callbacks);
             if self.outcome.get().is_none() {
@@ -69,7 +101,7 @@ impl<T> Completion<T> {
             }
         }
         let outcome = self.outcome.get().expect("checked under the lock");
-        run_caught("done callback", || cb(outcome));
+        run_caught("done callback", || cb.call(outcome));
         key.unwrap_or_default()
     }
 

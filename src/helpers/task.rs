@@ -43,7 +43,7 @@ use futures_util::future::CatchUnwind;
 use tokio::runtime::Handle;
 use tokio::task::AbortHandle;
 
-use super::completion::Completion;
+use super::completion::{Completion, DoneHook};
 use super::error::{Error, Failure, Outcome, StatusError};
 use super::protocols::{
     CallbackHandle, DoneCallback, FutureState, FutureStatus, NamedFuture, WaitByCallback, WithRepr,
@@ -249,6 +249,11 @@ impl<T> Task<T> {
     /// Removes a registration that has not run; returns how many were removed (0 or 1).
     pub fn remove_done_callback(&self, handle: CallbackHandle) -> usize {
         self.shared.core.remove_callback(handle)
+    }
+
+    /// Registers `owner.on_done(key)` as a done callback, without allocating.
+    pub(crate) fn add_done_hook(&self, owner: Arc<dyn DoneHook>, key: u64) -> CallbackHandle {
+        self.shared.core.add_hook(owner, key)
     }
 
     /// Waits for completion without taking the outcome.

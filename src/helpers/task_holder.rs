@@ -56,19 +56,24 @@
 //! 4. Errors: failures of `add_coroutine` tasks are logged through the context's logger
 //!    unless `silent`.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 
+mod held;
+
 use futures_util::FutureExt;
+use tokio::runtime::Handle;
 use tokio::sync::{Notify, Semaphore};
 
-use super::ctx::{Ctx, CtxGuard};
+use super::completion::DoneHook;
+use super::ctx::{Ctx, CtxGuard, FailureReporter};
 use super::error::Error;
+use super::error::Failure;
 use super::protocols::CallbackHandle;
 use super::task::{AnyTask, Task, TaskId};
 use crate::sync::{Arc, Mutex, Weak, lock};
+use held::Held;
 
 /// A holder of tasks on `ctx`; see the [module docs](self).
 ///
@@ -122,11 +127,16 @@ impl TaskHolderBuilder {
     /// Builds the holder.
     pub fn build(self) -> TaskHolder {
         let guard = self.ctx.child(self.name);
-        let inner = Arc::new(Inner {
+        let ctx = guard.ctx().clone();
+        let inner = Arc::new_cyclic(|weak| Inner {
             state: Mutex::new(State::default()),
             empty: Notify::new(),
             limit: self.limit.map(|n| Arc::new(Semaphore::new(n))),
-            ctx: guard.ctx().clone(),
+            tracker: Arc::new(Tracker {
+                inner: weak.clone(),
+                report: ctx.failure_reporter(),
+            }),
+            ctx,
         });
         let weak = Arc::downgrade(&inner);
         let on_done = guard.add_done_callback(move |_| {
@@ -165,34 +175,10 @@ impl TaskHolderBuilder {
     }
 }
 
-/// Hashes a [`TaskId`] (a unique counter) to itself, with its low bits copied to the
-/// top: ids added together land in neighbouring buckets (cache friendly for millions of
-/// short tasks), and the top bits hashbrown compares first still differ between them.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0 ^ (self.0 << 57)
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b); // not used by TaskId (it writes a u64)
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-type IdMap<V> = HashMap<TaskId, V, std::hash::BuildHasherDefault<IdHasher>>;
-
 #[derive(Default)]
 struct State {
-    /// The pending tasks: insertion number, handle, and whether the holder may abort it
-    /// (false for `add_scoped` work, which watches the holder's context instead).
-    tasks: IdMap<(u64, AnyTask, bool)>,
-    next_seq: u64,
+    /// The pending tasks, in insertion order.
+    tasks: Held,
     /// No new work: finished, or cancelling everything.
     closed: bool,
 }
@@ -202,43 +188,68 @@ struct Inner {
     /// Notified when the last pending task is released.
     empty: Notify,
     limit: Option<Arc<Semaphore>>,
+    /// Every held task's one done callback (shared, so no allocation per task).
+    tracker: Arc<Tracker>,
     ctx: Ctx,
 }
 
-impl Inner {
-    /// Holds `task` until it finishes; cancels it instead when the holder is closed.
-    fn track<T: Send + Sync + 'static>(self: &Arc<Self>, task: &Task<T>, abortable: bool) {
-        let id = task.id();
-        {
-            let mut st = lock(&self.state);
-            if !st.closed {
-                let seq = st.next_seq;
-                st.next_seq += 1;
-                st.tasks.insert(id, (seq, task.erased(), abortable));
-            } else {
-                drop(st);
-                task.cancel();
-                return;
+/// What a held task's done callback does, by its key: bit 0 set: log a failure (the
+/// reporter of `add_coroutine` without `silent`, run first as if registered first);
+/// bit 1 set: release the held entry whose sequence number is `key >> 2`.
+struct Tracker {
+    inner: Weak<Inner>,
+    report: FailureReporter,
+}
+
+const REPORT: u64 = 1;
+const HELD: u64 = 2;
+
+impl DoneHook for Tracker {
+    fn on_done(&self, key: u64, failure: Option<&Failure>) {
+        if key & REPORT != 0 {
+            self.report.report(failure);
+        }
+        if key & HELD != 0 {
+            if let Some(inner) = self.inner.upgrade() {
+                inner.release(key >> 2);
             }
         }
-        // Registered after inserting: a task that already finished releases itself now.
-        let weak: Weak<Inner> = Arc::downgrade(self);
-        task.add_done_callback(move |_| {
-            if let Some(inner) = weak.upgrade() {
-                inner.release(id);
+    }
+}
+
+impl Inner {
+    /// Holds `task` until it finishes (logging its failure if `report`); cancels it
+    /// instead when the holder is closed.
+    fn track<T: Send + Sync + 'static>(&self, task: &Task<T>, abortable: bool, report: bool) {
+        let report = if report { REPORT } else { 0 };
+        let seq = {
+            let mut st = lock(&self.state);
+            if st.closed {
+                drop(st);
+                task.cancel();
+                if report != 0 {
+                    // It may have failed before it could be cancelled.
+                    task.add_done_hook(self.tracker.clone(), report);
+                }
+                return;
             }
-        });
+            st.tasks.insert(task.erased(), task.id(), abortable)
+        };
+        // Registered after inserting: a task that already finished releases itself now.
+        task.add_done_hook(self.tracker.clone(), seq << 2 | HELD | report);
     }
 
-    /// Spawns `fut` on the holder's context, waiting for its turn under the limit.
+    /// Spawns `fut` on the holder's context's runtime (else the current one), waiting for
+    /// its turn under the limit. Failures are reported by `track`, not here.
     #[track_caller]
-    fn spawn<T, F>(&self, fut: F, silent: bool) -> Task<T>
+    fn spawn<T, F>(&self, fut: F) -> Task<T>
     where
         T: Send + Sync + 'static,
         F: Future<Output = T> + Send + 'static,
     {
+        let handle = self.ctx.runtime().unwrap_or_else(Handle::current);
         match &self.limit {
-            None => self.ctx.async_as_background(fut, silent),
+            None => Task::spawn_on(&handle, None, fut),
             Some(limit) => {
                 let limit = limit.clone();
                 let limited = async move {
@@ -246,24 +257,18 @@ impl Inner {
                     let _turn = limit.acquire_owned().await;
                     fut.await
                 };
-                self.ctx.async_as_background(limited, silent)
+                Task::spawn_on(&handle, None, limited)
             }
         }
     }
 
-    fn release(&self, id: TaskId) {
-        let now_empty = {
+    fn release(&self, seq: u64) {
+        let (removed, now_empty) = {
             let mut st = lock(&self.state);
-            let removed = st.tasks.remove(&id);
-            let len = st.tasks.len();
-            // Give memory back after a burst: shrink when three quarters are unused.
-            if st.tasks.capacity() > 64 && len < st.tasks.capacity() / 4 {
-                st.tasks.shrink_to(len * 2);
-            }
-            drop(st);
-            drop(removed); // the task handle is released outside the lock
-            len == 0
+            let removed = st.tasks.remove(seq);
+            (removed, st.tasks.is_empty())
         };
+        drop(removed); // the task handle is released outside the lock
         if now_empty {
             self.empty.notify_waiters();
         }
@@ -281,8 +286,7 @@ impl Inner {
         let tasks: Vec<AnyTask> = {
             let mut st = lock(&self.state);
             st.closed = true;
-            let plain = st.tasks.values().filter(|(_, _, abortable)| *abortable);
-            plain.map(|(_, t, _)| t.clone()).collect()
+            st.tasks.abortable()
         };
         for t in tasks {
             t.cancel();
@@ -343,8 +347,8 @@ impl TaskHolderHandle {
         T: Send + Sync + 'static,
         F: Future<Output = T> + Send + 'static,
     {
-        let task = self.inner.spawn(fut, silent);
-        self.inner.track(&task, true);
+        let task = self.inner.spawn(fut);
+        self.inner.track(&task, true, !silent);
         task
     }
 
@@ -377,15 +381,15 @@ impl TaskHolderHandle {
             return task;
         }
         let fut = work(self.inner.ctx.clone());
-        let task = self.inner.spawn(fut, silent);
-        self.inner.track(&task, false);
+        let task = self.inner.spawn(fut);
+        self.inner.track(&task, false, !silent);
         task
     }
 
     /// Holds a task spawned elsewhere until it finishes, and returns it (the seed's
     /// `add_task`). Its failures are not logged by the holder.
     pub fn add_task<T: Send + Sync + 'static>(&self, task: Task<T>) -> Task<T> {
-        self.inner.track(&task, true);
+        self.inner.track(&task, true, false);
         task
     }
 
@@ -403,24 +407,12 @@ impl TaskHolderHandle {
 
     /// Whether the task with this id is held.
     pub fn contains_id(&self, id: TaskId) -> bool {
-        lock(&self.inner.state).tasks.contains_key(&id)
+        lock(&self.inner.state).tasks.contains(id)
     }
 
     /// The held tasks, in the order they were added, as type-erased handles (a snapshot).
     pub fn iter(&self) -> std::vec::IntoIter<AnyTask> {
-        let mut tasks: Vec<(u64, AnyTask)> = {
-            let st = lock(&self.inner.state);
-            st.tasks
-                .values()
-                .map(|(seq, t, _)| (*seq, t.clone()))
-                .collect()
-        };
-        tasks.sort_unstable_by_key(|(seq, _)| *seq);
-        tasks
-            .into_iter()
-            .map(|(_, t)| t)
-            .collect::<Vec<_>>()
-            .into_iter()
+        lock(&self.inner.state).tasks.tasks().into_iter()
     }
 
     /// The holder's child context (named by [`TaskHolderBuilder::name`]).

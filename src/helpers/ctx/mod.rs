@@ -321,9 +321,9 @@ impl Ctx {
     {
         let handle = self.runtime().unwrap_or_else(Handle::current);
         let task = Task::spawn_on(&handle, None, fut);
-        if silent {
-            task.add_done_callback(self.silent_reporter());
-        } else {
+        // Silent: nothing to register (the silent reporter does nothing), which keeps a
+        // task holder's tasks free of a callback allocation.
+        if !silent {
             task.add_done_callback(self.reporter());
         }
         task
@@ -354,15 +354,16 @@ impl Ctx {
     /// A done callback that logs an error outcome through this context's logger, and
     /// never a cancellation.
     pub fn reporter<T>(&self) -> impl FnOnce(&Outcome<T>) + Send + 'static {
-        let logger = self.logger();
-        let node = Arc::downgrade(&self.node);
-        move |outcome: &Outcome<T>| {
-            if let Err(Failure::Error(e)) = outcome {
-                let name = node
-                    .upgrade()
-                    .map_or_else(|| "<dropped>".to_owned(), |n| display::full_name(&n));
-                logger.exception(&name, "background work failed", Some(e));
-            }
+        let report = self.failure_reporter();
+        move |outcome: &Outcome<T>| report.report(outcome.as_ref().err())
+    }
+
+    /// What [`Ctx::reporter`] does, as a value that one owner (a task holder) shares
+    /// between many tasks instead of boxing a reporter per task.
+    pub(crate) fn failure_reporter(&self) -> FailureReporter {
+        FailureReporter {
+            logger: self.logger(),
+            node: Arc::downgrade(&self.node),
         }
     }
 
@@ -523,5 +524,25 @@ impl IntoFuture for Ctx {
     type IntoFuture = CtxWait;
     fn into_future(self) -> CtxWait {
         self.wait()
+    }
+}
+
+/// Logs an error outcome through a context's logger (never a cancellation); the name is
+/// the context's, or `<dropped>` once it is gone.
+pub(crate) struct FailureReporter {
+    logger: Arc<dyn Logger>,
+    node: std::sync::Weak<Node>,
+}
+
+impl FailureReporter {
+    pub(crate) fn report(&self, failure: Option<&Failure>) {
+        if let Some(Failure::Error(e)) = failure {
+            let name = self
+                .node
+                .upgrade()
+                .map_or_else(|| "<dropped>".to_owned(), |n| display::full_name(&n));
+            self.logger
+                .exception(&name, "background work failed", Some(e));
+        }
     }
 }
