@@ -252,11 +252,15 @@ impl<T: Send + 'static> Queue<T> {
     }
 
     /// Takes the next entry in logical order without waiting.
-    fn take(&mut self) -> Option<Entry<T>> {
+    ///
+    /// With `iterating`, nothing is taken from the shared deque once the iteration must
+    /// stop (checked under its lock): an entry appended after the breaker was set or the
+    /// context finished, by a thread that did one and then the other, is never yielded.
+    fn take(&mut self, iterating: bool) -> Option<Entry<T>> {
         if self.batch.is_empty() {
-            self.refill(); // takes priority entries too, already in order
+            self.refill(iterating)?; // takes priority entries too, already in order
         } else if self.shared.has_ahead() {
-            self.merge_ahead();
+            self.merge_ahead(iterating)?;
         }
         let entry = self.batch.pop_front()?;
         // Relaxed: `len()` reads a snapshot; only this consumer writes it.
@@ -264,24 +268,41 @@ impl<T: Send + 'static> Queue<T> {
         Some(entry)
     }
 
-    /// Swaps the shared deque (all of it) into the empty batch.
-    fn refill(&mut self) {
+    /// Whether an iteration must stop before taking anything more.
+    fn must_stop(&self) -> bool {
+        self.shared.breaker.is_set() || (!self.empty_on_finished && self.ctx.ctx().done())
+    }
+
+    /// Swaps the shared deque (all of it) into the empty batch; `None` when `iterating`
+    /// and the iteration must stop.
+    fn refill(&mut self, iterating: bool) -> Option<()> {
         let mut st = lock(&self.shared.state);
+        // Under the lock: an append that followed a breaker set or a cancel in its
+        // thread is seen only together with that set or cancel.
+        if iterating && self.must_stop() {
+            return None;
+        }
         std::mem::swap(&mut st.deque, &mut self.batch);
         st.ahead = 0;
         self.shared.ahead_flag.store(false, Relaxed);
         self.shared.batch_len.store(self.batch.len(), Relaxed);
+        Some(())
     }
 
-    /// Moves priority entries pushed since the last refill in front of the batch.
-    fn merge_ahead(&mut self) {
+    /// Moves priority entries pushed since the last refill in front of the batch; `None`
+    /// when `iterating` and the iteration must stop.
+    fn merge_ahead(&mut self, iterating: bool) -> Option<()> {
         let mut st = lock(&self.shared.state);
+        if iterating && self.must_stop() {
+            return None;
+        }
         let n = std::mem::take(&mut st.ahead);
         self.shared.ahead_flag.store(false, Relaxed);
         for e in st.deque.drain(..n).rev() {
             self.batch.push_front(e);
         }
         self.shared.batch_len.store(self.batch.len(), Relaxed);
+        Some(())
     }
 
     /// Registers the waker unless something is ready now; true = look again.
@@ -322,7 +343,7 @@ impl<T: Send + 'static> Queue<T> {
                 return Poll::Ready(None);
             }
             let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
-            match self.take() {
+            match self.take(true) {
                 Some(Entry::Item(v)) => {
                     coop.made_progress();
                     self.hooks_due = !self.hooks.is_empty();
