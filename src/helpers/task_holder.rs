@@ -65,6 +65,7 @@ use futures_util::FutureExt;
 use tokio::sync::{Notify, Semaphore};
 
 use super::ctx::{Ctx, CtxGuard};
+use super::debug::{HOLDERS, Live};
 use super::error::Error;
 use super::protocols::CallbackHandle;
 use super::task::{AnyTask, Task, TaskId};
@@ -127,6 +128,7 @@ impl TaskHolderBuilder {
             empty: Notify::new(),
             limit: self.limit.map(|n| Arc::new(Semaphore::new(n))),
             ctx: guard.ctx().clone(),
+            _live: Live::new(),
         });
         let weak = Arc::downgrade(&inner);
         let on_done = guard.add_done_callback(move |_| {
@@ -203,6 +205,7 @@ struct Inner {
     empty: Notify,
     limit: Option<Arc<Semaphore>>,
     ctx: Ctx,
+    _live: Live<HOLDERS>,
 }
 
 impl Inner {

@@ -24,6 +24,7 @@ use slab::Slab;
 use tokio::runtime::Handle;
 
 use super::super::callbacks::{CallbackList, run_caught};
+use super::super::debug::{CONTEXTS, Live};
 use super::super::error::Failure;
 use super::super::protocols::CallbackHandle;
 use super::Ctx;
@@ -54,6 +55,7 @@ pub(crate) struct Node {
     slot: usize,
     pub(crate) name: Cow<'static, str>,
     pub(crate) extras: Option<Box<Extras>>,
+    _live: Live<CONTEXTS>,
 }
 
 #[derive(Default)]
@@ -75,6 +77,7 @@ impl Node {
             slot: UNREGISTERED,
             name,
             extras,
+            _live: Live::new(),
         })
     }
 
@@ -95,6 +98,7 @@ impl Node {
                 slot: UNREGISTERED,
                 name,
                 extras,
+                _live: Live::new(),
             });
         }
         let children = g.children.get_or_insert_with(Default::default);
@@ -110,6 +114,7 @@ impl Node {
                 slot,
                 name,
                 extras,
+                _live: Live::new(),
             }
         });
         drop(g);
@@ -310,6 +315,7 @@ impl Node {
             slot: UNREGISTERED,
             name: std::mem::take(&mut self.name),
             extras: self.extras.take(),
+            _live: Live::new(),
         });
         let ctx = Ctx::from_node(stand_in);
         for cb in callbacks.take() {
