@@ -308,10 +308,7 @@ async fn a_panicking_holder_scope_body_cancels_its_tasks_and_returns_the_panic()
 #[tokio::test(start_paused = true)]
 async fn a_panicking_async_with_timeout_work_fails_with_panicked() {
     let ctx = hp::Ctx::beginning("app");
-    let out = ctx
-        .async_with_timeout(async { panic!("work boom") })
-        .await
-        .map(|()| ());
+    let out: hp::Outcome<()> = ctx.async_with_timeout(async { panic!("work boom") }).await;
     assert!(is_panicked(&out.unwrap_err(), "work boom"));
     assert_eq!(ctx.child_count(), 0);
     assert_eq!(ctx.async_with_timeout(async { 3 }).await.ok(), Some(3));
