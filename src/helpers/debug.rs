@@ -16,8 +16,9 @@
 //! binary or serialized).
 //!
 //! # Example
-//! ```
-//! # #[cfg(feature = "leak-counters")] {
+//! (Needs the feature; the crate's own doctests have it through the dev-dependency. A
+//! standalone doctest: the merged ones share one process and its counters.)
+//! ```standalone_crate
 //! use machinery::helpers as hp;
 //!
 //! let before = hp::debug::live_contexts();
@@ -27,7 +28,6 @@
 //!     assert_eq!(hp::debug::live_contexts(), before + 2);
 //! }
 //! assert_eq!(hp::debug::live_contexts(), before);
-//! # }
 //! ```
 
 #[cfg(feature = "leak-counters")]
