@@ -5,32 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use machinery::helpers::{self as hp, Ctx, CtxOptions, FutureStatus};
 
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct Boom(&'static str);
-
-type Log = Arc<Mutex<Vec<String>>>;
-
-/// A logger that keeps every message.
-#[derive(Clone, Default)]
-struct Capture(Log);
-
-impl hp::Logger for Capture {
-    fn info(&self, ctx: &str, msg: &str) {
-        self.0.lock().unwrap().push(format!("info {ctx}: {msg}"));
-    }
-    fn exception(&self, ctx: &str, msg: &str, err: Option<&hp::Error>) {
-        let e = err.map_or("-".to_owned(), |e| format!("{}:{e}", e.type_name()));
-        self.0
-            .lock()
-            .unwrap()
-            .push(format!("exception {ctx}: {msg}: {e}"));
-    }
-}
-
-fn take(log: &Log) -> Vec<String> {
-    std::mem::take(&mut *log.lock().unwrap())
-}
+mod common;
+use common::{Boom, Capture, Log, take};
 
 /// Pushes `label how` to `log` when `ctx` is done.
 fn note(ctx: &Ctx, log: &Log, label: &'static str) -> hp::CallbackHandle {

@@ -8,27 +8,8 @@ use std::time::Duration;
 use machinery::helpers::{self as hp, Ctx, CtxOptions, WaitByCallback};
 use tokio::time::Instant;
 
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct Boom(&'static str);
-
-type Log = Arc<Mutex<Vec<String>>>;
-
-#[derive(Clone, Default)]
-struct Capture(Log);
-
-impl hp::Logger for Capture {
-    fn info(&self, ctx: &str, msg: &str) {
-        self.0.lock().unwrap().push(format!("info {ctx}: {msg}"));
-    }
-    fn exception(&self, ctx: &str, msg: &str, err: Option<&hp::Error>) {
-        let e = err.map_or("-".to_owned(), |e| format!("{}:{e}", e.type_name()));
-        self.0
-            .lock()
-            .unwrap()
-            .push(format!("exception {ctx}: {msg}: {e}"));
-    }
-}
+mod common;
+use common::{Boom, Capture, Log};
 
 fn logged(name: &'static str) -> (Ctx, Log) {
     let cap = Capture::default();

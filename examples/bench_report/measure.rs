@@ -43,6 +43,23 @@ pub fn time(f: impl FnOnce()) -> Duration {
     start.elapsed()
 }
 
+/// How many times the short workloads run; the report keeps the fastest run.
+pub const ROUNDS: usize = 5;
+
+/// The fastest of `ROUNDS` runs of `f`, which returns its own measured duration (so it
+/// can leave set-up and tear-down out of the figure).
+pub fn best(mut f: impl FnMut() -> Duration) -> Duration {
+    (0..ROUNDS).map(|_| f()).min().unwrap_or_default()
+}
+
+/// The 1-minute load average from /proc/loadavg (the machine is shared).
+pub fn load_avg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
+}
+
 /// Nanoseconds per item.
 pub fn ns_per(d: Duration, n: usize) -> f64 {
     d.as_nanos() as f64 / n as f64
@@ -78,6 +95,9 @@ pub struct Figure {
 pub struct Report {
     only: Option<String>,
     figures: Vec<Figure>,
+    notes: Vec<String>,
+    started: Instant,
+    load_before: String,
 }
 
 /// Our crate's name in the report.
@@ -88,7 +108,38 @@ impl Report {
         Report {
             only,
             figures: Vec::new(),
+            notes: Vec::new(),
+            started: Instant::now(),
+            load_before: load_avg(),
         }
+    }
+
+    /// Shows on stderr what the run is about to do.
+    pub fn header(&self) {
+        let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+        eprintln!(
+            "bench_report: {cores} cores, load average {} at start",
+            self.load_before
+        );
+    }
+
+    /// A remark printed under the table (and as a `#` line in TSV).
+    pub fn note(&mut self, text: impl Into<String>) {
+        let text = text.into();
+        eprintln!("  note: {text}");
+        self.notes.push(text);
+    }
+
+    fn footer(&self) -> String {
+        format!(
+            "best of {ROUNDS} runs, except ctx.churn, tasks.detached_growth and \
+             tick.interval (one run each); {} cores, load average {} at start and {} at end, \
+             {:.0} s in all",
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            self.load_before,
+            load_avg(),
+            self.started.elapsed().as_secs_f64()
+        )
     }
 
     /// Whether `workload` was asked for.
@@ -117,6 +168,10 @@ impl Report {
     }
 
     pub fn print_tsv(&self) {
+        println!("# {}", self.footer());
+        for n in &self.notes {
+            println!("# {n}");
+        }
         for f in &self.figures {
             println!(
                 "{}\t{}\t{}\t{:.2}\t{}",
@@ -168,6 +223,11 @@ impl Report {
                 );
             }
         }
+        println!();
+        for n in &self.notes {
+            println!("- {n}");
+        }
+        println!("- {}", self.footer());
     }
 }
 

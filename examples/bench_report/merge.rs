@@ -1,63 +1,89 @@
 //! merge.* workloads: `hp::queue_manager` beside `futures::stream::select_all` and
-//! tokio-stream's `StreamMap`.
+//! tokio-stream's `StreamMap`, current-thread runtime, ns per item (best of `ROUNDS`).
+//!
+//! - 10 000 sources of which one is active (1 M items): cost per item must not grow with
+//!   idle sources.
+//! - 10 sources all active (100 000 items each), and 1 000 × 1 000 items.
+//! - one source of 1 M items, as a stream (ours also as a sync iterator, no peer).
+//!
+//! Each of our items is a `QueueManagerResult::Success` carrying its `sources` chain and
+//! a context (`()` here, made per item by `make_empty_context`); the peers yield bare
+//! values.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures::stream::{self, BoxStream};
 
 use crate::chan::on_runtime;
-use crate::measure::{Report, ns_per};
+use crate::measure::{OURS, Report, best, ns_per};
 
-pub const IDLE: usize = 10_000;
-pub const ACTIVE_ITEMS: usize = 1_000_000;
+const W: &str = "merge.select_all";
+const IDLE: usize = 10_000;
+const ACTIVE_ITEMS: usize = 1_000_000;
 /// StreamMap polls every stream per item: 1M items over 10k streams would take minutes,
 /// so it gets fewer items; the figure is per item either way.
 const STREAMMAP_ITEMS: usize = 10_000;
-pub const ALL_ACTIVE: usize = 10;
-pub const PER_ACTIVE: usize = 100_000;
+
+/// The source sets: (variant, sources, items per source) with every source active.
+const ALL_ACTIVE: [(&str, usize, usize); 3] = [
+    ("10 sources, all active", 10, 100_000),
+    ("1000 sources x 1000 items", 1_000, 1_000),
+    ("1 source, 1M items", 1, 1_000_000),
+];
 
 pub fn run(r: &mut Report) {
-    if !r.wants("merge.select_all") {
+    if !r.wants(W) {
         return;
     }
-    let v1 = "10k sources, 1 active";
-    ours::one_active(r, v1);
-    let d = on_runtime(false, select_all_one_active(ACTIVE_ITEMS));
+    let v = "10k sources, 1 active";
+    let rate = |f: &dyn Fn() -> Duration, n| ns_per(best(f), n);
+    let ns = rate(
+        &|| on_runtime(false, ours::one_active(ACTIVE_ITEMS)),
+        ACTIVE_ITEMS,
+    );
+    r.add(W, OURS, v, ns, "ns/item");
+    let f = || {
+        let make = || stream::select_all(idle_and_one(ACTIVE_ITEMS));
+        on_runtime(false, drain(make, ACTIVE_ITEMS))
+    };
     r.add(
-        "merge.select_all",
+        W,
         "futures select_all",
-        v1,
-        ns_per(d, ACTIVE_ITEMS),
+        v,
+        rate(&f, ACTIVE_ITEMS),
         "ns/item",
     );
-    let d = on_runtime(false, streammap_one_active(STREAMMAP_ITEMS));
-    r.add(
-        "merge.select_all",
-        "tokio-stream StreamMap",
-        v1,
-        ns_per(d, STREAMMAP_ITEMS),
-        "ns/item",
-    );
+    let f = || {
+        let make = || {
+            let sources = idle_and_one(STREAMMAP_ITEMS).into_iter().enumerate();
+            sources.collect::<tokio_stream::StreamMap<_, _>>()
+        };
+        on_runtime(false, drain(make, STREAMMAP_ITEMS))
+    };
+    let ns = rate(&f, STREAMMAP_ITEMS);
+    r.add(W, "tokio-stream StreamMap", v, ns, "ns/item");
 
-    let v2 = "10 sources, all active";
-    ours::all_active(r, v2);
-    let d = on_runtime(false, select_all_all_active());
-    r.add(
-        "merge.select_all",
-        "futures select_all",
-        v2,
-        ns_per(d, ALL_ACTIVE * PER_ACTIVE),
-        "ns/item",
-    );
-    let d = on_runtime(false, streammap_all_active());
-    r.add(
-        "merge.select_all",
-        "tokio-stream StreamMap",
-        v2,
-        ns_per(d, ALL_ACTIVE * PER_ACTIVE),
-        "ns/item",
-    );
+    for (v, sources, per) in ALL_ACTIVE {
+        let n = sources * per;
+        let ns = rate(&|| on_runtime(false, ours::all_active(sources, per)), n);
+        r.add(W, OURS, v, ns, "ns/item");
+        let f = || {
+            let make = || stream::select_all(active(sources, per));
+            on_runtime(false, drain(make, n))
+        };
+        r.add(W, "futures select_all", v, rate(&f, n), "ns/item");
+        let f = || {
+            let make = || {
+                let sources = active(sources, per).into_iter().enumerate();
+                sources.collect::<tokio_stream::StreamMap<_, _>>()
+            };
+            on_runtime(false, drain(make, n))
+        };
+        r.add(W, "tokio-stream StreamMap", v, rate(&f, n), "ns/item");
+    }
+    let ns = rate(&|| on_runtime(false, ours::sync_iterator()), ACTIVE_ITEMS);
+    r.add(W, OURS, "1 sync iterator, 1M items", ns, "ns/item");
 }
 
 fn idle_and_one(items: usize) -> Vec<BoxStream<'static, usize>> {
@@ -67,46 +93,74 @@ fn idle_and_one(items: usize) -> Vec<BoxStream<'static, usize>> {
     v
 }
 
-async fn select_all_one_active(items: usize) -> Duration {
-    let start = std::time::Instant::now();
-    let merged = stream::select_all(idle_and_one(items));
-    let n = merged.take(items).count().await;
-    assert_eq!(n, items);
+fn active(sources: usize, per: usize) -> Vec<stream::Iter<std::ops::Range<usize>>> {
+    (0..sources).map(|_| stream::iter(0..per)).collect()
+}
+
+/// Builds a peer's merged stream and takes `n` items from it (idle sources never end, so
+/// it does not wait for the end); set-up is timed, as ours is.
+async fn drain<S: futures::Stream + Unpin>(make: impl FnOnce() -> S, n: usize) -> Duration {
+    let start = Instant::now();
+    let got = make().take(n).map(std::hint::black_box).count().await;
+    assert_eq!(got, n);
     start.elapsed()
 }
 
-async fn streammap_one_active(items: usize) -> Duration {
-    let start = std::time::Instant::now();
-    let mut map = tokio_stream::StreamMap::new();
-    for (i, s) in idle_and_one(items).into_iter().enumerate() {
-        map.insert(i, s);
-    }
-    let n = map.take(items).count().await;
-    assert_eq!(n, items);
-    start.elapsed()
-}
-
-async fn select_all_all_active() -> Duration {
-    let start = std::time::Instant::now();
-    let merged = stream::select_all((0..ALL_ACTIVE).map(|_| stream::iter(0..PER_ACTIVE)));
-    assert_eq!(merged.count().await, ALL_ACTIVE * PER_ACTIVE);
-    start.elapsed()
-}
-
-async fn streammap_all_active() -> Duration {
-    let start = std::time::Instant::now();
-    let mut map = tokio_stream::StreamMap::new();
-    for i in 0..ALL_ACTIVE {
-        map.insert(i, stream::iter(0..PER_ACTIVE));
-    }
-    assert_eq!(map.count().await, ALL_ACTIVE * PER_ACTIVE);
-    start.elapsed()
-}
-
-/// Our side of the merge.* workloads.
+/// Our side: `hp::queue_manager`, sources added through the feeder.
 mod ours {
-    use crate::measure::Report;
+    use std::time::{Duration, Instant};
 
-    pub fn one_active(_r: &mut Report, _variant: &str) {}
-    pub fn all_active(_r: &mut Report, _variant: &str) {}
+    use futures::StreamExt;
+    use machinery::helpers::{self as hp, QueueManagerResult as R};
+
+    use super::{IDLE, active, idle_and_one};
+
+    /// Takes `want` successes from the streamer.
+    async fn drain(streamer: &mut hp::Streamer<usize, ()>, want: usize) {
+        let mut n = 0;
+        while n < want {
+            match streamer.next().await {
+                Some(R::Success { value, .. }) => {
+                    std::hint::black_box(value);
+                    n += 1;
+                }
+                Some(_) => {}
+                None => panic!("the queue manager ended after {n} of {want} items"),
+            }
+        }
+    }
+
+    pub async fn one_active(items: usize) -> Duration {
+        let ctx = hp::Ctx::beginning("bench");
+        let (mut streamer, feeder) = hp::queue_manager::<usize, ()>(&ctx, || ());
+        let start = Instant::now();
+        for s in idle_and_one(items) {
+            feeder.add_async_generator(s, None);
+        }
+        assert_eq!(feeder.live_sources(), IDLE);
+        drain(&mut streamer, items).await;
+        start.elapsed()
+    }
+
+    pub async fn all_active(sources: usize, per: usize) -> Duration {
+        let ctx = hp::Ctx::beginning("bench");
+        let (mut streamer, feeder) = hp::queue_manager::<usize, ()>(&ctx, || ());
+        let start = Instant::now();
+        for s in active(sources, per) {
+            feeder.add_async_generator(s, None);
+        }
+        feeder.set_as_finished_if_out_of_sources();
+        drain(&mut streamer, sources * per).await;
+        start.elapsed()
+    }
+
+    pub async fn sync_iterator() -> Duration {
+        let ctx = hp::Ctx::beginning("bench");
+        let (mut streamer, feeder) = hp::queue_manager::<usize, ()>(&ctx, || ());
+        let start = Instant::now();
+        feeder.add_sync_iterator(0..super::ACTIVE_ITEMS, None);
+        feeder.set_as_finished_if_out_of_sources();
+        drain(&mut streamer, super::ACTIVE_ITEMS).await;
+        start.elapsed()
+    }
 }

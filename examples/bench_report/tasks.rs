@@ -1,100 +1,139 @@
 //! tasks.* workloads: `hp::task_holder` beside tokio `JoinSet` and tokio-util `TaskTracker`.
+//!
+//! - tasks.spawn_join: `SPAWNS` trivial tasks added, then all awaited (`finish()`,
+//!   `join_next` until empty, `close()` + `wait()`), current- and multi-thread: ns per
+//!   task (best of `ROUNDS`) and, on the current-thread runtime (where none has run yet),
+//!   heap bytes per task once all are added. Ours also as bare
+//!   `hp::Task`s awaited one by one (what the holder spawns): the holder's own cost is the
+//!   difference.
+//! - tasks.detached_growth: `DETACHED` trivial tasks added in batches of 10 000 (each
+//!   batch runs before the next is added) and never awaited: heap growth once all have
+//!   finished, and how many the holder still holds.
 
-use std::time::Duration;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::time::{Duration, Instant};
 
+use machinery::helpers as hp;
 use tokio::task::JoinSet;
 use tokio_util::task::TaskTracker;
 
-use crate::chan::on_runtime;
-use crate::measure::{Report, heap_bytes, ns_per};
+use crate::measure::{OURS, Report, best, current_thread, heap_bytes, multi_thread, ns_per};
 
 pub const SPAWNS: usize = 100_000;
 pub const DETACHED: usize = 1_000_000;
+const BATCH: usize = 10_000;
 
 pub fn run(r: &mut Report) {
     if r.wants("tasks.spawn_join") {
         for (rt_name, multi) in [("current-thread", false), ("multi-thread", true)] {
-            let variant = format!("100k trivial tasks, {rt_name}");
-            ours::spawn_join(r, &variant, multi);
-            let (d, peak) = on_runtime_peak(multi, joinset);
-            r.add(
-                "tasks.spawn_join",
-                "tokio JoinSet",
-                variant.clone(),
-                ns_per(d, SPAWNS),
-                "ns/task",
-            );
-            r.add(
-                "tasks.spawn_join",
-                "tokio JoinSet",
-                variant.clone(),
-                peak,
-                "peak B/task",
-            );
-            let (d, peak) = on_runtime_peak(multi, tracker);
-            r.add(
-                "tasks.spawn_join",
-                "tokio-util TaskTracker",
-                variant.clone(),
-                ns_per(d, SPAWNS),
-                "ns/task",
-            );
-            r.add(
-                "tasks.spawn_join",
-                "tokio-util TaskTracker",
-                variant,
-                peak,
-                "peak B/task",
-            );
+            let v = format!("100k trivial tasks, {rt_name}");
+            spawn_join(r, OURS, &v, multi, holder);
+            spawn_join(r, "tokio JoinSet", &v, multi, joinset);
+            spawn_join(r, "tokio-util TaskTracker", &v, multi, tracker);
+            let v = format!("100k bare hp::Task (no holder), {rt_name}");
+            spawn_join(r, OURS, &v, multi, bare_tasks);
         }
     }
     if r.wants("tasks.detached_growth") {
-        let variant = "1M finished tasks nobody joins";
-        ours::detached_growth(r, variant);
-        let growth = on_runtime(false, async {
-            let before = heap_bytes();
-            let mut set = JoinSet::new();
-            for _ in 0..DETACHED {
-                set.spawn(async {});
-                if set.len() % 1024 == 0 {
-                    tokio::task::yield_now().await; // let them finish; nobody joins them
-                }
-            }
-            tokio::task::yield_now().await;
-            let growth = heap_bytes() - before;
-            drop(set);
-            Duration::from_nanos(growth.max(0) as u64)
-        });
-        r.add(
-            "tasks.detached_growth",
-            "tokio JoinSet",
-            variant,
-            growth.as_nanos() as f64 / 1024.0 / 1024.0,
-            "MiB heap growth",
-        );
+        let v = "1M finished tasks nobody joins, current-thread";
+        for imp in [OURS, "tokio JoinSet", "tokio-util TaskTracker"] {
+            let (growth, held) = current_thread().block_on(detached(imp));
+            let mib = growth as f64 / 1024.0 / 1024.0;
+            r.add("tasks.detached_growth", imp, v, mib, "MiB heap growth");
+            r.add(
+                "tasks.detached_growth",
+                imp,
+                v,
+                held as f64,
+                "tasks still held",
+            );
+        }
     }
 }
 
-/// Runs `f` on a fresh runtime; returns its duration and peak heap bytes per task.
-pub fn on_runtime_peak<F: Future<Output = (Duration, i64)>>(
+/// Best of `ROUNDS` runs of `f` on a fresh runtime; `f` returns (duration, heap bytes
+/// once all tasks were added).
+fn spawn_join<F: Future<Output = (Duration, i64)>>(
+    r: &mut Report,
+    imp: &'static str,
+    variant: &str,
     multi: bool,
-    f: impl FnOnce() -> F,
-) -> (Duration, f64) {
-    let rt = if multi {
-        crate::measure::multi_thread()
-    } else {
-        crate::measure::current_thread()
-    };
-    let (d, peak) = rt.block_on(f());
-    (d, peak as f64 / SPAWNS as f64)
+    f: fn() -> F,
+) {
+    let mut peak = 0;
+    let d = best(|| {
+        let rt = if multi {
+            multi_thread()
+        } else {
+            current_thread()
+        };
+        let (d, p) = rt.block_on(f());
+        peak = p;
+        d
+    });
+    r.add(
+        "tasks.spawn_join",
+        imp,
+        variant,
+        ns_per(d, SPAWNS),
+        "ns/task",
+    );
+    let per_task = peak as f64 / SPAWNS as f64;
+    r.add(
+        "tasks.spawn_join",
+        imp,
+        variant,
+        per_task,
+        "B/task when all added",
+    );
+}
+
+async fn holder() -> (Duration, i64) {
+    let ctx = hp::Ctx::beginning("bench");
+    let before = heap_bytes();
+    let start = Instant::now();
+    let holder = hp::task_holder(&ctx);
+    for i in 0..SPAWNS {
+        // Not silent: the seed's default (silent measured the same).
+        holder.add_coroutine(
+            async move {
+                black_box(i);
+            },
+            false,
+        );
+    }
+    let peak = heap_bytes() - before;
+    holder.finish().await;
+    (start.elapsed(), peak)
+}
+
+async fn bare_tasks() -> (Duration, i64) {
+    let before = heap_bytes();
+    let start = Instant::now();
+    let tasks: Vec<hp::Task<()>> = (0..SPAWNS)
+        .map(|i| {
+            hp::Task::spawn(async move {
+                black_box(i);
+            })
+        })
+        .collect();
+    let peak = heap_bytes() - before;
+    for t in &tasks {
+        t.wait().await;
+    }
+    (start.elapsed(), peak)
 }
 
 async fn joinset() -> (Duration, i64) {
     let before = heap_bytes();
-    let start = std::time::Instant::now();
+    let start = Instant::now();
     let mut set = JoinSet::new();
     for i in 0..SPAWNS {
-        set.spawn(async move { i });
+        set.spawn(async move {
+            black_box(i);
+        });
     }
     let peak = heap_bytes() - before;
     let mut n = 0;
@@ -107,10 +146,12 @@ async fn joinset() -> (Duration, i64) {
 
 async fn tracker() -> (Duration, i64) {
     let before = heap_bytes();
-    let start = std::time::Instant::now();
+    let start = Instant::now();
     let t = TaskTracker::new();
     for i in 0..SPAWNS {
-        t.spawn(async move { i });
+        t.spawn(async move {
+            black_box(i);
+        });
     }
     let peak = heap_bytes() - before;
     t.close();
@@ -118,10 +159,39 @@ async fn tracker() -> (Duration, i64) {
     (start.elapsed(), peak)
 }
 
-/// Our side of the tasks.* workloads.
-mod ours {
-    use crate::measure::Report;
-
-    pub fn spawn_join(_r: &mut Report, _variant: &str, _multi: bool) {}
-    pub fn detached_growth(_r: &mut Report, _variant: &str) {}
+/// Adds `DETACHED` tasks nobody awaits to `imp`'s holder; returns (heap growth once all
+/// finished, tasks still held).
+async fn detached(imp: &str) -> (i64, usize) {
+    let ctx = hp::Ctx::beginning("bench");
+    let holder = hp::task_holder(&ctx);
+    let mut set = JoinSet::new();
+    let tracker = TaskTracker::new();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let before = heap_bytes();
+    for batch in 1..=DETACHED / BATCH {
+        for i in 0..BATCH {
+            let ran = ran.clone();
+            let work = async move {
+                black_box(i);
+                ran.fetch_add(1, Relaxed);
+            };
+            match imp {
+                OURS => drop(holder.add_coroutine(work, true)),
+                "tokio JoinSet" => drop(set.spawn(work)),
+                _ => drop(tracker.spawn(work)),
+            }
+        }
+        // Let the batch run (a current-thread runtime runs a few dozen tasks per yield).
+        while ran.load(Relaxed) < batch * BATCH {
+            tokio::task::yield_now().await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let growth = heap_bytes() - before;
+    let held = match imp {
+        OURS => holder.pending(),
+        "tokio JoinSet" => set.len(),
+        _ => tracker.len(),
+    };
+    (growth, held)
 }

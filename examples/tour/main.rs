@@ -6,6 +6,7 @@ mod ctx;
 mod futures;
 mod odd;
 mod queue;
+mod queue_manager;
 mod task_holder;
 mod ticker;
 
@@ -19,5 +20,6 @@ async fn main() {
     odd::run().await;
     ticker::run().await;
     task_holder::run().await;
+    queue_manager::run().await;
     println!("\ntour finished");
 }

@@ -65,7 +65,7 @@ impl Error {
 
     /// An error built from a caught panic's payload (type name `Panicked`).
     pub fn from_panic(payload: Box<dyn Any + Send>) -> Self {
-        Error::new(Panicked::from_payload(payload))
+        Error::new(Panicked::from_payload(&*payload))
     }
 
     /// The short name of the wrapped error's type, e.g. `DiskOnFire`.
@@ -172,8 +172,9 @@ pub struct Panicked {
 }
 
 impl Panicked {
-    /// Reads the message out of a `catch_unwind` payload.
-    pub fn from_payload(payload: Box<dyn Any + Send>) -> Self {
+    /// Reads the message out of a `catch_unwind` payload (without consuming it, so the
+    /// panic can still be resumed).
+    pub fn from_payload(payload: &(dyn Any + Send)) -> Self {
         let message = if let Some(s) = payload.downcast_ref::<&'static str>() {
             (*s).to_owned()
         } else if let Some(s) = payload.downcast_ref::<String>() {

@@ -7,18 +7,19 @@ mod completion;
 pub mod ctx;
 pub mod debug;
 pub mod error;
-mod event;
-mod future;
-mod generator;
+pub mod event;
+pub mod future;
+pub mod generator;
 pub mod protocols;
 pub mod queue;
-mod results;
-mod scope;
+pub mod queue_manager;
+pub mod results;
+pub mod scope;
 pub mod sync_queue;
-mod task;
+pub mod task;
 pub mod task_holder;
 pub mod ticker;
-mod wait;
+pub mod wait;
 
 pub use ctx::{Ctx, CtxGuard, CtxOptions, CtxWait, Logger, TracingLogger, WithTimeout};
 pub use error::{
@@ -35,6 +36,10 @@ pub use protocols::{
     fut_to_string,
 };
 pub use queue::{GetAll, LimitedQueue, Queue, QueueHandle, QueueOptions, Remaining, queue};
+pub use queue_manager::{
+    Feed, QueueFeeder, QueueInput, QueueManagerResult, SourceId, Sources, Streamer, TaskFeed,
+    queue_manager, queue_manager_named, queue_manager_scoped,
+};
 pub use results::{find_and_apply_result, noncancelled_results_from_futs};
 pub use scope::{AsyncContextManager, ensure_aexit, using};
 pub use sync_queue::{SyncQueue, SyncQueueIter, SyncQueueOptions, SyncRemaining, sync_queue};

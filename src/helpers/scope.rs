@@ -79,7 +79,6 @@
 //! for what must always be released, or run the scope under a child context and wait for
 //! it (the crate's async-cleanup pattern, see `Ctx`).
 
-use std::any::Any;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, resume_unwind};
 
@@ -197,7 +196,7 @@ where
             Err(err)
         }
         Err(payload) => {
-            let err = Error::new(panicked(&*payload));
+            let err = Error::new(Panicked::from_payload(&*payload));
             // An error from `exit` cannot replace a panic, which goes on; it is logged.
             if let Err(exit_err) = cm.exit(Some(&err)).await {
                 tracing::error!(error = %exit_err, "exit failed after the body panicked");
@@ -205,16 +204,4 @@ where
             resume_unwind(payload)
         }
     }
-}
-
-/// Describes a panic payload without consuming it (it is resumed afterwards).
-fn panicked(payload: &(dyn Any + Send)) -> Panicked {
-    let message = if let Some(s) = payload.downcast_ref::<&'static str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "<non-string panic payload>".to_owned()
-    };
-    Panicked { message }
 }

@@ -1,0 +1,110 @@
+//! The queue manager: one stream of results from functions, iterators, generators,
+//! values, futures, tasks and streams, with extension (a source producing sources),
+//! failures, contexts, and a stop when the context is cancelled.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use machinery::helpers::{self as hp, Feed, QueueManagerResult as R};
+use tokio::time::Instant;
+
+fn show(r: &R<String, &'static str>) -> String {
+    let chain = |s: &hp::Sources| format!("{:?}", s.ids().collect::<Vec<_>>());
+    match r {
+        R::Success {
+            sources,
+            value,
+            context,
+        } => format!("Success {value:?} ctx={context:?} from {}", chain(sources)),
+        R::Failure {
+            sources,
+            error,
+            context,
+        } => format!("Failure {error} ctx={context:?} from {}", chain(sources)),
+        R::IterationStop {
+            sources,
+            error,
+            context,
+        } => {
+            format!(
+                "IterationStop error={error:?} ctx={context:?} from {}",
+                chain(sources)
+            )
+        }
+        R::Stopped { error } => format!("Stopped error={error:?}"),
+    }
+}
+
+pub async fn run() {
+    println!("\n== queue manager");
+    let root = hp::Ctx::beginning("app");
+    let start = Instant::now();
+    let (mut streamer, feeder) =
+        hp::queue_manager_named::<String, &'static str>(&root, "qm", || "-");
+
+    feeder.add_sync_function(|| "from a function".to_string(), "fn");
+    feeder.add_value("a value".to_string(), None);
+    feeder.add_sync_iterator(["list 1".to_string(), "list 2".to_string()], "list");
+    feeder.add_sync_generator(
+        (1..=2).map(|i| {
+            if i == 2 {
+                // A generator producing a source: a future that produces an iterator.
+                Feed::future(async {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    Feed::iterator(["nested a".to_string(), "nested b".to_string()])
+                })
+            } else {
+                Feed::Value(format!("gen {i}"))
+            }
+        }),
+        "gen",
+    );
+    feeder.add_coroutine(
+        async {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            "a future after 2s".to_string()
+        },
+        "future",
+    );
+    feeder.add_task(
+        hp::Task::spawn(async {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            "a task after 3s".to_string()
+        }),
+        "task",
+    );
+    feeder.add_async_generator(
+        futures::stream::iter(1..=2).then(|i| async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            format!("stream {i}")
+        }),
+        "stream",
+    );
+    feeder.add_sync_function(
+        || Feed::<String>::error(hp::Error::msg("this one failed")),
+        "bad",
+    );
+    feeder.add_coroutine(
+        async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            "never".to_string()
+        },
+        "slow",
+    );
+    let r2 = root.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        println!("  (cancelling the context at 5s)");
+        r2.cancel();
+    });
+
+    while let Some(result) = streamer.next().await {
+        println!(
+            "  {:>4.1}s {}",
+            start.elapsed().as_secs_f32(),
+            show(&result)
+        );
+    }
+    println!("  live sources at the end: {}", feeder.live_sources());
+    streamer.close().await;
+}

@@ -1,0 +1,286 @@
+//! What the streamer yields: [`QueueManagerResult`], and the names it carries
+//! ([`QueueInput`], [`SourceId`], [`Sources`]).
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::helpers::error::Failure;
+
+/// The kind of a source (the seed's `QueueInput`, one variant per seed value).
+///
+/// `Debug` and `Display` print the seed's spelling, e.g. `SYNC_ITERATOR`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum QueueInput {
+    /// A zero-argument function (`add_sync_function`, [`Feed::Function`](super::Feed::Function)).
+    SyncFunction,
+    /// A lazy iterator marked as a generator (`add_sync_generator`, [`Feed::Generator`](super::Feed::Generator)).
+    SyncGenerator,
+    /// Any other iterator or iterable (`add_sync_iterator`, [`Feed::Iterator`](super::Feed::Iterator)).
+    SyncIterator,
+    /// A single value (`add_value`).
+    Value,
+    /// A future, run as a spawned task (`add_coroutine`, [`Feed::Future`](super::Feed::Future)).
+    Coroutine,
+    /// A task spawned elsewhere (`add_task`, [`Feed::Task`](super::Feed::Task)).
+    Task,
+    /// A stream (the seed's async generator: `add_async_generator`, [`Feed::Stream`](super::Feed::Stream)).
+    AsyncGenerator,
+}
+
+impl QueueInput {
+    /// The seed's name of this kind, e.g. `"SYNC_FUNCTION"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueInput::SyncFunction => "SYNC_FUNCTION",
+            QueueInput::SyncGenerator => "SYNC_GENERATOR",
+            QueueInput::SyncIterator => "SYNC_ITERATOR",
+            QueueInput::Value => "VALUE",
+            QueueInput::Coroutine => "COROUTINE",
+            QueueInput::Task => "TASK",
+            QueueInput::AsyncGenerator => "ASYNC_GENERATOR",
+        }
+    }
+}
+
+impl fmt::Debug for QueueInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for QueueInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The identity of one source of one queue manager.
+///
+/// Unique per source within its manager (numbered from 1 in the order sources are
+/// registered); `Debug` shows the kind and the number, e.g. `SYNC_ITERATOR#3`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourceId {
+    kind: QueueInput,
+    number: u64,
+}
+
+impl SourceId {
+    pub(crate) fn new(kind: QueueInput, number: u64) -> Self {
+        SourceId { kind, number }
+    }
+    /// The kind of the source.
+    pub fn kind(self) -> QueueInput {
+        self.kind
+    }
+    /// Its number within its manager (1 for the first source registered).
+    pub fn number(self) -> u64 {
+        self.number
+    }
+}
+
+impl fmt::Debug for SourceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{}", self.kind, self.number)
+    }
+}
+
+impl fmt::Display for SourceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+struct Link {
+    id: SourceId,
+    parent: Option<Arc<Link>>,
+}
+
+/// The chain of sources behind a result: the producing source first, then its parent,
+/// and so on back to the source that was added to the feeder.
+///
+/// Cheap to clone (one reference count); build a `Vec` with [`Sources::to_vec`] or
+/// compare with a slice of `(QueueInput, SourceId)` pairs.
+#[derive(Clone)]
+pub struct Sources(Arc<Link>);
+
+impl Sources {
+    pub(crate) fn root(id: SourceId) -> Self {
+        Sources(Arc::new(Link { id, parent: None }))
+    }
+
+    pub(crate) fn child(&self, id: SourceId) -> Self {
+        Sources(Arc::new(Link {
+            id,
+            parent: Some(self.0.clone()),
+        }))
+    }
+
+    /// The source that produced the result.
+    pub fn producer(&self) -> SourceId {
+        self.0.id
+    }
+
+    /// The source that was added to the feeder (the last of the chain).
+    pub fn added(&self) -> SourceId {
+        self.ids().last().unwrap_or(self.0.id)
+    }
+
+    /// The ids, producer first.
+    pub fn ids(&self) -> impl Iterator<Item = SourceId> + '_ {
+        let mut next = Some(&*self.0);
+        std::iter::from_fn(move || {
+            let link = next?;
+            next = link.parent.as_deref();
+            Some(link.id)
+        })
+    }
+
+    /// The `(kind, id)` pairs, producer first (the seed's `sources`).
+    pub fn iter(&self) -> impl Iterator<Item = (QueueInput, SourceId)> + '_ {
+        self.ids().map(|id| (id.kind(), id))
+    }
+
+    /// The pairs as a vector.
+    pub fn to_vec(&self) -> Vec<(QueueInput, SourceId)> {
+        self.iter().collect()
+    }
+
+    /// The kinds, producer first.
+    pub fn kinds(&self) -> Vec<QueueInput> {
+        self.ids().map(SourceId::kind).collect()
+    }
+
+    /// How many sources the chain holds (at least 1).
+    pub fn len(&self) -> usize {
+        self.ids().count()
+    }
+
+    /// Always `false`: a chain holds at least its producer.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+impl fmt::Debug for Sources {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl PartialEq for Sources {
+    fn eq(&self, other: &Sources) -> bool {
+        self.ids().eq(other.ids())
+    }
+}
+
+impl Eq for Sources {}
+
+impl PartialEq<[(QueueInput, SourceId)]> for Sources {
+    fn eq(&self, other: &[(QueueInput, SourceId)]) -> bool {
+        self.iter().eq(other.iter().copied())
+    }
+}
+
+impl<const N: usize> PartialEq<[(QueueInput, SourceId); N]> for Sources {
+    fn eq(&self, other: &[(QueueInput, SourceId); N]) -> bool {
+        self == &other[..]
+    }
+}
+
+impl PartialEq<Vec<(QueueInput, SourceId)>> for Sources {
+    fn eq(&self, other: &Vec<(QueueInput, SourceId)>) -> bool {
+        self == &other[..]
+    }
+}
+
+/// One item of the streamer (the seed's `QueueManagerResult` union).
+///
+/// | seed class | variant |
+/// |---|---|
+/// | `QueueManagerSuccess(sources, value, context)` | [`Success`](Self::Success) |
+/// | `QueueManagerFailure(sources, exception, context)` | [`Failure`](Self::Failure) (`error`) |
+/// | `QueueManagerIterationStop(sources, exception, context)` | [`IterationStop`](Self::IterationStop) (`error`) |
+/// | `QueueManagerStopped(exception)` | [`Stopped`](Self::Stopped) (`error`) |
+///
+/// Cancellation is carried as [`Failure::Cancelled`], never as "no error".
+#[derive(Debug)]
+pub enum QueueManagerResult<V, C> {
+    /// A source produced a value.
+    Success {
+        /// The chain from the producing source back to the added one.
+        sources: Sources,
+        /// The value.
+        value: V,
+        /// The context given with the added source, else `make_empty_context()`.
+        context: C,
+    },
+    /// A source failed: it returned [`Feed::Error`](super::Feed::Error), panicked, or was
+    /// cancelled.
+    Failure {
+        /// The chain from the failing source back to the added one.
+        sources: Sources,
+        /// Why.
+        error: Failure,
+        /// The context given with the added source, else `make_empty_context()`.
+        context: C,
+    },
+    /// An iterator or stream ended: `None` when exhausted, else the error that ended it
+    /// (its own failure, or the manager's stop).
+    IterationStop {
+        /// The chain from the ended source back to the added one.
+        sources: Sources,
+        /// What ended it, if it did not simply run out.
+        error: Option<Failure>,
+        /// The context given with the added source, else `make_empty_context()`.
+        context: C,
+    },
+    /// The manager stopped: `None` after `set_as_finished_if_out_of_sources` once nothing
+    /// was left, else the context's outcome (or [`Failure::Cancelled`] when closed).
+    Stopped {
+        /// Why it stopped, if not naturally.
+        error: Option<Failure>,
+    },
+}
+
+impl<V, C> QueueManagerResult<V, C> {
+    /// The chain of sources, except for `Stopped`.
+    pub fn sources(&self) -> Option<&Sources> {
+        match self {
+            Self::Success { sources, .. }
+            | Self::Failure { sources, .. }
+            | Self::IterationStop { sources, .. } => Some(sources),
+            Self::Stopped { .. } => None,
+        }
+    }
+
+    /// The context, except for `Stopped`.
+    pub fn context(&self) -> Option<&C> {
+        match self {
+            Self::Success { context, .. }
+            | Self::Failure { context, .. }
+            | Self::IterationStop { context, .. } => Some(context),
+            Self::Stopped { .. } => None,
+        }
+    }
+
+    /// The value of a `Success`.
+    pub fn value(&self) -> Option<&V> {
+        match self {
+            Self::Success { value, .. } => Some(value),
+            _ => None,
+        }
+    }
+
+    /// The value of a `Success`, by value.
+    pub fn into_value(self) -> Option<V> {
+        match self {
+            Self::Success { value, .. } => Some(value),
+            _ => None,
+        }
+    }
+
+    /// Whether this is `Stopped`.
+    pub fn is_stopped(&self) -> bool {
+        matches!(self, Self::Stopped { .. })
+    }
+}

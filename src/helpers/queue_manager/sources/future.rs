@@ -1,0 +1,57 @@
+//! Future sources (`COROUTINE`): spawned as a [`Task`] when admitted, as the seed's
+//! `add_coroutine` does; the manager steps them once the task is done.
+//!
+//! The future's output is parked in a slot the task fills, so the task itself has no
+//! output to clone; a panic becomes the task's `Panicked` error.
+
+use std::sync::Arc;
+
+use tokio::runtime::Handle;
+
+use super::task::PendingSource;
+use crate::helpers::error::{Error, Failure, Outcome};
+use crate::helpers::queue_manager::feed::{Feed, FeedFuture};
+use crate::helpers::task::{AnyTask, Task};
+use crate::sync::{Mutex, lock};
+
+struct Spawned<V> {
+    task: Task<()>,
+    slot: Arc<Mutex<Option<Feed<V>>>>,
+}
+
+/// The error of a future that had no runtime to run on.
+pub(crate) fn no_runtime() -> Failure {
+    Failure::Error(Error::msg(
+        "queue manager: a future source needs a tokio runtime to be spawned on",
+    ))
+}
+
+/// Spawns `fut` on `handle`.
+pub(crate) fn spawn<V: Send + 'static>(
+    handle: &Handle,
+    fut: FeedFuture<V>,
+) -> Box<dyn PendingSource<V>> {
+    let slot = Arc::new(Mutex::new(None));
+    let fill = slot.clone();
+    let task = Task::spawn_on(handle, None, async move {
+        let feed = fut.await;
+        *lock(&fill) = Some(feed);
+    });
+    Box::new(Spawned { task, slot })
+}
+
+impl<V: Send + 'static> PendingSource<V> for Spawned<V> {
+    fn handle(&self) -> AnyTask {
+        self.task.erased()
+    }
+
+    fn take(&mut self) -> Outcome<Feed<V>> {
+        match self.task.outcome() {
+            Some(Ok(())) => lock(&self.slot).take().ok_or_else(|| {
+                Failure::Error(Error::msg("queue manager: future output taken twice"))
+            }),
+            Some(Err(f)) => Err(f.clone()),
+            None => Err(Failure::Cancelled),
+        }
+    }
+}
