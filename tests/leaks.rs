@@ -15,12 +15,13 @@ use tokio::time::sleep;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn counts() -> [usize; 4] {
+fn counts() -> [usize; 5] {
     [
         hp::debug::live_contexts(),
         hp::debug::live_tasks(),
         hp::debug::live_queues(),
         hp::debug::live_holders(),
+        hp::debug::live_managers(),
     ]
 }
 
@@ -32,7 +33,7 @@ where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    assert_eq!(counts(), [0; 4], "something leaked before this test");
+    assert_eq!(counts(), [0; 5], "something leaked before this test");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -44,13 +45,17 @@ where
             .await
             .expect("watchdog: the scenario hung");
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while counts() != [0; 4] && std::time::Instant::now() < deadline {
+        while counts() != [0; 5] && std::time::Instant::now() < deadline {
             sleep(Duration::from_millis(1)).await;
         }
     });
-    assert_eq!(counts(), [0; 4], "live [contexts, tasks, queues, holders]");
+    assert_eq!(
+        counts(),
+        [0; 5],
+        "live [contexts, tasks, queues, holders, managers]"
+    );
     drop(rt);
-    assert_eq!(counts(), [0; 4]);
+    assert_eq!(counts(), [0; 5]);
 }
 
 #[test]
@@ -211,5 +216,44 @@ fn tickers_cancelled_mid_wait_are_freed() {
         let c = ctx.clone();
         tokio::spawn(async move { c.cancel() });
         assert_eq!(t.next().await, None);
+    });
+}
+
+#[test]
+fn queue_managers_stopped_closed_and_dropped_are_freed() {
+    check(|| async {
+        let ctx = hp::Ctx::beginning("root");
+        for round in 0..100u32 {
+            let (mut streamer, feeder) = hp::queue_manager::<u32, u32>(&ctx, || 0);
+            feeder.add_sync_iterator(0..50u32, round);
+            let pause = Duration::from_millis(u64::from(round % 3));
+            feeder.add_coroutine(
+                async move {
+                    sleep(pause).await;
+                    2u32
+                },
+                round,
+            );
+            feeder.add_coroutine(
+                async {
+                    sleep(Duration::from_secs(3600)).await;
+                    3u32
+                },
+                round,
+            );
+            feeder.add_async_generator(futures::stream::iter(0..10u32), round);
+            feeder.add_value(hp::Feed::Value(1), None);
+            let _: Vec<_> = streamer.by_ref().take(20).collect().await;
+            match round % 3 {
+                0 => streamer.close().await,
+                1 => {
+                    streamer.ctx().cancel();
+                    let _: Vec<_> = streamer.by_ref().collect().await;
+                    drop(streamer);
+                }
+                _ => drop(streamer),
+            }
+            drop(feeder);
+        }
     });
 }

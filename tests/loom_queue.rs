@@ -296,3 +296,62 @@ fn loom_sync_queue_stopped_iteration_gives_its_batch_back() {
         assert_eq!(q.remaining().collect::<Vec<_>>(), [2, 3, 4]);
     });
 }
+
+#[test]
+fn loom_queue_manager_values_race_a_stop() {
+    // A feeder adds two values while another thread cancels the manager's context: the
+    // streamer gives `Stopped` exactly once, and with `remaining` each value exactly once
+    // (values added after a stop are still delivered).
+    use hp::QueueManagerResult as R;
+    model("queue manager values race a stop", || {
+        let ctx = hp::Ctx::beginning("r");
+        let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx, || ());
+        let mctx = streamer.ctx().clone();
+        let t = thread::spawn(move || {
+            feeder.add_value(hp::Feed::Value(1), None);
+            feeder.add_value(hp::Feed::Value(2), None);
+        });
+        let c = thread::spawn(move || {
+            mctx.cancel();
+        });
+        let mut got: Vec<R<u32, ()>> = block_on(streamer.by_ref().collect());
+        t.join().unwrap();
+        c.join().unwrap();
+        got.extend(streamer.remaining());
+        assert_eq!(got.iter().filter(|r| r.is_stopped()).count(), 1);
+        let mut values: Vec<u32> = got.iter().filter_map(|r| r.value().copied()).collect();
+        values.sort_unstable();
+        assert_eq!(values, [1, 2]);
+    });
+}
+
+#[test]
+fn loom_queue_manager_iterator_races_a_stop() {
+    // An iterator source is stepped by the streamer while another thread cancels: its
+    // values come in order, then exactly one `IterationStop`; `Stopped` exactly once.
+    use hp::QueueManagerResult as R;
+    model("queue manager iterator races a stop", || {
+        let ctx = hp::Ctx::beginning("r");
+        let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx, || ());
+        feeder.add_sync_iterator([1u32, 2], None);
+        let mctx = streamer.ctx().clone();
+        let c = thread::spawn(move || {
+            mctx.cancel();
+        });
+        let mut got: Vec<R<u32, ()>> = block_on(streamer.by_ref().collect());
+        c.join().unwrap();
+        got.extend(streamer.remaining());
+        assert_eq!(got.iter().filter(|r| r.is_stopped()).count(), 1);
+        let values: Vec<u32> = got.iter().filter_map(|r| r.value().copied()).collect();
+        assert!(
+            values == [] as [u32; 0] || values == [1] || values == [1, 2],
+            "{values:?}"
+        );
+        let stops = got
+            .iter()
+            .filter(|r| matches!(r, R::IterationStop { .. }))
+            .count();
+        assert_eq!(stops, 1);
+        assert_eq!(feeder.live_sources(), 0);
+    });
+}

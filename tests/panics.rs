@@ -363,3 +363,61 @@ fn a_panicking_sync_queue_consumer_gives_its_batch_back() {
     q.append(10);
     assert_eq!(q.remaining().collect::<Vec<_>>(), [10]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panicking_queue_manager_sources_fail_alone_and_the_manager_goes_on() {
+    use hp::QueueManagerResult as R;
+    let ctx = hp::Ctx::beginning("app");
+    let (mut streamer, feeder) = hp::queue_manager::<u32, &str>(&ctx, || "");
+    let func = feeder.add_sync_function(|| -> u32 { panic!("function boom") }, "f");
+    let iter = feeder.add_sync_iterator(
+        (0..3u32).map(|n| if n == 1 { panic!("iterator boom") } else { n }),
+        "i",
+    );
+    let stream = feeder.add_async_generator(
+        futures::stream::iter(0..3u32).map(|n| if n == 1 { panic!("stream boom") } else { n }),
+        "s",
+    );
+    let fut = feeder.add_coroutine(
+        async {
+            if co_panics() {
+                panic!("coroutine boom");
+            }
+            0u32
+        },
+        "c",
+    );
+    feeder.add_value(hp::Feed::Value(7), "v");
+    feeder.set_as_finished_if_out_of_sources();
+    let results: Vec<R<u32, &str>> =
+        tokio::time::timeout(Duration::from_secs(10), streamer.by_ref().collect())
+            .await
+            .unwrap();
+    let of = |id: hp::SourceId| -> Vec<&R<u32, &str>> {
+        results
+            .iter()
+            .filter(|r| r.sources().is_some_and(|s| s.added() == id))
+            .collect()
+    };
+    let failed = |r: &R<u32, &str>, msg: &str| match r {
+        R::Failure { error, .. } => is_panicked(error, msg),
+        _ => false,
+    };
+    assert!(failed(of(func)[0], "function boom"));
+    let it = of(iter);
+    assert_eq!(it[0].value(), Some(&0));
+    assert!(failed(it[1], "iterator boom"));
+    assert!(
+        matches!(it[2], R::IterationStop { error: Some(e), .. } if is_panicked(e, "iterator boom"))
+    );
+    let st = of(stream);
+    assert_eq!(st[0].value(), Some(&0));
+    assert!(failed(st[1], "stream boom"));
+    assert!(matches!(st[2], R::IterationStop { error: Some(_), .. }));
+    assert!(failed(of(fut)[0], "coroutine boom"));
+    assert!(results.iter().any(|r| r.value() == Some(&7)));
+    assert!(matches!(results.last(), Some(R::Stopped { error: None })));
+    // The manager still works.
+    feeder.add_value(hp::Feed::Value(8), "v");
+    assert_eq!(streamer.next().await.and_then(|r| r.into_value()), Some(8));
+}

@@ -3,7 +3,7 @@
 //! The crate's promise is that nothing outlives the scope that made it: a context
 //! whose handles and guards are gone is freed, a finished task's state is freed once its
 //! handles are dropped, a queue's shared core goes with its last handle, a task holder's
-//! state goes with the holder. These counters make that checkable: each counts the
+//! state goes with the holder, a queue manager's with its streamer and feeders. These counters make that checkable: each counts the
 //! objects of one kind alive right now, process-wide.
 //!
 //! They exist only with the `leak-counters` feature. Without it the counting fields are
@@ -41,10 +41,12 @@ pub(crate) const TASKS: usize = 1;
 pub(crate) const QUEUES: usize = 2;
 /// Task holder states alive.
 pub(crate) const HOLDERS: usize = 3;
+/// Queue manager cores alive.
+pub(crate) const MANAGERS: usize = 4;
 
 // Std atomics, not `crate::sync`'s: a process-wide static outside every loom model.
 #[cfg(feature = "leak-counters")]
-static LIVE: [AtomicUsize; 4] = [const { AtomicUsize::new(0) }; 4];
+static LIVE: [AtomicUsize; 5] = [const { AtomicUsize::new(0) }; 5];
 
 /// A field that counts its owner as alive of kind `K` (zero-sized without the feature).
 pub(crate) struct Live<const K: usize>(());
@@ -95,4 +97,11 @@ pub fn live_queues() -> usize {
 #[cfg(feature = "leak-counters")]
 pub fn live_holders() -> usize {
     get(HOLDERS)
+}
+
+/// How many queue managers are alive now, counted by their shared core, which lives
+/// while the streamer or any feeder does.
+#[cfg(feature = "leak-counters")]
+pub fn live_managers() -> usize {
+    get(MANAGERS)
 }
