@@ -12,6 +12,17 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use loom::thread;
 use machinery::helpers as hp;
 
+/// Runs `f` under `loom::model` and prints the number of interleavings explored.
+fn model(name: &str, f: impl Fn() + Sync + Send + 'static) {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let r = runs.clone();
+    loom::model(move || {
+        r.fetch_add(1, SeqCst);
+        f();
+    });
+    println!("loom model {name}: {} interleavings", runs.load(SeqCst));
+}
+
 fn counter() -> Arc<AtomicUsize> {
     Arc::new(AtomicUsize::new(0))
 }
@@ -27,7 +38,7 @@ fn count_on(ctx: &hp::Ctx, runs: &Arc<AtomicUsize>) -> hp::CallbackHandle {
 fn loom_cancel_races_child_creation() {
     // Race: the parent is cancelled while a child is being created. Either way the child
     // ends done, and its callback runs exactly once.
-    loom::model(|| {
+    model("cancel races child creation", || {
         let root = hp::Ctx::beginning("r");
         let runs = counter();
         let r2 = root.clone();
@@ -48,7 +59,7 @@ fn loom_cancel_races_child_creation() {
 #[test]
 fn loom_callback_registration_races_completion() {
     // Race: a callback is added while another thread cancels. It runs exactly once.
-    loom::model(|| {
+    model("callback registration races completion", || {
         let ctx = hp::Ctx::beginning("r");
         let runs = counter();
         let c2 = ctx.clone();
@@ -65,7 +76,7 @@ fn loom_callback_registration_races_completion() {
 fn loom_parent_and_child_cancelled_concurrently() {
     // Race: parent and child cancelled from two threads. The child's callbacks run once,
     // and the grandchild's once.
-    loom::model(|| {
+    model("parent and child cancelled concurrently", || {
         let root = hp::Ctx::beginning("r");
         let child = root.child("c").detach();
         let grandchild = child.child("g").detach();
@@ -88,7 +99,7 @@ fn loom_parent_and_child_cancelled_concurrently() {
 fn loom_last_handle_drop_races_parent_cancel() {
     // Race: the child's last handle is dropped while the parent is cancelled. Its callback
     // runs exactly once and the parent ends with no registered children.
-    loom::model(|| {
+    model("last handle drop races parent cancel", || {
         let root = hp::Ctx::beginning("r");
         let child = root.child("c").detach();
         let runs = counter();
@@ -105,7 +116,7 @@ fn loom_last_handle_drop_races_parent_cancel() {
 fn loom_remove_races_completion() {
     // Race: a callback is removed while the context finishes. Exactly one of "removed"
     // and "ran" happens.
-    loom::model(|| {
+    model("remove races completion", || {
         let ctx = hp::Ctx::beginning("r");
         let runs = counter();
         let handle = count_on(&ctx, &runs);
@@ -123,7 +134,7 @@ fn loom_remove_races_completion() {
 fn loom_set_exception_races_cancel() {
     // Race: cancel and set_exception on one context. Exactly one wins, the other returns
     // false, and callbacks see the winner.
-    loom::model(|| {
+    model("set exception races cancel", || {
         let ctx = hp::Ctx::beginning("r");
         let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
         let s = seen.clone();
@@ -141,7 +152,7 @@ fn loom_set_exception_races_cancel() {
 #[test]
 fn loom_future_set_races_callback_registration() {
     // Race: a settable future is completed while a callback is added. It runs once.
-    loom::model(|| {
+    model("future set races callback registration", || {
         let fut = hp::Fut::<u8>::new();
         let runs = counter();
         let f2 = fut.clone();
@@ -152,5 +163,95 @@ fn loom_future_set_races_callback_registration() {
         });
         assert!(t.join().unwrap());
         assert_eq!(runs.load(SeqCst), 1);
+    });
+}
+
+#[test]
+fn loom_three_threads_cancel_set_exception_and_create_a_grandchild() {
+    // Three threads: the root is cancelled, the child gets an error, a grandchild is
+    // created under the child. The grandchild ends done whatever the order, each
+    // callback runs exactly once, and nothing stays registered.
+    model(
+        "three threads cancel, set exception, create grandchild",
+        || {
+            let root = hp::Ctx::beginning("r");
+            let child = root.child("c").detach();
+            let (runs_c, runs_g) = (counter(), counter());
+            count_on(&child, &runs_c);
+            let (c2, rg) = (child.clone(), runs_g.clone());
+            let creator = thread::spawn(move || {
+                let g = c2.child("g").detach();
+                count_on(&g, &rg);
+                g
+            });
+            let r2 = root.clone();
+            let canceller = thread::spawn(move || {
+                r2.cancel();
+            });
+            child.set_exception(hp::Error::msg("boom"));
+            let g = creator.join().unwrap();
+            canceller.join().unwrap();
+            assert!(g.done());
+            assert_eq!(runs_c.load(SeqCst), 1);
+            assert_eq!(runs_g.load(SeqCst), 1);
+            assert_eq!(child.child_count(), 0);
+        },
+    );
+}
+
+#[test]
+fn loom_callback_cancelling_a_sibling_races_the_parent_cancel() {
+    // A callback of `a` cancels its sibling `b` while another thread cancels the parent:
+    // no deadlock, and each callback runs exactly once.
+    model("callback cancels sibling while parent cancelled", || {
+        let root = hp::Ctx::beginning("r");
+        let a = root.child("a").detach();
+        let b = root.child("b").detach();
+        let (runs_a, runs_b) = (counter(), counter());
+        let b2 = b.clone();
+        let ra = runs_a.clone();
+        a.add_done_callback(move |_| {
+            ra.fetch_add(1, SeqCst);
+            b2.cancel();
+        });
+        count_on(&b, &runs_b);
+        let r2 = root.clone();
+        let t = thread::spawn(move || {
+            r2.cancel();
+        });
+        a.cancel();
+        t.join().unwrap();
+        assert!(b.done());
+        assert_eq!(runs_a.load(SeqCst), 1);
+        assert_eq!(runs_b.load(SeqCst), 1);
+    });
+}
+
+#[test]
+fn loom_event_set_races_callback_registration_and_clear() {
+    // An event is set (then cleared) on one thread while a callback is added on another:
+    // the callback runs exactly once if it was added before the set, else at once; a
+    // callback never runs twice.
+    model("event set and clear race callback registration", || {
+        use hp::WaitByCallback;
+        let ev = hp::Event::new();
+        let runs = counter();
+        let e2 = ev.clone();
+        let t = thread::spawn(move || {
+            e2.set();
+            e2.clear();
+        });
+        let r = runs.clone();
+        ev.add_done_callback(Box::new(move || {
+            r.fetch_add(1, SeqCst);
+        }));
+        t.join().unwrap();
+        let n = runs.load(SeqCst);
+        assert!(n <= 1);
+        if n == 0 {
+            // Added after the clear: still registered, runs on the next set.
+            ev.set();
+            assert_eq!(runs.load(SeqCst), 1);
+        }
     });
 }

@@ -5,6 +5,7 @@
 mod callbacks;
 mod completion;
 pub mod ctx;
+pub mod debug;
 pub mod error;
 pub mod event;
 pub mod future;

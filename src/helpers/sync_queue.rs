@@ -49,6 +49,7 @@ use std::fmt;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
+use super::debug::{Live, QUEUES};
 use super::protocols::CallbackHandle;
 use super::{Ctx, CtxGuard};
 use crate::sync::{Arc, AtomicBool, AtomicUsize, Condvar, Mutex, MutexGuard, lock};
@@ -121,6 +122,7 @@ impl<T: Send + 'static> SyncQueueOptions<T> {
             cond: Condvar::new(),
             batch_len: AtomicUsize::new(0),
             ready: AtomicBool::new(false),
+            _live: Live::new(),
         });
         let weak = Arc::downgrade(&core);
         let ctx_cb = guard.ctx().add_done_callback(move |_| {
@@ -160,6 +162,7 @@ struct Core<T> {
     /// Set by the append that makes the queue non-empty, cleared when a consumer empties
     /// it: what a consumer spins on briefly before it sleeps.
     ready: AtomicBool,
+    _live: Live<QUEUES>,
 }
 
 /// What a consumer's visit to the shared deque gave.

@@ -44,6 +44,7 @@ use tokio::runtime::Handle;
 use tokio::task::AbortHandle;
 
 use super::completion::{Completion, DoneHook};
+use super::debug::{Live, TASKS};
 use super::error::{Error, Failure, Outcome, StatusError};
 use super::protocols::{
     CallbackHandle, DoneCallback, FutureState, FutureStatus, NamedFuture, WaitByCallback, WithRepr,
@@ -61,6 +62,7 @@ struct Shared<T> {
     core: Completion<T>,
     abort: Mutex<Option<AbortHandle>>,
     id: TaskId,
+    _live: Live<TASKS>,
 }
 
 /// A handle to a spawned task. Cloning gives another handle to the same task.
@@ -168,6 +170,7 @@ impl<T: Send + Sync + 'static> Task<T> {
             core: Completion::new(name.map(Arc::from)),
             abort: Mutex::new(None),
             id: TaskId(NEXT_TASK.fetch_add(1, Relaxed)),
+            _live: Live::new(),
         });
         let body = Body {
             fut: AssertUnwindSafe(fut).catch_unwind(),

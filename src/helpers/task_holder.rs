@@ -68,6 +68,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use super::completion::DoneHook;
 use super::ctx::{Ctx, CtxGuard, FailureReporter};
+use super::debug::{HOLDERS, Live};
 use super::error::Error;
 use super::error::Failure;
 use super::protocols::CallbackHandle;
@@ -137,6 +138,7 @@ impl TaskHolderBuilder {
                 report: ctx.failure_reporter(),
             }),
             ctx,
+            _live: Live::new(),
         });
         let weak = Arc::downgrade(&inner);
         let on_done = guard.add_done_callback(move |_| {
@@ -191,6 +193,7 @@ struct Inner {
     /// Every held task's one done callback (shared, so no allocation per task).
     tracker: Arc<Tracker>,
     ctx: Ctx,
+    _live: Live<HOLDERS>,
 }
 
 /// What a held task's done callback does, by its key: bit 0 set: log a failure (the

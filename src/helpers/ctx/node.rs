@@ -29,6 +29,7 @@ use slab::Slab;
 use tokio::runtime::Handle;
 
 use super::super::callbacks::{CallbackList, run_caught};
+use super::super::debug::{CONTEXTS, Live};
 use super::super::error::{Error, Failure};
 use super::super::protocols::CallbackHandle;
 use super::Ctx;
@@ -65,6 +66,7 @@ pub(crate) struct Node {
     slot: usize,
     pub(crate) name: Cow<'static, str>,
     pub(crate) extras: Option<Box<Extras>>,
+    _live: Live<CONTEXTS>,
 }
 
 /// What the lock guards: children and callbacks, boxed on first use. Most nodes (a
@@ -114,6 +116,7 @@ impl Node {
             slot: UNREGISTERED,
             name,
             extras,
+            _live: Live::new(),
         })
     }
 
@@ -134,6 +137,7 @@ impl Node {
                 slot: UNREGISTERED,
                 name,
                 extras,
+                _live: Live::new(),
             });
         }
         let children = &mut g.rest().children;
@@ -149,6 +153,7 @@ impl Node {
                 slot,
                 name,
                 extras,
+                _live: Live::new(),
             }
         });
         drop(g);
@@ -377,6 +382,7 @@ impl Node {
             slot: UNREGISTERED,
             name: std::mem::take(&mut self.name),
             extras: self.extras.take(),
+            _live: Live::new(),
         });
         let ctx = Ctx::from_node(stand_in);
         for cb in callbacks.take() {

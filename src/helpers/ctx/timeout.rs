@@ -198,6 +198,9 @@ impl<T: Send + 'static> IntoFuture for WithTimeout<T> {
 impl Ctx {
     /// A child that finishes itself with [`DeadlineExceeded`] after `timeout`.
     ///
+    /// A zero `timeout` gives a child that is already done; one too large for an instant
+    /// (`Duration::MAX`) gives a child without a deadline, never a panic.
+    ///
     /// # Panics
     /// Outside a tokio runtime with timers enabled (unless `timeout` is zero).
     #[track_caller]
@@ -206,7 +209,10 @@ impl Ctx {
         name: impl Into<Cow<'static, str>>,
         timeout: Duration,
     ) -> CtxGuard {
-        self.child_with_deadline(name, Instant::now() + timeout)
+        match Instant::now().checked_add(timeout) {
+            Some(deadline) => self.child_with_deadline(name, deadline),
+            None => self.child(name),
+        }
     }
 
     /// A child that finishes itself with [`DeadlineExceeded`] at `deadline` (Go's

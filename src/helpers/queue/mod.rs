@@ -263,11 +263,15 @@ impl<T: Send + 'static> Queue<T> {
     }
 
     /// Takes the next entry in logical order without waiting.
-    fn take(&mut self) -> Option<Entry<T>> {
+    ///
+    /// With `iterating`, nothing is taken from the shared deque once the iteration must
+    /// stop (checked under its lock): an entry appended after the breaker was set or the
+    /// context finished, by a thread that did one and then the other, is never yielded.
+    fn take(&mut self, iterating: bool) -> Option<Entry<T>> {
         if self.batch.is_empty() {
-            self.refill(); // takes priority entries too, already in order
+            self.refill(iterating)?; // takes priority entries too, already in order
         } else if self.shared.has_ahead() {
-            self.merge_ahead();
+            self.merge_ahead(iterating)?;
         }
         let entry = self.batch.pop_front()?;
         // Relaxed: `len()` reads a snapshot; only this consumer writes it.
@@ -275,24 +279,41 @@ impl<T: Send + 'static> Queue<T> {
         Some(entry)
     }
 
-    /// Swaps the shared deque (all of it) into the empty batch.
-    fn refill(&mut self) {
+    /// Whether an iteration must stop before taking anything more.
+    fn must_stop(&self) -> bool {
+        self.shared.breaker.is_set() || (!self.empty_on_finished && self.ctx.ctx().done())
+    }
+
+    /// Swaps the shared deque (all of it) into the empty batch; `None` when `iterating`
+    /// and the iteration must stop.
+    fn refill(&mut self, iterating: bool) -> Option<()> {
         let mut st = lock(&self.shared.state);
+        // Under the lock: an append that followed a breaker set or a cancel in its
+        // thread is seen only together with that set or cancel.
+        if iterating && self.must_stop() {
+            return None;
+        }
         std::mem::swap(&mut st.deque, &mut self.batch);
         st.ahead = 0;
         self.shared.ahead_flag.store(false, Relaxed);
         self.shared.batch_len.store(self.batch.len(), Relaxed);
+        Some(())
     }
 
-    /// Moves priority entries pushed since the last refill in front of the batch.
-    fn merge_ahead(&mut self) {
+    /// Moves priority entries pushed since the last refill in front of the batch; `None`
+    /// when `iterating` and the iteration must stop.
+    fn merge_ahead(&mut self, iterating: bool) -> Option<()> {
         let mut st = lock(&self.shared.state);
+        if iterating && self.must_stop() {
+            return None;
+        }
         let n = std::mem::take(&mut st.ahead);
         self.shared.ahead_flag.store(false, Relaxed);
         for e in st.deque.drain(..n).rev() {
             self.batch.push_front(e);
         }
         self.shared.batch_len.store(self.batch.len(), Relaxed);
+        Some(())
     }
 
     /// [`take`](Self::take), paid from tokio's cooperative budget: one budget unit buys
@@ -300,14 +321,14 @@ impl<T: Send + 'static> Queue<T> {
     /// task's budget is used up; nothing is taken or spent when nothing is queued.
     fn take_on_budget(&mut self, cx: &mut Context<'_>) -> Poll<Option<Entry<T>>> {
         if self.coop_credit > 0 {
-            let entry = self.take();
+            let entry = self.take(true);
             if entry.is_some() {
                 self.coop_credit -= 1;
             }
             return Poll::Ready(entry);
         }
         let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
-        let entry = self.take();
+        let entry = self.take(true);
         if entry.is_some() {
             coop.made_progress();
             self.coop_credit = ENTRIES_PER_BUDGET_UNIT - 1;

@@ -18,6 +18,7 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::task::Waker;
 
 use crate::helpers::Event;
+use crate::helpers::debug::{Live, QUEUES};
 use crate::sync::{AtomicBool, AtomicUsize, Mutex, lock};
 
 /// A callable queued with `append_instruction`: run when reached, nothing yielded.
@@ -43,6 +44,7 @@ pub(crate) struct Shared<T> {
     pub(crate) ahead_flag: AtomicBool,
     pub(crate) batch_len: AtomicUsize,
     pub(crate) breaker: Event,
+    _live: Live<QUEUES>,
 }
 
 impl<T> Shared<T> {
@@ -57,6 +59,7 @@ impl<T> Shared<T> {
             ahead_flag: AtomicBool::new(false),
             batch_len: AtomicUsize::new(0),
             breaker: Event::new(),
+            _live: Live::new(),
         }
     }
 

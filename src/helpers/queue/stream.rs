@@ -114,7 +114,7 @@ impl<T: Send + 'static> Iterator for Remaining<'_, T> {
     type Item = T;
     fn next(&mut self) -> Option<T> {
         loop {
-            match self.queue.take()? {
+            match self.queue.take(false)? {
                 Entry::Item(v) => return Some(v),
                 Entry::Instruction(f) => {
                     run_caught("queue instruction", f);

@@ -346,7 +346,8 @@ impl Ticker {
     /// The instant no tick may be yielded at or after, once the first tick happened.
     fn deadline(&self) -> Option<Instant> {
         let started = lock(&self.control.shared.schedule).started();
-        Some(started? + self.max_time?)
+        // A `max_time` too large for an instant is no limit at all.
+        started?.checked_add(self.max_time?)
     }
 
     /// Waits for the due grid point, then for the pauser; says what to do now.

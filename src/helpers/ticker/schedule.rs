@@ -130,7 +130,7 @@ pub(crate) fn next_point(
     min_wait: Option<Duration>,
 ) -> Instant {
     let (bound, strict) = match min_wait {
-        Some(m) => (now + m, false),
+        Some(m) => (add_saturating(now, m), false),
         None => (now, true),
     };
     if every.is_zero() {
@@ -151,7 +151,15 @@ fn first_point(origin: Instant, every: Duration, bound: Instant, strict: bool) -
     if strict || since % period != 0 {
         k += 1;
     }
-    origin + mul(every, k)
+    add_saturating(origin, mul(every, k))
+}
+
+/// `t + d`, or about a century after `t` when that is not representable (a huge
+/// `min_wait` or `every`): the tick is then simply never due.
+pub(crate) fn add_saturating(t: Instant, d: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    t.checked_add(d)
+        .unwrap_or_else(|| t.checked_add(CENTURY).unwrap_or(t))
 }
 
 /// `every · k` without overflow panics (saturates at about 584 years).

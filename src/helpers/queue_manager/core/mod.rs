@@ -27,6 +27,7 @@ use tokio::runtime::Handle;
 use super::feed::Feed;
 use super::result::{QueueInput, QueueManagerResult, SourceId, Sources};
 use super::sources::{Body, Schedule, Step, future};
+use crate::helpers::debug::{Live, MANAGERS};
 use crate::helpers::error::Failure;
 use crate::helpers::protocols::WaitByCallback;
 use crate::helpers::task::AnyTask;
@@ -40,6 +41,7 @@ pub(crate) struct Shared<V, C> {
     make_empty: Box<dyn Fn() -> C + Send + Sync>,
     runtime: Option<Handle>,
     this: Weak<dyn Schedule>,
+    _live: Live<MANAGERS>,
 }
 
 struct Entry<V, C> {
@@ -129,6 +131,7 @@ impl<V: Send + 'static, C: Clone + Send + 'static> Shared<V, C> {
                 make_empty,
                 runtime,
                 this,
+                _live: Live::new(),
             }
         })
     }

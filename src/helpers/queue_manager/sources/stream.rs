@@ -5,13 +5,14 @@
 //! ever touches streams that have something to give, like `FuturesUnordered`.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, Ordering::AcqRel, Ordering::Release};
+use std::sync::atomic::Ordering::{AcqRel, Release};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 
 use super::{Body, Step, yielded};
 use crate::helpers::error::{Error, Failure};
 use crate::helpers::queue_manager::feed::FeedStream;
+use crate::sync::AtomicBool;
 
 /// Puts a source back on the ready queue (implemented by the manager's core).
 pub(crate) trait Schedule: Send + Sync {

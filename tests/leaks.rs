@@ -1,0 +1,259 @@
+//! Leak tests: the live-object counters (`hp::debug`, feature `leak-counters`, on for the
+//! crate's tests) return to zero once the scopes that made contexts, tasks, queues and
+//! task holders end, on the multi-thread runtime, including after cancellations, panics
+//! and timeouts.
+//!
+//! The counters are process-wide, so this binary's tests run one at a time (a lock) and
+//! nothing else in this binary creates those objects.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures::StreamExt;
+use machinery::helpers as hp;
+use tokio::time::sleep;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn counts() -> [usize; 5] {
+    [
+        hp::debug::live_contexts(),
+        hp::debug::live_tasks(),
+        hp::debug::live_queues(),
+        hp::debug::live_holders(),
+        hp::debug::live_managers(),
+    ]
+}
+
+/// Runs `body` on a fresh two-worker runtime under a real-time watchdog, then waits
+/// (real time, bounded) for every counter to return to zero while the runtime still
+/// runs: task bodies are dropped by the workers shortly after they finish.
+fn check<F>(body: impl FnOnce() -> F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    assert_eq!(counts(), [0; 5], "something leaked before this test");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let fut = body();
+    rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(20), fut)
+            .await
+            .expect("watchdog: the scenario hung");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while counts() != [0; 5] && std::time::Instant::now() < deadline {
+            sleep(Duration::from_millis(1)).await;
+        }
+    });
+    assert_eq!(
+        counts(),
+        [0; 5],
+        "live [contexts, tasks, queues, holders, managers]"
+    );
+    drop(rt);
+    assert_eq!(counts(), [0; 5]);
+}
+
+#[test]
+fn contexts_created_cancelled_and_dropped_are_all_freed() {
+    check(|| async {
+        let root = hp::Ctx::beginning("root");
+        for i in 0..10_000 {
+            let child = root.child("c");
+            let grand = child.child("g");
+            let detached = grand.child("d").detach();
+            if i % 3 == 0 {
+                child.cancel();
+            }
+            if i % 5 == 0 {
+                detached.set_exception(hp::Error::msg("x"));
+            }
+            let _cb = detached.add_done_callback(|_| {});
+        }
+        assert_eq!(root.child_count(), 0);
+        assert_eq!(hp::debug::live_contexts(), 1);
+    });
+}
+
+#[test]
+fn a_deep_chain_and_a_wide_fan_out_are_freed() {
+    check(|| async {
+        let root = hp::Ctx::beginning("root");
+        let mut chain: Vec<hp::CtxGuard> = vec![root.child("0")];
+        for _ in 1..5_000 {
+            let next = chain.last().unwrap().child("n");
+            chain.push(next);
+        }
+        let wide: Vec<hp::CtxGuard> = (0..20_000).map(|_| root.child("w")).collect();
+        assert_eq!(hp::debug::live_contexts(), 1 + 5_000 + 20_000);
+        root.cancel();
+        drop(wide);
+        drop(chain);
+    });
+}
+
+#[test]
+fn tasks_finished_cancelled_and_panicked_are_all_freed() {
+    check(|| async {
+        let ctx = hp::Ctx::beginning("root");
+        let mut tasks = Vec::new();
+        for i in 0..3_000u32 {
+            let t = ctx.async_as_background(
+                async move {
+                    if i % 7 == 0 {
+                        panic!("boom {i}");
+                    }
+                    sleep(Duration::from_millis(u64::from(i % 5))).await;
+                    i
+                },
+                true,
+            );
+            if i % 4 == 0 {
+                t.cancel();
+            }
+            tasks.push(t);
+        }
+        for t in &tasks {
+            let _ = t.await;
+        }
+    });
+}
+
+#[test]
+fn timeouts_and_deadlines_free_their_children_and_timers() {
+    check(|| async {
+        let ctx = hp::Ctx::beginning("root");
+        for i in 0..500u64 {
+            let _ = ctx
+                .async_with_timeout(sleep(Duration::from_millis(i % 3)))
+                .timeout(Duration::from_millis(1))
+                .await;
+            let c = ctx.child_with_timeout("d", Duration::from_millis(i % 2));
+            c.wait().await;
+        }
+        // A deadline abandoned before it fires frees its timer task too.
+        for _ in 0..500 {
+            drop(ctx.child_with_timeout("long", Duration::from_secs(3600)));
+        }
+    });
+}
+
+#[test]
+fn a_task_holder_under_churn_frees_every_task_and_itself() {
+    check(|| async {
+        let ctx = hp::Ctx::beginning("root");
+        let ts = hp::task_holder(&ctx);
+        let h = ts.handle();
+        for i in 0..2_000u64 {
+            let h2 = h.clone();
+            ts.add_coroutine(
+                async move {
+                    sleep(Duration::from_millis(i % 3)).await;
+                    if i % 10 == 0 {
+                        h2.add_coroutine(async {}, true);
+                    }
+                },
+                true,
+            );
+        }
+        ts.finish().await;
+        assert_eq!(h.pending(), 0);
+        // A dropped holder cancels and frees what it held.
+        let ts = hp::task_holder(&ctx);
+        for _ in 0..500 {
+            ts.add_coroutine(sleep(Duration::from_secs(3600)), true);
+        }
+        drop(ts);
+    });
+}
+
+#[test]
+fn queues_and_their_handles_are_freed() {
+    check(|| async {
+        let ctx = hp::Ctx::beginning("root");
+        for round in 0..200u32 {
+            let mut q = hp::queue::<u32>(&ctx).build();
+            let h = q.handle();
+            let producer = tokio::spawn(async move {
+                for n in 0..50 {
+                    h.append(n, n % 7 == 0);
+                }
+            });
+            producer.await.unwrap();
+            let got: Vec<u32> = q.get_all().take(25).collect().await;
+            assert_eq!(got.len(), 25);
+            if round % 2 == 0 {
+                q.ctx().cancel();
+            }
+            // Dropped with items still queued: they are freed with it.
+        }
+        let q = hp::sync_queue::<u32>(&ctx).build();
+        let q2 = q.clone();
+        std::thread::spawn(move || (0..1_000).for_each(|n| q2.append(n)))
+            .join()
+            .unwrap();
+        assert_eq!(q.remaining().count(), 1_000);
+    });
+}
+
+#[test]
+fn tickers_cancelled_mid_wait_are_freed() {
+    check(|| async {
+        let ctx = hp::Ctx::beginning("root");
+        for _ in 0..200 {
+            let mut t = hp::tick(Duration::from_millis(1), &ctx)
+                .max_iterations(3)
+                .build()
+                .unwrap();
+            t.next().await;
+        }
+        let mut t = hp::tick(Duration::from_secs(3600), &ctx).build().unwrap();
+        t.next().await;
+        let c = ctx.clone();
+        tokio::spawn(async move { c.cancel() });
+        assert_eq!(t.next().await, None);
+    });
+}
+
+#[test]
+fn queue_managers_stopped_closed_and_dropped_are_freed() {
+    check(|| async {
+        let ctx = hp::Ctx::beginning("root");
+        for round in 0..100u32 {
+            let (mut streamer, feeder) = hp::queue_manager::<u32, u32>(&ctx, || 0);
+            feeder.add_sync_iterator(0..50u32, round);
+            let pause = Duration::from_millis(u64::from(round % 3));
+            feeder.add_coroutine(
+                async move {
+                    sleep(pause).await;
+                    2u32
+                },
+                round,
+            );
+            feeder.add_coroutine(
+                async {
+                    sleep(Duration::from_secs(3600)).await;
+                    3u32
+                },
+                round,
+            );
+            feeder.add_async_generator(futures::stream::iter(0..10u32), round);
+            feeder.add_value(hp::Feed::Value(1), None);
+            let _: Vec<_> = streamer.by_ref().take(20).collect().await;
+            match round % 3 {
+                0 => streamer.close().await,
+                1 => {
+                    streamer.ctx().cancel();
+                    let _: Vec<_> = streamer.by_ref().collect().await;
+                    drop(streamer);
+                }
+                _ => drop(streamer),
+            }
+            drop(feeder);
+        }
+    });
+}
