@@ -10,19 +10,8 @@ use std::time::Duration;
 
 use machinery::helpers as hp;
 
-const WATCHDOG: Duration = Duration::from_secs(30);
-
-/// A small seeded generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-    }
-}
+mod common;
+use common::{Rng, WATCHDOG};
 
 #[derive(Default)]
 struct Tally {

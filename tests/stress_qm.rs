@@ -13,24 +13,13 @@ use std::time::Duration;
 use futures::StreamExt;
 use machinery::helpers::{self as hp, QueueManagerResult as R};
 
-const WATCHDOG: Duration = Duration::from_secs(30);
+mod common;
+use common::{Rng, WATCHDOG};
 const FEEDERS: u32 = 8;
 const VALUES: u32 = 300;
 const ITERS: u32 = 6;
 const ITEMS: u32 = 20;
 const FUTS: u32 = 10;
-
-/// A small seeded generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-    }
-}
 
 /// Counts coroutine futures that ended (finished or dropped).
 struct Ended(Arc<AtomicUsize>);

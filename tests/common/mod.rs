@@ -1,4 +1,4 @@
-//! Test helpers shared by the ctx test files.
+//! Test helpers shared by several test files.
 #![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};
@@ -33,4 +33,20 @@ impl hp::Logger for Capture {
 /// Takes what was logged so far.
 pub fn take(log: &Log) -> Vec<String> {
     std::mem::take(&mut *log.lock().unwrap())
+}
+
+/// How long a multi-thread stress test may run before it fails instead of hanging.
+pub const WATCHDOG: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A small seeded generator (xorshift64*).
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// A number below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
 }
