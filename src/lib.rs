@@ -64,3 +64,8 @@
 
 pub mod helpers;
 pub(crate) mod sync;
+
+/// The README's example, compiled and run as a doctest so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
