@@ -75,9 +75,7 @@ impl<V: Send + 'static, C: Clone + Send + 'static> QueueFeeder<V, C> {
         I::IntoIter: Send + 'static,
         I::Item: Into<Feed<V>> + 'static,
     {
-        let body = Body::Iter(Box::new(iter.into_iter().map(Into::into)));
-        self.shared
-            .add(QueueInput::SyncIterator, body, context.into())
+        self.add_iter(QueueInput::SyncIterator, iter, context.into())
     }
 
     /// Adds a lazy iterator as a `SYNC_GENERATOR` source (the seed's generator objects);
@@ -88,9 +86,18 @@ impl<V: Send + 'static, C: Clone + Send + 'static> QueueFeeder<V, C> {
         I::IntoIter: Send + 'static,
         I::Item: Into<Feed<V>> + 'static,
     {
+        self.add_iter(QueueInput::SyncGenerator, iter, context.into())
+    }
+
+    /// Adds an iterator source of either sync kind.
+    fn add_iter<I>(&self, kind: QueueInput, iter: I, context: Option<C>) -> SourceId
+    where
+        I: IntoIterator,
+        I::IntoIter: Send + 'static,
+        I::Item: Into<Feed<V>> + 'static,
+    {
         let body = Body::Iter(Box::new(iter.into_iter().map(Into::into)));
-        self.shared
-            .add(QueueInput::SyncGenerator, body, context.into())
+        self.shared.add(kind, body, context)
     }
 
     /// Enqueues a value at once. An extendable [`Feed`] is added as a new source whose
