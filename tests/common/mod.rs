@@ -50,3 +50,95 @@ impl Rng {
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
     }
 }
+
+/// The stack a spawned std thread and a tokio worker get by default.
+pub const SMALL_STACK: usize = 2 << 20;
+
+/// Runs `f` on a new thread with a 2 MiB stack and returns its result; a panic in `f`
+/// fails the caller. (A stack overflow aborts the process: wrap such tests in
+/// [`in_child_process`].)
+pub fn on_small_stack<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+    std::thread::Builder::new()
+        .stack_size(SMALL_STACK)
+        .spawn(f)
+        .expect("spawn a small-stack thread")
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
+/// Runs `f` on a std thread and fails (instead of hanging) if it does not return within
+/// [`WATCHDOG`] of real time. For blocking or multi-thread tests.
+pub fn with_watchdog<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t = std::thread::Builder::new()
+        .stack_size(SMALL_STACK)
+        .spawn(move || {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+            let _ = tx.send(r);
+        })
+        .expect("spawn the watched thread");
+    match rx.recv_timeout(WATCHDOG) {
+        Ok(Ok(r)) => {
+            let _ = t.join();
+            r
+        }
+        Ok(Err(p)) => std::panic::resume_unwind(p),
+        Err(_) => panic!("watchdog: no result within {WATCHDOG:?} (hang or lost wake-up)"),
+    }
+}
+
+/// Runs a multi-thread runtime (2 workers) on `fut` under [`with_watchdog`].
+pub fn multi_thread<F>(fut: F) -> F::Output
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    with_watchdog(move || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("build a multi-thread runtime")
+            .block_on(fut)
+    })
+}
+
+/// The environment variable that marks a child process started by [`in_child_process`].
+const CHILD_VAR: &str = "MACHINERY_TEST_CHILD";
+
+/// Runs `body` on a 2 MiB stack in a child process (this test binary, running only the
+/// test named `test_name`, its path as `cargo test` prints it), so a stack overflow or an
+/// abort fails this test instead of killing the whole suite. The parent checks that the
+/// child ran exactly one test and that it passed, within [`WATCHDOG`].
+pub fn in_child_process(test_name: &str, body: impl FnOnce() + Send + 'static) {
+    if std::env::var_os(CHILD_VAR).is_some() {
+        on_small_stack(body);
+        return;
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let mut child = std::process::Command::new(exe)
+        .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_VAR, "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the child test process");
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("poll the child") {
+            break status;
+        }
+        if started.elapsed() > WATCHDOG {
+            let _ = child.kill();
+            panic!("watchdog: child for {test_name} still running after {WATCHDOG:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    let out = child.wait_with_output().expect("the child's output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        status.success() && stdout.contains("1 passed"),
+        "child for {test_name} failed ({status}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+    );
+}
