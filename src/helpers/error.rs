@@ -136,6 +136,64 @@ impl std::ops::Deref for Error {
     }
 }
 
+/// The boxed error that `anyhow::Error`, `eyre::Report`, `String`, `&str`, every
+/// `std::error::Error` and [`Error`] itself convert into. Helpers that take a user's error
+/// (the scoped forms' bodies) accept any `E: Into<BoxError>`, so applications using anyhow
+/// or eyre pass their errors as they are.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+impl Error {
+    /// Wraps a boxed error; a box that holds an [`Error`] gives that very error back (so
+    /// [`Error::same`] still holds), instead of wrapping it twice.
+    ///
+    /// ```
+    /// use machinery::helpers as hp;
+    /// let e = hp::Error::msg("disk on fire");
+    /// let boxed: hp::BoxError = e.clone().into();
+    /// assert!(hp::Error::from_boxed(boxed).same(&e));
+    /// let from_str = hp::Error::from_boxed("plain text".into());
+    /// assert_eq!(from_str.to_string(), "plain text");
+    /// ```
+    pub fn from_boxed(err: BoxError) -> Self {
+        match err.downcast::<Wrapped>() {
+            Ok(w) => w.0,
+            Err(other) => {
+                let inner: Arc<Repr<dyn std::error::Error + Send + Sync>> = Arc::new(Repr {
+                    type_name: boxed_type_name(&*other),
+                    err: Boxed(other),
+                });
+                Error { inner }
+            }
+        }
+    }
+}
+
+fn boxed_type_name(_err: &(dyn std::error::Error + Send + Sync + 'static)) -> &'static str {
+    // The concrete type behind a box is not known statically; its type name reads so.
+    "BoxError"
+}
+
+/// A boxed error as a sized `std::error::Error` (its `Display`, `Debug` and `source`).
+struct Boxed(BoxError);
+
+impl fmt::Debug for Boxed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for Boxed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for Boxed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
 impl From<Error> for Box<dyn std::error::Error + Send + Sync + 'static> {
     fn from(err: Error) -> Self {
         Box::new(Wrapped(err))

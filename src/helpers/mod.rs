@@ -23,7 +23,7 @@ pub mod wait;
 
 pub use ctx::{Ctx, CtxGuard, CtxOptions, CtxWait, Logger, TracingLogger, WithTimeout};
 pub use error::{
-    DeadlineExceeded, Error, ErrorGroup, Failure, Message, Outcome, Panicked, StatusError,
+    BoxError, DeadlineExceeded, Error, ErrorGroup, Failure, Message, Outcome, Panicked, StatusError,
 };
 pub use event::Event;
 pub use future::{Fut, FutOutcome};
