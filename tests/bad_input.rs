@@ -150,7 +150,7 @@ async fn async_with_timeout_max_never_times_out() {
 #[tokio::test(start_paused = true)]
 async fn child_with_timeout_zero_is_done_at_once_with_deadline_exceeded() {
     let ctx = hp::Ctx::beginning("app");
-    let child = ctx.child_with_timeout("c", Duration::ZERO);
+    let child = ctx.child_with_timeout("c", Duration::ZERO).drop_guard();
     assert!(child.done());
     let err = child.exception().unwrap().unwrap();
     assert!(err.downcast_ref::<hp::DeadlineExceeded>().is_some());
@@ -159,7 +159,7 @@ async fn child_with_timeout_zero_is_done_at_once_with_deadline_exceeded() {
 #[tokio::test(start_paused = true)]
 async fn child_with_timeout_max_never_expires_and_does_not_panic() {
     let ctx = hp::Ctx::beginning("app");
-    let child = ctx.child_with_timeout("c", Duration::MAX);
+    let child = ctx.child_with_timeout("c", Duration::MAX).drop_guard();
     sleep(s(10 * 365 * 24 * 3600)).await;
     assert!(!child.done());
     ctx.cancel();
@@ -187,7 +187,7 @@ fn sync_queue_timeout_zero_and_max_still_wake_on_cancel() {
 fn child_of_a_finished_context_is_born_done() {
     let ctx = hp::Ctx::beginning("app");
     ctx.cancel();
-    let child = ctx.child("late");
+    let child = ctx.child("late").drop_guard();
     assert!(child.done() && child.cancelled());
     assert_eq!(ctx.child_count(), 0);
 }

@@ -23,8 +23,8 @@ fn err_of(ctx: &Ctx) -> String {
 #[test]
 fn child_names_join_with_arrows() {
     let a = Ctx::beginning("a");
-    let b = a.child("b");
-    let c = b.child(String::from("c"));
+    let b = a.child("b").drop_guard();
+    let c = b.child(String::from("c")).drop_guard();
     assert_eq!(a.name(), "a");
     assert_eq!(b.name(), "a-->b");
     assert_eq!(c.name(), "a-->b-->c");
@@ -33,9 +33,11 @@ fn child_names_join_with_arrows() {
 #[test]
 fn a_prefix_shows_in_brackets_between_parent_and_child() {
     let a = Ctx::beginning("a");
-    let b = a.child_with("b", CtxOptions::new().prefix("p"));
+    let b = a
+        .child_with("b", CtxOptions::new().prefix("p"))
+        .drop_guard();
     assert_eq!(b.name(), "a-->[p]-->b");
-    assert_eq!(b.child("c").name(), "a-->[p]-->b-->c");
+    assert_eq!(b.child("c").drop_guard().name(), "a-->[p]-->b-->c");
     let root = Ctx::beginning_with("r", CtxOptions::new().prefix("ignored"));
     assert_eq!(root.name(), "r");
 }
@@ -57,8 +59,8 @@ fn a_pending_context_reports_pending_from_exception_and_result() {
 #[test]
 fn cancel_finishes_the_context_and_every_descendant_once() {
     let a = Ctx::beginning("a");
-    let b = a.child("b");
-    let c = b.child("c");
+    let b = a.child("b").drop_guard();
+    let c = b.child("c").drop_guard();
     assert!(a.cancel());
     assert!(!a.cancel(), "second cancel is a no-op");
     for x in [&a, b.ctx(), c.ctx()] {
@@ -76,8 +78,8 @@ fn cancel_finishes_the_context_and_every_descendant_once() {
 #[test]
 fn set_exception_is_the_cause_every_descendant_reports() {
     let a = Ctx::beginning("a");
-    let b = a.child("b");
-    let c = b.child("c");
+    let b = a.child("b").drop_guard();
+    let c = b.child("c").drop_guard();
     let e = hp::Error::new(Boom("cause"));
     assert!(a.set_exception(e.clone()));
     assert!(!a.cancel());
@@ -91,7 +93,7 @@ fn set_exception_is_the_cause_every_descendant_reports() {
 #[test]
 fn finishing_a_child_leaves_the_parent_pending() {
     let a = Ctx::beginning("a");
-    let b = a.child("b");
+    let b = a.child("b").drop_guard();
     b.cancel();
     assert!(b.done() && !a.done());
 }
@@ -99,8 +101,8 @@ fn finishing_a_child_leaves_the_parent_pending() {
 #[test]
 fn a_child_done_through_its_parent_still_accepts_its_own_exception() {
     let a = Ctx::beginning("a");
-    let b = a.child("b");
-    let c = b.child("c");
+    let b = a.child("b").drop_guard();
+    let c = b.child("c").drop_guard();
     let log = Log::default();
     note(&b, &log, "b");
     a.cancel();
@@ -123,7 +125,7 @@ fn a_child_done_through_its_parent_still_accepts_its_own_exception() {
 #[test]
 fn a_context_reports_its_own_outcome_over_a_later_ancestor_outcome() {
     let a = Ctx::beginning("a");
-    let b = a.child("b");
+    let b = a.child("b").drop_guard();
     b.cancel();
     a.set_exception(Boom("parent"));
     assert!(b.cancelled());
@@ -134,8 +136,8 @@ fn a_context_reports_its_own_outcome_over_a_later_ancestor_outcome() {
 async fn a_grandchild_reports_the_parent_error_whichever_failed_first() {
     for parent_first in [true, false] {
         let g = Ctx::beginning("g");
-        let p = g.child("p");
-        let c = p.child("c");
+        let p = g.child("p").drop_guard();
+        let c = p.child("c").drop_guard();
         if parent_first {
             p.set_exception(Boom("parent"));
             g.set_exception(Boom("grandparent"));
@@ -153,7 +155,7 @@ async fn a_grandchild_reports_the_parent_error_whichever_failed_first() {
 fn a_child_of_a_done_context_is_created_done() {
     let a = Ctx::beginning("a");
     a.set_exception(Boom("before"));
-    let b = a.child("b");
+    let b = a.child("b").drop_guard();
     assert!(b.done());
     assert_eq!(err_of(&b), "before");
     assert_eq!(a.child_count(), 0);
@@ -185,8 +187,8 @@ fn callbacks_run_once_in_registration_order_before_cancel_returns() {
 #[test]
 fn a_child_callback_runs_when_an_ancestor_finishes_and_gets_the_child() {
     let a = Ctx::beginning("a");
-    let b = a.child("b");
-    let c = b.child("c");
+    let b = a.child("b").drop_guard();
+    let c = b.child("c").drop_guard();
     let log = Log::default();
     let l = log.clone();
     c.add_on_done(
@@ -234,7 +236,7 @@ fn remove_done_callback_returns_one_then_zero_and_index_keys_work() {
 #[test]
 fn has_direct_done_callback_is_false_for_a_registration_on_the_parent_only() {
     let a = Ctx::beginning("a");
-    let b = a.child("b");
+    let b = a.child("b").drop_guard();
     let h = a.add_done_callback(|_| {});
     assert!(a.has_direct_done_callback(h));
     assert!(!b.has_direct_done_callback(h));
@@ -245,7 +247,7 @@ fn has_direct_done_callback_is_false_for_a_registration_on_the_parent_only() {
 #[test]
 fn a_panicking_callback_is_reported_and_the_others_still_run() {
     let a = Ctx::beginning("a");
-    let b = a.child("b");
+    let b = a.child("b").drop_guard();
     let log = Log::default();
     note(&a, &log, "a1");
     a.add_done_callback(|_| panic!("callback boom"));
@@ -262,8 +264,8 @@ fn a_panicking_callback_is_reported_and_the_others_still_run() {
 fn callbacks_may_cancel_add_callbacks_create_children_and_drop_guards() {
     let a = Ctx::beginning("a");
     let other = Ctx::beginning("other");
-    let b = a.child("b");
-    let unrelated_guard = other.child("g");
+    let b = a.child("b").drop_guard();
+    let unrelated_guard = other.child("g").drop_guard();
     let slot = Arc::new(Mutex::new(Some(unrelated_guard)));
     let log = Log::default();
     let (l, o, s) = (log.clone(), other.clone(), slot.clone());
@@ -272,7 +274,7 @@ fn callbacks_may_cancel_add_callbacks_create_children_and_drop_guards() {
             drop(s.lock().unwrap().take()); // drop a guard: cancels other-->g
             let l2 = l.clone();
             ctx.add_done_callback(move |how| l2.lock().unwrap().push(format!("nested {how}")));
-            let child = ctx.child("made-in-callback");
+            let child = ctx.child("made-in-callback").drop_guard();
             l.lock()
                 .unwrap()
                 .push(format!("child done {}", child.done()));
@@ -284,7 +286,7 @@ fn callbacks_may_cancel_add_callbacks_create_children_and_drop_guards() {
     let l = log.clone();
     b.add_on_done(
         move |ctx, _| {
-            let g = ctx.child("grand");
+            let g = ctx.child("grand").drop_guard();
             l.lock().unwrap().push(format!("b child {}", g.name()));
         },
         None,
@@ -305,7 +307,7 @@ fn callbacks_may_cancel_add_callbacks_create_children_and_drop_guards() {
 #[test]
 fn a_callback_is_released_when_removed_or_run() {
     let a = Ctx::beginning("a");
-    let b = a.child("b");
+    let b = a.child("b").drop_guard();
     let held = Arc::new(());
     let h1 = {
         let h = held.clone();
@@ -325,7 +327,7 @@ fn a_callback_is_released_when_removed_or_run() {
 #[test]
 fn a_guard_cancels_on_drop_even_with_clones_alive() {
     let a = Ctx::beginning("a");
-    let guard = a.child("b");
+    let guard = a.child("b").drop_guard();
     let clone = guard.ctx().clone();
     let log = Log::default();
     note(&clone, &log, "b");
@@ -336,29 +338,40 @@ fn a_guard_cancels_on_drop_even_with_clones_alive() {
 }
 
 #[test]
-fn the_temporary_guard_trap_gives_a_context_cancelled_at_once() {
+fn a_child_cloned_from_a_temporary_is_alive_and_only_an_explicit_guard_cancels_on_drop() {
     let a = Ctx::beginning("a");
-    // Documented trap: the temporary guard drops at the end of the statement.
-    let c = a.child("x").ctx().clone();
-    assert!(c.cancelled());
-    // The right ways: keep the guard, or detach it.
-    let kept = a.child("y");
-    let detached = a.child("z").detach();
-    assert!(!kept.done() && !detached.done());
+    // The old trap: the child is a plain handle now, so this is a live context.
+    let c = a.child("x").clone();
+    assert!(!c.done());
+    assert_eq!(a.child_count(), 1);
+    // The last handle gone: it finishes as cancelled (CTX 5).
+    let seen = a.child("gone");
+    let watch = seen.clone();
+    drop(seen);
+    assert!(!watch.done(), "a clone still refers to it");
+    // Only an explicit guard cancels on drop while clones are alive.
+    let kept = {
+        let guard = a.child("y").drop_guard();
+        guard.ctx().clone()
+    };
+    assert!(kept.cancelled());
+    let detached = a.child("z").drop_guard().detach();
+    assert!(!detached.done());
+    assert!(!c.done());
 }
 
 #[test]
 fn a_dropped_child_unregisters_and_finishes_as_cancelled_running_its_callbacks_once() {
     let a = Ctx::beginning("a");
     let log = Log::default();
-    let child = a.child("b").detach();
+    let child = a.child("b").drop_guard().detach();
     assert_eq!(a.child_count(), 1);
     let l = log.clone();
     child.add_on_done(
         move |ctx, how| l.lock().unwrap().push(format!("{} {how}", ctx.name())),
         None,
     );
-    let grand = child.child("c").detach();
+    let grand = child.child("c").drop_guard().detach();
     drop(child);
     assert_eq!(
         a.child_count(),
@@ -376,13 +389,13 @@ fn a_dropped_child_unregisters_and_finishes_as_cancelled_running_its_callbacks_o
 fn a_guard_dropped_unregisters_from_its_parent() {
     let a = Ctx::beginning("a");
     {
-        let _b = a.child("b");
-        let _c = a.child("c");
+        let _b = a.child("b").drop_guard();
+        let _c = a.child("c").drop_guard();
         assert_eq!(a.child_count(), 2);
     }
     assert_eq!(a.child_count(), 0);
     for _ in 0..10_000 {
-        let g = a.child("churn");
+        let g = a.child("churn").drop_guard();
         g.add_done_callback(|_| {});
     }
     assert_eq!(a.child_count(), 0);
@@ -394,7 +407,7 @@ fn a_live_child_keeps_its_parent_alive_and_the_parent_finishes_when_the_last_goe
     let root = Ctx::beginning("r");
     let log = Log::default();
     note(&root, &log, "root");
-    let child = root.child("c");
+    let child = root.child("c").drop_guard();
     drop(root);
     assert!(!child.done(), "the root lives on through its child");
     assert!(take(&log).is_empty());
@@ -405,7 +418,7 @@ fn a_live_child_keeps_its_parent_alive_and_the_parent_finishes_when_the_last_goe
 #[test]
 fn ptr_eq_tells_handles_of_one_context_apart() {
     let a = Ctx::beginning("a");
-    let b = a.child("b");
+    let b = a.child("b").drop_guard();
     assert!(a.ptr_eq(&a.clone()));
     assert!(!a.ptr_eq(b.ctx()));
 }
@@ -415,7 +428,7 @@ fn ptr_eq_tells_handles_of_one_context_apart() {
 #[test]
 fn debug_shows_the_chain_with_each_own_state() {
     let a = Ctx::beginning("a");
-    let b = a.child("b");
+    let b = a.child("b").drop_guard();
     assert_eq!(
         format!("{:?}", *b),
         "CTX[a-->b](PENDING(FUT{a})|PENDING(FUT{a-->b}))"
@@ -425,7 +438,9 @@ fn debug_shows_the_chain_with_each_own_state() {
         format!("{b:?}"),
         "CTX[a-->b](CANCELLED(FUT{a})|PENDING(FUT{a-->b}))"
     );
-    let c = b.child_with("c", CtxOptions::new().prefix("p"));
+    let c = b
+        .child_with("c", CtxOptions::new().prefix("p"))
+        .drop_guard();
     c.set_exception(Boom("e"));
     assert_eq!(
         format!("{c:?}"),
@@ -436,14 +451,16 @@ fn debug_shows_the_chain_with_each_own_state() {
 #[test]
 fn tree_lists_live_descendants_with_names_and_states() {
     let root = Ctx::beginning("app");
-    let server = root.child("server");
-    let conn1 = server.child("conn-1");
-    let conn2 = server.child("conn-2");
-    let worker = root.child_with("w", CtxOptions::new().prefix("jobs"));
+    let server = root.child("server").drop_guard();
+    let conn1 = server.child("conn-1").drop_guard();
+    let conn2 = server.child("conn-2").drop_guard();
+    let worker = root
+        .child_with("w", CtxOptions::new().prefix("jobs"))
+        .drop_guard();
     conn2.cancel();
     worker.set_exception(Boom("bad job"));
     {
-        let _gone = root.child("dropped");
+        let _gone = root.child("dropped").drop_guard();
     }
     assert_eq!(
         root.tree(),
@@ -473,7 +490,7 @@ fn log_info_and_log_exception_go_through_the_logger_and_children_inherit_it() {
     let cap = Capture::default();
     let root = Ctx::beginning_with("r", CtxOptions::new().log(cap.clone()));
     root.log_info("hello");
-    let child = root.child("c");
+    let child = root.child("c").drop_guard();
     child.log_info("from child");
     child.log_exception("failed", Some(&hp::Error::new(Boom("x"))));
     child.log_exception("no error", None);
@@ -487,9 +504,11 @@ fn log_info_and_log_exception_go_through_the_logger_and_children_inherit_it() {
         ]
     );
     let own = Capture::default();
-    let other = child.child_with("o", CtxOptions::new().log(own.clone()));
+    let other = child
+        .child_with("o", CtxOptions::new().log(own.clone()))
+        .drop_guard();
     other.log_info("mine");
-    other.child("deeper").log_info("inherited");
+    other.child("deeper").drop_guard().log_info("inherited");
     assert_eq!(
         take(&own.0),
         ["info r-->c-->o: mine", "info r-->c-->o-->deeper: inherited"]
@@ -518,7 +537,7 @@ fn runtime_is_none_outside_a_runtime_and_inherits_a_given_handle() {
         .build()
         .unwrap();
     let root = Ctx::beginning_with("r", CtxOptions::new().runtime(rt.handle().clone()));
-    let child = root.child("c");
+    let child = root.child("c").drop_guard();
     assert!(child.runtime().is_some());
     // Spawning through the child lands on the given runtime (no runtime is current here).
     let task = child.async_as_background(

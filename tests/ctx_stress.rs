@@ -31,8 +31,8 @@ fn race(a: impl FnOnce() + Send + 'static, b: impl FnOnce() + Send + 'static) {
 fn concurrent_cancel_of_parent_and_child_runs_each_callback_once() {
     for i in 0..2_000 {
         let root = Ctx::beginning("r");
-        let child = root.child("c").detach();
-        let grand = child.child("g").detach();
+        let child = root.child("c").drop_guard().detach();
+        let grand = child.child("g").drop_guard().detach();
         let (nc, ng) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         counter(&child, &nc);
         counter(&grand, &ng);
@@ -66,9 +66,9 @@ fn concurrent_cancel_of_parent_and_child_runs_each_callback_once() {
 fn concurrent_cancel_of_root_and_a_deep_descendant_runs_every_callback_once() {
     for _ in 0..300 {
         let root = Ctx::beginning("r");
-        let mut chain: Vec<CtxGuard> = vec![root.child("0")];
+        let mut chain: Vec<CtxGuard> = vec![root.child("0").drop_guard()];
         for _ in 1..20 {
-            let next = chain.last().unwrap().child("n");
+            let next = chain.last().unwrap().child("n").drop_guard();
             chain.push(next);
         }
         let n = Arc::new(AtomicUsize::new(0));
@@ -93,7 +93,7 @@ fn concurrent_cancel_of_root_and_a_deep_descendant_runs_every_callback_once() {
 fn registering_a_callback_while_another_thread_finishes_runs_it_exactly_once() {
     for _ in 0..2_000 {
         let root = Ctx::beginning("r");
-        let child = root.child("c").detach();
+        let child = root.child("c").drop_guard().detach();
         let n = Arc::new(AtomicUsize::new(0));
         let (c, n2) = (child.clone(), n.clone());
         let r = root.clone();
@@ -111,7 +111,7 @@ fn registering_a_callback_while_another_thread_finishes_runs_it_exactly_once() {
 fn dropping_the_last_handle_while_the_parent_is_cancelled_runs_callbacks_once() {
     for _ in 0..2_000 {
         let root = Ctx::beginning("r");
-        let child = root.child("c").detach();
+        let child = root.child("c").drop_guard().detach();
         let n = Arc::new(AtomicUsize::new(0));
         counter(&child, &n);
         let r = root.clone();
@@ -135,7 +135,7 @@ fn many_threads_creating_and_dropping_children_of_one_root_leave_it_empty() {
             let (root, n) = (root.clone(), n.clone());
             thread::spawn(move || {
                 for _ in 0..20_000 {
-                    let c = root.child("c");
+                    let c = root.child("c").drop_guard();
                     counter(&c, &n);
                 }
             })
@@ -164,9 +164,9 @@ fn a_chain_ten_thousand_deep_is_done_at_once_and_cancels_every_level() {
     on_small_stack(|| {
         let root = Ctx::beginning("r");
         let n = Arc::new(AtomicUsize::new(0));
-        let mut chain: Vec<CtxGuard> = vec![root.child("0")];
+        let mut chain: Vec<CtxGuard> = vec![root.child("0").drop_guard()];
         for _ in 1..10_000 {
-            let next = chain.last().unwrap().child("n");
+            let next = chain.last().unwrap().child("n").drop_guard();
             counter(&next, &n);
             chain.push(next);
         }
@@ -185,9 +185,9 @@ fn a_chain_ten_thousand_deep_is_done_at_once_and_cancels_every_level() {
 fn a_chain_ten_thousand_deep_frees_without_deep_recursion_when_never_cancelled() {
     on_small_stack(|| {
         let root = Ctx::beginning("r");
-        let mut leaf = root.child("0").detach();
+        let mut leaf = root.child("0").drop_guard().detach();
         for _ in 1..10_000 {
-            leaf = leaf.child("n").detach();
+            leaf = leaf.child("n").drop_guard().detach();
         }
         assert!(!leaf.done());
         drop(leaf); // the whole chain finishes as cancelled and is freed
@@ -202,7 +202,7 @@ fn a_hundred_thousand_children_are_all_cancelled_with_their_callbacks() {
     let n = Arc::new(AtomicUsize::new(0));
     let kids: Vec<CtxGuard> = (0..100_000)
         .map(|_| {
-            let c = root.child("c");
+            let c = root.child("c").drop_guard();
             counter(&c, &n);
             c
         })
@@ -219,7 +219,9 @@ fn a_hundred_thousand_children_are_all_cancelled_with_their_callbacks() {
 #[test]
 fn done_is_true_on_every_thread_after_cancel_returns() {
     let root = Ctx::beginning("r");
-    let kids: Vec<Ctx> = (0..64).map(|_| root.child("c").detach()).collect();
+    let kids: Vec<Ctx> = (0..64)
+        .map(|_| root.child("c").drop_guard().detach())
+        .collect();
     let barrier = Arc::new(Barrier::new(3));
     let threads: Vec<_> = (0..2)
         .map(|_| {

@@ -33,7 +33,7 @@ impl Drop for Resource {
 #[tokio::test(start_paused = true)]
 async fn awaiting_a_context_returns_when_an_ancestor_finishes() {
     let root = Ctx::beginning("r");
-    let child = root.child("c");
+    let child = root.child("c").drop_guard();
     let start = Instant::now();
     let r = root.clone();
     tokio::spawn(async move {
@@ -105,8 +105,8 @@ async fn an_already_satisfied_wait_lets_other_ready_tasks_run() {
 #[tokio::test]
 async fn wait_for_all_returns_for_two_siblings_finished_through_their_parent() {
     let root = Ctx::beginning("r");
-    let a = root.child("a");
-    let b = root.child("b");
+    let a = root.child("a").drop_guard();
+    let b = root.child("b").drop_guard();
     let w = {
         let (a, b) = (a.ctx().clone(), b.ctx().clone());
         tokio::spawn(async move { hp::wait_for_all(&[&a, &b]).await })
@@ -122,7 +122,7 @@ async fn wait_for_all_returns_for_two_siblings_finished_through_their_parent() {
 #[tokio::test(start_paused = true)]
 async fn wait_for_first_takes_any_mix_and_returns_on_the_first() {
     let ctx = Ctx::beginning("r");
-    let child = ctx.child("c");
+    let child = ctx.child("c").drop_guard();
     let fut = hp::Fut::<u8>::new();
     let ev = hp::Event::new();
     let task = hp::Task::spawn(tokio::time::sleep(secs(5)));
@@ -159,7 +159,7 @@ async fn wait_for_all_on_the_multi_thread_runtime_sees_every_completion() {
     tokio::time::timeout(secs(20), async {
         for _ in 0..200 {
             let root = Ctx::beginning("r");
-            let kids: Vec<_> = (0..8).map(|_| root.child("k")).collect();
+            let kids: Vec<_> = (0..8).map(|_| root.child("k").drop_guard()).collect();
             let ctxs: Vec<Ctx> = kids.iter().map(|k| k.ctx().clone()).collect();
             let w = tokio::spawn(async move {
                 let refs: Vec<&dyn WaitByCallback> =
@@ -409,7 +409,7 @@ async fn a_detached_background_task_still_reports() {
 #[test]
 fn reporter_logs_errors_only_and_silent_reporter_logs_nothing_but_can_be_removed() {
     let (ctx, log) = logged("r");
-    let child = ctx.child("c");
+    let child = ctx.child("c").drop_guard();
     let f = hp::Fut::<u8>::new();
     f.add_done_callback(child.reporter());
     f.set_exception(Boom("oops"));
@@ -438,8 +438,8 @@ fn reporter_logs_errors_only_and_silent_reporter_logs_nothing_but_can_be_removed
 async fn a_timeout_child_finishes_with_deadline_exceeded_at_the_exact_instant() {
     let root = Ctx::beginning("r");
     let start = Instant::now();
-    let child = root.child_with_timeout("d", secs(5));
-    let grand = child.child("g");
+    let child = root.child_with_timeout("d", secs(5)).drop_guard();
+    let grand = child.child("g").drop_guard();
     let how = grand.wait().await;
     assert_eq!(start.elapsed(), secs(5));
     assert!(how.error().unwrap().is::<hp::DeadlineExceeded>());
@@ -459,14 +459,16 @@ async fn a_timeout_child_finishes_with_deadline_exceeded_at_the_exact_instant() 
 async fn a_deadline_child_at_an_instant_and_one_already_passed() {
     let root = Ctx::beginning("r");
     let start = Instant::now();
-    let past = root.child_with_deadline("past", start);
+    let past = root.child_with_deadline("past", start).drop_guard();
     assert!(
         past.exception()
             .unwrap()
             .unwrap()
             .is::<hp::DeadlineExceeded>()
     );
-    let at = root.child_with_deadline("at", start + Duration::from_millis(2500));
+    let at = root
+        .child_with_deadline("at", start + Duration::from_millis(2500))
+        .drop_guard();
     at.wait().await;
     assert_eq!(start.elapsed(), Duration::from_millis(2500));
 }
@@ -475,7 +477,7 @@ async fn a_deadline_child_at_an_instant_and_one_already_passed() {
 async fn a_deadline_child_cancelled_first_reports_cancelled_and_its_timer_ends() {
     let root = Ctx::beginning("r");
     let metrics = tokio::runtime::Handle::current().metrics();
-    let child = root.child_with_timeout("d", secs(5));
+    let child = root.child_with_timeout("d", secs(5)).drop_guard();
     assert_eq!(metrics.num_alive_tasks(), 1, "the timer task");
     root.cancel();
     for _ in 0..3 {
@@ -490,8 +492,8 @@ async fn a_deadline_child_cancelled_first_reports_cancelled_and_its_timer_ends()
 async fn dropping_a_deadline_child_releases_its_timer() {
     let root = Ctx::beginning("r");
     let metrics = tokio::runtime::Handle::current().metrics();
-    let guard = root.child_with_timeout("d", secs(5));
-    let detached = root.child_with_timeout("e", secs(5)).detach();
+    let guard = root.child_with_timeout("d", secs(5)).drop_guard();
+    let detached = root.child_with_timeout("e", secs(5)).drop_guard().detach();
     assert_eq!(metrics.num_alive_tasks(), 2);
     drop(guard);
     drop(detached);

@@ -63,9 +63,9 @@ fn contexts_created_cancelled_and_dropped_are_all_freed() {
     check(|| async {
         let root = hp::Ctx::beginning("root");
         for i in 0..10_000 {
-            let child = root.child("c");
-            let grand = child.child("g");
-            let detached = grand.child("d").detach();
+            let child = root.child("c").drop_guard();
+            let grand = child.child("g").drop_guard();
+            let detached = grand.child("d").drop_guard().detach();
             if i % 3 == 0 {
                 child.cancel();
             }
@@ -83,12 +83,12 @@ fn contexts_created_cancelled_and_dropped_are_all_freed() {
 fn a_deep_chain_and_a_wide_fan_out_are_freed() {
     check(|| async {
         let root = hp::Ctx::beginning("root");
-        let mut chain: Vec<hp::CtxGuard> = vec![root.child("0")];
+        let mut chain: Vec<hp::CtxGuard> = vec![root.child("0").drop_guard()];
         for _ in 1..5_000 {
-            let next = chain.last().unwrap().child("n");
+            let next = chain.last().unwrap().child("n").drop_guard();
             chain.push(next);
         }
-        let wide: Vec<hp::CtxGuard> = (0..20_000).map(|_| root.child("w")).collect();
+        let wide: Vec<hp::CtxGuard> = (0..20_000).map(|_| root.child("w").drop_guard()).collect();
         assert_eq!(hp::debug::live_contexts(), 1 + 5_000 + 20_000);
         root.cancel();
         drop(wide);
@@ -132,12 +132,17 @@ fn timeouts_and_deadlines_free_their_children_and_timers() {
                 .async_with_timeout(sleep(Duration::from_millis(i % 3)))
                 .timeout(Duration::from_millis(1))
                 .await;
-            let c = ctx.child_with_timeout("d", Duration::from_millis(i % 2));
+            let c = ctx
+                .child_with_timeout("d", Duration::from_millis(i % 2))
+                .drop_guard();
             c.wait().await;
         }
         // A deadline abandoned before it fires frees its timer task too.
         for _ in 0..500 {
-            drop(ctx.child_with_timeout("long", Duration::from_secs(3600)));
+            drop(
+                ctx.child_with_timeout("long", Duration::from_secs(3600))
+                    .drop_guard(),
+            );
         }
     });
 }

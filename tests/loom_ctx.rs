@@ -44,7 +44,7 @@ fn loom_cancel_races_child_creation() {
         let r2 = root.clone();
         let runs2 = runs.clone();
         let t = thread::spawn(move || {
-            let child = r2.child("c").detach();
+            let child = r2.child("c").drop_guard().detach();
             count_on(&child, &runs2);
             child
         });
@@ -78,8 +78,8 @@ fn loom_parent_and_child_cancelled_concurrently() {
     // and the grandchild's once.
     model("parent and child cancelled concurrently", || {
         let root = hp::Ctx::beginning("r");
-        let child = root.child("c").detach();
-        let grandchild = child.child("g").detach();
+        let child = root.child("c").drop_guard().detach();
+        let grandchild = child.child("g").drop_guard().detach();
         let (runs_c, runs_g) = (counter(), counter());
         count_on(&child, &runs_c);
         count_on(&grandchild, &runs_g);
@@ -101,7 +101,7 @@ fn loom_last_handle_drop_races_parent_cancel() {
     // runs exactly once and the parent ends with no registered children.
     model("last handle drop races parent cancel", || {
         let root = hp::Ctx::beginning("r");
-        let child = root.child("c").detach();
+        let child = root.child("c").drop_guard().detach();
         let runs = counter();
         count_on(&child, &runs);
         let t = thread::spawn(move || drop(child));
@@ -175,12 +175,12 @@ fn loom_three_threads_cancel_set_exception_and_create_a_grandchild() {
         "three threads cancel, set exception, create grandchild",
         || {
             let root = hp::Ctx::beginning("r");
-            let child = root.child("c").detach();
+            let child = root.child("c").drop_guard().detach();
             let (runs_c, runs_g) = (counter(), counter());
             count_on(&child, &runs_c);
             let (c2, rg) = (child.clone(), runs_g.clone());
             let creator = thread::spawn(move || {
-                let g = c2.child("g").detach();
+                let g = c2.child("g").drop_guard().detach();
                 count_on(&g, &rg);
                 g
             });
@@ -205,8 +205,8 @@ fn loom_callback_cancelling_a_sibling_races_the_parent_cancel() {
     // no deadlock, and each callback runs exactly once.
     model("callback cancels sibling while parent cancelled", || {
         let root = hp::Ctx::beginning("r");
-        let a = root.child("a").detach();
-        let b = root.child("b").detach();
+        let a = root.child("a").drop_guard().detach();
+        let b = root.child("b").drop_guard().detach();
         let (runs_a, runs_b) = (counter(), counter());
         let b2 = b.clone();
         let ra = runs_a.clone();

@@ -92,7 +92,7 @@ async fn a_panicking_task_fails_with_panicked_is_reported_and_others_finish() {
 fn a_panicking_context_callback_is_reported_and_the_others_still_run() {
     let (logs, _g) = Logs::capture();
     let ctx = hp::Ctx::beginning("app");
-    let child = ctx.child("c");
+    let child = ctx.child("c").drop_guard();
     let runs = counter();
     let r1 = runs.clone();
     child.add_done_callback(move |_| {
@@ -112,9 +112,9 @@ fn a_panicking_context_callback_is_reported_and_the_others_still_run() {
         r3.fetch_add(1, SeqCst);
     });
     assert_eq!(runs.load(SeqCst), 3);
-    assert!(child.child("again").done());
+    assert!(child.child("again").drop_guard().done());
     let other = hp::Ctx::beginning("other");
-    assert!(other.child("x").cancel());
+    assert!(other.child("x").drop_guard().cancel());
 }
 
 #[test]

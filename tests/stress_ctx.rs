@@ -32,11 +32,11 @@ impl Tally {
 /// a canceller task cancel parts of it, in an order chosen by `seed`.
 async fn worker(root: hp::Ctx, seed: u64, tally: Arc<Tally>) {
     let mut rng = Rng(seed | 1);
-    let child = root.child("w");
+    let child = root.child("w").drop_guard();
     tally.watch(&child);
     let grands: Vec<hp::Ctx> = (0..4)
         .map(|_| {
-            let g = child.child("g").detach();
+            let g = child.child("g").drop_guard().detach();
             tally.watch(&g);
             g
         })
@@ -67,7 +67,7 @@ async fn worker(root: hp::Ctx, seed: u64, tally: Arc<Tally>) {
     };
     // Meanwhile this task creates and drops more grandchildren.
     for _ in 0..rng.below(4) {
-        let g = child.child("late");
+        let g = child.child("late").drop_guard();
         tally.watch(&g);
         tokio::task::yield_now().await;
     }
@@ -124,7 +124,7 @@ async fn root_cancelled_while_thousands_of_tasks_build_subtrees() {
                     let mut rng = Rng(i + 1);
                     let mut kept = Vec::new();
                     for _ in 0..5 {
-                        let c = r.child("c").detach();
+                        let c = r.child("c").drop_guard().detach();
                         t.watch(&c);
                         kept.push(c);
                         if rng.below(2) == 0 {

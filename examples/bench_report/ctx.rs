@@ -57,7 +57,7 @@ fn create_live<T>(make: impl Fn() -> T) -> (f64, f64) {
 fn child_create(r: &mut Report) {
     let v = "1M live children";
     let root = hp::Ctx::beginning("root");
-    let (ns, bytes) = create_live(|| root.child("c"));
+    let (ns, bytes) = create_live(|| root.child("c").drop_guard());
     r.add("ctx.child_create", OURS, v, ns, "ns/child");
     r.add("ctx.child_create", OURS, v, bytes, "B/child");
     let token = CancellationToken::new();
@@ -94,7 +94,7 @@ fn cancel_fanout(r: &mut Report) {
     let ns = fanout_of(
         || {
             let root = hp::Ctx::beginning("root");
-            let kids: Vec<_> = (0..LIVE).map(|_| root.child("c")).collect();
+            let kids: Vec<_> = (0..LIVE).map(|_| root.child("c").drop_guard()).collect();
             (
                 Box::new(move || {
                     root.cancel();
@@ -119,9 +119,9 @@ fn cancel_fanout(r: &mut Report) {
     let ns = chain_of(
         || {
             let root = hp::Ctx::beginning("root");
-            let mut chain = vec![root.child("0")];
+            let mut chain = vec![root.child("0").drop_guard()];
             for _ in 1..DEPTH {
-                let next = chain.last().unwrap().child("n");
+                let next = chain.last().unwrap().child("n").drop_guard();
                 chain.push(next);
             }
             (
@@ -170,9 +170,9 @@ fn checks<F: Fn() -> bool + Sync>(f: F, threads: usize) -> f64 {
 
 fn is_cancelled(r: &mut Report) {
     let root = hp::Ctx::beginning("root");
-    let mut chain = vec![root.child("0")];
+    let mut chain = vec![root.child("0").drop_guard()];
     for _ in 1..DEPTH {
-        let next = chain.last().unwrap().child("n");
+        let next = chain.last().unwrap().child("n").drop_guard();
         chain.push(next);
     }
     let token = CancellationToken::new();
@@ -227,16 +227,18 @@ fn churn(r: &mut Report) {
     let root = hp::Ctx::beginning("root");
     let token = CancellationToken::new();
     let v = "10M create+drop, cancels on drop";
-    churn_one(r, OURS, v, || drop(black_box(root.child("c"))));
+    churn_one(r, OURS, v, || drop(black_box(root.child("c").drop_guard())));
     churn_one(r, PEER, v, || {
         drop(black_box(token.child_token().drop_guard()))
     });
     let v = "10M create+drop, detached";
-    churn_one(r, OURS, v, || drop(black_box(root.child("c").detach())));
+    churn_one(r, OURS, v, || {
+        drop(black_box(root.child("c").drop_guard().detach()))
+    });
     churn_one(r, PEER, v, || drop(black_box(token.child_token())));
     let ran = Arc::new(AtomicUsize::new(0));
     churn_one(r, OURS, "10M create+drop, callback each", || {
-        let c = root.child("c");
+        let c = root.child("c").drop_guard();
         let ran = ran.clone();
         c.add_done_callback(move |_| {
             ran.fetch_add(1, Ordering::Relaxed);

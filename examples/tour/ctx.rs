@@ -8,9 +8,13 @@ use machinery::helpers as hp;
 pub async fn run() {
     println!("\n== context tree");
     let root = hp::Ctx::beginning("app");
-    let server = root.child("server");
-    let conn = server.child_with("conn-1", hp::CtxOptions::new().prefix("http"));
-    let deadline = root.child_with_timeout("job", Duration::from_secs(2));
+    let server = root.child("server").drop_guard();
+    let conn = server
+        .child_with("conn-1", hp::CtxOptions::new().prefix("http"))
+        .drop_guard();
+    let deadline = root
+        .child_with_timeout("job", Duration::from_secs(2))
+        .drop_guard();
     conn.add_on_done(
         |ctx, how| println!("  callback: {} finished: {how}", ctx.name()),
         None,

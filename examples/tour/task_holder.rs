@@ -18,7 +18,7 @@ impl Drop for Cleanup {
 pub async fn run() {
     println!("\n== task holder");
     let root = hp::Ctx::beginning("app");
-    let ctx = root.child("jobs");
+    let ctx = root.child("jobs").drop_guard();
     let start = Instant::now();
 
     let out = hp::task_holder_scope(&ctx, async |ts| {

@@ -24,7 +24,7 @@
 //! let before = hp::debug::live_contexts();
 //! {
 //!     let root = hp::Ctx::beginning("app");
-//!     let _child = root.child("work");
+//!     let _child = root.child("work").drop_guard();
 //!     assert_eq!(hp::debug::live_contexts(), before + 2);
 //! }
 //! assert_eq!(hp::debug::live_contexts(), before);

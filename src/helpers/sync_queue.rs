@@ -112,7 +112,7 @@ impl<T: Send + 'static> SyncQueueOptions<T> {
         } else {
             self.name
         };
-        let guard = self.ctx.child(name);
+        let guard = self.ctx.child(name).drop_guard();
         let core = Arc::new(Core {
             state: Mutex::new(State {
                 deque: VecDeque::new(),

@@ -127,7 +127,7 @@ impl TaskHolderBuilder {
 
     /// Builds the holder.
     pub fn build(self) -> TaskHolder {
-        let guard = self.ctx.child(self.name);
+        let guard = self.ctx.child(self.name).drop_guard();
         let ctx = guard.ctx().clone();
         let inner = Arc::new_cyclic(|weak| Inner {
             state: Mutex::new(State::default()),

@@ -1,20 +1,20 @@
-//! [`CtxGuard`]: the seed's `with ctx.child(...) as c:`: a child that is cancelled when
-//! the guard is dropped, even while clones of it are alive.
+//! [`CtxGuard`]: the seed's `with ctx.child(...) as c:` (`ctx.child(..).drop_guard()`): a
+//! context that is cancelled when the guard is dropped, even while clones of it are alive.
 
 use std::fmt;
 use std::ops::Deref;
 
 use super::Ctx;
 
-/// A child context that cancels itself when dropped.
+/// A context that cancels itself when dropped, made by [`Ctx::drop_guard`].
 ///
-/// Derefs to [`Ctx`]. Keep the guard for as long as the child should live.
+/// Derefs to [`Ctx`]. Keep the guard for as long as the context should live.
 ///
-/// # The temporary-guard trap
-/// `let c = ctx.child("x").clone();` would clone the context out of a temporary guard
-/// that is dropped at the end of the statement, cancelling `c` at once. To make that
-/// hard to write by accident, `CtxGuard::clone` is deprecated (a warning, an error under
-/// `-D warnings`): keep the guard, or call [`CtxGuard::ctx`] on a guard you keep.
+/// # The temporary-guard trap, closed
+/// [`Ctx::child`] returns a plain [`Ctx`], so `let c = ctx.child("x").clone();` is a live
+/// context. Only an explicit `drop_guard()` makes a guard, and a guard cannot be cloned
+/// (cloning one out, `guard.ctx().clone()`, gives a plain handle that the guard cancels
+/// when it drops, which is what the guard is for).
 ///
 /// # Drop
 /// Cancels the child (a no-op if it is already done), running its callbacks and those of
@@ -39,16 +39,6 @@ impl CtxGuard {
     /// cancelled once nothing refers to it).
     pub fn detach(mut self) -> Ctx {
         self.armed = false;
-        self.ctx.clone()
-    }
-
-    /// Deprecated on purpose: see "The temporary-guard trap".
-    #[deprecated(
-        note = "cloning out of a guard gives a context that is cancelled when the guard drops; \
-                keep the guard and use `guard.ctx().clone()`"
-    )]
-    #[allow(clippy::should_implement_trait)]
-    pub fn clone(&self) -> Ctx {
         self.ctx.clone()
     }
 }

@@ -15,8 +15,8 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
 //! let root = hp::Ctx::beginning("app");
-//! let server = root.child("server");
-//! let conn = server.child("conn-1");
+//! let server = root.child("server").drop_guard();
+//! let conn = server.child("conn-1").drop_guard();
 //! assert_eq!(conn.name(), "app-->server-->conn-1");
 //!
 //! let log = Arc::new(Mutex::new(Vec::new()));
@@ -179,16 +179,39 @@ impl Ctx {
         Ctx::from_node(Node::root(name.into(), options.into_extras()))
     }
 
-    /// A child context named `parent-->name`, cancelled when the returned guard drops.
+    /// A child context named `parent-->name`.
     ///
-    /// If this context is already done, the child is created done.
-    pub fn child(&self, name: impl Into<Cow<'static, str>>) -> CtxGuard {
-        CtxGuard::new(self.child_ctx(name.into(), None))
+    /// The child is a plain handle: it finishes as cancelled when its parent finishes, when
+    /// it is cancelled, or when its last handle (and last live child) is gone (CTX 5), so
+    /// `let c = root.child("w").clone();` is an ordinary live context. For the seed's
+    /// `with ctx.child(...) as c:` (cancel when the scope ends, even while clones live),
+    /// turn it into a guard with [`Ctx::drop_guard`]. If this context is already done, the
+    /// child is created done.
+    pub fn child(&self, name: impl Into<Cow<'static, str>>) -> Ctx {
+        self.child_ctx(name.into(), None)
     }
 
     /// A child with a prefix (`parent-->[prefix]-->name`) and/or its own logger.
-    pub fn child_with(&self, name: impl Into<Cow<'static, str>>, options: CtxOptions) -> CtxGuard {
-        CtxGuard::new(self.child_ctx(name.into(), options.into_extras()))
+    pub fn child_with(&self, name: impl Into<Cow<'static, str>>, options: CtxOptions) -> Ctx {
+        self.child_ctx(name.into(), options.into_extras())
+    }
+
+    /// Turns this handle into a guard that cancels the context when dropped, even while
+    /// clones of it are alive: the seed's `with ctx.child(...) as c:` is
+    /// `let c = ctx.child("...").drop_guard();` (tokio-util's `CancellationToken::drop_guard`).
+    ///
+    /// ```
+    /// use machinery::helpers as hp;
+    /// let root = hp::Ctx::beginning("app");
+    /// let seen = {
+    ///     let c = root.child("request").drop_guard();
+    ///     c.clone() // a plain handle, still alive
+    /// }; // the guard drops here: the request is cancelled
+    /// assert!(seen.cancelled());
+    /// assert!(!root.done());
+    /// ```
+    pub fn drop_guard(self) -> CtxGuard {
+        CtxGuard::new(self)
     }
 
     fn child_ctx(&self, name: Cow<'static, str>, extras: Option<Box<Extras>>) -> Ctx {

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::super::error::{DeadlineExceeded, Error, Failure, Outcome};
 use super::super::event::Event;
-use super::{Ctx, CtxGuard};
+use super::Ctx;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
@@ -149,7 +149,9 @@ impl<T: Send + 'static> WithTimeout<T> {
             timeout_event,
             timeout_error,
         } = self;
-        let child = ctx.child(Cow::Owned(format!("async_with_timeout[{name}]")));
+        let child = ctx
+            .child(Cow::Owned(format!("async_with_timeout[{name}]")))
+            .drop_guard();
         let (fut, observes) = match work {
             Work::Plain(f) => (f, false),
             Work::Scoped(make) => (make(child.ctx().clone()), true),
@@ -204,11 +206,7 @@ impl Ctx {
     /// # Panics
     /// Outside a tokio runtime with timers enabled (unless `timeout` is zero).
     #[track_caller]
-    pub fn child_with_timeout(
-        &self,
-        name: impl Into<Cow<'static, str>>,
-        timeout: Duration,
-    ) -> CtxGuard {
+    pub fn child_with_timeout(&self, name: impl Into<Cow<'static, str>>, timeout: Duration) -> Ctx {
         match Instant::now().checked_add(timeout) {
             Some(deadline) => self.child_with_deadline(name, deadline),
             None => self.child(name),
@@ -229,13 +227,13 @@ impl Ctx {
         &self,
         name: impl Into<Cow<'static, str>>,
         deadline: Instant,
-    ) -> CtxGuard {
-        let guard = self.child(name);
+    ) -> Ctx {
+        let child = self.child(name);
         if deadline <= Instant::now() {
-            guard.set_exception(DeadlineExceeded);
-            return guard;
+            child.set_exception(DeadlineExceeded);
+            return child;
         }
-        let weak = crate::sync::Arc::downgrade(&guard.ctx().node);
+        let weak = crate::sync::Arc::downgrade(&child.node);
         let handle = self
             .runtime()
             .unwrap_or_else(tokio::runtime::Handle::current);
@@ -246,7 +244,7 @@ impl Ctx {
             }
         });
         let abort = timer.abort_handle();
-        guard.add_done_callback(move |_| abort.abort());
-        guard
+        child.add_done_callback(move |_| abort.abort());
+        child
     }
 }

@@ -129,7 +129,7 @@ impl<T: Send + 'static> QueueOptions<T> {
         } else {
             self.name
         };
-        let guard = self.ctx.child(name);
+        let guard = self.ctx.child(name).drop_guard();
         let shared = Arc::new(Shared::new());
         let weak = Arc::downgrade(&shared);
         let ctx_cb = guard.ctx().add_done_callback(move |_| {

@@ -135,7 +135,7 @@ where
     V: Send + 'static,
     C: Clone + Send + 'static,
 {
-    let guard = ctx.child(name);
+    let guard = ctx.child(name).drop_guard();
     let runtime = guard
         .runtime()
         .or_else(|| tokio::runtime::Handle::try_current().ok());

@@ -189,7 +189,7 @@ impl TickerBuilder {
     /// [`TickerError::ZeroEveryWithoutMinWait`] for `every` zero with `min_wait` off.
     pub fn build(self) -> Result<Ticker, TickerError> {
         let schedule = Schedule::new(self.every, self.min_wait)?;
-        let ctx = self.ctx.child(self.name);
+        let ctx = self.ctx.child(self.name).drop_guard();
         let wait = ctx.wait();
         Ok(Ticker {
             control: TickerControl {
