@@ -1,31 +1,172 @@
 //! The command line shared by `cargo run --release --example bench_report` and
-//! `cargo bench` (benches/report.rs includes these same files): run every workload,
-//! then print the table or the TSV lines.
+//! `cargo bench` (benches/report.rs includes these same files): run the workloads, then
+//! print the table or the TSV lines.
+//!
+//! # Method (the default)
+//! Each workload runs in a fresh process (this binary again, `--one <workload>`), so no
+//! workload inherits another's heap, threads or caches: 5 timed child runs with the
+//! counting allocator off (each runs the workload once to warm up, so that ours and the
+//! peer both find a grown heap, then once measured; the report keeps the median of the
+//! 5), and 1 counting child run for the memory figures. The figures of
+//! ours and of every peer are taken the same way, in the same child runs.
+//!
+//! `--in-process` runs everything in this one process instead (best of 5 inside it, the
+//! allocator counting throughout): quicker, noisier, the method of the earlier reports.
 
-use crate::measure::Report;
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use crate::measure::{Keep, Report, set_child, set_counting};
+
+/// Timed child runs per workload; the report keeps their median.
+const TIMED_RUNS: usize = 5;
 
 /// Parses the arguments, runs the wanted workloads and prints the report.
 ///
 /// `--tsv`: one line per figure; `--only <prefix>`: only workloads whose name starts with
-/// the prefix. Other arguments (such as the `--bench` that `cargo bench` passes) are
-/// ignored.
+/// the prefix; `--in-process`: no child processes; `--one <workload> --keep
+/// times|memory`: the child mode (TSV of that one workload). Other arguments (such as the
+/// `--bench` that `cargo bench` passes) are ignored.
 pub fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let tsv = args.iter().any(|a| a == "--tsv");
-    let only = args
-        .iter()
-        .position(|a| a == "--only")
-        .and_then(|i| args.get(i + 1).cloned());
-    let mut report = Report::new(only);
+    let flag = |name: &str| args.iter().any(|a| a == name);
+    let value = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1).cloned())
+    };
+    if let Some(one) = value("--one") {
+        child(&one, value("--keep").as_deref());
+        return;
+    }
+    let only = value("--only");
+    let mut report = Report::new(only.clone());
     report.header();
-    crate::ctx::run(&mut report);
-    crate::chan::run(&mut report);
-    crate::tasks::run(&mut report);
-    crate::merge::run(&mut report);
-    crate::tick::run(&mut report);
-    if tsv {
+    if flag("--list") {
+        for name in workloads(only) {
+            println!("{name}");
+        }
+        return;
+    }
+    if flag("--in-process") {
+        run_all(&mut report);
+    } else {
+        from_children(&mut report, only);
+    }
+    if flag("--tsv") {
         report.print_tsv();
     } else {
         report.print_table();
+    }
+}
+
+/// Runs every workload module; each runs the workloads its report wants.
+fn run_all(report: &mut Report) {
+    crate::ctx::run(report);
+    crate::chan::run(report);
+    crate::tasks::run(report);
+    crate::merge::run(report);
+    crate::tick::run(report);
+}
+
+/// The workload names, in report order (asked of the modules without running anything).
+fn workloads(only: Option<String>) -> Vec<String> {
+    let mut report = Report::new(only);
+    report.listing = Some(Vec::new());
+    run_all(&mut report);
+    report.listing.unwrap_or_default()
+}
+
+/// The child mode: one workload, figures of one kind, as TSV on stdout.
+fn child(workload: &str, keep: Option<&str>) {
+    set_child();
+    let keep = match keep {
+        Some("memory") => Keep::Memory,
+        _ => Keep::Times,
+    };
+    set_counting(keep == Keep::Memory);
+    if keep == Keep::Times {
+        // A warm-up pass whose figures are dropped: otherwise whichever implementation
+        // runs first in the process pays for growing the fresh heap and the other one
+        // reuses it.
+        let mut warm = Report::new(Some(workload.to_owned()));
+        warm.keep = Keep::Nothing;
+        run_all(&mut warm);
+    }
+    let mut report = Report::new(Some(workload.to_owned()));
+    report.keep = keep;
+    run_all(&mut report);
+    report.print_tsv();
+}
+
+/// One figure's key: (workload, impl, variant, unit).
+type Key = (String, String, String, String);
+
+/// Runs each workload in child processes and records the median of its timed runs and
+/// the figures of its counting run.
+fn from_children(report: &mut Report, only: Option<String>) {
+    let exe = std::env::current_exe().expect("this binary's path");
+    let names = workloads(only);
+    report.method = format!(
+        "each workload in a fresh process: median of {TIMED_RUNS} timed runs with the \
+         counting allocator off, bytes from a separate counting run"
+    );
+    for name in names {
+        let mut samples: BTreeMap<Key, Vec<f64>> = BTreeMap::new();
+        let mut order: Vec<Key> = Vec::new();
+        let runs = (0..TIMED_RUNS)
+            .map(|_| "times")
+            .chain(std::iter::once("memory"));
+        for keep in runs {
+            let out = Command::new(&exe)
+                .args(["--one", &name, "--keep", keep])
+                .stderr(std::process::Stdio::null())
+                .output()
+                .expect("run a child workload");
+            if !out.status.success() {
+                report.note(format!(
+                    "{name}: a child run ({keep}) failed: {}",
+                    out.status
+                ));
+                continue;
+            }
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                let Some((key, value)) = parse_tsv(line) else {
+                    continue;
+                };
+                if !samples.contains_key(&key) {
+                    order.push(key.clone());
+                }
+                samples.entry(key).or_default().push(value);
+            }
+        }
+        for key in order {
+            let value = median(&mut samples[&key].clone());
+            report.add_owned(key, value);
+        }
+    }
+}
+
+/// A figure line of the child's TSV (`#` lines are notes and footers).
+fn parse_tsv(line: &str) -> Option<(Key, f64)> {
+    if line.starts_with('#') {
+        return None;
+    }
+    let cols: Vec<&str> = line.split('\t').collect();
+    let [w, i, v, value, u] = cols.as_slice() else {
+        return None;
+    };
+    let key = (w.to_string(), i.to_string(), v.to_string(), u.to_string());
+    Some((key, value.parse().ok()?))
+}
+
+/// The median (the mean of the middle two for an even count).
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => values[n / 2],
+        _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
     }
 }

@@ -1,18 +1,68 @@
 //! Measuring helpers: timing, heap bytes from a counting allocator, RSS, thread CPU time,
 //! and the report that collects figures.
+//!
+//! The counting allocator counts only while switched on ([`set_counting`]): the timed
+//! child runs leave it off, so neither we nor the peers pay for counting in a timed
+//! figure, and the byte figures come from separate counting runs (see cli.rs).
 
-use std::alloc::System;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
+/// The system allocator, counting net heap bytes while [`COUNTING`] is on.
+struct Counting;
+
+/// Whether allocations are counted. Relaxed everywhere: a flag set once before a run, and
+/// a counter read only after the measured work is done on the reading thread or joined.
+static COUNTING: AtomicBool = AtomicBool::new(true);
+static NET_BYTES: AtomicI64 = AtomicI64::new(0);
+
+// The one `unsafe` of the benchmarks: `GlobalAlloc` is an unsafe trait. Every method
+// forwards to `System` unchanged; the counting is plain atomics.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Relaxed) {
+            NET_BYTES.fetch_add(layout.size() as i64, Relaxed);
+        }
+        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract; we pass it on.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if COUNTING.load(Relaxed) {
+            NET_BYTES.fetch_sub(layout.size() as i64, Relaxed);
+        }
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Relaxed) {
+            NET_BYTES.fetch_add(layout.size() as i64, Relaxed);
+        }
+        // SAFETY: as above.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.load(Relaxed) {
+            NET_BYTES.fetch_add(new_size as i64 - layout.size() as i64, Relaxed);
+        }
+        // SAFETY: as above.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
 
 #[global_allocator]
-static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+static GLOBAL: Counting = Counting;
 
-/// Bytes currently allocated on the heap (allocated minus freed).
+/// Switches the counting allocator on or off (on by default: a plain in-process run
+/// counts, as before).
+pub fn set_counting(on: bool) {
+    COUNTING.store(on, Relaxed);
+}
+
+/// Bytes currently allocated on the heap (allocated minus freed) while counting was on;
+/// with counting off, a constant, so differences read 0.
 pub fn heap_bytes() -> i64 {
-    let s = GLOBAL.stats();
-    s.bytes_allocated as i64 + s.bytes_reallocated as i64 - s.bytes_deallocated as i64
+    NET_BYTES.load(Relaxed)
 }
 
 /// Resident set size in KiB, from /proc/self/status (0 where unavailable).
@@ -43,13 +93,30 @@ pub fn time(f: impl FnOnce()) -> Duration {
     start.elapsed()
 }
 
-/// How many times the short workloads run; the report keeps the fastest run.
+/// How many times the short workloads run in one in-process report; the report keeps
+/// the fastest run. In a child run (one workload per process) each runs once and the
+/// parent takes the median over processes.
 pub const ROUNDS: usize = 5;
 
-/// The fastest of `ROUNDS` runs of `f`, which returns its own measured duration (so it
-/// can leave set-up and tear-down out of the figure).
+/// Whether this process is a child run of one workload (`--one`).
+static CHILD: AtomicBool = AtomicBool::new(false);
+
+/// Marks this process as a child run: [`best`] runs its workload once.
+pub fn set_child() {
+    CHILD.store(true, Relaxed);
+}
+
+/// The fastest of `ROUNDS` runs of `f` (one run in a child process), which returns its
+/// own measured duration (so it can leave set-up and tear-down out of the figure).
 pub fn best(mut f: impl FnMut() -> Duration) -> Duration {
-    (0..ROUNDS).map(|_| f()).min().unwrap_or_default()
+    let rounds = if CHILD.load(Relaxed) { 1 } else { ROUNDS };
+    (0..rounds).map(|_| f()).min().unwrap_or_default()
+}
+
+/// Whether a unit is a memory figure (taken from counting runs) rather than a time.
+pub fn is_memory_unit(unit: &str) -> bool {
+    let head = unit.split(['/', ' ']).next().unwrap_or(unit);
+    matches!(head, "B" | "KiB" | "MiB")
 }
 
 /// The 1-minute load average from /proc/loadavg (the machine is shared).
@@ -84,20 +151,40 @@ pub fn multi_thread() -> tokio::runtime::Runtime {
 
 /// One figure.
 pub struct Figure {
-    pub workload: &'static str,
-    pub imp: &'static str,
+    pub workload: String,
+    pub imp: String,
     pub variant: String,
     pub value: f64,
-    pub unit: &'static str,
+    pub unit: String,
 }
 
 /// The figures collected so far.
 pub struct Report {
     only: Option<String>,
+    /// Which figures to keep: all, only times (timed child run) or only memory (counting
+    /// child run).
+    pub keep: Keep,
+    /// In `--list` mode: the workload names asked for (nothing runs).
+    pub listing: Option<Vec<String>>,
+    /// How the figures were taken, for the footer.
+    pub method: String,
     figures: Vec<Figure>,
     notes: Vec<String>,
     started: Instant,
     load_before: String,
+}
+
+/// Which figures a run keeps.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Keep {
+    /// Every figure (an in-process report).
+    All,
+    /// Time figures only (a timed child run, counting allocator off).
+    Times,
+    /// Memory figures only (a counting child run).
+    Memory,
+    /// None (a warm-up pass).
+    Nothing,
 }
 
 /// Our crate's name in the report.
@@ -107,6 +194,12 @@ impl Report {
     pub fn new(only: Option<String>) -> Self {
         Report {
             only,
+            keep: Keep::All,
+            listing: None,
+            method: format!(
+                "in one process, best of {ROUNDS} runs, except ctx.churn, \
+                 tasks.detached_growth and tick.interval (one run each)"
+            ),
             figures: Vec::new(),
             notes: Vec::new(),
             started: Instant::now(),
@@ -132,9 +225,8 @@ impl Report {
 
     fn footer(&self) -> String {
         format!(
-            "best of {ROUNDS} runs, except ctx.churn, tasks.detached_growth and \
-             tick.interval (one run each); {} cores, load average {} at start and {} at end, \
-             {:.0} s in all",
+            "{}; {} cores, load average {} at start and {} at end, {:.0} s in all",
+            self.method,
             std::thread::available_parallelism().map_or(0, |n| n.get()),
             self.load_before,
             load_avg(),
@@ -143,8 +235,15 @@ impl Report {
     }
 
     /// Whether `workload` was asked for.
-    pub fn wants(&self, workload: &str) -> bool {
-        self.only.as_deref().is_none_or(|p| workload.starts_with(p))
+    pub fn wants(&mut self, workload: &str) -> bool {
+        let wanted = self.only.as_deref().is_none_or(|p| workload.starts_with(p));
+        if let Some(names) = &mut self.listing {
+            if wanted && !names.iter().any(|n| n == workload) {
+                names.push(workload.to_owned());
+            }
+            return false;
+        }
+        wanted
     }
 
     /// Records one figure and shows progress on stderr.
@@ -157,6 +256,23 @@ impl Report {
         unit: &'static str,
     ) {
         let variant = variant.into();
+        let memory = is_memory_unit(unit);
+        let kept = match self.keep {
+            Keep::All => true,
+            Keep::Times => !memory,
+            Keep::Memory => memory,
+            Keep::Nothing => false,
+        };
+        if !kept {
+            return;
+        }
+        self.add_owned((workload.into(), imp.into(), variant, unit.into()), value);
+    }
+
+    /// Records one figure given as owned (workload, impl, variant, unit), as a child
+    /// run's TSV gives it.
+    pub fn add_owned(&mut self, key: (String, String, String, String), value: f64) {
+        let (workload, imp, variant, unit) = key;
         eprintln!("  {workload:<20} {imp:<18} {variant:<28} {value:>12.1} {unit}");
         self.figures.push(Figure {
             workload,
@@ -187,7 +303,7 @@ impl Report {
         );
         let mut seen = Vec::new();
         for f in &self.figures {
-            let key = (f.workload, f.variant.as_str(), f.unit);
+            let key = (f.workload.as_str(), f.variant.as_str(), f.unit.as_str());
             if seen.contains(&key) {
                 continue;
             }
@@ -195,7 +311,7 @@ impl Report {
             let same: Vec<&Figure> = self
                 .figures
                 .iter()
-                .filter(|g| (g.workload, g.variant.as_str(), g.unit) == key)
+                .filter(|g| (g.workload.as_str(), g.variant.as_str(), g.unit.as_str()) == key)
                 .collect();
             let ours = same.iter().find(|g| g.imp == OURS).map(|g| g.value);
             let peers: Vec<&&Figure> = same.iter().filter(|g| g.imp != OURS).collect();
