@@ -12,6 +12,10 @@ pub(crate) use loom::sync::{
     Condvar, Mutex, MutexGuard,
     atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize},
 };
+/// Per-thread state (the deferred-finishing queue): loom's under loom, where model
+/// threads share one OS thread.
+#[cfg(machinery_loom)]
+pub(crate) use loom::thread_local;
 #[allow(unused_imports)]
 pub(crate) use std::sync::{Arc, Weak};
 #[cfg(not(machinery_loom))]
@@ -20,6 +24,8 @@ pub(crate) use std::sync::{
     Condvar, Mutex, MutexGuard,
     atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize},
 };
+#[cfg(not(machinery_loom))]
+pub(crate) use std::thread_local;
 
 /// Locks `m`, ignoring poison.
 ///

@@ -158,7 +158,11 @@ fn a_child_of_a_done_context_is_created_done() {
     let b = a.child("b").drop_guard();
     assert!(b.done());
     assert_eq!(err_of(&b), "before");
-    assert_eq!(a.child_count(), 0);
+    assert_eq!(
+        a.child_count(),
+        1,
+        "a child that exists is listed, finished or not"
+    );
     let log = Log::default();
     note(&b, &log, "b");
     assert_eq!(take(&log), ["b before"]);
@@ -473,8 +477,10 @@ fn tree_lists_live_descendants_with_names_and_states() {
     server.cancel();
     assert_eq!(
         server.tree(),
-        "app-->server [cancelled]\n",
-        "a finished context no longer lists children"
+        "app-->server [cancelled]\n\
+         \x20 app-->server-->conn-1 [done (through an ancestor)]\n\
+         \x20 app-->server-->conn-2 [cancelled]\n",
+        "a finished context still lists the children that exist, with their own states"
     );
     assert!(conn1.done());
     assert_eq!(

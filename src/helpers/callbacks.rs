@@ -9,6 +9,8 @@
 //! them cost as much as the rest of a task holder's bookkeeping. Contexts keep `N = 0`
 //! (the size of a `Vec`), since a context node's size is its memory per live child.
 
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use smallvec::SmallVec;
@@ -86,19 +88,20 @@ impl<F, const N: usize> CallbackList<F, N> {
         self.entries.iter().position(live)
     }
 
-    /// Removes the first registration under `key`; returns how many were removed (0 or 1).
-    pub(crate) fn remove(&mut self, key: CallbackHandle) -> usize {
-        let Some(i) = self.position(key) else {
-            return 0;
-        };
-        self.entries[i].f = None;
+    /// Removes the first registration under `key` and hands it back, so that the caller
+    /// drops it after unlocking (dropping a callback runs the `Drop` of what it captured:
+    /// user code, which may re-enter the crate and take the same lock).
+    pub(crate) fn remove(&mut self, key: CallbackHandle) -> Option<F> {
+        let i = self.position(key)?;
+        let f = self.entries[i].f.take();
         self.live -= 1;
         if self.live == 0 {
             self.entries = SmallVec::new();
         } else if self.entries.len() > 8 && self.live * 2 < self.entries.len() {
+            // Only tombstones go: nothing of the user's is dropped here.
             self.entries.retain(|e| e.f.is_some());
         }
-        1
+        f
     }
 
     /// Whether a registration under `key` is here.
@@ -117,6 +120,76 @@ impl<F, const N: usize> CallbackList<F, N> {
         std::mem::take(&mut self.entries)
             .into_iter()
             .filter_map(|e| e.f)
+    }
+}
+
+/// Finishing work deferred by a finishing call made from inside other finishing work.
+type Job = Box<dyn FnOnce()>;
+
+struct Trampoline {
+    /// Whether this thread is running finishing work (an outermost call is on the stack).
+    active: Cell<bool>,
+    /// Work queued by nested finishing calls, run in order by the outermost one.
+    queue: RefCell<VecDeque<Job>>,
+}
+
+crate::sync::thread_local! {
+    static TRAMPOLINE: Trampoline = Trampoline {
+        active: Cell::new(false),
+        queue: RefCell::new(VecDeque::new()),
+    };
+}
+
+/// Runs `work` (the callbacks of something that just finished, or the drop of callbacks
+/// that never ran) now, unless this thread is already running such work: then `work` is
+/// queued and run by the outermost call, after what it is running, before it returns.
+///
+/// This is what keeps finishing chains flat (CTX rule 3): future i's callback completing
+/// future i+1, context i's callback cancelling context i+1, a callback dropping the last
+/// handle of something whose callbacks capture the next... each link queues its work
+/// instead of recursing, so 100 000 links run in constant stack. The state change of a
+/// nested finish happens at once (its `done()` is true when it returns); only the
+/// callbacks it triggers wait for the outermost loop. A panic in `work` is caught and
+/// reported, and the loop carries on with the rest of the queue.
+pub(crate) fn run_or_defer(work: impl FnOnce() + 'static) {
+    let mut work = Some(work);
+    let outermost = TRAMPOLINE.try_with(|t| {
+        if t.active.replace(true) {
+            let w = work.take().expect("not taken yet");
+            t.queue.borrow_mut().push_back(Box::new(w));
+            false
+        } else {
+            true
+        }
+    });
+    let Some(work) = work else {
+        return; // queued for the outermost call
+    };
+    if outermost.is_err() {
+        // The thread's locals are being destroyed (a handle dropped by another thread
+        // local's destructor): nothing can be queued any more, so run it here.
+        run_caught("finishing work", work);
+        return;
+    }
+    run_caught("finishing work", work);
+    loop {
+        let next = TRAMPOLINE.with(|t| {
+            let mut queue = t.queue.borrow_mut();
+            let next = queue.pop_front();
+            if next.is_none() {
+                t.active.set(false);
+                if queue.capacity() > 1024 {
+                    *queue = VecDeque::new(); // give a long chain's memory back
+                }
+            }
+            next
+        });
+        match next {
+            Some(job) => {
+                run_caught("finishing work", job);
+            }
+            None => return,
+        }
     }
 }
 
@@ -150,10 +223,10 @@ mod tests {
         let idx = CallbackHandle::new();
         l.push(Some(idx), 3);
         let _d = l.push(None, 4);
-        assert_eq!(l.remove(b), 1);
-        assert_eq!(l.remove(b), 0);
+        assert_eq!(l.remove(b), Some(2));
+        assert_eq!(l.remove(b), None);
         assert!(l.contains(idx));
-        assert_eq!(l.remove(idx), 1);
+        assert_eq!(l.remove(idx), Some(3));
         assert!(!l.contains(idx));
         assert!(l.contains(a));
         assert_eq!(l.len(), 2);
@@ -167,7 +240,7 @@ mod tests {
         let keep = l.push(None, 0);
         for i in 0..10_000 {
             let h = l.push(None, i);
-            assert_eq!(l.remove(h), 1);
+            assert_eq!(l.remove(h), Some(i));
         }
         assert!(l.entries.len() <= 17);
         assert!(l.contains(keep));

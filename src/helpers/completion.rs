@@ -5,11 +5,15 @@
 //! 1. `outcome` is set at most once, and only while `callbacks` is locked.
 //! 2. Once `outcome` is set, `callbacks` is empty and stays empty: a registration that
 //!    finds the outcome set runs at once instead of being stored.
-//! 3. No lock is held while a callback runs.
+//! 3. No lock is held while a callback runs or while a user value (a callback that
+//!    is removed, an outcome that is refused) is dropped.
+//! 4. Callbacks run through [`run_or_defer`]: a completion made from inside another
+//!    completion's callbacks stores its outcome at once and queues its callbacks for the
+//!    outermost call on this thread, so chains of any length run in constant stack.
 
 use std::sync::{Arc, OnceLock};
 
-use super::callbacks::{CallbackList, run_caught};
+use super::callbacks::{CallbackList, run_caught, run_or_defer};
 use super::error::{Error, Failure, Outcome, StatusError};
 use super::protocols::{CallbackHandle, FutureState};
 use crate::sync::{Mutex, lock};
@@ -39,7 +43,9 @@ impl<T> Callback<T> {
     }
 }
 
-pub(crate) struct Completion<T> {
+/// `T: 'static`: callbacks deferred to the outermost finishing call (invariant 4) refer
+/// to the outcome after `complete` returned.
+pub(crate) struct Completion<T: 'static> {
     outcome: OnceLock<Outcome<T>>,
     /// One entry inline: a task's holder hook (or one awaiter) needs no allocation.
     callbacks: Mutex<CallbackList<Callback<T>, 1>>,
@@ -64,18 +70,38 @@ impl<T> Completion<T> {
         self.outcome.get()
     }
 
-    /// Sets the outcome unless already set; runs the callbacks after unlocking.
-    pub(crate) fn complete(&self, outcome: Outcome<T>) -> bool {
-        let mut callbacks = {
-            let mut cbs = lock(&self.callbacks);
-            if self.outcome.set(outcome).is_err() {
+    /// Sets the outcome of the completion `get(owner)` unless already set; runs the
+    /// callbacks after unlocking (queued, when called from inside finishing work).
+    ///
+    /// Takes the owner (the `Arc` the completion lives in) so that deferred callbacks
+    /// can still reach the outcome after this returns.
+    pub(crate) fn complete<O: 'static>(
+        owner: &Arc<O>,
+        get: fn(&O) -> &Completion<T>,
+        outcome: Outcome<T>,
+    ) -> bool {
+        let this = get(owner);
+        if this.done() {
+            return false; // `outcome` is dropped here, with no lock held
+        }
+        let callbacks = {
+            let mut cbs = lock(&this.callbacks);
+            if let Err(refused) = this.outcome.set(outcome) {
+                drop(cbs);
+                drop(refused); // a user value: dropped after unlocking
                 return false;
             }
             std::mem::take(&mut *cbs)
         };
-        let outcome = self.outcome.get().expect("set above");
-        for cb in callbacks.take() {
-            run_caught("done callback", || cb.call(outcome));
+        if callbacks.len() > 0 {
+            let owner = owner.clone();
+            run_or_defer(move || {
+                let outcome = get(&owner).outcome.get().expect("set above");
+                let mut callbacks = callbacks;
+                for cb in callbacks.take() {
+                    run_caught("done callback", || cb.call(outcome));
+                }
+            });
         }
         true
     }
@@ -106,7 +132,8 @@ impl<T> Completion<T> {
     }
 
     pub(crate) fn remove_callback(&self, key: CallbackHandle) -> usize {
-        lock(&self.callbacks).remove(key)
+        let removed = lock(&self.callbacks).remove(key);
+        drop_removed(removed)
     }
 
     pub(crate) fn has_callback(&self, key: CallbackHandle) -> bool {
@@ -137,7 +164,8 @@ impl<T> Completion<T> {
     }
 
     pub(crate) fn set_name(&self, name: &str) {
-        *lock(&self.name) = Some(Arc::from(name));
+        let old = std::mem::replace(&mut *lock(&self.name), Some(Arc::from(name)));
+        drop(old);
     }
 
     pub(crate) fn name(&self) -> Option<Arc<str>> {
@@ -150,6 +178,30 @@ impl<T> Completion<T> {
             Some(Ok(_)) => FutureState::Result,
             Some(Err(Failure::Cancelled)) => FutureState::Cancelled,
             Some(Err(Failure::Error(e))) => FutureState::Exception(e.clone()),
+        }
+    }
+}
+
+impl<T: 'static> Drop for Completion<T> {
+    fn drop(&mut self) {
+        // Callbacks that never ran (the future was dropped pending) may capture the next
+        // future of a chain whose callbacks capture the next...: dropping them here would
+        // recurse once per link, so the drop goes through the finishing loop.
+        let callbacks = std::mem::take(&mut *lock(&self.callbacks));
+        if callbacks.len() > 0 {
+            run_or_defer(move || drop(callbacks));
+        }
+    }
+}
+
+/// Drops a callback taken out of a list (after the list's lock was released), catching
+/// a panic of what it captured; returns how many were removed (0 or 1).
+pub(crate) fn drop_removed<F>(removed: Option<F>) -> usize {
+    match removed {
+        None => 0,
+        Some(f) => {
+            run_caught("dropping a removed callback", move || drop(f));
+            1
         }
     }
 }

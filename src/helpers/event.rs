@@ -27,7 +27,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::{Acquire, Release};
 
-use super::callbacks::{CallbackList, run_caught};
+use super::callbacks::{CallbackList, run_caught, run_or_defer};
+use super::completion::drop_removed;
 use super::protocols::{CallbackHandle, DoneCallback, WaitByCallback};
 use super::wait::WaitDone;
 use crate::sync::{AtomicBool, Mutex, lock};
@@ -61,8 +62,13 @@ impl Event {
     }
 
     /// Sets it: wakes every waiter and runs every registered callback once. No-op if set.
+    ///
+    /// The callbacks run on this thread before `set` returns, outside every lock; when
+    /// `set` is called from inside another done callback (of a context, future, task or
+    /// event) they are queued and run by the outermost finishing call instead, so chains
+    /// of events that set each other run in constant stack.
     pub fn set(&self) {
-        let mut callbacks = {
+        let callbacks = {
             let mut cbs = lock(&self.inner.callbacks);
             if self.inner.set.load(Acquire) {
                 return;
@@ -71,8 +77,13 @@ impl Event {
             self.inner.set.store(true, Release);
             std::mem::take(&mut *cbs)
         };
-        for cb in callbacks.take() {
-            run_caught("event callback", cb);
+        if callbacks.len() > 0 {
+            run_or_defer(move || {
+                let mut callbacks = callbacks;
+                for cb in callbacks.take() {
+                    run_caught("event callback", cb);
+                }
+            });
         }
     }
 
@@ -121,7 +132,19 @@ impl WaitByCallback for Event {
         CallbackHandle::new()
     }
     fn remove_done_callback(&self, handle: CallbackHandle) -> usize {
-        lock(&self.inner.callbacks).remove(handle)
+        let removed = lock(&self.inner.callbacks).remove(handle);
+        drop_removed(removed)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Callbacks that never ran may capture the next event of a chain: drop them
+        // through the finishing loop instead of recursing once per link.
+        let callbacks = std::mem::take(&mut *lock(&self.callbacks));
+        if callbacks.len() > 0 {
+            run_or_defer(move || drop(callbacks));
+        }
     }
 }
 

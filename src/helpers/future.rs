@@ -49,7 +49,7 @@ use super::wait::WaitDone;
 ///
 /// Awaiting needs `T: Clone` because every waiter gets the outcome; wrap a value that
 /// cannot be cloned in an `Arc`.
-pub struct Fut<T> {
+pub struct Fut<T: 'static> {
     core: Arc<Completion<T>>,
 }
 
@@ -84,22 +84,22 @@ impl<T> Fut<T> {
 
     /// Finishes it with `value`; `false` (and no change) if already done.
     pub fn set_result(&self, value: T) -> bool {
-        self.core.complete(Ok(value))
+        Completion::complete(&self.core, |c| c, Ok(value))
     }
 
     /// Finishes it with `err`; `false` (and no change) if already done.
     pub fn set_exception(&self, err: impl Into<Error>) -> bool {
-        self.core.complete(Err(Failure::Error(err.into())))
+        Completion::complete(&self.core, |c| c, Err(Failure::Error(err.into())))
     }
 
     /// Finishes it as cancelled; `false` (and no change) if already done.
     pub fn cancel(&self) -> bool {
-        self.core.complete(Err(Failure::Cancelled))
+        Completion::complete(&self.core, |c| c, Err(Failure::Cancelled))
     }
 
     /// Finishes it with `outcome`; `false` (and no change) if already done.
     pub fn set_outcome(&self, outcome: Outcome<T>) -> bool {
-        self.core.complete(outcome)
+        Completion::complete(&self.core, |c| c, outcome)
     }
 
     /// Whether it is finished. One atomic load.

@@ -58,7 +58,7 @@ pub struct TaskId(u64);
 
 static NEXT_TASK: AtomicU64 = AtomicU64::new(1);
 
-struct Shared<T> {
+struct Shared<T: 'static> {
     core: Completion<T>,
     abort: Mutex<Option<AbortHandle>>,
     id: TaskId,
@@ -66,7 +66,7 @@ struct Shared<T> {
 }
 
 /// A handle to a spawned task. Cloning gives another handle to the same task.
-pub struct Task<T> {
+pub struct Task<T: 'static> {
     shared: Arc<Shared<T>>,
 }
 
@@ -82,14 +82,17 @@ pin_project_lite::pin_project! {
     /// The spawned future: runs the user's future, then stores its outcome. Fields drop
     /// in declaration order, so when the runtime drops an aborted task the user's future
     /// is dropped (its cleanup runs) before `guard` marks the task cancelled.
-    struct Body<F: Future> {
+    struct Body<F: Future>
+    where
+        F::Output: 'static,
+    {
         #[pin]
         fut: CatchUnwind<AssertUnwindSafe<F>>,
         guard: Guard<F::Output>,
     }
 }
 
-struct Guard<T> {
+struct Guard<T: 'static> {
     shared: Arc<Shared<T>>,
 }
 
@@ -116,8 +119,8 @@ impl<F: Future> Future for Body<F> {
 }
 
 impl<T> Shared<T> {
-    fn finish(&self, outcome: Outcome<T>) {
-        if self.core.complete(outcome) {
+    fn finish(self: &Arc<Self>, outcome: Outcome<T>) {
+        if Completion::complete(self, |s| &s.core, outcome) {
             lock(&self.abort).take();
         }
     }
