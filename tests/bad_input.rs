@@ -189,6 +189,9 @@ fn child_of_a_finished_context_is_born_done() {
     ctx.cancel();
     let child = ctx.child("late").drop_guard();
     assert!(child.done() && child.cancelled());
+    // CTX 13: a child that exists is listed, finished or not, until it is dropped.
+    assert_eq!(ctx.child_count(), 1);
+    drop(child);
     assert_eq!(ctx.child_count(), 0);
 }
 

@@ -131,12 +131,16 @@ struct Trampoline {
     active: Cell<bool>,
     /// Work queued by nested finishing calls, run in order by the outermost one.
     queue: RefCell<VecDeque<Job>>,
+    /// How many callbacks added to finished things run nested right now (see
+    /// [`run_added`]).
+    nested: Cell<u32>,
 }
 
 crate::sync::thread_local! {
     static TRAMPOLINE: Trampoline = Trampoline {
         active: Cell::new(false),
         queue: RefCell::new(VecDeque::new()),
+        nested: Cell::new(0),
     };
 }
 
@@ -191,6 +195,31 @@ pub(crate) fn run_or_defer(work: impl FnOnce() + 'static) {
             None => return,
         }
     }
+}
+
+/// How deep callbacks added to finished things may nest before they are queued.
+const MAX_NESTED: u32 = 32;
+
+/// Runs a callback just added to something already finished: at once, before the
+/// `add_*` call returns (CTX rule 3), also from inside finishing work, unless that
+/// would nest more than [`MAX_NESTED`] such calls: then it is queued like a nested finish
+/// (a chain of callbacks each adding the next to a finished future must not grow the
+/// stack with its length).
+pub(crate) fn run_added(work: impl FnOnce() + 'static) {
+    let nested = TRAMPOLINE.try_with(|t| {
+        if t.active.get() && t.nested.get() < MAX_NESTED {
+            t.nested.set(t.nested.get() + 1);
+            true
+        } else {
+            false
+        }
+    });
+    if nested != Ok(true) {
+        run_or_defer(work);
+        return;
+    }
+    run_caught("done callback", work);
+    let _ = TRAMPOLINE.try_with(|t| t.nested.set(t.nested.get() - 1));
 }
 
 /// Runs `f`, catching a panic and reporting it through `tracing`; returns whether it panicked.

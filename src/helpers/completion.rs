@@ -13,9 +13,9 @@
 
 use std::sync::{Arc, OnceLock};
 
-use super::callbacks::{CallbackList, run_caught, run_or_defer};
+use super::callbacks::{CallbackList, run_added, run_caught, run_or_defer};
 use super::error::{Error, Failure, Outcome, StatusError};
-use super::protocols::{CallbackHandle, FutureState};
+use super::protocols::{CallbackHandle, DoneCallback, FutureState};
 use crate::sync::{Mutex, lock};
 
 /// A typed done callback.
@@ -28,9 +28,11 @@ pub(crate) trait DoneHook: Send + Sync {
     fn on_done(&self, key: u64, failure: Option<&Failure>);
 }
 
-/// One registration: a boxed callback, or an owner's hook.
+/// One registration: a boxed callback, one that only learns that it finished, or an
+/// owner's hook.
 pub(crate) enum Callback<T> {
     Boxed(OutcomeCallback<T>),
+    Done(DoneCallback),
     Hook(Arc<dyn DoneHook>, u64),
 }
 
@@ -38,6 +40,7 @@ impl<T> Callback<T> {
     fn call(self, outcome: &Outcome<T>) {
         match self {
             Callback::Boxed(cb) => cb(outcome),
+            Callback::Done(cb) => cb(),
             Callback::Hook(owner, key) => owner.on_done(key, outcome.as_ref().err()),
         }
     }
@@ -106,29 +109,69 @@ impl<T> Completion<T> {
         true
     }
 
-    pub(crate) fn add_callback(
-        &self,
+    /// Registers `cb` on the completion `get(owner)`; runs it at once if finished (queued
+    /// for the outermost finishing call when made from inside one, so chains of
+    /// "add to a finished future" links run in constant stack too).
+    pub(crate) fn add_callback<O: 'static>(
+        owner: &Arc<O>,
+        get: fn(&O) -> &Completion<T>,
         key: Option<CallbackHandle>,
         cb: OutcomeCallback<T>,
     ) -> CallbackHandle {
-        self.register(key, Callback::Boxed(cb))
+        match get(owner).try_push(key, Callback::Boxed(cb)) {
+            Ok(k) => k,
+            Err(cb) => {
+                let owner = owner.clone();
+                run_added(move || {
+                    let outcome = get(&owner).outcome.get().expect("finished");
+                    run_caught("done callback", || cb.call(outcome));
+                });
+                key.unwrap_or_default()
+            }
+        }
+    }
+
+    /// Registers `cb`, which only learns that it finished (run at once if finished).
+    pub(crate) fn add_done(&self, cb: DoneCallback) -> CallbackHandle {
+        match self.try_push(None, Callback::Done(cb)) {
+            Ok(k) => k,
+            Err(cb) => {
+                if let Callback::Done(cb) = cb {
+                    run_added(move || {
+                        run_caught("done callback", cb);
+                    });
+                }
+                CallbackHandle::default()
+            }
+        }
     }
 
     /// Registers `owner.on_done(key)` as a done callback (run at once if finished).
     pub(crate) fn add_hook(&self, owner: Arc<dyn DoneHook>, key: u64) -> CallbackHandle {
-        self.register(None, Callback::Hook(owner, key))
-    }
-
-    fn register(&self, key: Option<CallbackHandle>, cb: Callback<T>) -> CallbackHandle {
-        {
-            let mut cbs = lock(&self.callbacks);
-            if self.outcome.get().is_none() {
-                return cbs.push(key, cb);
+        match self.try_push(None, Callback::Hook(owner.clone(), key)) {
+            Ok(k) => k,
+            Err(_) => {
+                let failure = self.outcome.get().and_then(|o| o.as_ref().err().cloned());
+                run_added(move || {
+                    run_caught("done callback", || owner.on_done(key, failure.as_ref()));
+                });
+                CallbackHandle::default()
             }
         }
-        let outcome = self.outcome.get().expect("checked under the lock");
-        run_caught("done callback", || cb.call(outcome));
-        key.unwrap_or_default()
+    }
+
+    /// Stores `cb` unless finished; hands it back when finished.
+    fn try_push(
+        &self,
+        key: Option<CallbackHandle>,
+        cb: Callback<T>,
+    ) -> Result<CallbackHandle, Callback<T>> {
+        let mut cbs = lock(&self.callbacks);
+        if self.outcome.get().is_none() {
+            return Ok(cbs.push(key, cb));
+        }
+        drop(cbs);
+        Err(cb)
     }
 
     pub(crate) fn remove_callback(&self, key: CallbackHandle) -> usize {

@@ -27,7 +27,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::{Acquire, Release};
 
-use super::callbacks::{CallbackList, run_caught, run_or_defer};
+use super::callbacks::{CallbackList, run_added, run_caught, run_or_defer};
 use super::completion::drop_removed;
 use super::protocols::{CallbackHandle, DoneCallback, WaitByCallback};
 use super::wait::WaitDone;
@@ -111,6 +111,47 @@ impl Event {
     pub fn ptr_eq(&self, other: &Event) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
+
+    /// Runs `cb` once when the event is next set (at once if it is set).
+    ///
+    /// Returns the handle that [`Event::remove_done_callback`] takes. A callback added to
+    /// a set event from inside another done callback is queued and runs before the
+    /// outermost finishing call returns (CTX rule 3).
+    pub fn add_done_callback(&self, cb: impl FnOnce() + Send + 'static) -> CallbackHandle {
+        {
+            let mut cbs = lock(&self.inner.callbacks);
+            if !self.inner.set.load(Acquire) {
+                return cbs.push(None, Box::new(cb));
+            }
+        }
+        run_added(move || {
+            run_caught("event callback", cb);
+        });
+        CallbackHandle::new()
+    }
+
+    /// Removes a registration that has not run; returns how many were removed (0 or 1).
+    /// The callback is dropped after the event's lock is released.
+    pub fn remove_done_callback(&self, handle: CallbackHandle) -> usize {
+        let removed = lock(&self.inner.callbacks).remove(handle);
+        drop_removed(removed)
+    }
+}
+
+/// Identity: two handles are equal when they are handles to one event.
+impl PartialEq for Event {
+    fn eq(&self, other: &Event) -> bool {
+        self.ptr_eq(other)
+    }
+}
+
+impl Eq for Event {}
+
+/// Hashes the identity (the shared state's address), consistent with `PartialEq`.
+impl std::hash::Hash for Event {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::ptr::hash(Arc::as_ptr(&self.inner), state);
+    }
 }
 
 impl WaitByCallback for Event {
@@ -122,18 +163,10 @@ impl WaitByCallback for Event {
         false
     }
     fn add_done_callback(&self, cb: DoneCallback) -> CallbackHandle {
-        {
-            let mut cbs = lock(&self.inner.callbacks);
-            if !self.inner.set.load(Acquire) {
-                return cbs.push(None, cb);
-            }
-        }
-        run_caught("event callback", cb);
-        CallbackHandle::new()
+        Event::add_done_callback(self, cb)
     }
     fn remove_done_callback(&self, handle: CallbackHandle) -> usize {
-        let removed = lock(&self.inner.callbacks).remove(handle);
-        drop_removed(removed)
+        Event::remove_done_callback(self, handle)
     }
 }
 

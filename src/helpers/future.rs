@@ -143,7 +143,7 @@ impl<T> Fut<T> {
         &self,
         cb: impl FnOnce(&Outcome<T>) + Send + 'static,
     ) -> CallbackHandle {
-        self.core.add_callback(None, Box::new(cb))
+        Completion::add_callback(&self.core, |c| c, None, Box::new(cb))
     }
 
     /// Removes a registration that has not run; returns how many were removed (0 or 1).
@@ -181,7 +181,7 @@ impl<T: Send + Sync + 'static> WaitByCallback for Fut<T> {
         Fut::cancel(self)
     }
     fn add_done_callback(&self, cb: DoneCallback) -> CallbackHandle {
-        self.core.add_callback(None, Box::new(move |_| cb()))
+        self.core.add_done(cb)
     }
     fn remove_done_callback(&self, handle: CallbackHandle) -> usize {
         self.core.remove_callback(handle)

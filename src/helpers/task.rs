@@ -249,7 +249,7 @@ impl<T> Task<T> {
         &self,
         cb: impl FnOnce(&Outcome<T>) + Send + 'static,
     ) -> CallbackHandle {
-        self.shared.core.add_callback(None, Box::new(cb))
+        Completion::add_callback(&self.shared, |s| &s.core, None, Box::new(cb))
     }
 
     /// Removes a registration that has not run; returns how many were removed (0 or 1).
@@ -292,7 +292,7 @@ impl<T: Send + Sync + 'static> WaitByCallback for Task<T> {
         self.shared.cancel()
     }
     fn add_done_callback(&self, cb: DoneCallback) -> CallbackHandle {
-        self.shared.core.add_callback(None, Box::new(move |_| cb()))
+        self.shared.core.add_done(cb)
     }
     fn remove_done_callback(&self, handle: CallbackHandle) -> usize {
         self.shared.core.remove_callback(handle)
@@ -399,7 +399,7 @@ impl<T: Send + Sync + 'static> Erased for Shared<T> {
         Shared::cancel(self)
     }
     fn add_callback(&self, cb: DoneCallback) -> CallbackHandle {
-        self.core.add_callback(None, Box::new(move |_| cb()))
+        self.core.add_done(cb)
     }
     fn remove_callback(&self, handle: CallbackHandle) -> usize {
         self.core.remove_callback(handle)

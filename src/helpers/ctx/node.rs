@@ -30,7 +30,7 @@ use std::sync::atomic::Ordering::{Acquire, Release};
 use slab::Slab;
 use tokio::runtime::Handle;
 
-use super::super::callbacks::{CallbackList, run_caught, run_or_defer};
+use super::super::callbacks::{CallbackList, run_added, run_caught, run_or_defer};
 use super::super::completion::drop_removed;
 use super::super::debug::{CONTEXTS, Live};
 use super::super::error::{Error, Failure};
@@ -272,7 +272,11 @@ impl Node {
         }
         let outcome = self.outcome().unwrap_or(Failure::Cancelled);
         let ctx = Ctx::from_node(self.clone());
-        run_caught("context done callback", || cb(&ctx, &outcome));
+        // At once; queued only past a bounded nesting (so chains of "add to a finished
+        // context" links run in constant stack).
+        run_added(move || {
+            run_caught("context done callback", || cb(&ctx, &outcome));
+        });
         key.unwrap_or_default()
     }
 

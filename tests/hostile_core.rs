@@ -1,0 +1,577 @@
+//! Hostile tests for the core: contexts, futures, events, tasks and the waits over them.
+//!
+//! By class (SEMANTICS, Robustness rules and CTX 3):
+//! - a user value dropped by the crate (a removed callback, a callback that never ran, a
+//!   refused outcome) re-enters the crate, on the same object and on its relatives;
+//! - chains of 100 000 links (callbacks that finish the next context, future, event or
+//!   task; a 100 000-deep context tree; chains of drops) on a 2 MiB stack, each in a
+//!   child process so an overflow fails the test instead of aborting the suite;
+//! - panics in every piece of user code (callbacks and their `Drop`s);
+//! - several waiters, and cancellation at every await point;
+//! - both runtimes, the multi-thread one under a watchdog.
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+
+use machinery::helpers::{self as hp, Ctx, Event, Fut, Task};
+
+mod common;
+use common::{Boom, in_child_process, multi_thread, with_watchdog};
+
+/// Runs `f` when dropped: the user `Drop` of a value captured by a closure.
+struct OnDrop<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)();
+    }
+}
+
+/// A value whose `Drop` panics.
+struct PanicOnDrop;
+
+impl Drop for PanicOnDrop {
+    fn drop(&mut self) {
+        panic!("a user Drop panicked");
+    }
+}
+
+const CHAIN: usize = 100_000;
+
+// ---------------------------------------------------------------------------------------
+// Class 1: no user value is dropped, and no user code runs, under a lock of the crate.
+// ---------------------------------------------------------------------------------------
+
+/// The callback on `root` captures the last handle of a child of `root`: removing it
+/// drops the child, whose drop unregisters from `root`.
+fn remove_a_callback_holding_the_last_child_handle() {
+    let root = Ctx::beginning("root");
+    let child = root.child("child");
+    let seen = Arc::new(AtomicUsize::new(0));
+    let s = seen.clone();
+    let h = root.add_done_callback(move |_| {
+        let _keep = &child;
+        s.fetch_add(1, SeqCst);
+    });
+    assert_eq!(root.remove_done_callback(h), 1);
+    assert_eq!(
+        root.child_count(),
+        0,
+        "the child was dropped and unregistered"
+    );
+    assert_eq!(root.remove_done_callback(h), 0);
+    root.cancel();
+    assert_eq!(seen.load(SeqCst), 0, "a removed callback never runs");
+}
+
+#[test]
+fn removing_a_callback_that_holds_the_last_handle_of_a_child_returns_one() {
+    with_watchdog(remove_a_callback_holding_the_last_child_handle);
+}
+
+#[test]
+fn removing_a_callback_that_holds_the_last_handle_of_a_child_returns_one_on_both_runtimes() {
+    multi_thread(async {
+        let mut joins = Vec::new();
+        for _ in 0..64 {
+            joins.push(tokio::spawn(async {
+                remove_a_callback_holding_the_last_child_handle();
+            }));
+        }
+        for j in joins {
+            j.await.unwrap();
+        }
+    });
+}
+
+#[test]
+fn removing_a_callback_that_holds_a_guard_cancels_the_child_and_returns_one() {
+    with_watchdog(|| {
+        let root = Ctx::beginning("root");
+        let guard = root.child("guarded").drop_guard();
+        let watch = guard.ctx().clone();
+        let h = root.add_done_callback(move |_| drop(guard));
+        assert_eq!(root.remove_done_callback(h), 1);
+        assert!(
+            watch.cancelled(),
+            "dropping the guard cancelled its context"
+        );
+        assert!(!root.done());
+    });
+}
+
+#[test]
+fn removing_a_callback_that_holds_a_queue_built_on_the_context_returns_one() {
+    with_watchdog(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let root = Ctx::beginning("root");
+            let q: hp::Queue<u32> = hp::queue(&root).build();
+            let h = root.add_done_callback(move |_| drop(q));
+            assert_eq!(root.remove_done_callback(h), 1);
+            assert_eq!(root.child_count(), 0);
+        });
+    });
+}
+
+#[test]
+fn removing_a_callback_whose_drop_re_enters_the_same_object_returns_one() {
+    with_watchdog(|| {
+        // Context: the captured value's Drop adds and removes callbacks on the same node.
+        let root = Ctx::beginning("root");
+        let r = root.clone();
+        let ran = Arc::new(AtomicUsize::new(0));
+        let ran2 = ran.clone();
+        let guard = OnDrop(move || {
+            let ran = ran2.clone();
+            let h = r.add_done_callback(move |_| {
+                ran.fetch_add(1, SeqCst);
+            });
+            assert!(r.has_direct_done_callback(h));
+        });
+        let h = root.add_done_callback(move |_| drop(guard));
+        assert_eq!(root.remove_done_callback(h), 1);
+        root.cancel();
+        assert_eq!(ran.load(SeqCst), 1, "the callback added from the Drop ran");
+
+        // Future.
+        let fut = Fut::<u32>::new();
+        let f2 = fut.clone();
+        let guard = OnDrop(move || {
+            f2.add_done_callback(|_| {});
+            let _ = f2.done();
+        });
+        let h = fut.add_done_callback(move |_| drop(guard));
+        assert_eq!(fut.remove_done_callback(h), 1);
+        assert!(fut.set_result(1));
+
+        // Event.
+        let ev = Event::new();
+        let e2 = ev.clone();
+        let guard = OnDrop(move || e2.set());
+        let h = ev.add_done_callback(move || drop(guard));
+        assert_eq!(ev.remove_done_callback(h), 1);
+        assert!(ev.is_set(), "the Drop set the event");
+    });
+}
+
+#[test]
+fn a_refused_outcome_is_dropped_outside_the_lock() {
+    with_watchdog(|| {
+        let fut = Fut::<OnDrop<Box<dyn FnMut() + Send + Sync>>>::new();
+        assert!(fut.set_result(OnDrop(Box::new(|| {}))));
+        let f2 = fut.clone();
+        let refused = OnDrop(Box::new(move || {
+            // Re-enters the same future while its outcome is being refused.
+            f2.add_done_callback(|_| {});
+            assert!(!f2.cancel());
+        }) as Box<dyn FnMut() + Send + Sync>);
+        assert!(!fut.set_result(refused));
+    });
+}
+
+#[test]
+fn a_removed_callback_whose_drop_panics_is_still_removed_and_the_panic_is_caught() {
+    let root = Ctx::beginning("root");
+    let p = PanicOnDrop;
+    let h = root.add_done_callback(move |_| drop(p));
+    assert_eq!(root.remove_done_callback(h), 1);
+    assert!(!root.has_direct_done_callback(h));
+
+    let fut = Fut::<()>::new();
+    let p = PanicOnDrop;
+    let h = fut.add_done_callback(move |_| drop(p));
+    assert_eq!(fut.remove_done_callback(h), 1);
+
+    let ev = Event::new();
+    let p = PanicOnDrop;
+    let h = ev.add_done_callback(move || drop(p));
+    assert_eq!(ev.remove_done_callback(h), 1);
+}
+
+#[test]
+fn a_callback_may_drop_the_last_handle_of_the_context_it_is_registered_on() {
+    with_watchdog(|| {
+        let root = Ctx::beginning("root");
+        let child = root.child("c");
+        let slot = Arc::new(Mutex::new(Some(child.clone())));
+        let s = slot.clone();
+        let seen = Arc::new(AtomicUsize::new(0));
+        let n = seen.clone();
+        child.add_done_callback(move |_| {
+            s.lock().unwrap().take(); // the last handle but the callback's own context
+            n.fetch_add(1, SeqCst);
+        });
+        drop(child);
+        root.cancel();
+        assert_eq!(seen.load(SeqCst), 1);
+        assert!(slot.lock().unwrap().is_none());
+        assert_eq!(root.child_count(), 0);
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// Class 2: chains of 100 000 links in constant stack (2 MiB, in a child process).
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_chain_of_100000_futures_each_completing_the_next_runs_on_a_small_stack() {
+    in_child_process(
+        "a_chain_of_100000_futures_each_completing_the_next_runs_on_a_small_stack",
+        || {
+            let futs: Vec<Fut<usize>> = (0..CHAIN).map(|_| Fut::new()).collect();
+            let order = Arc::new(Mutex::new(Vec::with_capacity(CHAIN)));
+            for i in 0..CHAIN - 1 {
+                let next = futs[i + 1].clone();
+                let order = order.clone();
+                futs[i].add_done_callback(move |o| {
+                    let v = *o.as_ref().unwrap();
+                    order.lock().unwrap().push(v);
+                    assert!(next.set_result(v + 1));
+                    assert!(next.done(), "a nested finish changes the state at once");
+                });
+            }
+            assert!(futs[0].set_result(0));
+            // Every callback ran before the outermost set_result returned.
+            assert_eq!(futs[CHAIN - 1].result().unwrap(), CHAIN - 1);
+            let order = order.lock().unwrap();
+            assert_eq!(order.len(), CHAIN - 1);
+            assert!(order.iter().enumerate().all(|(i, v)| i == *v));
+        },
+    );
+}
+
+#[test]
+fn a_chain_of_100000_events_each_setting_the_next_runs_on_a_small_stack() {
+    in_child_process(
+        "a_chain_of_100000_events_each_setting_the_next_runs_on_a_small_stack",
+        || {
+            let events: Vec<Event> = (0..CHAIN).map(|_| Event::new()).collect();
+            let count = Arc::new(AtomicUsize::new(0));
+            for i in 0..CHAIN - 1 {
+                let next = events[i + 1].clone();
+                let count = count.clone();
+                events[i].add_done_callback(move || {
+                    count.fetch_add(1, SeqCst);
+                    next.set();
+                });
+            }
+            events[0].set();
+            assert!(events[CHAIN - 1].is_set());
+            assert_eq!(count.load(SeqCst), CHAIN - 1);
+        },
+    );
+}
+
+#[test]
+fn a_chain_of_100000_contexts_each_cancelling_the_next_runs_on_a_small_stack() {
+    in_child_process(
+        "a_chain_of_100000_contexts_each_cancelling_the_next_runs_on_a_small_stack",
+        || {
+            let roots: Vec<Ctx> = (0..CHAIN)
+                .map(|i| Ctx::beginning(format!("r{i}")))
+                .collect();
+            let count = Arc::new(AtomicUsize::new(0));
+            for i in 0..CHAIN - 1 {
+                let next = roots[i + 1].clone();
+                let count = count.clone();
+                roots[i].add_done_callback(move |_| {
+                    count.fetch_add(1, SeqCst);
+                    assert!(next.cancel());
+                });
+            }
+            assert!(roots[0].cancel());
+            assert!(roots[CHAIN - 1].cancelled());
+            assert_eq!(count.load(SeqCst), CHAIN - 1);
+        },
+    );
+}
+
+/// Adds to task `i` (done) a callback that adds the next link to task `i + 1` (done):
+/// each runs at once when added from outside finishing work, and is queued from inside.
+fn link_tasks(tasks: Arc<Vec<Task<usize>>>, i: usize, count: Arc<AtomicUsize>) {
+    let t = tasks[i].clone();
+    t.add_done_callback(move |o| {
+        assert_eq!(*o.as_ref().unwrap(), i);
+        count.fetch_add(1, SeqCst);
+        if i + 1 < tasks.len() {
+            link_tasks(tasks, i + 1, count);
+        }
+    });
+}
+
+#[test]
+fn a_chain_of_100000_tasks_each_linking_the_next_runs_on_a_small_stack() {
+    in_child_process(
+        "a_chain_of_100000_tasks_each_linking_the_next_runs_on_a_small_stack",
+        || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let tasks: Vec<Task<usize>> =
+                    (0..CHAIN).map(|i| Task::spawn(async move { i })).collect();
+                let last = tasks[CHAIN - 1].clone();
+                last.wait().await;
+                for t in &tasks {
+                    t.wait().await;
+                }
+                let count = Arc::new(AtomicUsize::new(0));
+                link_tasks(Arc::new(tasks), 0, count.clone());
+                assert_eq!(count.load(SeqCst), CHAIN);
+            });
+        },
+    );
+}
+
+#[test]
+fn a_mixed_chain_of_100000_links_through_every_kind_runs_on_a_small_stack() {
+    in_child_process(
+        "a_mixed_chain_of_100000_links_through_every_kind_runs_on_a_small_stack",
+        || {
+            // fut -> event -> ctx -> fut -> ... each link's callback finishes the next.
+            let n = CHAIN / 3;
+            let futs: Vec<Fut<()>> = (0..n).map(|_| Fut::new()).collect();
+            let events: Vec<Event> = (0..n).map(|_| Event::new()).collect();
+            let ctxs: Vec<Ctx> = (0..n).map(|_| Ctx::beginning("c")).collect();
+            for i in 0..n {
+                let e = events[i].clone();
+                futs[i].add_done_callback(move |_| e.set());
+                let c = ctxs[i].clone();
+                events[i].add_done_callback(move || {
+                    c.set_exception(Boom("link"));
+                });
+                if i + 1 < n {
+                    let f = futs[i + 1].clone();
+                    ctxs[i].add_done_callback(move |_| {
+                        f.cancel();
+                    });
+                }
+            }
+            futs[0].set_result(());
+            assert_eq!(
+                ctxs[n - 1].exception().unwrap().unwrap().to_string(),
+                "link"
+            );
+        },
+    );
+}
+
+/// A chain `root --> c --> c --> ...` `CHAIN` deep; returns the root and the deepest.
+fn deep_chain(depth: usize) -> (Ctx, Ctx) {
+    let root = Ctx::beginning("root");
+    let mut c = root.clone();
+    for _ in 0..depth {
+        c = c.child("c");
+    }
+    (root, c)
+}
+
+#[test]
+fn a_100000_deep_tree_cancels_formats_and_drops_on_a_small_stack() {
+    in_child_process(
+        "a_100000_deep_tree_cancels_formats_and_drops_on_a_small_stack",
+        || {
+            let (root, deepest) = deep_chain(CHAIN);
+            let name = deepest.name();
+            assert_eq!(name.len(), "root".len() + CHAIN * "-->c".len());
+            let debug = format!("{deepest:?}");
+            // The full name once, then a bounded part per context.
+            assert!(
+                debug.len() < name.len() + 30 * (CHAIN + 1),
+                "Debug is linear: {}",
+                debug.len()
+            );
+            assert!(debug.ends_with("|PENDING(FUT{...-->c}))"));
+            assert_eq!(
+                deepest.tree(),
+                "...-->c [pending]\n",
+                "the deepest context's own tree is one bounded line"
+            );
+            let tree = root.tree();
+            assert_eq!(tree.lines().count(), CHAIN + 1);
+            assert!(
+                tree.len() < 70 * (CHAIN + 1),
+                "tree is linear: {}",
+                tree.len()
+            );
+
+            let seen = Arc::new(AtomicUsize::new(0));
+            let s = seen.clone();
+            deepest.add_done_callback(move |how| {
+                assert!(how.is_cancelled());
+                s.fetch_add(1, SeqCst);
+            });
+            assert!(root.cancel());
+            assert!(deepest.cancelled());
+            assert_eq!(seen.load(SeqCst), 1);
+            assert!(root.tree().lines().all(|l| l.len() < 200));
+            drop(root);
+            drop(deepest); // frees the whole chain, one node after the other
+        },
+    );
+}
+
+#[test]
+fn dropping_a_100000_deep_chain_of_pending_contexts_runs_every_callback_on_a_small_stack() {
+    in_child_process(
+        "dropping_a_100000_deep_chain_of_pending_contexts_runs_every_callback_on_a_small_stack",
+        || {
+            let root = Ctx::beginning("root");
+            let (_, deepest) = {
+                let mut c = root.child("c");
+                let count = Arc::new(AtomicUsize::new(0));
+                for _ in 0..CHAIN {
+                    let n = count.clone();
+                    c.add_done_callback(move |_| {
+                        n.fetch_add(1, SeqCst);
+                    });
+                    c = c.child("c");
+                }
+                (count, c)
+            };
+            drop(deepest);
+            assert_eq!(root.child_count(), 0, "the whole chain was freed");
+        },
+    );
+}
+
+#[test]
+fn dropping_chains_of_100000_unrun_callbacks_each_holding_the_next_runs_on_a_small_stack() {
+    in_child_process(
+        "dropping_chains_of_100000_unrun_callbacks_each_holding_the_next_runs_on_a_small_stack",
+        || {
+            // Futures: each one's pending callback holds the next future.
+            let first = Fut::<()>::new();
+            let mut last = first.clone();
+            for _ in 0..CHAIN {
+                let next = Fut::<()>::new();
+                let n = next.clone();
+                last.add_done_callback(move |_| drop(n));
+                last = next;
+            }
+            drop(last);
+            drop(first);
+
+            // Events.
+            let first = Event::new();
+            let mut last = first.clone();
+            for _ in 0..CHAIN {
+                let next = Event::new();
+                let n = next.clone();
+                last.add_done_callback(move || drop(n));
+                last = next;
+            }
+            drop(last);
+            drop(first);
+
+            // Contexts: dropping a pending root runs its callbacks, which drop the next.
+            let dropped = Arc::new(AtomicUsize::new(0));
+            let first = Ctx::beginning("r");
+            let mut last = first.clone();
+            for _ in 0..CHAIN {
+                let next = Ctx::beginning("r");
+                let n = next.clone();
+                let d = dropped.clone();
+                last.add_done_callback(move |how| {
+                    assert!(how.is_cancelled());
+                    d.fetch_add(1, SeqCst);
+                    drop(n);
+                });
+                last = next;
+            }
+            drop(last);
+            drop(first);
+            assert_eq!(dropped.load(SeqCst), CHAIN);
+        },
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Class 3: the tree dump stays linear and shows what is alive (CTX 13).
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn the_tree_of_a_3000_deep_chain_is_linear_with_bounded_lines() {
+    let (root, deepest) = deep_chain(3000);
+    let tree = root.tree();
+    assert_eq!(tree.lines().count(), 3001);
+    // A line: at most 32 columns of indentation, `[depth N] `, a name of at most 120
+    // bytes (past that `...-->` and the own segment), the state.
+    let longest = tree.lines().map(str::len).max().unwrap();
+    assert!(longest <= 32 + 13 + 120 + 11, "longest line {longest}");
+    assert!(tree.len() < 3001 * 70, "{} bytes", tree.len());
+    // Indentation grows with depth up to the cap, then the depth is a number.
+    let lines: Vec<&str> = tree.lines().collect();
+    assert_eq!(lines[0], "root [pending]");
+    assert_eq!(lines[1], "  root-->c [pending]");
+    assert_eq!(lines[3], "      root-->c-->c-->c [pending]");
+    let pad = " ".repeat(32);
+    assert_eq!(
+        lines[16],
+        format!("{pad}root{} [pending]", "-->c".repeat(16))
+    );
+    assert_eq!(
+        lines[17],
+        format!("{pad}[depth 17] root{} [pending]", "-->c".repeat(17))
+    );
+    // "root" and 29 segments are 120 bytes; the 30th makes the name long.
+    assert_eq!(
+        lines[29],
+        format!("{pad}[depth 29] root{} [pending]", "-->c".repeat(29))
+    );
+    assert_eq!(lines[30], format!("{pad}[depth 30] ...-->c [pending]"));
+    assert_eq!(
+        lines[3000],
+        format!("{}[depth 3000] ...-->c [pending]", " ".repeat(32))
+    );
+    drop(deepest);
+}
+
+#[test]
+fn the_tree_at_shutdown_shows_every_child_still_draining_with_its_own_state() {
+    let root = Ctx::beginning("srv");
+    let conns: Vec<Ctx> = (0..50).map(|i| root.child(format!("conn-{i}"))).collect();
+    conns[3].set_exception(Boom("reset"));
+    root.cancel();
+    assert_eq!(
+        root.child_count(),
+        50,
+        "finished children that exist still count"
+    );
+    let tree = root.tree();
+    let lines: Vec<&str> = tree.lines().collect();
+    assert_eq!(lines.len(), 51);
+    assert_eq!(lines[0], "srv [cancelled]");
+    assert!(lines.contains(&"  srv-->conn-0 [done (through an ancestor)]"));
+    assert!(lines.contains(&"  srv-->conn-3 [exception Boom: reset]"));
+    // A child created after the parent finished is created done and listed too.
+    let late = root.child("late");
+    assert!(late.cancelled());
+    assert_eq!(root.child_count(), 51);
+    drop(late);
+    drop(conns);
+    assert_eq!(
+        root.child_count(),
+        0,
+        "each child leaves the registry when dropped"
+    );
+    assert_eq!(root.tree(), "srv [cancelled]\n");
+}
+
+#[test]
+fn creating_and_dropping_a_million_children_of_a_finished_context_holds_memory_flat() {
+    let root = Ctx::beginning("root");
+    root.cancel();
+    let keep = root.child("keep");
+    for _ in 0..1_000_000 {
+        let c = root.child("c");
+        assert!(c.done());
+    }
+    assert_eq!(root.child_count(), 1);
+    drop(keep);
+    assert_eq!(root.child_count(), 0);
+}
