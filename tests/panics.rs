@@ -141,7 +141,6 @@ fn a_panicking_future_callback_is_reported_and_the_others_still_run() {
 
 #[test]
 fn a_panicking_event_callback_is_reported_and_the_others_still_run() {
-    use hp::WaitByCallback;
     let (logs, _g) = Logs::capture();
     let ev = hp::Event::new();
     let runs = counter();

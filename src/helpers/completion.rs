@@ -207,7 +207,7 @@ impl<T> Completion<T> {
     }
 
     pub(crate) fn set_name(&self, name: &str) {
-        let old = std::mem::replace(&mut *lock(&self.name), Some(Arc::from(name)));
+        let old = lock(&self.name).replace(Arc::from(name));
         drop(old);
     }
 

@@ -105,7 +105,7 @@ fn tree_state(node: &Node) -> String {
 pub(super) fn tree(node: &std::sync::Arc<Node>) -> String {
     let mut out = String::new();
     let top = full_name(node);
-    let top = (top.len() <= LONG_NAME).then(|| top);
+    let top = (top.len() <= LONG_NAME).then_some(top);
     // (node, depth, its full name while that is short)
     let mut stack = vec![(node.clone(), 0usize, top)];
     while let Some((n, depth, full)) = stack.pop() {
@@ -138,7 +138,7 @@ pub(super) fn tree(node: &std::sync::Arc<Node>) -> String {
                 name.push_str(f);
                 name.push_str("-->");
                 push_segment(&c, &mut name);
-                (name.len() <= LONG_NAME).then(|| name)
+                (name.len() <= LONG_NAME).then_some(name)
             });
             stack.push((c, depth + 1, full));
         }
