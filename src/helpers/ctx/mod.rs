@@ -564,8 +564,9 @@ impl FailureReporter {
                 .node
                 .upgrade()
                 .map_or_else(|| "<dropped>".to_owned(), |n| display::full_name(&n));
-            self.logger
-                .exception(&name, "background work failed", Some(e));
+            // The message is the error's text; the logger adds its type as a field
+            // (SEMANTICS CTX 9).
+            self.logger.exception(&name, &e.to_string(), Some(e));
         }
     }
 }
