@@ -575,3 +575,377 @@ fn creating_and_dropping_a_million_children_of_a_finished_context_holds_memory_f
     drop(keep);
     assert_eq!(root.child_count(), 0);
 }
+
+// ---------------------------------------------------------------------------------------
+// Class 4: panics in user code are caught and everything else still happens.
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_panicking_callback_in_the_middle_of_a_chain_does_not_stop_the_chain() {
+    let futs: Vec<Fut<()>> = (0..10).map(|_| Fut::new()).collect();
+    let count = Arc::new(AtomicUsize::new(0));
+    for i in 0..9 {
+        futs[i].add_done_callback(|_| panic!("user callback"));
+        let next = futs[i + 1].clone();
+        let c = count.clone();
+        futs[i].add_done_callback(move |_| {
+            c.fetch_add(1, SeqCst);
+            next.set_result(());
+        });
+        futs[i].add_done_callback(|_| panic!("another"));
+    }
+    futs[0].set_result(());
+    assert!(futs[9].done());
+    assert_eq!(count.load(SeqCst), 9);
+
+    // Contexts: the panicking callback of a parent; the child's still run.
+    let root = Ctx::beginning("r");
+    let child = root.child("c");
+    root.add_done_callback(|_| panic!("root callback"));
+    let c = count.clone();
+    child.add_done_callback(move |_| {
+        c.fetch_add(1, SeqCst);
+    });
+    root.cancel();
+    assert_eq!(count.load(SeqCst), 10);
+}
+
+#[test]
+fn callbacks_that_never_ran_and_panic_when_dropped_are_each_dropped_without_aborting() {
+    let fut = Fut::<()>::new();
+    let seen = Arc::new(AtomicUsize::new(0));
+    for _ in 0..3 {
+        let p = PanicOnDrop;
+        fut.add_done_callback(move |_| drop(p));
+        let s = seen.clone();
+        let d = OnDrop(move || {
+            s.fetch_add(1, SeqCst);
+        });
+        fut.add_done_callback(move |_| drop(d));
+    }
+    drop(fut);
+    assert_eq!(
+        seen.load(SeqCst),
+        3,
+        "the other callbacks were still dropped"
+    );
+
+    let ev = Event::new();
+    for _ in 0..3 {
+        let p = PanicOnDrop;
+        ev.add_done_callback(move || drop(p));
+    }
+    drop(ev);
+}
+
+#[test]
+fn a_context_whose_last_handle_drops_runs_its_callbacks_even_if_one_panics() {
+    let count = Arc::new(AtomicUsize::new(0));
+    let root = Ctx::beginning("r");
+    let child = root.child("c");
+    child.add_done_callback(|_| panic!("first"));
+    let c = count.clone();
+    child.add_done_callback(move |how| {
+        assert!(how.is_cancelled());
+        c.fetch_add(1, SeqCst);
+    });
+    drop(child);
+    assert_eq!(count.load(SeqCst), 1);
+    assert_eq!(root.child_count(), 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// Class 5: several waiters, cancellation at every await point, both runtimes.
+// ---------------------------------------------------------------------------------------
+
+/// Wakes 200 waiters of each kind (future, event, context, task) with one finish each.
+async fn many_waiters() -> usize {
+    let fut = Fut::<u32>::new();
+    let ev = Event::new();
+    let root = Ctx::beginning("r");
+    let ctx = root.child("c");
+    let gate = Fut::<()>::new();
+    let g = gate.clone();
+    let task = Task::spawn(async move {
+        let _ = g.await;
+        5u32
+    });
+    let woken = Arc::new(AtomicUsize::new(0));
+    let mut joins = Vec::new();
+    for _ in 0..200 {
+        let (f, e, c, t, w) = (
+            fut.clone(),
+            ev.clone(),
+            ctx.clone(),
+            task.clone(),
+            woken.clone(),
+        );
+        joins.push(tokio::spawn(async move {
+            assert_eq!(f.await.unwrap(), 3);
+            e.wait().await;
+            assert!(c.wait().await.is_cancelled());
+            assert_eq!(t.await.unwrap(), 5);
+            w.fetch_add(1, SeqCst);
+        }));
+    }
+    tokio::task::yield_now().await;
+    fut.set_result(3);
+    ev.set();
+    root.cancel();
+    gate.set_result(());
+    for j in joins {
+        j.await.unwrap();
+    }
+    woken.load(SeqCst)
+}
+
+#[tokio::test]
+async fn every_waiter_of_one_finish_wakes_on_the_current_thread_runtime() {
+    assert_eq!(many_waiters().await, 200);
+}
+
+#[test]
+fn every_waiter_of_one_finish_wakes_on_the_multi_thread_runtime() {
+    assert_eq!(multi_thread(many_waiters()), 200);
+}
+
+/// A user `WaitByCallback` that counts registrations still in place.
+#[derive(Default)]
+struct Counting {
+    done: std::sync::atomic::AtomicBool,
+    live: Mutex<Vec<(hp::CallbackHandle, hp::DoneCallback)>>,
+}
+
+impl hp::WaitByCallback for Counting {
+    fn done(&self) -> bool {
+        self.done.load(SeqCst)
+    }
+    fn cancel(&self) -> bool {
+        false
+    }
+    fn add_done_callback(&self, cb: hp::DoneCallback) -> hp::CallbackHandle {
+        let h = hp::CallbackHandle::new();
+        self.live.lock().unwrap().push((h, cb));
+        h
+    }
+    fn remove_done_callback(&self, handle: hp::CallbackHandle) -> usize {
+        let mut live = self.live.lock().unwrap();
+        let before = live.len();
+        live.retain(|(h, _)| *h != handle);
+        before - live.len()
+    }
+}
+
+impl Counting {
+    fn finish(&self) {
+        self.done.store(true, SeqCst);
+        let cbs = std::mem::take(&mut *self.live.lock().unwrap());
+        for (_, cb) in cbs {
+            cb();
+        }
+    }
+    fn registered(&self) -> usize {
+        self.live.lock().unwrap().len()
+    }
+}
+
+#[tokio::test]
+async fn waits_dropped_at_every_await_point_leave_no_registration_behind() {
+    use futures_util::FutureExt;
+    let a = Counting::default();
+    let b = Counting::default();
+
+    // Never polled.
+    drop(hp::wait_for_first(&[&a, &b]));
+    drop(hp::WaitDone::new(&a));
+    assert_eq!((a.registered(), b.registered()), (0, 0));
+
+    // Polled once (registered), then dropped: a select! branch that lost.
+    assert!(hp::wait_for_all(&[&a, &b]).now_or_never().is_none());
+    assert_eq!((a.registered(), b.registered()), (0, 0));
+    let mut w = Box::pin(hp::WaitDone::new(&a));
+    assert!((&mut w).now_or_never().is_none());
+    assert_eq!(a.registered(), 1);
+    drop(w);
+    assert_eq!(a.registered(), 0);
+
+    // One finished, the other still pending when wait_for_first returns.
+    let both: [&dyn hp::WaitByCallback; 2] = [&a, &b];
+    let mut first = Box::pin(hp::wait_for_first(&both));
+    assert!((&mut first).now_or_never().is_none());
+    a.finish();
+    assert!((&mut first).now_or_never().is_some());
+    drop(first);
+    assert_eq!(b.registered(), 0, "the pending one's callback was removed");
+
+    // The same over the crate's own types, through select!.
+    let root = Ctx::beginning("r");
+    let fut = Fut::<u8>::new();
+    let ev = Event::new();
+    for _ in 0..1000 {
+        tokio::select! {
+            biased;
+            _ = root.wait() => unreachable!(),
+            _ = fut.wait() => unreachable!(),
+            _ = ev.wait() => unreachable!(),
+            _ = std::future::ready(()) => {}
+        }
+    }
+    let seen = Arc::new(AtomicUsize::new(0));
+    let s = seen.clone();
+    fut.add_done_callback(move |_| {
+        s.fetch_add(1, SeqCst);
+    });
+    fut.set_result(1);
+    assert_eq!(seen.load(SeqCst), 1, "only the one live callback ran");
+}
+
+#[test]
+fn cancelling_trees_while_others_grow_and_dump_them_never_deadlocks() {
+    multi_thread(async {
+        for round in 0..50 {
+            let root = Ctx::beginning(format!("r{round}"));
+            let r = root.clone();
+            let grower = tokio::spawn(async move {
+                let mut kept = Vec::new();
+                for i in 0..200 {
+                    let c = r.child(format!("c{i}"));
+                    let g = c.child("g").drop_guard();
+                    let _ = r.tree();
+                    if i % 3 == 0 {
+                        kept.push(c);
+                    }
+                    drop(g);
+                    tokio::task::yield_now().await;
+                }
+                kept
+            });
+            tokio::task::yield_now().await;
+            root.cancel();
+            let _ = root.tree();
+            let kept = grower.await.unwrap();
+            assert!(kept.iter().all(Ctx::done));
+            assert_eq!(root.child_count(), kept.len());
+            drop(kept);
+            assert_eq!(root.child_count(), 0);
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// Class 6: the API (identity, run_until_cancelled, no clash with the trait).
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn importing_wait_by_callback_keeps_the_inherent_callback_methods() {
+    #[allow(unused_imports)]
+    use hp::WaitByCallback;
+    let root = Ctx::beginning("r");
+    let guard = root.child("g").drop_guard();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let h = guard.add_done_callback(move |how| s.lock().unwrap().push(how.to_string()));
+    assert_eq!(guard.remove_done_callback(h), 1);
+    let s = seen.clone();
+    guard.add_done_callback(move |how| s.lock().unwrap().push(how.to_string()));
+    let s = seen.clone();
+    root.add_done_callback(move |how| s.lock().unwrap().push(format!("root {how}")));
+    let fut = Fut::<u8>::new();
+    let s = seen.clone();
+    fut.add_done_callback(move |o| s.lock().unwrap().push(format!("fut {}", o.is_ok())));
+    let ev = Event::new();
+    let s = seen.clone();
+    ev.add_done_callback(move || s.lock().unwrap().push("ev".to_owned()));
+    assert!(guard.cancel());
+    fut.set_result(1);
+    ev.set();
+    root.cancel();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["cancelled", "fut true", "ev", "root cancelled"]
+    );
+}
+
+#[test]
+fn contexts_futures_and_events_compare_and_hash_by_identity() {
+    use std::collections::HashSet;
+    let a = Ctx::beginning("same");
+    let b = Ctx::beginning("same");
+    assert_eq!(a, a.clone());
+    assert_ne!(a, b);
+    let set: HashSet<Ctx> = [a.clone(), a.clone(), b.clone()].into_iter().collect();
+    assert_eq!(set.len(), 2);
+    assert!(set.contains(&a));
+
+    let f = Fut::<u8>::new();
+    let g = Fut::<u8>::new();
+    assert_eq!(f, f.clone());
+    assert_ne!(f, g);
+    let set: HashSet<Fut<u8>> = [f.clone(), f.clone(), g].into_iter().collect();
+    assert_eq!(set.len(), 2);
+
+    let e = Event::new();
+    assert_eq!(e, e.clone());
+    assert_ne!(e, Event::new());
+    let set: HashSet<Event> = [e.clone(), e.clone(), Event::new()].into_iter().collect();
+    assert_eq!(set.len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn run_until_cancelled_never_polls_the_work_once_the_context_is_done() {
+    let root = Ctx::beginning("r");
+    let start = tokio::time::Instant::now();
+    let out = root
+        .run_until_cancelled(async {
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            "done"
+        })
+        .await;
+    assert_eq!(out, Some("done"));
+    assert_eq!(start.elapsed(), std::time::Duration::from_secs(2));
+
+    // Cancelled while the work waits: None at that instant, the work dropped.
+    let child = root.child_with_timeout("t", std::time::Duration::from_secs(3));
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let d = dropped.clone();
+    let out = child
+        .run_until_cancelled(async move {
+            let _d = OnDrop(move || {
+                d.fetch_add(1, SeqCst);
+            });
+            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+        })
+        .await;
+    assert_eq!(out, None);
+    assert_eq!(start.elapsed(), std::time::Duration::from_secs(5));
+    assert_eq!(dropped.load(SeqCst), 1);
+
+    // Already done: the work is never polled.
+    root.cancel();
+    let polled = Arc::new(AtomicUsize::new(0));
+    let p = polled.clone();
+    let out = root
+        .clone()
+        .run_until_cancelled_owned(async move {
+            p.fetch_add(1, SeqCst);
+        })
+        .await;
+    assert_eq!(out, None);
+    assert_eq!(polled.load(SeqCst), 0);
+}
+
+#[test]
+fn run_until_cancelled_returns_none_for_a_cancel_from_another_thread() {
+    let out = multi_thread(async {
+        let root = Ctx::beginning("r");
+        let r = root.clone();
+        let canceller = tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            r.cancel();
+        });
+        let out = root.run_until_cancelled(std::future::pending::<()>()).await;
+        canceller.await.unwrap();
+        out
+    });
+    assert_eq!(out, None);
+}

@@ -232,7 +232,7 @@ impl<T: 'static> Drop for Completion<T> {
         // recurse once per link, so the drop goes through the finishing loop.
         let callbacks = std::mem::take(&mut *lock(&self.callbacks));
         if callbacks.len() > 0 {
-            run_or_defer(move || drop(callbacks));
+            run_or_defer(move || drop_each(callbacks));
         }
     }
 }
@@ -246,5 +246,13 @@ pub(crate) fn drop_removed<F>(removed: Option<F>) -> usize {
             run_caught("dropping a removed callback", move || drop(f));
             1
         }
+    }
+}
+
+/// Drops each callback of `list` on its own, catching a panic of what it captured (two
+/// panicking `Drop`s in one list drop would abort the process).
+pub(crate) fn drop_each<F, const N: usize>(mut list: CallbackList<F, N>) {
+    for cb in list.take() {
+        run_caught("dropping a callback that never ran", move || drop(cb));
     }
 }

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::{Acquire, Release};
 
 use super::callbacks::{CallbackList, run_added, run_caught, run_or_defer};
-use super::completion::drop_removed;
+use super::completion::{drop_each, drop_removed};
 use super::protocols::{CallbackHandle, DoneCallback, WaitByCallback};
 use super::wait::WaitDone;
 use crate::sync::{AtomicBool, Mutex, lock};
@@ -176,7 +176,7 @@ impl Drop for Inner {
         // through the finishing loop instead of recursing once per link.
         let callbacks = std::mem::take(&mut *lock(&self.callbacks));
         if callbacks.len() > 0 {
-            run_or_defer(move || drop(callbacks));
+            run_or_defer(move || drop_each(callbacks));
         }
     }
 }

@@ -173,6 +173,22 @@ impl<T> Fut<T> {
     }
 }
 
+/// Identity: two handles are equal when they are handles to one future.
+impl<T> PartialEq for Fut<T> {
+    fn eq(&self, other: &Fut<T>) -> bool {
+        self.ptr_eq(other)
+    }
+}
+
+impl<T> Eq for Fut<T> {}
+
+/// Hashes the identity, consistent with `PartialEq`.
+impl<T> std::hash::Hash for Fut<T> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::ptr::hash(Arc::as_ptr(&self.core), state);
+    }
+}
+
 impl<T: Send + Sync + 'static> WaitByCallback for Fut<T> {
     fn done(&self) -> bool {
         self.core.done()

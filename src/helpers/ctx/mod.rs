@@ -444,6 +444,59 @@ impl Ctx {
     pub fn ptr_eq(&self, other: &Ctx) -> bool {
         Arc::ptr_eq(&self.node, &other.node)
     }
+
+    /// Runs `fut` until it completes or this context is done, whichever comes first
+    /// (tokio-util's `CancellationToken::run_until_cancelled`): `Some(output)` when the
+    /// future finished, `None` when the context finished first (cancelled or failed).
+    ///
+    /// The context is checked before each poll of `fut`, so `fut` is never polled once
+    /// the context is done (not even once, when it is done already).
+    ///
+    /// ```
+    /// use machinery::helpers as hp;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let ctx = hp::Ctx::beginning("app");
+    /// assert_eq!(ctx.run_until_cancelled(async { 7 }).await, Some(7));
+    /// ctx.cancel();
+    /// assert_eq!(ctx.run_until_cancelled(async { 7 }).await, None);
+    /// # }
+    /// ```
+    ///
+    /// # Cancel safety
+    /// As cancel safe as `fut`: dropping it drops `fut`.
+    pub async fn run_until_cancelled<F: Future>(&self, fut: F) -> Option<F::Output> {
+        let wait = self.wait();
+        tokio::pin!(fut);
+        tokio::select! {
+            biased;
+            _ = wait => None,
+            out = fut => Some(out),
+        }
+    }
+
+    /// [`Ctx::run_until_cancelled`] taking the handle by value, so the returned future
+    /// borrows nothing (tokio-util's `run_until_cancelled_owned`).
+    pub async fn run_until_cancelled_owned<F: Future>(self, fut: F) -> Option<F::Output> {
+        self.run_until_cancelled(fut).await
+    }
+}
+
+/// Identity: two handles are equal when they are handles to the same context (as
+/// [`Ctx::ptr_eq`]), so contexts can key maps and sets like tokio-util's tokens.
+impl PartialEq for Ctx {
+    fn eq(&self, other: &Ctx) -> bool {
+        self.ptr_eq(other)
+    }
+}
+
+impl Eq for Ctx {}
+
+/// Hashes the identity, consistent with `PartialEq`.
+impl std::hash::Hash for Ctx {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::ptr::hash(Arc::as_ptr(&self.node), state);
+    }
 }
 
 impl WaitByCallback for Ctx {
