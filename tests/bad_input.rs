@@ -216,12 +216,9 @@ async fn background_task_on_a_finished_context_still_runs() {
     ctx.cancel();
     let ran = Arc::new(AtomicUsize::new(0));
     let r = ran.clone();
-    let task = ctx.async_as_background(
-        async move {
-            r.fetch_add(1, SeqCst);
-        },
-        true,
-    );
+    let task = ctx.async_as_background(async move {
+        r.fetch_add(1, SeqCst);
+    });
     assert!(task.await.is_ok());
     assert_eq!(ran.load(SeqCst), 1);
 }

@@ -371,14 +371,14 @@ async fn a_zero_timeout_cuts_pending_work_at_once() {
 #[tokio::test]
 async fn async_as_background_reports_errors_unless_silent_and_never_cancellations() {
     let (ctx, log) = logged("r");
-    let t = ctx.async_as_background(async { panic!("bg") }, false);
+    let t = ctx.async_as_background_reported(async { panic!("bg") });
     let _ = t.wait().await;
-    let c = ctx.async_as_background(std::future::pending::<()>(), false);
+    let c = ctx.async_as_background_reported(std::future::pending::<()>());
     c.cancel();
     c.wait().await;
-    let ok = ctx.async_as_background(async { 1 }, false);
+    let ok = ctx.async_as_background_reported(async { 1 });
     assert_eq!(ok.clone().await.unwrap(), 1);
-    let quiet = ctx.async_as_background(async { panic!("quiet") }, true);
+    let quiet = ctx.async_as_background(async { panic!("quiet") });
     quiet.wait().await;
     assert_eq!(
         *log.lock().unwrap(),
@@ -392,13 +392,10 @@ async fn a_detached_background_task_still_reports() {
     let (ctx, log) = logged("r");
     let gate = hp::Event::new();
     let g = gate.clone();
-    drop(ctx.async_as_background(
-        async move {
-            g.wait().await;
-            panic!("later")
-        },
-        false,
-    ));
+    drop(ctx.async_as_background_reported(async move {
+        g.wait().await;
+        panic!("later")
+    }));
     gate.set();
     for _ in 0..10 {
         tokio::task::yield_now().await;

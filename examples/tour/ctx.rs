@@ -15,10 +15,7 @@ pub async fn run() {
     let deadline = root
         .child_with_timeout("job", Duration::from_secs(2))
         .drop_guard();
-    conn.add_on_done(
-        |ctx, how| println!("  callback: {} finished: {how}", ctx.name()),
-        None,
-    );
+    conn.add_on_done(|ctx, how| println!("  callback: {} finished: {how}", ctx.name()));
     print!("{}", root.tree());
 
     let out = root

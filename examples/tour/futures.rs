@@ -13,7 +13,7 @@ pub async fn run() {
     fut.set_result(42);
     println!(
         "  {} awaited by another task: {:?}",
-        hp::fut_to_string(&fut, true),
+        hp::fut_to_string(&fut),
         waiter.await.unwrap()
     );
 
@@ -30,10 +30,10 @@ pub async fn run() {
 
     let panicky = hp::Task::spawn_named("panics", async { panic!("boom") });
     panicky.wait().await;
-    println!("  {}", hp::fut_to_string(&panicky, true));
+    println!("  {}", hp::fut_to_string(&panicky));
 
     let sleeper = hp::Task::spawn_named("sleeper", std::future::pending::<()>());
     sleeper.cancel();
     sleeper.wait().await;
-    println!("  {}", hp::fut_to_string(&sleeper, true));
+    println!("  {}", hp::fut_to_string(&sleeper));
 }

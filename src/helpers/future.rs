@@ -236,7 +236,7 @@ impl<T> WithRepr for Fut<T> {
 
 impl<T> fmt::Debug for Fut<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&super::protocols::fut_to_string(self, true))
+        f.write_str(&super::protocols::fut_to_string(self))
     }
 }
 

@@ -21,7 +21,7 @@
 //! # async fn main() {
 //! let task = hp::Task::spawn_named("adder", async { 1 + 2 });
 //! assert_eq!(task.clone().await.unwrap(), 3);
-//! assert_eq!(hp::fut_to_string(&task, true), "<Future#adder(result)>");
+//! assert_eq!(hp::fut_to_string(&task), "<Future#adder(result)>");
 //!
 //! let sleeper = hp::Task::spawn(std::future::pending::<()>());
 //! assert!(sleeper.cancel());
@@ -331,7 +331,7 @@ impl<T> WithRepr for Task<T> {
 
 impl<T> fmt::Debug for Task<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&super::protocols::fut_to_string(self, true))
+        f.write_str(&super::protocols::fut_to_string(self))
     }
 }
 
@@ -478,7 +478,7 @@ impl WithRepr for AnyTask {
 
 impl fmt::Debug for AnyTask {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&super::protocols::fut_to_string(self, true))
+        f.write_str(&super::protocols::fut_to_string(self))
     }
 }
 

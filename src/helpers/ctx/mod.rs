@@ -21,7 +21,7 @@
 //!
 //! let log = Arc::new(Mutex::new(Vec::new()));
 //! let l = log.clone();
-//! conn.add_on_done(move |ctx, how| l.lock().unwrap().push(format!("{} {how}", ctx.name())), None);
+//! conn.add_on_done(move |ctx, how| l.lock().unwrap().push(format!("{} {how}", ctx.name())));
 //!
 //! root.cancel(); // reaches the grandchild at once
 //! assert!(conn.done() && conn.cancelled());
@@ -296,13 +296,19 @@ impl Ctx {
     }
 
     /// Registers `cb(ctx, how)` to run once when this context becomes done (at once if it
-    /// is). `index` chooses the handle to remove it by (the seed's `index`).
-    pub fn add_on_done(
+    /// is); returns a fresh handle to remove it by.
+    pub fn add_on_done(&self, cb: impl FnOnce(&Ctx, &Failure) + Send + 'static) -> CallbackHandle {
+        self.node.add_callback(None, Box::new(cb))
+    }
+
+    /// [`Ctx::add_on_done`] under a handle chosen by the caller (the seed's `index`): make
+    /// one with [`CallbackHandle::new`], and remove the registration by it later.
+    pub fn add_on_done_keyed(
         &self,
         cb: impl FnOnce(&Ctx, &Failure) + Send + 'static,
-        index: Option<CallbackHandle>,
+        key: CallbackHandle,
     ) -> CallbackHandle {
-        self.node.add_callback(index, Box::new(cb))
+        self.node.add_callback(Some(key), Box::new(cb))
     }
 
     /// Registers `cb(how)` to run once when this context becomes done (at once if it is).
@@ -331,24 +337,38 @@ impl Ctx {
         }
     }
 
-    /// Spawns `fut` as a [`Task`] with [`Ctx::reporter`] (or, when `silent`,
-    /// [`Ctx::silent_reporter`]) attached. The seed's default is silent.
+    /// Spawns `fut` as a [`Task`] that reports nothing (the seed's default, `silent`):
+    /// nothing is registered on it. For a task whose failure is logged, see
+    /// [`Ctx::async_as_background_reported`].
     ///
     /// # Panics
     /// When no runtime was given to this context tree and none is current.
     #[track_caller]
-    pub fn async_as_background<T, F>(&self, fut: F, silent: bool) -> Task<T>
+    pub fn async_as_background<T, F>(&self, fut: F) -> Task<T>
     where
         T: Send + Sync + 'static,
         F: Future<Output = T> + Send + 'static,
     {
         let handle = self.runtime().unwrap_or_else(Handle::current);
-        let task = Task::spawn_on(&handle, None, fut);
         // Silent: nothing to register (the silent reporter does nothing), which keeps a
         // task holder's tasks free of a callback allocation.
-        if !silent {
-            task.add_done_callback(self.reporter());
-        }
+        Task::spawn_on(&handle, None, fut)
+    }
+
+    /// Spawns `fut` as a [`Task`] with [`Ctx::reporter`] attached (the seed's
+    /// `silent=False`): an error outcome is logged through this context's logger, a
+    /// cancellation never.
+    ///
+    /// # Panics
+    /// When no runtime was given to this context tree and none is current.
+    #[track_caller]
+    pub fn async_as_background_reported<T, F>(&self, fut: F) -> Task<T>
+    where
+        T: Send + Sync + 'static,
+        F: Future<Output = T> + Send + 'static,
+    {
+        let task = self.async_as_background(fut);
+        task.add_done_callback(self.reporter());
         task
     }
 
@@ -405,9 +425,16 @@ impl Ctx {
         fut.future_name()
     }
 
-    /// Formats a future as the seed does; see [`super::fut_to_string`].
-    pub fn fut_to_string(&self, fut: &dyn WithRepr, with_name: bool) -> String {
-        super::protocols::fut_to_string(fut, with_name)
+    /// Formats a future as the seed does (`<Future#NAME(state)>`); see
+    /// [`super::fut_to_string`].
+    pub fn fut_to_string(&self, fut: &dyn WithRepr) -> String {
+        super::protocols::fut_to_string(fut)
+    }
+
+    /// Only the state part (`(pending)`, ...), the seed's `with_name=False`; see
+    /// [`super::fut_state_to_string`].
+    pub fn fut_state_to_string(&self, fut: &dyn WithRepr) -> String {
+        super::protocols::fut_state_to_string(fut)
     }
 
     /// Logs a message through this context's logger.
@@ -415,9 +442,15 @@ impl Ctx {
         self.logger().info(&self.name(), msg);
     }
 
-    /// Logs an error report through this context's logger.
-    pub fn log_exception(&self, msg: &str, err: Option<&Error>) {
-        self.logger().exception(&self.name(), msg, err);
+    /// Logs an error report with its error through this context's logger (the seed's
+    /// `log_exception(msg, exc_info)`).
+    pub fn log_exception(&self, msg: &str, err: &Error) {
+        self.logger().exception(&self.name(), msg, Some(err));
+    }
+
+    /// Logs an error report without an error (the seed's `log_exception(msg)`).
+    pub fn log_error(&self, msg: &str) {
+        self.logger().exception(&self.name(), msg, None);
     }
 
     /// Returns once at least one of `waits` is done; see [`super::wait_for_first`].

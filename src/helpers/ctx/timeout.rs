@@ -176,7 +176,7 @@ impl<T: Send + 'static> WithTimeout<T> {
             r = &mut fut => {
                 let outcome = r.map_err(|p| Failure::Error(Error::from_panic(p)));
                 if let (Err(Failure::Error(e)), false) = (&outcome, silent) {
-                    child.log_exception("async_with_timeout work failed", Some(e));
+                    child.log_exception("async_with_timeout work failed", e);
                 }
                 return outcome;
             }
