@@ -952,3 +952,177 @@ fn run_until_cancelled_returns_none_for_a_cancel_from_another_thread() {
     });
     assert_eq!(out, None);
 }
+
+// ---------------------------------------------------------------------------------------
+// Class 1 again: user values the API keeps (outcomes, loggers, work) re-enter on drop.
+// ---------------------------------------------------------------------------------------
+
+/// A value whose `Drop` calls back into the crate: cancels `ctx`, sets `ev`, completes
+/// `fut`, and adds and removes callbacks on all three.
+struct ReEnter {
+    ctx: Ctx,
+    ev: Event,
+    fut: Fut<u8>,
+    hits: Arc<AtomicUsize>,
+}
+
+impl Drop for ReEnter {
+    fn drop(&mut self) {
+        let h = self.ctx.add_done_callback(|_| {});
+        self.ctx.remove_done_callback(h);
+        self.ctx.cancel();
+        let h = self.ev.add_done_callback(|| {});
+        self.ev.remove_done_callback(h);
+        self.ev.set();
+        let h = self.fut.add_done_callback(|_| {});
+        self.fut.remove_done_callback(h);
+        self.fut.set_result(1);
+        let _ = format!("{:?} {}", self.ctx, self.ctx.tree());
+        self.hits.fetch_add(1, SeqCst);
+    }
+}
+
+fn re_enter(root: &Ctx, hits: &Arc<AtomicUsize>) -> (ReEnter, Ctx, Event, Fut<u8>) {
+    let ctx = root.child("re");
+    let (ev, fut) = (Event::new(), Fut::new());
+    let value = ReEnter {
+        ctx: ctx.clone(),
+        ev: ev.clone(),
+        fut: fut.clone(),
+        hits: hits.clone(),
+    };
+    (value, ctx, ev, fut)
+}
+
+#[test]
+fn values_kept_by_futures_contexts_and_events_may_re_enter_the_crate_when_dropped() {
+    with_watchdog(|| {
+        let root = Ctx::beginning("root");
+        let hits = Arc::new(AtomicUsize::new(0));
+
+        // A future's outcome, dropped with the future.
+        let (v, ctx, ev, fut) = re_enter(&root, &hits);
+        let holder = Fut::<Arc<ReEnter>>::new();
+        holder.set_result(Arc::new(v));
+        drop(holder);
+        assert!(ctx.cancelled() && ev.is_set() && fut.done());
+
+        // A callback run by a finish, on a future, an event and a context.
+        for kind in 0..3 {
+            let (v, ctx, ev, fut) = re_enter(&root, &hits);
+            match kind {
+                0 => {
+                    let f = Fut::<()>::new();
+                    f.add_done_callback(move |_| drop(v));
+                    f.cancel();
+                }
+                1 => {
+                    let e = Event::new();
+                    e.add_done_callback(move || drop(v));
+                    e.set();
+                }
+                _ => {
+                    let c = root.child("c");
+                    c.add_done_callback(move |_| drop(v));
+                    c.cancel();
+                }
+            }
+            assert!(ctx.cancelled() && ev.is_set() && fut.done());
+        }
+
+        // A callback removed, and one never run (its future dropped pending).
+        let (v, ..) = re_enter(&root, &hits);
+        let f = Fut::<()>::new();
+        let h = f.add_done_callback(move |_| drop(v));
+        assert_eq!(f.remove_done_callback(h), 1);
+        let (v, ..) = re_enter(&root, &hits);
+        let f = Fut::<()>::new();
+        f.add_done_callback(move |_| drop(v));
+        drop(f);
+
+        // A context's logger, dropped with the context.
+        #[derive(Clone)]
+        struct DropLogger(Arc<Mutex<Option<ReEnter>>>);
+        impl hp::Logger for DropLogger {
+            fn info(&self, _: &str, _: &str) {}
+            fn exception(&self, _: &str, _: &str, _: Option<&hp::Error>) {}
+        }
+        let (v, ctx, ..) = re_enter(&root, &hits);
+        let logged = Ctx::beginning_with(
+            "logged",
+            hp::CtxOptions::new().log(DropLogger(Arc::new(Mutex::new(Some(v))))),
+        );
+        drop(logged);
+        assert!(ctx.cancelled());
+
+        assert_eq!(hits.load(SeqCst), 7);
+        assert!(!root.done());
+    });
+}
+
+#[tokio::test(start_paused = true)]
+async fn work_cut_short_by_async_with_timeout_may_re_enter_the_crate_when_dropped() {
+    let root = Ctx::beginning("root");
+    let hits = Arc::new(AtomicUsize::new(0));
+    let (v, ctx, ev, fut) = re_enter(&root, &hits);
+    let out = root
+        .async_with_timeout(async move {
+            let _v = v;
+            std::future::pending::<()>().await;
+        })
+        .timeout(std::time::Duration::from_secs(1))
+        .await;
+    assert!(out.unwrap_err().is_cancelled());
+    assert!(ctx.cancelled() && ev.is_set() && fut.done());
+    assert_eq!(hits.load(SeqCst), 1);
+
+    // And the work of run_until_cancelled, dropped when the context finishes first.
+    let (v, ctx, ..) = re_enter(&root, &hits);
+    let c = root.child_with_timeout("t", std::time::Duration::from_secs(1));
+    let out = c
+        .run_until_cancelled(async move {
+            let _v = v;
+            std::future::pending::<()>().await;
+        })
+        .await;
+    assert_eq!(out, None);
+    assert!(ctx.cancelled());
+    assert_eq!(hits.load(SeqCst), 2);
+}
+
+#[test]
+fn finishing_from_many_threads_while_callbacks_chain_runs_every_callback_once() {
+    multi_thread(async {
+        let futs: Vec<Fut<()>> = (0..2000).map(|_| Fut::new()).collect();
+        let ran = Arc::new(AtomicUsize::new(0));
+        for i in 0..futs.len() - 1 {
+            let next = futs[i + 1].clone();
+            let r = ran.clone();
+            futs[i].add_done_callback(move |_| {
+                r.fetch_add(1, SeqCst);
+                next.set_result(());
+            });
+        }
+        // Several tasks race to finish links of the same chain.
+        let mut joins = Vec::new();
+        for k in 0..4 {
+            let f: Vec<Fut<()>> = futs.iter().skip(k * 500).step_by(97).cloned().collect();
+            joins.push(tokio::spawn(async move {
+                for x in f {
+                    x.set_result(());
+                    tokio::task::yield_now().await;
+                }
+            }));
+        }
+        for j in joins {
+            j.await.unwrap();
+        }
+        futs[0].set_result(());
+        assert!(futs.iter().all(Fut::done));
+        assert_eq!(
+            ran.load(SeqCst),
+            futs.len() - 1,
+            "each callback ran exactly once"
+        );
+    });
+}
