@@ -1042,7 +1042,7 @@ fn values_kept_by_futures_contexts_and_events_may_re_enter_the_crate_when_droppe
 
         // A context's logger, dropped with the context.
         #[derive(Clone)]
-        struct DropLogger(Arc<Mutex<Option<ReEnter>>>);
+        struct DropLogger(#[allow(dead_code)] Arc<Mutex<Option<ReEnter>>>);
         impl hp::Logger for DropLogger {
             fn info(&self, _: &str, _: &str) {}
             fn exception(&self, _: &str, _: &str, _: Option<&hp::Error>) {}
