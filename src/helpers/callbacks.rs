@@ -214,7 +214,7 @@ pub(crate) fn run_added(work: impl FnOnce() + 'static) {
             false
         }
     });
-    if nested != Ok(true) {
+    if !matches!(nested, Ok(true)) {
         run_or_defer(work);
         return;
     }

@@ -10,6 +10,12 @@
 //! runs before `add_done_callback` returns. A panicking callback is caught and reported
 //! through `tracing`; the others still run.
 //!
+//! A future completed from inside another done callback (a chain: future i's callback
+//! completes future i+1) is done at once, but its callbacks are queued and run by the
+//! outermost finishing call on the thread before it returns, so chains of any length run
+//! in constant stack. Callbacks and outcomes are never dropped under a lock, so their
+//! `Drop` may call back into the crate.
+//!
 //! # Example
 //! ```
 //! use machinery::helpers as hp;

@@ -44,6 +44,20 @@
 //! is caught and reported; the others still run. **Differs from the original**, which
 //! defers callbacks to a later event-loop turn.
 //!
+//! Chains of any length work in constant stack: a finish started from inside a callback
+//! (a callback cancelling another context, completing a future, setting an event) changes
+//! that thing's state at once, but its callbacks are queued and run by the outermost
+//! finishing call on this thread, after the batch it is running and before it returns.
+//! So a nested `cancel()` may return before the callbacks it triggered have run; a
+//! callback added to a finished context from inside a callback still runs at once, up to
+//! 32 such nested levels (then it is queued too).
+//!
+//! # The tree
+//! [`Ctx::tree`] and [`Ctx::child_count`] show every child that still exists, finished or
+//! not, each with its own state, so a dump taken during shutdown shows the work still
+//! draining. Lines stay bounded at any depth (a long name shows `...-->` and the context's
+//! own segment; indentation stops at 16 levels and deeper lines say `[depth N]`).
+//!
 //! # Memory
 //! A context lives while a handle, a guard or a live child refers to it. When nothing
 //! does, it finishes as cancelled (its callbacks still run) and unregisters from its
@@ -463,12 +477,14 @@ impl Ctx {
         super::wait::wait_for_all(waits).await
     }
 
-    /// A multi-line listing of this context and its live descendants with their states.
+    /// A multi-line listing of this context and every descendant that still exists
+    /// (finished or not), each with its own state; linear in the number of contexts.
     pub fn tree(&self) -> String {
         display::tree(&self.node)
     }
 
-    /// How many children are registered right now (for tests and leak checks).
+    /// How many children exist right now, finished or not (a child leaves when its last
+    /// handle is dropped).
     pub fn child_count(&self) -> usize {
         self.node.child_count()
     }
