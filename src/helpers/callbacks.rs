@@ -156,43 +156,66 @@ crate::sync::thread_local! {
 /// callbacks it triggers wait for the outermost loop. A panic in `work` is caught and
 /// reported, and the loop carries on with the rest of the queue.
 pub(crate) fn run_or_defer(work: impl FnOnce() + 'static) {
-    let mut work = Some(work);
-    let outermost = TRAMPOLINE.try_with(|t| {
-        if t.active.replace(true) {
-            let w = work.take().expect("not taken yet");
-            t.queue.borrow_mut().push_back(Box::new(w));
-            false
-        } else {
-            true
+    match enter() {
+        Enter::Nested => defer(Box::new(work)),
+        outer => {
+            run_caught("finishing work", work);
+            drop(outer); // the outermost call drains what `work` queued
         }
-    });
-    let Some(work) = work else {
-        return; // queued for the outermost call
-    };
-    if outermost.is_err() {
-        // The thread's locals are being destroyed (a handle dropped by another thread
-        // local's destructor): nothing can be queued any more, so run it here.
-        run_caught("finishing work", work);
-        return;
     }
-    run_caught("finishing work", work);
-    loop {
-        let next = TRAMPOLINE.with(|t| {
-            let mut queue = t.queue.borrow_mut();
-            let next = queue.pop_front();
-            if next.is_none() {
-                t.active.set(false);
-                if queue.capacity() > 1024 {
-                    *queue = VecDeque::new(); // give a long chain's memory back
+}
+
+/// Where a finishing call stands on this thread (see [`run_or_defer`]).
+pub(crate) enum Enter {
+    /// The outermost call: run the work inline; dropping this runs what it queued.
+    Outermost(Drain),
+    /// Inside finishing work: queue the work with [`defer`].
+    Nested,
+    /// The thread's locals are being destroyed (a handle dropped by another thread
+    /// local's destructor): nothing can be queued any more, so run the work inline.
+    Unavailable,
+}
+
+/// Held by the outermost finishing call; its drop runs the queued work in order.
+pub(crate) struct Drain(());
+
+/// Marks this thread as running finishing work unless it already is.
+///
+/// For callers that can run their work inline by reference when outermost and only
+/// need to own (box) it when nested, as a completion's callbacks that read the outcome.
+pub(crate) fn enter() -> Enter {
+    match TRAMPOLINE.try_with(|t| t.active.replace(true)) {
+        Ok(false) => Enter::Outermost(Drain(())),
+        Ok(true) => Enter::Nested,
+        Err(_) => Enter::Unavailable,
+    }
+}
+
+/// Queues `job` for the outermost finishing call (only after [`enter`] said `Nested`).
+pub(crate) fn defer(job: Job) {
+    TRAMPOLINE.with(|t| t.queue.borrow_mut().push_back(job));
+}
+
+impl Drop for Drain {
+    fn drop(&mut self) {
+        loop {
+            let next = TRAMPOLINE.try_with(|t| {
+                let mut queue = t.queue.borrow_mut();
+                let next = queue.pop_front();
+                if next.is_none() {
+                    t.active.set(false);
+                    if queue.capacity() > 1024 {
+                        *queue = VecDeque::new(); // give a long chain's memory back
+                    }
                 }
+                next
+            });
+            match next {
+                Ok(Some(job)) => {
+                    run_caught("finishing work", job);
+                }
+                Ok(None) | Err(_) => return,
             }
-            next
-        });
-        match next {
-            Some(job) => {
-                run_caught("finishing work", job);
-            }
-            None => return,
         }
     }
 }

@@ -13,7 +13,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use super::callbacks::{CallbackList, run_added, run_caught, run_or_defer};
+use super::callbacks::{CallbackList, Enter, defer, enter, run_added, run_caught, run_or_defer};
 use super::error::{Error, Failure, Outcome, StatusError};
 use super::protocols::{CallbackHandle, DoneCallback, FutureState};
 use crate::sync::{Mutex, lock};
@@ -97,14 +97,20 @@ impl<T> Completion<T> {
             std::mem::take(&mut *cbs)
         };
         if callbacks.len() > 0 {
-            let owner = owner.clone();
-            run_or_defer(move || {
-                let outcome = get(&owner).outcome.get().expect("set above");
-                let mut callbacks = callbacks;
-                for cb in callbacks.take() {
-                    run_caught("done callback", || cb.call(outcome));
+            match enter() {
+                Enter::Nested => {
+                    let owner = owner.clone();
+                    defer(Box::new(move || {
+                        run_callbacks(callbacks, get(&owner).outcome.get().expect("set"));
+                    }));
                 }
-            });
+                // Outermost: run them inline, by reference (no handle to clone); the
+                // guard's drop then runs what they queued.
+                outer => {
+                    run_callbacks(callbacks, this.outcome.get().expect("set above"));
+                    drop(outer);
+                }
+            }
         }
         true
     }
@@ -234,6 +240,13 @@ impl<T: 'static> Drop for Completion<T> {
         if callbacks.len() > 0 {
             run_or_defer(move || drop_each(callbacks));
         }
+    }
+}
+
+/// Runs `callbacks` in order, each under `run_caught`.
+fn run_callbacks<T>(mut callbacks: CallbackList<Callback<T>, 1>, outcome: &Outcome<T>) {
+    for cb in callbacks.take() {
+        run_caught("done callback", || cb.call(outcome));
     }
 }
 

@@ -227,7 +227,7 @@ impl Node {
                 g.rest = None; // no children, no callbacks: nothing of the user's
                 drop(g);
                 if callbacks.len() > 0 {
-                    run_done(vec![(self.clone(), callbacks)], failure);
+                    run_one(self.clone(), callbacks, failure);
                 }
                 return true;
             }
@@ -332,6 +332,16 @@ fn propagate(first: Taken) -> Vec<(Arc<Node>, Callbacks)> {
     out
 }
 
+/// [`run_done`] for one node (a leaf finishing, a dropped context): no batch to allocate.
+fn run_one(node: Arc<Node>, mut callbacks: Callbacks, failure: Failure) {
+    run_or_defer(move || {
+        let ctx = Ctx::from_node(node);
+        for cb in callbacks.take() {
+            run_caught("context done callback", || cb(&ctx, &failure));
+        }
+    });
+}
+
 /// Runs the collected callbacks, in order, with no lock held; queued for the outermost
 /// finishing call when this one was made from inside a callback (CTX rule 3).
 fn run_done(batch: Vec<(Arc<Node>, Callbacks)>, failure: Failure) {
@@ -386,7 +396,7 @@ impl Node {
             extras: self.extras.take(),
             _live: Live::new(),
         });
-        run_done(vec![(stand_in, callbacks)], Failure::Cancelled);
+        run_one(stand_in, callbacks, Failure::Cancelled);
     }
 }
 
