@@ -1126,3 +1126,73 @@ fn finishing_from_many_threads_while_callbacks_chain_runs_every_callback_once() 
         );
     });
 }
+
+#[tokio::test(start_paused = true)]
+async fn async_with_timeout_dropped_at_every_await_point_cancels_its_child_and_drops_the_work() {
+    use std::time::Duration;
+    let ms = Duration::from_millis;
+    // The work runs 1 s (the timeout), then cleans up for 1 s; the caller gives up at `cut`.
+    for cut in [0, 1, 500, 999, 1000, 1001, 1500, 2500] {
+        let root = Ctx::beginning("root");
+        let ev = Event::new();
+        let (started, dropped) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (s, d) = (started.clone(), dropped.clone());
+        let call = root
+            .async_with_timeout_scoped(move |ctx| async move {
+                s.fetch_add(1, SeqCst);
+                let _d = OnDrop(move || {
+                    d.fetch_add(1, SeqCst);
+                });
+                ctx.wait().await;
+                tokio::time::sleep(ms(1000)).await; // async cleanup
+            })
+            .timeout(ms(1000))
+            .timeout_event(&ev);
+        let out = tokio::time::timeout(ms(cut), call).await;
+        assert!(out.is_err() || cut >= 2000, "cut {cut}: {out:?}");
+        assert_eq!(
+            dropped.load(SeqCst),
+            started.load(SeqCst),
+            "cut {cut}: the work was dropped or returned"
+        );
+        assert_eq!(
+            root.child_count(),
+            0,
+            "cut {cut}: its child context is gone"
+        );
+        assert!(!root.done());
+        if cut < 1000 {
+            assert!(!ev.is_set(), "cut {cut}");
+        }
+        tokio::time::sleep(ms(5000)).await;
+        if cut < 1000 {
+            assert!(
+                !ev.is_set(),
+                "cut {cut}: never set after the call was dropped"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_panicking_logger_inside_a_reporter_is_caught_and_the_other_callbacks_still_run() {
+    struct Panicking;
+    impl hp::Logger for Panicking {
+        fn info(&self, _: &str, _: &str) {
+            panic!("logger info");
+        }
+        fn exception(&self, _: &str, _: &str, _: Option<&hp::Error>) {
+            panic!("logger exception");
+        }
+    }
+    let ctx = Ctx::beginning_with("app", hp::CtxOptions::new().log(Panicking));
+    let fut = Fut::<u8>::new();
+    fut.add_done_callback(ctx.reporter());
+    let ran = Arc::new(AtomicUsize::new(0));
+    let r = ran.clone();
+    fut.add_done_callback(move |_| {
+        r.fetch_add(1, SeqCst);
+    });
+    assert!(fut.set_exception(Boom("x")));
+    assert_eq!(ran.load(SeqCst), 1);
+}
