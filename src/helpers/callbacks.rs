@@ -136,7 +136,21 @@ struct Trampoline {
     nested: Cell<u32>,
 }
 
-crate::sync::thread_local! {
+// A `const` initialiser: no lazy-init check on each access (every finish with callbacks
+// takes this path). Loom's macro takes only the plain form.
+#[cfg(not(machinery_loom))]
+std::thread_local! {
+    static TRAMPOLINE: Trampoline = const {
+        Trampoline {
+            active: Cell::new(false),
+            queue: RefCell::new(VecDeque::new()),
+            nested: Cell::new(0),
+        }
+    };
+}
+
+#[cfg(machinery_loom)]
+loom::thread_local! {
     static TRAMPOLINE: Trampoline = Trampoline {
         active: Cell::new(false),
         queue: RefCell::new(VecDeque::new()),

@@ -16,7 +16,7 @@ use std::sync::{Arc, OnceLock};
 use super::callbacks::{CallbackList, Enter, defer, enter, run_added, run_caught, run_or_defer};
 use super::error::{Error, Failure, Outcome, StatusError};
 use super::protocols::{CallbackHandle, DoneCallback, FutureState};
-use crate::sync::{Mutex, lock};
+use crate::sync::{Mutex, get_mut, lock};
 
 /// A typed done callback.
 pub(crate) type OutcomeCallback<T> = Box<dyn FnOnce(&Outcome<T>) + Send + 'static>;
@@ -236,7 +236,7 @@ impl<T: 'static> Drop for Completion<T> {
         // Callbacks that never ran (the future was dropped pending) may capture the next
         // future of a chain whose callbacks capture the next...: dropping them here would
         // recurse once per link, so the drop goes through the finishing loop.
-        let callbacks = std::mem::take(&mut *lock(&self.callbacks));
+        let callbacks = std::mem::take(&mut *get_mut(&mut self.callbacks));
         if callbacks.len() > 0 {
             run_or_defer(move || drop_each(callbacks));
         }

@@ -31,7 +31,7 @@ use super::callbacks::{CallbackList, run_added, run_caught, run_or_defer};
 use super::completion::{drop_each, drop_removed};
 use super::protocols::{CallbackHandle, DoneCallback, WaitByCallback};
 use super::wait::WaitDone;
-use crate::sync::{AtomicBool, Mutex, lock};
+use crate::sync::{AtomicBool, Mutex, get_mut, lock};
 
 struct Inner {
     set: AtomicBool,
@@ -174,7 +174,7 @@ impl Drop for Inner {
     fn drop(&mut self) {
         // Callbacks that never ran may capture the next event of a chain: drop them
         // through the finishing loop instead of recursing once per link.
-        let callbacks = std::mem::take(&mut *lock(&self.callbacks));
+        let callbacks = std::mem::take(&mut *get_mut(&mut self.callbacks));
         if callbacks.len() > 0 {
             run_or_defer(move || drop_each(callbacks));
         }

@@ -651,7 +651,10 @@ impl Future for CtxWait {
                 let wake = Arc::new(Wake::default());
                 wake.waker.register(cx.waker());
                 let w = wake.clone();
-                let handle = self.ctx.node.add_callback(None, Box::new(move |_, _| w.fire()));
+                let handle = self
+                    .ctx
+                    .node
+                    .add_callback(None, Box::new(move |_, _| w.fire()));
                 self.registered = Some((handle, wake));
             }
         }
