@@ -154,13 +154,15 @@ impl<T> Completion<T> {
 
     /// Registers `owner.on_done(key)` as a done callback (run at once if finished).
     pub(crate) fn add_hook(&self, owner: Arc<dyn DoneHook>, key: u64) -> CallbackHandle {
-        match self.try_push(None, Callback::Hook(owner.clone(), key)) {
+        match self.try_push(None, Callback::Hook(owner, key)) {
             Ok(k) => k,
-            Err(_) => {
-                let failure = self.outcome.get().and_then(|o| o.as_ref().err().cloned());
-                run_added(move || {
-                    run_caught("done callback", || owner.on_done(key, failure.as_ref()));
-                });
+            Err(cb) => {
+                if let Callback::Hook(owner, key) = cb {
+                    let failure = self.outcome.get().and_then(|o| o.as_ref().err().cloned());
+                    run_added(move || {
+                        run_caught("done callback", || owner.on_done(key, failure.as_ref()));
+                    });
+                }
                 CallbackHandle::default()
             }
         }
