@@ -2,7 +2,8 @@
 //!
 //! Every concurrent core of the crate takes its atomics, `Mutex` and `Condvar` from here,
 //! so the loom model tests (`RUSTFLAGS="--cfg machinery_loom"`; a name of our own, since a global `--cfg loom` also switches tokio and event-listener into their own loom modes) check the real code without a
-//! rewrite. `Arc` and `Weak` are always std's: loom's `Arc` has no `Weak`, and the races
+//! rewrite (the per-thread finishing queue in `callbacks.rs` is loom's `thread_local!`
+//! under loom, where model threads share one OS thread). `Arc` and `Weak` are always std's: loom's `Arc` has no `Weak`, and the races
 //! that matter (finishing, registering, unregistering) all go through the mutexes and the
 //! state atomics modelled here.
 
@@ -34,5 +35,18 @@ pub(crate) fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Locks `m` (loom's mutex does not poison).
 #[cfg(machinery_loom)]
 pub(crate) fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap()
+}
+
+/// The data of a mutex its owner has `&mut` access to (a `Drop`): no locking needed.
+#[cfg(not(machinery_loom))]
+pub(crate) fn get_mut<T: ?Sized>(m: &mut Mutex<T>) -> &mut T {
+    m.get_mut()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The data of a mutex its owner has `&mut` access to (loom: through its lock).
+#[cfg(machinery_loom)]
+pub(crate) fn get_mut<T>(m: &mut Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap()
 }

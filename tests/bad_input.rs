@@ -189,6 +189,9 @@ fn child_of_a_finished_context_is_born_done() {
     ctx.cancel();
     let child = ctx.child("late").drop_guard();
     assert!(child.done() && child.cancelled());
+    // CTX 13: a child that exists is listed, finished or not, until it is dropped.
+    assert_eq!(ctx.child_count(), 1);
+    drop(child);
     assert_eq!(ctx.child_count(), 0);
 }
 
@@ -213,12 +216,9 @@ async fn background_task_on_a_finished_context_still_runs() {
     ctx.cancel();
     let ran = Arc::new(AtomicUsize::new(0));
     let r = ran.clone();
-    let task = ctx.async_as_background(
-        async move {
-            r.fetch_add(1, SeqCst);
-        },
-        true,
-    );
+    let task = ctx.async_as_background(async move {
+        r.fetch_add(1, SeqCst);
+    });
     assert!(task.await.is_ok());
     assert_eq!(ran.load(SeqCst), 1);
 }

@@ -158,7 +158,11 @@ fn a_child_of_a_done_context_is_created_done() {
     let b = a.child("b").drop_guard();
     assert!(b.done());
     assert_eq!(err_of(&b), "before");
-    assert_eq!(a.child_count(), 0);
+    assert_eq!(
+        a.child_count(),
+        1,
+        "a child that exists is listed, finished or not"
+    );
     let log = Log::default();
     note(&b, &log, "b");
     assert_eq!(take(&log), ["b before"]);
@@ -172,10 +176,7 @@ fn callbacks_run_once_in_registration_order_before_cancel_returns() {
     let log = Log::default();
     note(&a, &log, "1");
     let l = log.clone();
-    a.add_on_done(
-        move |ctx, how| l.lock().unwrap().push(format!("2 {} {how}", ctx.name())),
-        None,
-    );
+    a.add_on_done(move |ctx, how| l.lock().unwrap().push(format!("2 {} {how}", ctx.name())));
     note(&a, &log, "3");
     a.cancel();
     assert_eq!(take(&log), ["1 cancelled", "2 a cancelled", "3 cancelled"]);
@@ -191,10 +192,7 @@ fn a_child_callback_runs_when_an_ancestor_finishes_and_gets_the_child() {
     let c = b.child("c").drop_guard();
     let log = Log::default();
     let l = log.clone();
-    c.add_on_done(
-        move |ctx, how| l.lock().unwrap().push(format!("{} {how}", ctx.name())),
-        None,
-    );
+    c.add_on_done(move |ctx, how| l.lock().unwrap().push(format!("{} {how}", ctx.name())));
     note(&b, &log, "b");
     a.set_exception(Boom("e"));
     let mut got = take(&log);
@@ -223,7 +221,7 @@ fn remove_done_callback_returns_one_then_zero_and_index_keys_work() {
     assert_eq!(a.remove_done_callback(h), 0);
     assert!(!a.has_direct_done_callback(h));
     let idx = hp::CallbackHandle::new();
-    let got = a.add_on_done(|_, _| panic!("never"), Some(idx));
+    let got = a.add_on_done_keyed(|_, _| panic!("never"), idx);
     assert_eq!(got, idx);
     assert!(a.has_direct_done_callback(idx));
     assert_eq!(a.remove_done_callback(idx), 1);
@@ -252,7 +250,7 @@ fn a_panicking_callback_is_reported_and_the_others_still_run() {
     note(&a, &log, "a1");
     a.add_done_callback(|_| panic!("callback boom"));
     note(&a, &log, "a3");
-    b.add_on_done(|_, _| panic!("child boom"), None);
+    b.add_on_done(|_, _| panic!("child boom"));
     note(&b, &log, "b2");
     assert!(a.cancel());
     assert_eq!(take(&log), ["a1 cancelled", "a3 cancelled", "b2 cancelled"]);
@@ -269,28 +267,22 @@ fn callbacks_may_cancel_add_callbacks_create_children_and_drop_guards() {
     let slot = Arc::new(Mutex::new(Some(unrelated_guard)));
     let log = Log::default();
     let (l, o, s) = (log.clone(), other.clone(), slot.clone());
-    a.add_on_done(
-        move |ctx, _| {
-            drop(s.lock().unwrap().take()); // drop a guard: cancels other-->g
-            let l2 = l.clone();
-            ctx.add_done_callback(move |how| l2.lock().unwrap().push(format!("nested {how}")));
-            let child = ctx.child("made-in-callback").drop_guard();
-            l.lock()
-                .unwrap()
-                .push(format!("child done {}", child.done()));
-            o.cancel();
-            ctx.cancel(); // already has an own outcome: no-op
-        },
-        None,
-    );
+    a.add_on_done(move |ctx, _| {
+        drop(s.lock().unwrap().take()); // drop a guard: cancels other-->g
+        let l2 = l.clone();
+        ctx.add_done_callback(move |how| l2.lock().unwrap().push(format!("nested {how}")));
+        let child = ctx.child("made-in-callback").drop_guard();
+        l.lock()
+            .unwrap()
+            .push(format!("child done {}", child.done()));
+        o.cancel();
+        ctx.cancel(); // already has an own outcome: no-op
+    });
     let l = log.clone();
-    b.add_on_done(
-        move |ctx, _| {
-            let g = ctx.child("grand").drop_guard();
-            l.lock().unwrap().push(format!("b child {}", g.name()));
-        },
-        None,
-    );
+    b.add_on_done(move |ctx, _| {
+        let g = ctx.child("grand").drop_guard();
+        l.lock().unwrap().push(format!("b child {}", g.name()));
+    });
     a.cancel();
     assert_eq!(
         take(&log),
@@ -367,10 +359,7 @@ fn a_dropped_child_unregisters_and_finishes_as_cancelled_running_its_callbacks_o
     let child = a.child("b").drop_guard().detach();
     assert_eq!(a.child_count(), 1);
     let l = log.clone();
-    child.add_on_done(
-        move |ctx, how| l.lock().unwrap().push(format!("{} {how}", ctx.name())),
-        None,
-    );
+    child.add_on_done(move |ctx, how| l.lock().unwrap().push(format!("{} {how}", ctx.name())));
     let grand = child.child("c").drop_guard().detach();
     drop(child);
     assert_eq!(
@@ -473,8 +462,10 @@ fn tree_lists_live_descendants_with_names_and_states() {
     server.cancel();
     assert_eq!(
         server.tree(),
-        "app-->server [cancelled]\n",
-        "a finished context no longer lists children"
+        "app-->server [cancelled]\n\
+         \x20 app-->server-->conn-1 [done (through an ancestor)]\n\
+         \x20 app-->server-->conn-2 [cancelled]\n",
+        "a finished context still lists the children that exist, with their own states"
     );
     assert!(conn1.done());
     assert_eq!(
@@ -492,8 +483,8 @@ fn log_info_and_log_exception_go_through_the_logger_and_children_inherit_it() {
     root.log_info("hello");
     let child = root.child("c").drop_guard();
     child.log_info("from child");
-    child.log_exception("failed", Some(&hp::Error::new(Boom("x"))));
-    child.log_exception("no error", None);
+    child.log_exception("failed", &hp::Error::new(Boom("x")));
+    child.log_error("no error");
     assert_eq!(
         take(&cap.0),
         [
@@ -523,7 +514,7 @@ fn log_info_and_log_exception_go_through_the_logger_and_children_inherit_it() {
 fn the_default_logger_is_tracing_and_does_not_panic() {
     let root = Ctx::beginning("plain");
     root.log_info("to tracing");
-    root.log_exception("to tracing", Some(&hp::Error::msg("m")));
+    root.log_exception("to tracing", &hp::Error::msg("m"));
     root.logger().info("plain", "direct");
 }
 
@@ -540,10 +531,8 @@ fn runtime_is_none_outside_a_runtime_and_inherits_a_given_handle() {
     let child = root.child("c").drop_guard();
     assert!(child.runtime().is_some());
     // Spawning through the child lands on the given runtime (no runtime is current here).
-    let task = child.async_as_background(
-        async { std::thread::current().name().map(str::to_owned) },
-        true,
-    );
+    let task =
+        child.async_as_background(async { std::thread::current().name().map(str::to_owned) });
     let name = rt.block_on(async { task.clone().await.unwrap() });
     assert_eq!(name.as_deref(), Some("given-rt"));
 }

@@ -371,18 +371,18 @@ async fn a_zero_timeout_cuts_pending_work_at_once() {
 #[tokio::test]
 async fn async_as_background_reports_errors_unless_silent_and_never_cancellations() {
     let (ctx, log) = logged("r");
-    let t = ctx.async_as_background(async { panic!("bg") }, false);
+    let t = ctx.async_as_background_reported(async { panic!("bg") });
     let _ = t.wait().await;
-    let c = ctx.async_as_background(std::future::pending::<()>(), false);
+    let c = ctx.async_as_background_reported(std::future::pending::<()>());
     c.cancel();
     c.wait().await;
-    let ok = ctx.async_as_background(async { 1 }, false);
+    let ok = ctx.async_as_background_reported(async { 1 });
     assert_eq!(ok.clone().await.unwrap(), 1);
-    let quiet = ctx.async_as_background(async { panic!("quiet") }, true);
+    let quiet = ctx.async_as_background(async { panic!("quiet") });
     quiet.wait().await;
     assert_eq!(
         *log.lock().unwrap(),
-        ["exception r: background work failed: Panicked:panicked: bg"]
+        ["exception r: panicked: bg: Panicked:panicked: bg"]
     );
     assert!(matches!(t.result(), Err(hp::StatusError::Error(_))));
 }
@@ -392,13 +392,10 @@ async fn a_detached_background_task_still_reports() {
     let (ctx, log) = logged("r");
     let gate = hp::Event::new();
     let g = gate.clone();
-    drop(ctx.async_as_background(
-        async move {
-            g.wait().await;
-            panic!("later")
-        },
-        false,
-    ));
+    drop(ctx.async_as_background_reported(async move {
+        g.wait().await;
+        panic!("later")
+    }));
     gate.set();
     for _ in 0..10 {
         tokio::task::yield_now().await;
@@ -426,10 +423,7 @@ fn reporter_logs_errors_only_and_silent_reporter_logs_nothing_but_can_be_removed
     let h = removable.add_done_callback(ctx.silent_reporter());
     assert_eq!(removable.remove_done_callback(h), 1);
     assert_eq!(removable.remove_done_callback(h), 0);
-    assert_eq!(
-        *log.lock().unwrap(),
-        ["exception r-->c: background work failed: Boom:oops"]
-    );
+    assert_eq!(*log.lock().unwrap(), ["exception r-->c: oops: Boom:oops"]);
 }
 
 // --- deadline children (rule 11) ---
@@ -502,4 +496,163 @@ async fn dropping_a_deadline_child_releases_its_timer() {
     }
     assert_eq!(metrics.num_alive_tasks(), 0);
     assert_eq!(root.child_count(), 0);
+}
+
+// --- async_with_timeout: the event before the work, a done context (CTX 9, 10) ---
+
+/// The scoped work and a task waiting on the timeout event both log what they saw.
+async fn timeout_event_sequence() -> (Vec<String>, hp::Outcome<&'static str>) {
+    let root = Ctx::beginning("r");
+    let ev = hp::Event::new();
+    let log = Log::default();
+    let l = log.clone();
+    let e = ev.clone();
+    let waiter = tokio::spawn(async move {
+        e.wait().await;
+        l.lock().unwrap().push("event waiter ran".to_owned());
+    });
+    tokio::task::yield_now().await; // the waiter is waiting
+    let l = log.clone();
+    let out = root
+        .async_with_timeout_scoped(move |ctx| async move {
+            tokio::select! {
+                _ = ctx.wait() => {
+                    l.lock().unwrap().push("work saw its context finish".to_owned());
+                    tokio::task::yield_now().await; // async cleanup
+                    l.lock().unwrap().push("work cleaned up".to_owned());
+                    "cut"
+                }
+                _ = tokio::time::sleep(secs(60)) => "finished",
+            }
+        })
+        .timeout(secs(1))
+        .timeout_event(&ev)
+        .await;
+    waiter.await.unwrap();
+    let seen = common::take(&log);
+    (seen, out)
+}
+
+#[tokio::test(start_paused = true)]
+async fn tasks_waiting_on_the_timeout_event_run_before_the_work_sees_its_context_finish() {
+    let start = Instant::now();
+    let (seen, out) = timeout_event_sequence().await;
+    assert_eq!(
+        seen,
+        [
+            "event waiter ran",
+            "work saw its context finish",
+            "work cleaned up"
+        ]
+    );
+    assert!(out.unwrap_err().is_cancelled());
+    assert_eq!(start.elapsed(), secs(1));
+}
+
+#[test]
+fn the_timeout_event_waiter_and_the_work_cleanup_both_happen_on_the_multi_thread_runtime() {
+    let (mut seen, out) = common::multi_thread(timeout_event_sequence());
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "event waiter ran",
+            "work cleaned up",
+            "work saw its context finish"
+        ]
+    );
+    assert!(out.unwrap_err().is_cancelled());
+}
+
+#[tokio::test(start_paused = true)]
+async fn async_with_timeout_on_a_done_context_returns_its_outcome_without_polling_the_work() {
+    let root = Ctx::beginning("r");
+    root.set_exception(Boom("down"));
+    let polled = Arc::new(AtomicBool::new(false));
+    let p = polled.clone();
+    let ev = hp::Event::new();
+    let start = Instant::now();
+    let out = root
+        .async_with_timeout(async move {
+            p.store(true, SeqCst);
+            1
+        })
+        .timeout(Duration::ZERO)
+        .timeout_event(&ev)
+        .await;
+    assert_eq!(out.unwrap_err().to_string(), "down");
+    assert!(!polled.load(SeqCst), "the work was never polled");
+    assert!(!ev.is_set());
+    assert_eq!(start.elapsed(), Duration::ZERO);
+
+    let called = Arc::new(AtomicBool::new(false));
+    let c = called.clone();
+    let cancelled = Ctx::beginning("c");
+    cancelled.cancel();
+    let out = cancelled
+        .async_with_timeout_scoped(move |_ctx| {
+            c.store(true, SeqCst);
+            async { 2 }
+        })
+        .await;
+    assert!(out.unwrap_err().is_cancelled());
+    assert!(!called.load(SeqCst), "the scoped work was never started");
+    assert_eq!(root.child_count(), 0);
+}
+
+#[test]
+fn reporter_logs_one_error_event_whose_message_is_the_error_text_with_its_type_as_a_field() {
+    use tracing_subscriber::layer::SubscriberExt;
+    #[derive(Default, Clone)]
+    struct Events(Arc<Mutex<Vec<(tracing::Level, String, String)>>>);
+    struct Visit(String, String);
+    impl tracing::field::Visit for Visit {
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+            match field.name() {
+                "message" => self.0 = format!("{value:?}"),
+                "error_type" => self.1 = format!("{value:?}"),
+                _ => {}
+            }
+        }
+        fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+            match field.name() {
+                "message" => self.0 = value.to_owned(),
+                "error_type" => self.1 = value.to_owned(),
+                _ => {}
+            }
+        }
+    }
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Events {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            let mut v = Visit(String::new(), String::new());
+            event.record(&mut v);
+            self.0
+                .lock()
+                .unwrap()
+                .push((*event.metadata().level(), v.0, v.1));
+        }
+    }
+    let events = Events::default();
+    let subscriber = tracing_subscriber::registry().with(events.clone());
+    tracing::subscriber::with_default(subscriber, || {
+        let ctx = Ctx::beginning("app");
+        let f = hp::Fut::<u8>::new();
+        f.add_done_callback(ctx.reporter());
+        f.set_exception(Boom("disk full"));
+        let c = hp::Fut::<u8>::new();
+        c.add_done_callback(ctx.reporter());
+        c.cancel();
+    });
+    assert_eq!(
+        *events.0.lock().unwrap(),
+        [(
+            tracing::Level::ERROR,
+            "disk full".to_owned(),
+            "Boom".to_owned()
+        )]
+    );
 }

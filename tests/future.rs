@@ -308,25 +308,25 @@ fn protocol_traits_report_the_same_as_the_methods() {
 #[test]
 fn fut_to_string_shows_each_state_with_the_name() {
     let f = hp::Fut::<u8>::named("answer");
-    assert_eq!(hp::fut_to_string(&f, true), "<Future#answer(pending)>");
-    assert_eq!(hp::fut_to_string(&f, false), "(pending)");
+    assert_eq!(hp::fut_to_string(&f), "<Future#answer(pending)>");
+    assert_eq!(hp::fut_state_to_string(&f), "(pending)");
     f.set_result(42);
-    assert_eq!(hp::fut_to_string(&f, true), "<Future#answer(result)>");
-    assert_eq!(hp::fut_to_string(&f, false), "(result)");
+    assert_eq!(hp::fut_to_string(&f), "<Future#answer(result)>");
+    assert_eq!(hp::fut_state_to_string(&f), "(result)");
 
     let c = hp::Fut::<u8>::named("c");
     c.cancel();
-    assert_eq!(hp::fut_to_string(&c, true), "<Future#c(cancelled)>");
-    assert_eq!(hp::fut_to_string(&c, false), "(cancelled)");
+    assert_eq!(hp::fut_to_string(&c), "<Future#c(cancelled)>");
+    assert_eq!(hp::fut_state_to_string(&c), "(cancelled)");
 
     let e = hp::Fut::<u8>::named("e");
     e.set_exception(DiskOnFire);
     assert_eq!(
-        hp::fut_to_string(&e, true),
+        hp::fut_to_string(&e),
         "<Future#e(exception:DiskOnFire:disk on fire)>"
     );
     assert_eq!(
-        hp::fut_to_string(&e, false),
+        hp::fut_state_to_string(&e),
         "(exception:DiskOnFire:disk on fire)"
     );
 }
@@ -334,9 +334,9 @@ fn fut_to_string_shows_each_state_with_the_name() {
 #[test]
 fn fut_to_string_of_an_unnamed_future_shows_none_and_never_the_value() {
     let f = hp::Fut::<&str>::new();
-    assert_eq!(hp::fut_to_string(&f, true), "<Future#None(pending)>");
+    assert_eq!(hp::fut_to_string(&f), "<Future#None(pending)>");
     f.set_result("secret");
-    let s = hp::fut_to_string(&f, true);
+    let s = hp::fut_to_string(&f);
     assert_eq!(s, "<Future#None(result)>");
     assert!(!s.contains("secret"));
     assert_eq!(format!("{f:?}"), "<Future#None(result)>");
@@ -346,10 +346,7 @@ fn fut_to_string_of_an_unnamed_future_shows_none_and_never_the_value() {
 fn fut_to_string_shows_a_message_error_with_its_type() {
     let f = hp::Fut::<u8>::named("m");
     f.set_exception(hp::Error::msg("nope"));
-    assert_eq!(
-        hp::fut_to_string(&f, true),
-        "<Future#m(exception:Message:nope)>"
-    );
+    assert_eq!(hp::fut_to_string(&f), "<Future#m(exception:Message:nope)>");
 }
 
 #[test]
@@ -360,8 +357,8 @@ fn fut_to_string_shows_other_values_by_their_debug() {
         a: u8,
     }
     impl WithRepr for Thing {}
-    assert_eq!(hp::fut_to_string(&Thing { a: 1 }, true), "Thing { a: 1 }");
-    assert_eq!(hp::fut_to_string(&Thing { a: 1 }, false), "Thing { a: 1 }");
+    assert_eq!(hp::fut_to_string(&Thing { a: 1 }), "Thing { a: 1 }");
+    assert_eq!(hp::fut_state_to_string(&Thing { a: 1 }), "Thing { a: 1 }");
 }
 
 #[test]
@@ -372,7 +369,7 @@ fn set_future_name_and_get_future_name_round_trip_and_names_do_not_keep_futures_
     ctx.set_future_name(&f, "named");
     assert_eq!(ctx.get_future_name(&f).as_deref(), Some("named"));
     assert_eq!(f.future_name().as_deref(), Some("named"));
-    assert_eq!(ctx.fut_to_string(&f, true), "<Future#named(pending)>");
+    assert_eq!(ctx.fut_to_string(&f), "<Future#named(pending)>");
     // The name lives in the future: dropping the future frees it (no global registry).
     let weak = {
         let g = hp::Fut::<Arc<u8>>::new();

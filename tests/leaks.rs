@@ -102,16 +102,13 @@ fn tasks_finished_cancelled_and_panicked_are_all_freed() {
         let ctx = hp::Ctx::beginning("root");
         let mut tasks = Vec::new();
         for i in 0..3_000u32 {
-            let t = ctx.async_as_background(
-                async move {
-                    if i % 7 == 0 {
-                        panic!("boom {i}");
-                    }
-                    sleep(Duration::from_millis(u64::from(i % 5))).await;
-                    i
-                },
-                true,
-            );
+            let t = ctx.async_as_background(async move {
+                if i % 7 == 0 {
+                    panic!("boom {i}");
+                }
+                sleep(Duration::from_millis(u64::from(i % 5))).await;
+                i
+            });
             if i % 4 == 0 {
                 t.cancel();
             }

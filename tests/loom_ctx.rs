@@ -170,7 +170,7 @@ fn loom_future_set_races_callback_registration() {
 fn loom_three_threads_cancel_set_exception_and_create_a_grandchild() {
     // Three threads: the root is cancelled, the child gets an error, a grandchild is
     // created under the child. The grandchild ends done whatever the order, each
-    // callback runs exactly once, and nothing stays registered.
+    // callback runs exactly once, and nothing stays registered once it is dropped.
     model(
         "three threads cancel, set exception, create grandchild",
         || {
@@ -194,6 +194,9 @@ fn loom_three_threads_cancel_set_exception_and_create_a_grandchild() {
             assert!(g.done());
             assert_eq!(runs_c.load(SeqCst), 1);
             assert_eq!(runs_g.load(SeqCst), 1);
+            // CTX 13: the grandchild is listed while it exists, finished or not.
+            assert_eq!(child.child_count(), 1);
+            drop(g);
             assert_eq!(child.child_count(), 0);
         },
     );
@@ -253,5 +256,39 @@ fn loom_event_set_races_callback_registration_and_clear() {
             ev.set();
             assert_eq!(runs.load(SeqCst), 1);
         }
+    });
+}
+
+#[test]
+fn loom_a_chained_finish_races_registration_and_removal_on_the_next_link() {
+    // Thread A completes `first`, whose callback completes `second` (a nested finish:
+    // queued on A's own finishing loop). Thread B meanwhile registers a callback on
+    // `second` and removes another. Whatever the order: `second` is done when A's
+    // `set_result` returns, B's callback runs exactly once (on A, or on B if it came
+    // late), and the removed one never runs.
+    model("a chained finish races registration and removal", || {
+        let first = hp::Fut::<u8>::new();
+        let second = hp::Fut::<u8>::new();
+        let (runs, removed_runs) = (counter(), counter());
+        let s2 = second.clone();
+        first.add_done_callback(move |_| {
+            s2.set_result(2);
+        });
+        let r = removed_runs.clone();
+        let h = second.add_done_callback(move |_| {
+            r.fetch_add(1, SeqCst);
+        });
+        let (s3, r3) = (second.clone(), runs.clone());
+        let b = thread::spawn(move || {
+            s3.add_done_callback(move |_| {
+                r3.fetch_add(1, SeqCst);
+            });
+            s3.remove_done_callback(h)
+        });
+        assert!(first.set_result(1));
+        assert!(second.done());
+        let removed = b.join().unwrap();
+        assert_eq!(runs.load(SeqCst), 1);
+        assert_eq!(removed_runs.load(SeqCst), 1 - removed);
     });
 }

@@ -67,9 +67,9 @@ fn is_panicked(f: &hp::Failure, msg: &str) -> bool {
 async fn a_panicking_task_fails_with_panicked_is_reported_and_others_finish() {
     let reports = Reports::default();
     let ctx = hp::Ctx::beginning_with("app", hp::CtxOptions::new().log(reports.clone()));
-    let bad = ctx.async_as_background(async { panic!("task boom") }, false);
+    let bad = ctx.async_as_background_reported(async { panic!("task boom") });
     let good: Vec<_> = (0..50u32)
-        .map(|i| ctx.async_as_background(async move { i }, false))
+        .map(|i| ctx.async_as_background_reported(async move { i }))
         .collect();
     let out = tokio::time::timeout(Duration::from_secs(10), &bad)
         .await
@@ -82,10 +82,7 @@ async fn a_panicking_task_fails_with_panicked_is_reported_and_others_finish() {
     assert!(reports.0.lock().unwrap()[0].contains("task boom"));
     assert!(!ctx.done());
     // The task machinery still works.
-    assert_eq!(
-        ctx.async_as_background(async { 1 }, true).await.ok(),
-        Some(1)
-    );
+    assert_eq!(ctx.async_as_background(async { 1 }).await.ok(), Some(1));
 }
 
 #[test]
@@ -141,7 +138,6 @@ fn a_panicking_future_callback_is_reported_and_the_others_still_run() {
 
 #[test]
 fn a_panicking_event_callback_is_reported_and_the_others_still_run() {
-    use hp::WaitByCallback;
     let (logs, _g) = Logs::capture();
     let ev = hp::Event::new();
     let runs = counter();
@@ -220,16 +216,13 @@ async fn a_panicking_ticker_consumer_fails_alone_and_frees_its_ticker() {
     let ctx = hp::Ctx::beginning("app");
     let mut t = hp::tick(Duration::from_millis(1), &ctx).build().unwrap();
     let tctx = t.ctx().clone();
-    let consumer = ctx.async_as_background(
-        async move {
-            while let Some((i, _)) = t.next().await {
-                if i == 3 {
-                    panic!("consumer boom");
-                }
+    let consumer = ctx.async_as_background(async move {
+        while let Some((i, _)) = t.next().await {
+            if i == 3 {
+                panic!("consumer boom");
             }
-        },
-        true,
-    );
+        }
+    });
     let out = tokio::time::timeout(Duration::from_secs(10), &consumer)
         .await
         .unwrap();

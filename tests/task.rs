@@ -49,7 +49,7 @@ async fn a_panic_inside_a_task_becomes_a_panicked_error() {
     assert!(t.exception().unwrap().unwrap().is::<hp::Panicked>());
     assert!(matches!(t.result(), Err(hp::StatusError::Error(_))));
     assert_eq!(
-        hp::fut_to_string(&t, true),
+        hp::fut_to_string(&t),
         "<Future#boom(exception:Panicked:panicked: kaboom)>"
     );
 }
@@ -81,7 +81,7 @@ async fn cancel_drops_the_future_before_the_task_is_done() {
     assert!(t.cancelled());
     assert!(!t.cancel());
     assert!(matches!(t.exception(), Err(hp::StatusError::Cancelled)));
-    assert_eq!(hp::fut_to_string(&t, true), "<Future#holder(cancelled)>");
+    assert_eq!(hp::fut_to_string(&t), "<Future#holder(cancelled)>");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -271,7 +271,7 @@ async fn any_task_erases_the_output_type() {
     assert!(!WaitByCallback::cancel(&tasks[0]));
     assert_eq!(ran.load(SeqCst), 1);
     assert_eq!(tasks[0].remove_done_callback(h), 0);
-    assert_eq!(hp::fut_to_string(&tasks[0], false), "(cancelled)");
+    assert_eq!(hp::fut_state_to_string(&tasks[0]), "(cancelled)");
 }
 
 #[tokio::test]

@@ -1,5 +1,5 @@
-//! The context tree: children, a cancel that reaches grandchildren, a callback, a timeout
-//! and the tree dump.
+//! The context tree: children, a cancel that reaches grandchildren, a callback, a timeout,
+//! `run_until_cancelled`, and the tree dump (also at shutdown, while children drain).
 
 use std::time::Duration;
 
@@ -15,10 +15,7 @@ pub async fn run() {
     let deadline = root
         .child_with_timeout("job", Duration::from_secs(2))
         .drop_guard();
-    conn.add_on_done(
-        |ctx, how| println!("  callback: {} finished: {how}", ctx.name()),
-        None,
-    );
+    conn.add_on_done(|ctx, how| println!("  callback: {} finished: {how}", ctx.name()));
     print!("{}", root.tree());
 
     let out = root
@@ -31,7 +28,20 @@ pub async fn run() {
     deadline.wait().await;
     println!("  {} -> {:?}", deadline.name(), deadline.exception());
 
+    let worker = root.child("worker");
+    let w = worker.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        w.cancel();
+    });
+    let out = worker
+        .run_until_cancelled(tokio::time::sleep(Duration::from_secs(30)))
+        .await;
+    println!("  run_until_cancelled on a context cancelled first: {out:?}");
+
     server.cancel();
     println!("  after server.cancel(): {conn:?}");
+    println!("  the tree at shutdown still shows what is draining:");
     print!("{}", root.tree());
+    println!("  children of app still alive: {}", root.child_count());
 }

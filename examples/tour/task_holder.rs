@@ -46,7 +46,7 @@ pub async fn run() {
     failing.wait().await;
     println!(
         "  a failing task is logged and released: {}",
-        hp::fut_to_string(&failing, true)
+        hp::fut_to_string(&failing)
     );
     for name in ["a", "b", "c"] {
         let cleanup = Cleanup(name); // moved into the future: dropped with it

@@ -9,6 +9,8 @@
 //! them cost as much as the rest of a task holder's bookkeeping. Contexts keep `N = 0`
 //! (the size of a `Vec`), since a context node's size is its memory per live child.
 
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use smallvec::SmallVec;
@@ -86,19 +88,20 @@ impl<F, const N: usize> CallbackList<F, N> {
         self.entries.iter().position(live)
     }
 
-    /// Removes the first registration under `key`; returns how many were removed (0 or 1).
-    pub(crate) fn remove(&mut self, key: CallbackHandle) -> usize {
-        let Some(i) = self.position(key) else {
-            return 0;
-        };
-        self.entries[i].f = None;
+    /// Removes the first registration under `key` and hands it back, so that the caller
+    /// drops it after unlocking (dropping a callback runs the `Drop` of what it captured:
+    /// user code, which may re-enter the crate and take the same lock).
+    pub(crate) fn remove(&mut self, key: CallbackHandle) -> Option<F> {
+        let i = self.position(key)?;
+        let f = self.entries[i].f.take();
         self.live -= 1;
         if self.live == 0 {
             self.entries = SmallVec::new();
         } else if self.entries.len() > 8 && self.live * 2 < self.entries.len() {
+            // Only tombstones go: nothing of the user's is dropped here.
             self.entries.retain(|e| e.f.is_some());
         }
-        1
+        f
     }
 
     /// Whether a registration under `key` is here.
@@ -118,6 +121,142 @@ impl<F, const N: usize> CallbackList<F, N> {
             .into_iter()
             .filter_map(|e| e.f)
     }
+}
+
+/// Finishing work deferred by a finishing call made from inside other finishing work.
+type Job = Box<dyn FnOnce()>;
+
+struct Trampoline {
+    /// Whether this thread is running finishing work (an outermost call is on the stack).
+    active: Cell<bool>,
+    /// Work queued by nested finishing calls, run in order by the outermost one.
+    queue: RefCell<VecDeque<Job>>,
+    /// How many callbacks added to finished things run nested right now (see
+    /// [`run_added`]).
+    nested: Cell<u32>,
+}
+
+// A `const` initialiser: no lazy-init check on each access (every finish with callbacks
+// takes this path). Loom's macro takes only the plain form.
+#[cfg(not(machinery_loom))]
+std::thread_local! {
+    static TRAMPOLINE: Trampoline = const {
+        Trampoline {
+            active: Cell::new(false),
+            queue: RefCell::new(VecDeque::new()),
+            nested: Cell::new(0),
+        }
+    };
+}
+
+#[cfg(machinery_loom)]
+loom::thread_local! {
+    static TRAMPOLINE: Trampoline = Trampoline {
+        active: Cell::new(false),
+        queue: RefCell::new(VecDeque::new()),
+        nested: Cell::new(0),
+    };
+}
+
+/// Runs `work` (the callbacks of something that just finished, or the drop of callbacks
+/// that never ran) now, unless this thread is already running such work: then `work` is
+/// queued and run by the outermost call, after what it is running, before it returns.
+///
+/// This is what keeps finishing chains flat (CTX rule 3): future i's callback completing
+/// future i+1, context i's callback cancelling context i+1, a callback dropping the last
+/// handle of something whose callbacks capture the next... each link queues its work
+/// instead of recursing, so 100 000 links run in constant stack. The state change of a
+/// nested finish happens at once (its `done()` is true when it returns); only the
+/// callbacks it triggers wait for the outermost loop. A panic in `work` is caught and
+/// reported, and the loop carries on with the rest of the queue.
+pub(crate) fn run_or_defer(work: impl FnOnce() + 'static) {
+    match enter() {
+        Enter::Nested => defer(Box::new(work)),
+        outer => {
+            run_caught("finishing work", work);
+            drop(outer); // the outermost call drains what `work` queued
+        }
+    }
+}
+
+/// Where a finishing call stands on this thread (see [`run_or_defer`]).
+pub(crate) enum Enter {
+    /// The outermost call: run the work inline; dropping this runs what it queued.
+    Outermost(Drain),
+    /// Inside finishing work: queue the work with [`defer`].
+    Nested,
+    /// The thread's locals are being destroyed (a handle dropped by another thread
+    /// local's destructor): nothing can be queued any more, so run the work inline.
+    Unavailable,
+}
+
+/// Held by the outermost finishing call; its drop runs the queued work in order.
+pub(crate) struct Drain(());
+
+/// Marks this thread as running finishing work unless it already is.
+///
+/// For callers that can run their work inline by reference when outermost and only
+/// need to own (box) it when nested, as a completion's callbacks that read the outcome.
+pub(crate) fn enter() -> Enter {
+    match TRAMPOLINE.try_with(|t| t.active.replace(true)) {
+        Ok(false) => Enter::Outermost(Drain(())),
+        Ok(true) => Enter::Nested,
+        Err(_) => Enter::Unavailable,
+    }
+}
+
+/// Queues `job` for the outermost finishing call (only after [`enter`] said `Nested`).
+pub(crate) fn defer(job: Job) {
+    TRAMPOLINE.with(|t| t.queue.borrow_mut().push_back(job));
+}
+
+impl Drop for Drain {
+    fn drop(&mut self) {
+        loop {
+            let next = TRAMPOLINE.try_with(|t| {
+                let mut queue = t.queue.borrow_mut();
+                let next = queue.pop_front();
+                if next.is_none() {
+                    t.active.set(false);
+                    if queue.capacity() > 1024 {
+                        *queue = VecDeque::new(); // give a long chain's memory back
+                    }
+                }
+                next
+            });
+            match next {
+                Ok(Some(job)) => {
+                    run_caught("finishing work", job);
+                }
+                Ok(None) | Err(_) => return,
+            }
+        }
+    }
+}
+
+/// How deep callbacks added to finished things may nest before they are queued.
+const MAX_NESTED: u32 = 32;
+
+/// Runs a callback just added to something already finished: at once, before the
+/// `add_*` call returns (CTX rule 3), also from inside finishing work, unless that
+/// would nest more than [`MAX_NESTED`] such calls: then it is queued like a nested finish
+/// (a chain of callbacks each adding the next to a finished future must not grow the
+/// stack with its length).
+pub(crate) fn run_added(work: impl FnOnce() + 'static) {
+    let nested = TRAMPOLINE.try_with(|t| {
+        if t.active.get() && t.nested.get() < MAX_NESTED {
+            t.nested.set(t.nested.get() + 1);
+            true
+        } else {
+            false
+        }
+    });
+    if !matches!(nested, Ok(true)) {
+        run_or_defer(work);
+        return;
+    }
+    run_caught("done callback", work);
+    let _ = TRAMPOLINE.try_with(|t| t.nested.set(t.nested.get() - 1));
 }
 
 /// Runs `f`, catching a panic and reporting it through `tracing`; returns whether it panicked.
@@ -150,10 +289,10 @@ mod tests {
         let idx = CallbackHandle::new();
         l.push(Some(idx), 3);
         let _d = l.push(None, 4);
-        assert_eq!(l.remove(b), 1);
-        assert_eq!(l.remove(b), 0);
+        assert_eq!(l.remove(b), Some(2));
+        assert_eq!(l.remove(b), None);
         assert!(l.contains(idx));
-        assert_eq!(l.remove(idx), 1);
+        assert_eq!(l.remove(idx), Some(3));
         assert!(!l.contains(idx));
         assert!(l.contains(a));
         assert_eq!(l.len(), 2);
@@ -167,7 +306,7 @@ mod tests {
         let keep = l.push(None, 0);
         for i in 0..10_000 {
             let h = l.push(None, i);
-            assert_eq!(l.remove(h), 1);
+            assert_eq!(l.remove(h), Some(i));
         }
         assert!(l.entries.len() <= 17);
         assert!(l.contains(keep));

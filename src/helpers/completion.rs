@@ -5,14 +5,18 @@
 //! 1. `outcome` is set at most once, and only while `callbacks` is locked.
 //! 2. Once `outcome` is set, `callbacks` is empty and stays empty: a registration that
 //!    finds the outcome set runs at once instead of being stored.
-//! 3. No lock is held while a callback runs.
+//! 3. No lock is held while a callback runs or while a user value (a callback that
+//!    is removed, an outcome that is refused) is dropped.
+//! 4. Callbacks run through [`run_or_defer`]: a completion made from inside another
+//!    completion's callbacks stores its outcome at once and queues its callbacks for the
+//!    outermost call on this thread, so chains of any length run in constant stack.
 
 use std::sync::{Arc, OnceLock};
 
-use super::callbacks::{CallbackList, run_caught};
+use super::callbacks::{CallbackList, Enter, defer, enter, run_added, run_caught, run_or_defer};
 use super::error::{Error, Failure, Outcome, StatusError};
-use super::protocols::{CallbackHandle, FutureState};
-use crate::sync::{Mutex, lock};
+use super::protocols::{CallbackHandle, DoneCallback, FutureState};
+use crate::sync::{Mutex, get_mut, lock};
 
 /// A typed done callback.
 pub(crate) type OutcomeCallback<T> = Box<dyn FnOnce(&Outcome<T>) + Send + 'static>;
@@ -24,9 +28,11 @@ pub(crate) trait DoneHook: Send + Sync {
     fn on_done(&self, key: u64, failure: Option<&Failure>);
 }
 
-/// One registration: a boxed callback, or an owner's hook.
+/// One registration: a boxed callback, one that only learns that it finished, or an
+/// owner's hook.
 pub(crate) enum Callback<T> {
     Boxed(OutcomeCallback<T>),
+    Done(DoneCallback),
     Hook(Arc<dyn DoneHook>, u64),
 }
 
@@ -34,12 +40,15 @@ impl<T> Callback<T> {
     fn call(self, outcome: &Outcome<T>) {
         match self {
             Callback::Boxed(cb) => cb(outcome),
+            Callback::Done(cb) => cb(),
             Callback::Hook(owner, key) => owner.on_done(key, outcome.as_ref().err()),
         }
     }
 }
 
-pub(crate) struct Completion<T> {
+/// `T: 'static`: callbacks deferred to the outermost finishing call (invariant 4) refer
+/// to the outcome after `complete` returned.
+pub(crate) struct Completion<T: 'static> {
     outcome: OnceLock<Outcome<T>>,
     /// One entry inline: a task's holder hook (or one awaiter) needs no allocation.
     callbacks: Mutex<CallbackList<Callback<T>, 1>>,
@@ -64,49 +73,118 @@ impl<T> Completion<T> {
         self.outcome.get()
     }
 
-    /// Sets the outcome unless already set; runs the callbacks after unlocking.
-    pub(crate) fn complete(&self, outcome: Outcome<T>) -> bool {
-        let mut callbacks = {
-            let mut cbs = lock(&self.callbacks);
-            if self.outcome.set(outcome).is_err() {
+    /// Sets the outcome of the completion `get(owner)` unless already set; runs the
+    /// callbacks after unlocking (queued, when called from inside finishing work).
+    ///
+    /// Takes the owner (the `Arc` the completion lives in) so that deferred callbacks
+    /// can still reach the outcome after this returns.
+    pub(crate) fn complete<O: 'static>(
+        owner: &Arc<O>,
+        get: fn(&O) -> &Completion<T>,
+        outcome: Outcome<T>,
+    ) -> bool {
+        let this = get(owner);
+        if this.done() {
+            return false; // `outcome` is dropped here, with no lock held
+        }
+        let callbacks = {
+            let mut cbs = lock(&this.callbacks);
+            if let Err(refused) = this.outcome.set(outcome) {
+                drop(cbs);
+                drop(refused); // a user value: dropped after unlocking
                 return false;
             }
             std::mem::take(&mut *cbs)
         };
-        let outcome = self.outcome.get().expect("set above");
-        for cb in callbacks.take() {
-            run_caught("done callback", || cb.call(outcome));
+        if callbacks.len() > 0 {
+            match enter() {
+                Enter::Nested => {
+                    let owner = owner.clone();
+                    defer(Box::new(move || {
+                        run_callbacks(callbacks, get(&owner).outcome.get().expect("set"));
+                    }));
+                }
+                // Outermost: run them inline, by reference (no handle to clone); the
+                // guard's drop then runs what they queued.
+                outer => {
+                    run_callbacks(callbacks, this.outcome.get().expect("set above"));
+                    drop(outer);
+                }
+            }
         }
         true
     }
 
-    pub(crate) fn add_callback(
-        &self,
+    /// Registers `cb` on the completion `get(owner)`; runs it at once if finished (queued
+    /// for the outermost finishing call when made from inside one, so chains of
+    /// "add to a finished future" links run in constant stack too).
+    pub(crate) fn add_callback<O: 'static>(
+        owner: &Arc<O>,
+        get: fn(&O) -> &Completion<T>,
         key: Option<CallbackHandle>,
         cb: OutcomeCallback<T>,
     ) -> CallbackHandle {
-        self.register(key, Callback::Boxed(cb))
+        match get(owner).try_push(key, Callback::Boxed(cb)) {
+            Ok(k) => k,
+            Err(cb) => {
+                let owner = owner.clone();
+                run_added(move || {
+                    let outcome = get(&owner).outcome.get().expect("finished");
+                    run_caught("done callback", || cb.call(outcome));
+                });
+                key.unwrap_or_default()
+            }
+        }
+    }
+
+    /// Registers `cb`, which only learns that it finished (run at once if finished).
+    pub(crate) fn add_done(&self, cb: DoneCallback) -> CallbackHandle {
+        match self.try_push(None, Callback::Done(cb)) {
+            Ok(k) => k,
+            Err(cb) => {
+                if let Callback::Done(cb) = cb {
+                    run_added(move || {
+                        run_caught("done callback", cb);
+                    });
+                }
+                CallbackHandle::default()
+            }
+        }
     }
 
     /// Registers `owner.on_done(key)` as a done callback (run at once if finished).
     pub(crate) fn add_hook(&self, owner: Arc<dyn DoneHook>, key: u64) -> CallbackHandle {
-        self.register(None, Callback::Hook(owner, key))
-    }
-
-    fn register(&self, key: Option<CallbackHandle>, cb: Callback<T>) -> CallbackHandle {
-        {
-            let mut cbs = lock(&self.callbacks);
-            if self.outcome.get().is_none() {
-                return cbs.push(key, cb);
+        match self.try_push(None, Callback::Hook(owner, key)) {
+            Ok(k) => k,
+            Err(cb) => {
+                if let Callback::Hook(owner, key) = cb {
+                    let failure = self.outcome.get().and_then(|o| o.as_ref().err().cloned());
+                    run_added(move || {
+                        run_caught("done callback", || owner.on_done(key, failure.as_ref()));
+                    });
+                }
+                CallbackHandle::default()
             }
         }
-        let outcome = self.outcome.get().expect("checked under the lock");
-        run_caught("done callback", || cb.call(outcome));
-        key.unwrap_or_default()
+    }
+
+    /// Stores `cb` unless finished; hands it back when finished.
+    fn try_push(
+        &self,
+        key: Option<CallbackHandle>,
+        cb: Callback<T>,
+    ) -> Result<CallbackHandle, Callback<T>> {
+        let mut cbs = lock(&self.callbacks);
+        if self.outcome.get().is_none() {
+            return Ok(cbs.push(key, cb));
+        }
+        drop(cbs);
+        Err(cb)
     }
 
     pub(crate) fn remove_callback(&self, key: CallbackHandle) -> usize {
-        lock(&self.callbacks).remove(key)
+        let removed = lock(&self.callbacks).remove(key);
+        drop_removed(removed)
     }
 
     pub(crate) fn has_callback(&self, key: CallbackHandle) -> bool {
@@ -137,7 +215,8 @@ impl<T> Completion<T> {
     }
 
     pub(crate) fn set_name(&self, name: &str) {
-        *lock(&self.name) = Some(Arc::from(name));
+        let old = lock(&self.name).replace(Arc::from(name));
+        drop(old);
     }
 
     pub(crate) fn name(&self) -> Option<Arc<str>> {
@@ -151,5 +230,44 @@ impl<T> Completion<T> {
             Some(Err(Failure::Cancelled)) => FutureState::Cancelled,
             Some(Err(Failure::Error(e))) => FutureState::Exception(e.clone()),
         }
+    }
+}
+
+impl<T: 'static> Drop for Completion<T> {
+    fn drop(&mut self) {
+        // Callbacks that never ran (the future was dropped pending) may capture the next
+        // future of a chain whose callbacks capture the next...: dropping them here would
+        // recurse once per link, so the drop goes through the finishing loop.
+        let callbacks = std::mem::take(&mut *get_mut(&mut self.callbacks));
+        if callbacks.len() > 0 {
+            run_or_defer(move || drop_each(callbacks));
+        }
+    }
+}
+
+/// Runs `callbacks` in order, each under `run_caught`.
+fn run_callbacks<T>(mut callbacks: CallbackList<Callback<T>, 1>, outcome: &Outcome<T>) {
+    for cb in callbacks.take() {
+        run_caught("done callback", || cb.call(outcome));
+    }
+}
+
+/// Drops a callback taken out of a list (after the list's lock was released), catching
+/// a panic of what it captured; returns how many were removed (0 or 1).
+pub(crate) fn drop_removed<F>(removed: Option<F>) -> usize {
+    match removed {
+        None => 0,
+        Some(f) => {
+            run_caught("dropping a removed callback", move || drop(f));
+            1
+        }
+    }
+}
+
+/// Drops each callback of `list` on its own, catching a panic of what it captured (two
+/// panicking `Drop`s in one list drop would abort the process).
+pub(crate) fn drop_each<F, const N: usize>(mut list: CallbackList<F, N>) {
+    for cb in list.take() {
+        run_caught("dropping a callback that never ran", move || drop(cb));
     }
 }

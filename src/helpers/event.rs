@@ -27,10 +27,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::{Acquire, Release};
 
-use super::callbacks::{CallbackList, run_caught};
+use super::callbacks::{CallbackList, run_added, run_caught, run_or_defer};
+use super::completion::{drop_each, drop_removed};
 use super::protocols::{CallbackHandle, DoneCallback, WaitByCallback};
 use super::wait::WaitDone;
-use crate::sync::{AtomicBool, Mutex, lock};
+use crate::sync::{AtomicBool, Mutex, get_mut, lock};
 
 struct Inner {
     set: AtomicBool,
@@ -61,8 +62,13 @@ impl Event {
     }
 
     /// Sets it: wakes every waiter and runs every registered callback once. No-op if set.
+    ///
+    /// The callbacks run on this thread before `set` returns, outside every lock; when
+    /// `set` is called from inside another done callback (of a context, future, task or
+    /// event) they are queued and run by the outermost finishing call instead, so chains
+    /// of events that set each other run in constant stack.
     pub fn set(&self) {
-        let mut callbacks = {
+        let callbacks = {
             let mut cbs = lock(&self.inner.callbacks);
             if self.inner.set.load(Acquire) {
                 return;
@@ -71,8 +77,13 @@ impl Event {
             self.inner.set.store(true, Release);
             std::mem::take(&mut *cbs)
         };
-        for cb in callbacks.take() {
-            run_caught("event callback", cb);
+        if callbacks.len() > 0 {
+            run_or_defer(move || {
+                let mut callbacks = callbacks;
+                for cb in callbacks.take() {
+                    run_caught("event callback", cb);
+                }
+            });
         }
     }
 
@@ -100,6 +111,47 @@ impl Event {
     pub fn ptr_eq(&self, other: &Event) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
+
+    /// Runs `cb` once when the event is next set (at once if it is set).
+    ///
+    /// Returns the handle that [`Event::remove_done_callback`] takes. A callback added to
+    /// a set event from inside another done callback is queued and runs before the
+    /// outermost finishing call returns (CTX rule 3).
+    pub fn add_done_callback(&self, cb: impl FnOnce() + Send + 'static) -> CallbackHandle {
+        {
+            let mut cbs = lock(&self.inner.callbacks);
+            if !self.inner.set.load(Acquire) {
+                return cbs.push(None, Box::new(cb));
+            }
+        }
+        run_added(move || {
+            run_caught("event callback", cb);
+        });
+        CallbackHandle::new()
+    }
+
+    /// Removes a registration that has not run; returns how many were removed (0 or 1).
+    /// The callback is dropped after the event's lock is released.
+    pub fn remove_done_callback(&self, handle: CallbackHandle) -> usize {
+        let removed = lock(&self.inner.callbacks).remove(handle);
+        drop_removed(removed)
+    }
+}
+
+/// Identity: two handles are equal when they are handles to one event.
+impl PartialEq for Event {
+    fn eq(&self, other: &Event) -> bool {
+        self.ptr_eq(other)
+    }
+}
+
+impl Eq for Event {}
+
+/// Hashes the identity (the shared state's address), consistent with `PartialEq`.
+impl std::hash::Hash for Event {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::ptr::hash(Arc::as_ptr(&self.inner), state);
+    }
 }
 
 impl WaitByCallback for Event {
@@ -111,17 +163,21 @@ impl WaitByCallback for Event {
         false
     }
     fn add_done_callback(&self, cb: DoneCallback) -> CallbackHandle {
-        {
-            let mut cbs = lock(&self.inner.callbacks);
-            if !self.inner.set.load(Acquire) {
-                return cbs.push(None, cb);
-            }
-        }
-        run_caught("event callback", cb);
-        CallbackHandle::new()
+        Event::add_done_callback(self, cb)
     }
     fn remove_done_callback(&self, handle: CallbackHandle) -> usize {
-        lock(&self.inner.callbacks).remove(handle)
+        Event::remove_done_callback(self, handle)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Callbacks that never ran may capture the next event of a chain: drop them
+        // through the finishing loop instead of recursing once per link.
+        let callbacks = std::mem::take(&mut *get_mut(&mut self.callbacks));
+        if callbacks.len() > 0 {
+            run_or_defer(move || drop_each(callbacks));
+        }
     }
 }
 

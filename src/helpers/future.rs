@@ -10,6 +10,12 @@
 //! runs before `add_done_callback` returns. A panicking callback is caught and reported
 //! through `tracing`; the others still run.
 //!
+//! A future completed from inside another done callback (a chain: future i's callback
+//! completes future i+1) is done at once, but its callbacks are queued and run by the
+//! outermost finishing call on the thread before it returns, so chains of any length run
+//! in constant stack. Callbacks and outcomes are never dropped under a lock, so their
+//! `Drop` may call back into the crate.
+//!
 //! # Example
 //! ```
 //! use machinery::helpers as hp;
@@ -49,7 +55,7 @@ use super::wait::WaitDone;
 ///
 /// Awaiting needs `T: Clone` because every waiter gets the outcome; wrap a value that
 /// cannot be cloned in an `Arc`.
-pub struct Fut<T> {
+pub struct Fut<T: 'static> {
     core: Arc<Completion<T>>,
 }
 
@@ -84,22 +90,22 @@ impl<T> Fut<T> {
 
     /// Finishes it with `value`; `false` (and no change) if already done.
     pub fn set_result(&self, value: T) -> bool {
-        self.core.complete(Ok(value))
+        Completion::complete(&self.core, |c| c, Ok(value))
     }
 
     /// Finishes it with `err`; `false` (and no change) if already done.
     pub fn set_exception(&self, err: impl Into<Error>) -> bool {
-        self.core.complete(Err(Failure::Error(err.into())))
+        Completion::complete(&self.core, |c| c, Err(Failure::Error(err.into())))
     }
 
     /// Finishes it as cancelled; `false` (and no change) if already done.
     pub fn cancel(&self) -> bool {
-        self.core.complete(Err(Failure::Cancelled))
+        Completion::complete(&self.core, |c| c, Err(Failure::Cancelled))
     }
 
     /// Finishes it with `outcome`; `false` (and no change) if already done.
     pub fn set_outcome(&self, outcome: Outcome<T>) -> bool {
-        self.core.complete(outcome)
+        Completion::complete(&self.core, |c| c, outcome)
     }
 
     /// Whether it is finished. One atomic load.
@@ -143,7 +149,7 @@ impl<T> Fut<T> {
         &self,
         cb: impl FnOnce(&Outcome<T>) + Send + 'static,
     ) -> CallbackHandle {
-        self.core.add_callback(None, Box::new(cb))
+        Completion::add_callback(&self.core, |c| c, None, Box::new(cb))
     }
 
     /// Removes a registration that has not run; returns how many were removed (0 or 1).
@@ -173,6 +179,22 @@ impl<T> Fut<T> {
     }
 }
 
+/// Identity: two handles are equal when they are handles to one future.
+impl<T> PartialEq for Fut<T> {
+    fn eq(&self, other: &Fut<T>) -> bool {
+        self.ptr_eq(other)
+    }
+}
+
+impl<T> Eq for Fut<T> {}
+
+/// Hashes the identity, consistent with `PartialEq`.
+impl<T> std::hash::Hash for Fut<T> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::ptr::hash(Arc::as_ptr(&self.core), state);
+    }
+}
+
 impl<T: Send + Sync + 'static> WaitByCallback for Fut<T> {
     fn done(&self) -> bool {
         self.core.done()
@@ -181,7 +203,7 @@ impl<T: Send + Sync + 'static> WaitByCallback for Fut<T> {
         Fut::cancel(self)
     }
     fn add_done_callback(&self, cb: DoneCallback) -> CallbackHandle {
-        self.core.add_callback(None, Box::new(move |_| cb()))
+        self.core.add_done(cb)
     }
     fn remove_done_callback(&self, handle: CallbackHandle) -> usize {
         self.core.remove_callback(handle)
@@ -220,7 +242,7 @@ impl<T> WithRepr for Fut<T> {
 
 impl<T> fmt::Debug for Fut<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&super::protocols::fut_to_string(self, true))
+        f.write_str(&super::protocols::fut_to_string(self))
     }
 }
 

@@ -33,7 +33,7 @@ pub use generator::{
 };
 pub use protocols::{
     CallbackHandle, DoneCallback, FutureState, FutureStatus, NamedFuture, WaitByCallback, WithRepr,
-    fut_to_string,
+    fut_state_to_string, fut_to_string,
 };
 pub use queue::{GetAll, LimitedQueue, Queue, QueueHandle, QueueOptions, Remaining, queue};
 pub use queue_manager::{

@@ -129,34 +129,46 @@ pub trait NamedFuture {
     fn future_name(&self) -> Option<Arc<str>>;
 }
 
-/// Formats a future as the seed does.
-///
-/// `<Future#NAME(pending)>`, `(cancelled)`, `(exception:TypeName:message)` or `(result)`;
-/// an unnamed future shows `None` as its name; with `with_name = false` only the
-/// parenthesised state. Anything that is not one of our futures is shown by its `Debug`.
+/// Formats a future as the seed does: `<Future#NAME(pending)>`, `(cancelled)`,
+/// `(exception:TypeName:message)` or `(result)` (the value is never shown); an unnamed
+/// future shows `None` as its name. Anything that is not one of our futures is shown by
+/// its `Debug`. The seed's `with_name=False` is [`fut_state_to_string`].
 ///
 /// ```
 /// use machinery::helpers::{self as hp, NamedFuture};
 /// let f = hp::Fut::<u8>::new();
-/// assert_eq!(hp::fut_to_string(&f, true), "<Future#None(pending)>");
+/// assert_eq!(hp::fut_to_string(&f), "<Future#None(pending)>");
 /// f.set_future_name("answer");
 /// f.set_result(42);
-/// assert_eq!(hp::fut_to_string(&f, true), "<Future#answer(result)>");
-/// assert_eq!(hp::fut_to_string(&f, false), "(result)");
+/// assert_eq!(hp::fut_to_string(&f), "<Future#answer(result)>");
+/// assert_eq!(hp::fut_state_to_string(&f), "(result)");
 /// ```
-pub fn fut_to_string(f: &dyn WithRepr, with_name: bool) -> String {
-    let Some((name, state)) = f.future_view() else {
-        return format!("{f:?}");
-    };
-    let state = match state {
+pub fn fut_to_string(f: &dyn WithRepr) -> String {
+    match f.future_view() {
+        None => format!("{f:?}"),
+        Some((name, state)) => format!(
+            "<Future#{}{}>",
+            name.as_deref().unwrap_or("None"),
+            state_text(state)
+        ),
+    }
+}
+
+/// Only the state part of [`fut_to_string`]: `(pending)`, `(cancelled)`,
+/// `(exception:TypeName:message)` or `(result)` (the seed's `with_name=False`); anything
+/// that is not one of our futures is shown by its `Debug`.
+pub fn fut_state_to_string(f: &dyn WithRepr) -> String {
+    match f.future_view() {
+        None => format!("{f:?}"),
+        Some((_, state)) => state_text(state),
+    }
+}
+
+fn state_text(state: FutureState) -> String {
+    match state {
         FutureState::Pending => "(pending)".to_owned(),
         FutureState::Cancelled => "(cancelled)".to_owned(),
         FutureState::Exception(e) => format!("(exception:{}:{})", e.type_name(), e),
         FutureState::Result => "(result)".to_owned(),
-    };
-    if with_name {
-        format!("<Future#{}{}>", name.as_deref().unwrap_or("None"), state)
-    } else {
-        state
     }
 }

@@ -21,7 +21,7 @@
 //! # async fn main() {
 //! let task = hp::Task::spawn_named("adder", async { 1 + 2 });
 //! assert_eq!(task.clone().await.unwrap(), 3);
-//! assert_eq!(hp::fut_to_string(&task, true), "<Future#adder(result)>");
+//! assert_eq!(hp::fut_to_string(&task), "<Future#adder(result)>");
 //!
 //! let sleeper = hp::Task::spawn(std::future::pending::<()>());
 //! assert!(sleeper.cancel());
@@ -58,7 +58,7 @@ pub struct TaskId(u64);
 
 static NEXT_TASK: AtomicU64 = AtomicU64::new(1);
 
-struct Shared<T> {
+struct Shared<T: 'static> {
     core: Completion<T>,
     abort: Mutex<Option<AbortHandle>>,
     id: TaskId,
@@ -66,7 +66,7 @@ struct Shared<T> {
 }
 
 /// A handle to a spawned task. Cloning gives another handle to the same task.
-pub struct Task<T> {
+pub struct Task<T: 'static> {
     shared: Arc<Shared<T>>,
 }
 
@@ -82,14 +82,17 @@ pin_project_lite::pin_project! {
     /// The spawned future: runs the user's future, then stores its outcome. Fields drop
     /// in declaration order, so when the runtime drops an aborted task the user's future
     /// is dropped (its cleanup runs) before `guard` marks the task cancelled.
-    struct Body<F: Future> {
+    struct Body<F: Future>
+    where
+        F::Output: 'static,
+    {
         #[pin]
         fut: CatchUnwind<AssertUnwindSafe<F>>,
         guard: Guard<F::Output>,
     }
 }
 
-struct Guard<T> {
+struct Guard<T: 'static> {
     shared: Arc<Shared<T>>,
 }
 
@@ -116,8 +119,8 @@ impl<F: Future> Future for Body<F> {
 }
 
 impl<T> Shared<T> {
-    fn finish(&self, outcome: Outcome<T>) {
-        if self.core.complete(outcome) {
+    fn finish(self: &Arc<Self>, outcome: Outcome<T>) {
+        if Completion::complete(self, |s| &s.core, outcome) {
             lock(&self.abort).take();
         }
     }
@@ -246,7 +249,7 @@ impl<T> Task<T> {
         &self,
         cb: impl FnOnce(&Outcome<T>) + Send + 'static,
     ) -> CallbackHandle {
-        self.shared.core.add_callback(None, Box::new(cb))
+        Completion::add_callback(&self.shared, |s| &s.core, None, Box::new(cb))
     }
 
     /// Removes a registration that has not run; returns how many were removed (0 or 1).
@@ -289,7 +292,7 @@ impl<T: Send + Sync + 'static> WaitByCallback for Task<T> {
         self.shared.cancel()
     }
     fn add_done_callback(&self, cb: DoneCallback) -> CallbackHandle {
-        self.shared.core.add_callback(None, Box::new(move |_| cb()))
+        self.shared.core.add_done(cb)
     }
     fn remove_done_callback(&self, handle: CallbackHandle) -> usize {
         self.shared.core.remove_callback(handle)
@@ -328,7 +331,7 @@ impl<T> WithRepr for Task<T> {
 
 impl<T> fmt::Debug for Task<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&super::protocols::fut_to_string(self, true))
+        f.write_str(&super::protocols::fut_to_string(self))
     }
 }
 
@@ -396,7 +399,7 @@ impl<T: Send + Sync + 'static> Erased for Shared<T> {
         Shared::cancel(self)
     }
     fn add_callback(&self, cb: DoneCallback) -> CallbackHandle {
-        self.core.add_callback(None, Box::new(move |_| cb()))
+        self.core.add_done(cb)
     }
     fn remove_callback(&self, handle: CallbackHandle) -> usize {
         self.core.remove_callback(handle)
@@ -475,7 +478,7 @@ impl WithRepr for AnyTask {
 
 impl fmt::Debug for AnyTask {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&super::protocols::fut_to_string(self, true))
+        f.write_str(&super::protocols::fut_to_string(self))
     }
 }
 

@@ -379,7 +379,7 @@ impl TaskHolderHandle {
             let task = self
                 .inner
                 .ctx
-                .async_as_background(std::future::pending::<T>(), silent);
+                .async_as_background(std::future::pending::<T>()); // cancelled: never reported
             task.cancel();
             return task;
         }

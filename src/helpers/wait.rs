@@ -48,9 +48,23 @@ pub struct WaitDone<W: WaitByCallback> {
 
 /// What the registered callback shares with the waiter.
 #[derive(Default)]
-struct Wake {
+pub(crate) struct Wake {
     fired: AtomicBool,
-    waker: AtomicWaker,
+    pub(crate) waker: AtomicWaker,
+}
+
+impl Wake {
+    /// What the callback does: mark fired, wake the waiter.
+    pub(crate) fn fire(&self) {
+        // Release: pairs with the Acquire load in `fired`.
+        self.fired.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// Whether the callback ran.
+    pub(crate) fn fired(&self) -> bool {
+        self.fired.load(Ordering::Acquire)
+    }
 }
 
 impl<W: WaitByCallback> std::fmt::Debug for WaitDone<W> {
@@ -77,8 +91,7 @@ impl<W: WaitByCallback> WaitDone<W> {
 
     /// Whether the target is done, or our callback already ran (it removed itself).
     fn finished(&mut self) -> bool {
-        // Acquire: pairs with the Release store in the callback.
-        let fired = matches!(&self.registered, Some((_, w)) if w.fired.load(Ordering::Acquire));
+        let fired = matches!(&self.registered, Some((_, w)) if w.fired());
         if fired || self.target.done() {
             self.registered = None; // the callback ran (or runs now) and removed itself
             return true;
@@ -102,11 +115,7 @@ impl<W: WaitByCallback> Future for WaitDone<W> {
                 let wake = Arc::new(Wake::default());
                 wake.waker.register(cx.waker());
                 let w = wake.clone();
-                let handle = self.target.add_done_callback(Box::new(move || {
-                    // Release: pairs with the Acquire load in `finished`.
-                    w.fired.store(true, Ordering::Release);
-                    w.waker.wake();
-                }));
+                let handle = self.target.add_done_callback(Box::new(move || w.fire()));
                 self.registered = Some((handle, wake));
             }
         }
@@ -122,7 +131,7 @@ impl<W: WaitByCallback> Future for WaitDone<W> {
 impl<W: WaitByCallback> Drop for WaitDone<W> {
     fn drop(&mut self) {
         if let Some((handle, wake)) = self.registered.take() {
-            if !wake.fired.load(Ordering::Acquire) {
+            if !wake.fired() {
                 self.target.remove_done_callback(handle);
             }
         }

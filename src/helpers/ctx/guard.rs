@@ -4,6 +4,8 @@
 use std::fmt;
 use std::ops::Deref;
 
+use super::super::error::Failure;
+use super::super::protocols::CallbackHandle;
 use super::Ctx;
 
 /// A context that cancels itself when dropped, made by [`Ctx::drop_guard`].
@@ -33,6 +35,30 @@ impl CtxGuard {
     /// The guarded context.
     pub fn ctx(&self) -> &Ctx {
         &self.ctx
+    }
+
+    /// Whether the context (or an ancestor) has finished. The same as `ctx().done()`.
+    pub fn done(&self) -> bool {
+        self.ctx.done()
+    }
+
+    /// Cancels the context now; see [`Ctx::cancel`].
+    pub fn cancel(&self) -> bool {
+        self.ctx.cancel()
+    }
+
+    /// Registers `cb(how)` on the context; see [`Ctx::add_done_callback`].
+    ///
+    /// An inherent method, so that importing [`WaitByCallback`](crate::helpers::WaitByCallback)
+    /// (which the guard implements too) does not make `guard.add_done_callback(|how| ..)`
+    /// resolve to the trait's method.
+    pub fn add_done_callback(&self, cb: impl FnOnce(&Failure) + Send + 'static) -> CallbackHandle {
+        self.ctx.add_done_callback(cb)
+    }
+
+    /// Removes a registration that has not run; see [`Ctx::remove_done_callback`].
+    pub fn remove_done_callback(&self, handle: CallbackHandle) -> usize {
+        self.ctx.remove_done_callback(handle)
     }
 
     /// Gives up the guard: the child is no longer cancelled on drop (it still finishes as

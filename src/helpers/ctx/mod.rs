@@ -21,7 +21,7 @@
 //!
 //! let log = Arc::new(Mutex::new(Vec::new()));
 //! let l = log.clone();
-//! conn.add_on_done(move |ctx, how| l.lock().unwrap().push(format!("{} {how}", ctx.name())), None);
+//! conn.add_on_done(move |ctx, how| l.lock().unwrap().push(format!("{} {how}", ctx.name())));
 //!
 //! root.cancel(); // reaches the grandchild at once
 //! assert!(conn.done() && conn.cancelled());
@@ -43,6 +43,20 @@
 //! returns. One added to a done context runs before `add_*` returns. A panicking callback
 //! is caught and reported; the others still run. **Differs from the original**, which
 //! defers callbacks to a later event-loop turn.
+//!
+//! Chains of any length work in constant stack: a finish started from inside a callback
+//! (a callback cancelling another context, completing a future, setting an event) changes
+//! that thing's state at once, but its callbacks are queued and run by the outermost
+//! finishing call on this thread, after the batch it is running and before it returns.
+//! So a nested `cancel()` may return before the callbacks it triggered have run; a
+//! callback added to a finished context from inside a callback still runs at once, up to
+//! 32 such nested levels (then it is queued too).
+//!
+//! # The tree
+//! [`Ctx::tree`] and [`Ctx::child_count`] show every child that still exists, finished or
+//! not, each with its own state, so a dump taken during shutdown shows the work still
+//! draining. Lines stay bounded at any depth (a long name shows `...-->` and the context's
+//! own segment; indentation stops at 16 levels and deeper lines say `[depth N]`).
 //!
 //! # Memory
 //! A context lives while a handle, a guard or a live child refers to it. When nothing
@@ -100,7 +114,7 @@ use super::protocols::{
     CallbackHandle, DoneCallback, FutureStatus, NamedFuture, WaitByCallback, WithRepr,
 };
 use super::task::Task;
-use super::wait::WaitDone;
+use super::wait::Wake;
 use crate::sync::Arc;
 
 pub use guard::CtxGuard;
@@ -296,13 +310,19 @@ impl Ctx {
     }
 
     /// Registers `cb(ctx, how)` to run once when this context becomes done (at once if it
-    /// is). `index` chooses the handle to remove it by (the seed's `index`).
-    pub fn add_on_done(
+    /// is); returns a fresh handle to remove it by.
+    pub fn add_on_done(&self, cb: impl FnOnce(&Ctx, &Failure) + Send + 'static) -> CallbackHandle {
+        self.node.add_callback(None, Box::new(cb))
+    }
+
+    /// [`Ctx::add_on_done`] under a handle chosen by the caller (the seed's `index`): make
+    /// one with [`CallbackHandle::new`], and remove the registration by it later.
+    pub fn add_on_done_keyed(
         &self,
         cb: impl FnOnce(&Ctx, &Failure) + Send + 'static,
-        index: Option<CallbackHandle>,
+        key: CallbackHandle,
     ) -> CallbackHandle {
-        self.node.add_callback(index, Box::new(cb))
+        self.node.add_callback(Some(key), Box::new(cb))
     }
 
     /// Registers `cb(how)` to run once when this context becomes done (at once if it is).
@@ -327,28 +347,43 @@ impl Ctx {
     /// Cancel safe: dropping the future leaves no registration behind.
     pub fn wait(&self) -> CtxWait {
         CtxWait {
-            wait: WaitDone::new(self.clone()),
+            ctx: self.clone(),
+            registered: None,
         }
     }
 
-    /// Spawns `fut` as a [`Task`] with [`Ctx::reporter`] (or, when `silent`,
-    /// [`Ctx::silent_reporter`]) attached. The seed's default is silent.
+    /// Spawns `fut` as a [`Task`] that reports nothing (the seed's default, `silent`):
+    /// nothing is registered on it. For a task whose failure is logged, see
+    /// [`Ctx::async_as_background_reported`].
     ///
     /// # Panics
     /// When no runtime was given to this context tree and none is current.
     #[track_caller]
-    pub fn async_as_background<T, F>(&self, fut: F, silent: bool) -> Task<T>
+    pub fn async_as_background<T, F>(&self, fut: F) -> Task<T>
     where
         T: Send + Sync + 'static,
         F: Future<Output = T> + Send + 'static,
     {
         let handle = self.runtime().unwrap_or_else(Handle::current);
-        let task = Task::spawn_on(&handle, None, fut);
         // Silent: nothing to register (the silent reporter does nothing), which keeps a
         // task holder's tasks free of a callback allocation.
-        if !silent {
-            task.add_done_callback(self.reporter());
-        }
+        Task::spawn_on(&handle, None, fut)
+    }
+
+    /// Spawns `fut` as a [`Task`] with [`Ctx::reporter`] attached (the seed's
+    /// `silent=False`): an error outcome is logged through this context's logger, a
+    /// cancellation never.
+    ///
+    /// # Panics
+    /// When no runtime was given to this context tree and none is current.
+    #[track_caller]
+    pub fn async_as_background_reported<T, F>(&self, fut: F) -> Task<T>
+    where
+        T: Send + Sync + 'static,
+        F: Future<Output = T> + Send + 'static,
+    {
+        let task = self.async_as_background(fut);
+        task.add_done_callback(self.reporter());
         task
     }
 
@@ -405,9 +440,16 @@ impl Ctx {
         fut.future_name()
     }
 
-    /// Formats a future as the seed does; see [`super::fut_to_string`].
-    pub fn fut_to_string(&self, fut: &dyn WithRepr, with_name: bool) -> String {
-        super::protocols::fut_to_string(fut, with_name)
+    /// Formats a future as the seed does (`<Future#NAME(state)>`); see
+    /// [`super::fut_to_string`].
+    pub fn fut_to_string(&self, fut: &dyn WithRepr) -> String {
+        super::protocols::fut_to_string(fut)
+    }
+
+    /// Only the state part (`(pending)`, ...), the seed's `with_name=False`; see
+    /// [`super::fut_state_to_string`].
+    pub fn fut_state_to_string(&self, fut: &dyn WithRepr) -> String {
+        super::protocols::fut_state_to_string(fut)
     }
 
     /// Logs a message through this context's logger.
@@ -415,9 +457,15 @@ impl Ctx {
         self.logger().info(&self.name(), msg);
     }
 
-    /// Logs an error report through this context's logger.
-    pub fn log_exception(&self, msg: &str, err: Option<&Error>) {
-        self.logger().exception(&self.name(), msg, err);
+    /// Logs an error report with its error through this context's logger (the seed's
+    /// `log_exception(msg, exc_info)`).
+    pub fn log_exception(&self, msg: &str, err: &Error) {
+        self.logger().exception(&self.name(), msg, Some(err));
+    }
+
+    /// Logs an error report without an error (the seed's `log_exception(msg)`).
+    pub fn log_error(&self, msg: &str) {
+        self.logger().exception(&self.name(), msg, None);
     }
 
     /// Returns once at least one of `waits` is done; see [`super::wait_for_first`].
@@ -430,12 +478,14 @@ impl Ctx {
         super::wait::wait_for_all(waits).await
     }
 
-    /// A multi-line listing of this context and its live descendants with their states.
+    /// A multi-line listing of this context and every descendant that still exists
+    /// (finished or not), each with its own state; linear in the number of contexts.
     pub fn tree(&self) -> String {
         display::tree(&self.node)
     }
 
-    /// How many children are registered right now (for tests and leak checks).
+    /// How many children exist right now, finished or not (a child leaves when its last
+    /// handle is dropped).
     pub fn child_count(&self) -> usize {
         self.node.child_count()
     }
@@ -443,6 +493,59 @@ impl Ctx {
     /// Whether both are handles to the same context.
     pub fn ptr_eq(&self, other: &Ctx) -> bool {
         Arc::ptr_eq(&self.node, &other.node)
+    }
+
+    /// Runs `fut` until it completes or this context is done, whichever comes first
+    /// (tokio-util's `CancellationToken::run_until_cancelled`): `Some(output)` when the
+    /// future finished, `None` when the context finished first (cancelled or failed).
+    ///
+    /// The context is checked before each poll of `fut`, so `fut` is never polled once
+    /// the context is done (not even once, when it is done already).
+    ///
+    /// ```
+    /// use machinery::helpers as hp;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let ctx = hp::Ctx::beginning("app");
+    /// assert_eq!(ctx.run_until_cancelled(async { 7 }).await, Some(7));
+    /// ctx.cancel();
+    /// assert_eq!(ctx.run_until_cancelled(async { 7 }).await, None);
+    /// # }
+    /// ```
+    ///
+    /// # Cancel safety
+    /// As cancel safe as `fut`: dropping it drops `fut`.
+    pub async fn run_until_cancelled<F: Future>(&self, fut: F) -> Option<F::Output> {
+        let wait = self.wait();
+        tokio::pin!(fut);
+        tokio::select! {
+            biased;
+            _ = wait => None,
+            out = fut => Some(out),
+        }
+    }
+
+    /// [`Ctx::run_until_cancelled`] taking the handle by value, so the returned future
+    /// borrows nothing (tokio-util's `run_until_cancelled_owned`).
+    pub async fn run_until_cancelled_owned<F: Future>(self, fut: F) -> Option<F::Output> {
+        self.run_until_cancelled(fut).await
+    }
+}
+
+/// Identity: two handles are equal when they are handles to the same context (as
+/// [`Ctx::ptr_eq`]), so contexts can key maps and sets like tokio-util's tokens.
+impl PartialEq for Ctx {
+    fn eq(&self, other: &Ctx) -> bool {
+        self.ptr_eq(other)
+    }
+}
+
+impl Eq for Ctx {}
+
+/// Hashes the identity, consistent with `PartialEq`.
+impl std::hash::Hash for Ctx {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::ptr::hash(Arc::as_ptr(&self.node), state);
     }
 }
 
@@ -507,7 +610,11 @@ impl fmt::Debug for Ctx {
 /// Cancel safe.
 #[must_use = "futures do nothing unless polled"]
 pub struct CtxWait {
-    wait: WaitDone<Ctx>,
+    ctx: Ctx,
+    /// The registration's handle and what its callback shares with this waiter (the
+    /// callback is boxed as a context callback directly: one allocation fewer per waiter
+    /// than the generic `WaitDone`).
+    registered: Option<(CallbackHandle, Arc<Wake>)>,
 }
 
 impl fmt::Debug for CtxWait {
@@ -516,21 +623,57 @@ impl fmt::Debug for CtxWait {
     }
 }
 
-impl Future for CtxWait {
-    type Output = Failure;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Failure> {
-        match Pin::new(&mut self.wait).poll(cx) {
-            Poll::Ready(()) => {
-                Poll::Ready(self.wait_target().outcome().unwrap_or(Failure::Cancelled))
-            }
-            Poll::Pending => Poll::Pending,
+impl CtxWait {
+    /// Whether the context is done, or our callback already ran (it removed itself).
+    fn finished(&mut self) -> bool {
+        let fired = matches!(&self.registered, Some((_, w)) if w.fired());
+        if fired || self.ctx.node.done() {
+            self.registered = None;
+            return true;
         }
+        false
+    }
+
+    fn ready(&self) -> Poll<Failure> {
+        Poll::Ready(self.ctx.node.outcome().unwrap_or(Failure::Cancelled))
     }
 }
 
-impl CtxWait {
-    fn wait_target(&self) -> &Ctx {
-        self.wait.target()
+impl Future for CtxWait {
+    type Output = Failure;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Failure> {
+        if self.finished() {
+            return self.ready();
+        }
+        match &self.registered {
+            Some((_, wake)) => wake.waker.register(cx.waker()),
+            None => {
+                let wake = Arc::new(Wake::default());
+                wake.waker.register(cx.waker());
+                let w = wake.clone();
+                let handle = self
+                    .ctx
+                    .node
+                    .add_callback(None, Box::new(move |_, _| w.fire()));
+                self.registered = Some((handle, wake));
+            }
+        }
+        // Register, then check: a finish between the first check and the registration
+        // ran our callback already, or is seen here.
+        if self.finished() {
+            return self.ready();
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for CtxWait {
+    fn drop(&mut self) {
+        if let Some((handle, wake)) = self.registered.take() {
+            if !wake.fired() {
+                self.ctx.node.remove_callback(handle);
+            }
+        }
     }
 }
 
@@ -564,8 +707,9 @@ impl FailureReporter {
                 .node
                 .upgrade()
                 .map_or_else(|| "<dropped>".to_owned(), |n| display::full_name(&n));
-            self.logger
-                .exception(&name, "background work failed", Some(e));
+            // The message is the error's text; the logger adds its type as a field
+            // (SEMANTICS CTX 9).
+            self.logger.exception(&name, &e.to_string(), Some(e));
         }
     }
 }

@@ -9,17 +9,19 @@
 //!    store to `state` happens under `inner`'s lock, or in `Drop` with `&mut self`.
 //!    (Bits, not a `OnceLock<Failure>`: the common own outcome, cancelled, then costs a
 //!    plain store instead of a `Once` with two read-modify-writes.)
-//! 3. A DONE node holds no callbacks and no children: whoever stores DONE takes both under
-//!    the same lock, so every callback is taken (and run) by exactly one thread.
+//! 3. A DONE node holds no callbacks: whoever stores DONE takes them under the same lock,
+//!    so every callback is taken (and run) by exactly one thread.
 //! 4. A node is in its parent's `children` under key `slot` from its creation until its
-//!    `Drop`, unless the parent finished first (the parent then took all its children).
+//!    `Drop`, finished or not (CTX 13: the tree shows every child that still exists).
 //!    Keys are only freed by the child itself, so a key is never reused under it.
 //! 5. A live child holds an `Arc` of its parent; a parent holds only `Weak`s of children.
 //!
 //! # Lock order
 //! No code path holds two node locks at once: finishing takes a node's callbacks and
-//! children under its lock, releases it, then visits each child. No lock is held while
-//! user code (a callback) runs.
+//! (strong handles of) its children under its lock, releases it, then visits each child.
+//! No lock is held while user code runs: callbacks run after every lock is released,
+//! through [`run_or_defer`] (so a finish started from inside a callback is queued, not
+//! recursed into), and a removed callback is dropped after unlocking.
 
 use std::borrow::Cow;
 use std::sync::OnceLock;
@@ -28,7 +30,8 @@ use std::sync::atomic::Ordering::{Acquire, Release};
 use slab::Slab;
 use tokio::runtime::Handle;
 
-use super::super::callbacks::{CallbackList, run_caught};
+use super::super::callbacks::{CallbackList, run_added, run_caught, run_or_defer};
+use super::super::completion::drop_removed;
 use super::super::debug::{CONTEXTS, Live};
 use super::super::error::{Error, Failure};
 use super::super::protocols::CallbackHandle;
@@ -95,6 +98,15 @@ impl Inner {
         self.rest.as_ref().is_some_and(|r| !r.children.is_empty())
     }
 
+    /// Strong handles of the children that can still be reached (one being dropped
+    /// cannot: its own `Drop` finishes it).
+    fn upgrade_children(&self) -> Vec<Arc<Node>> {
+        self.rest
+            .as_deref()
+            .map(|r| r.children.iter().filter_map(|(_, w)| w.upgrade()).collect())
+            .unwrap_or_default()
+    }
+
     fn take_callbacks(&mut self) -> Callbacks {
         self.rest
             .as_mut()
@@ -104,7 +116,7 @@ impl Inner {
 }
 
 /// What one node hands over when it becomes DONE.
-type Taken = (Arc<Node>, Callbacks, Vec<Weak<Node>>);
+type Taken = (Arc<Node>, Callbacks, Vec<Arc<Node>>);
 
 impl Node {
     pub(crate) fn root(name: Cow<'static, str>, extras: Option<Box<Extras>>) -> Arc<Node> {
@@ -120,33 +132,25 @@ impl Node {
         })
     }
 
-    /// A child of `parent`: registered with it, or created DONE if `parent` is done.
+    /// A child of `parent`, registered with it (created DONE if `parent` is done: it is
+    /// still listed by the parent's `tree()` while it exists, CTX 13).
     pub(crate) fn child(
         parent: &Arc<Node>,
         name: Cow<'static, str>,
         extras: Option<Box<Extras>>,
     ) -> Arc<Node> {
         let mut g = lock(&parent.inner);
-        if parent.done() {
-            drop(g);
-            return Arc::new(Node {
-                state: AtomicU8::new(DONE),
-                own_err: OnceLock::new(),
-                inner: Mutex::new(Inner::default()),
-                parent: Some(parent.clone()),
-                slot: UNREGISTERED,
-                name,
-                extras,
-                _live: Live::new(),
-            });
-        }
+        // Read under the parent's lock: DONE is stored under it (invariant 2), so a
+        // child is either created DONE or registered before the parent's finish visits
+        // its children.
+        let state = if parent.done() { DONE } else { PENDING };
         let children = &mut g.rest().children;
         let entry = children.vacant_entry();
         let slot = entry.key();
         let node = Arc::new_cyclic(|weak| {
             entry.insert(weak.clone());
             Node {
-                state: AtomicU8::new(PENDING),
+                state: AtomicU8::new(state),
                 own_err: OnceLock::new(),
                 inner: Mutex::new(Inner::default()),
                 parent: Some(parent.clone()),
@@ -220,10 +224,10 @@ impl Node {
                     return true;
                 }
                 let callbacks = g.take_callbacks();
-                g.rest = None;
+                g.rest = None; // no children, no callbacks: nothing of the user's
                 drop(g);
                 if callbacks.len() > 0 {
-                    run_done(vec![(self.clone(), callbacks)], &failure);
+                    run_one(self.clone(), callbacks, failure);
                 }
                 return true;
             }
@@ -234,7 +238,7 @@ impl Node {
                 None => return true,
             }
         };
-        run_done(propagate(taken), &failure);
+        run_done(propagate(taken), failure);
         true
     }
 
@@ -247,16 +251,10 @@ impl Node {
         if state & DONE != 0 {
             return None;
         }
-        let (callbacks, children) = match g.rest.take() {
-            Some(rest) => {
-                let Rest {
-                    children,
-                    callbacks,
-                } = *rest;
-                (callbacks, children.into_iter().map(|(_, w)| w).collect())
-            }
-            None => Default::default(),
-        };
+        // The children stay registered (CTX 13); strong handles let the caller visit
+        // them after this lock is released.
+        let callbacks = g.take_callbacks();
+        let children = g.upgrade_children();
         Some((node.clone(), callbacks, children))
     }
 
@@ -274,13 +272,22 @@ impl Node {
         }
         let outcome = self.outcome().unwrap_or(Failure::Cancelled);
         let ctx = Ctx::from_node(self.clone());
-        run_caught("context done callback", || cb(&ctx, &outcome));
+        // At once; queued only past a bounded nesting (so chains of "add to a finished
+        // context" links run in constant stack).
+        run_added(move || {
+            run_caught("context done callback", || cb(&ctx, &outcome));
+        });
         key.unwrap_or_default()
     }
 
     pub(crate) fn remove_callback(&self, key: CallbackHandle) -> usize {
-        let mut g = lock(&self.inner);
-        g.rest.as_mut().map_or(0, |r| r.callbacks.remove(key))
+        let removed = {
+            let mut g = lock(&self.inner);
+            g.rest.as_mut().and_then(|r| r.callbacks.remove(key))
+        };
+        // Dropped here, unlocked: the closure may hold the last handle of a child, whose
+        // drop takes this node's lock to unregister.
+        drop_removed(removed)
     }
 
     pub(crate) fn has_callback(&self, key: CallbackHandle) -> bool {
@@ -288,13 +295,9 @@ impl Node {
         g.rest.as_ref().is_some_and(|r| r.callbacks.contains(key))
     }
 
-    /// The live children, in no particular order.
+    /// The children that still exist, finished or not, in no particular order.
     pub(crate) fn live_children(&self) -> Vec<Arc<Node>> {
-        let g = lock(&self.inner);
-        g.rest
-            .as_deref()
-            .map(|r| r.children.iter().filter_map(|(_, w)| w.upgrade()).collect())
-            .unwrap_or_default()
+        lock(&self.inner).upgrade_children()
     }
 
     /// How many children are registered (live or being dropped).
@@ -313,12 +316,7 @@ fn propagate(first: Taken) -> Vec<(Arc<Node>, Callbacks)> {
     let (node, callbacks, children) = first;
     out.push((node, callbacks));
     queue.extend(children);
-    while let Some(weak) = queue.pop_front() {
-        // A child whose last handle is being dropped cannot be upgraded; its own Drop
-        // finishes it as cancelled.
-        let Some(child) = weak.upgrade() else {
-            continue;
-        };
+    while let Some(child) = queue.pop_front() {
         let taken = {
             let mut g = lock(&child.inner);
             Node::take_for_done(&child, &mut g, 0)
@@ -329,21 +327,35 @@ fn propagate(first: Taken) -> Vec<(Arc<Node>, Callbacks)> {
                 out.push((node, callbacks));
             }
         }
+        // `child` drops here, unlocked; if it was the last handle, its `Drop` runs.
     }
     out
 }
 
-/// Runs the collected callbacks, in order, with no lock held.
-fn run_done(batch: Vec<(Arc<Node>, Callbacks)>, failure: &Failure) {
-    for (node, mut callbacks) in batch {
-        if callbacks.len() == 0 {
-            continue;
-        }
+/// [`run_done`] for one node (a leaf finishing, a dropped context): no batch to allocate.
+fn run_one(node: Arc<Node>, mut callbacks: Callbacks, failure: Failure) {
+    run_or_defer(move || {
         let ctx = Ctx::from_node(node);
         for cb in callbacks.take() {
-            run_caught("context done callback", || cb(&ctx, failure));
+            run_caught("context done callback", || cb(&ctx, &failure));
         }
-    }
+    });
+}
+
+/// Runs the collected callbacks, in order, with no lock held; queued for the outermost
+/// finishing call when this one was made from inside a callback (CTX rule 3).
+fn run_done(batch: Vec<(Arc<Node>, Callbacks)>, failure: Failure) {
+    run_or_defer(move || {
+        for (node, mut callbacks) in batch {
+            if callbacks.len() == 0 {
+                continue;
+            }
+            let ctx = Ctx::from_node(node);
+            for cb in callbacks.take() {
+                run_caught("context done callback", || cb(&ctx, &failure));
+            }
+        }
+    });
 }
 
 impl Node {
@@ -370,7 +382,7 @@ impl Node {
         // callbacks still run exactly once. They get a stand-in context with the same
         // name, parent and outcome, since this one can no longer be handed out.
         self.state.store(state | DONE, Release);
-        let mut callbacks = lock(&self.inner).take_callbacks();
+        let callbacks = lock(&self.inner).take_callbacks();
         if callbacks.len() == 0 {
             return;
         }
@@ -384,10 +396,7 @@ impl Node {
             extras: self.extras.take(),
             _live: Live::new(),
         });
-        let ctx = Ctx::from_node(stand_in);
-        for cb in callbacks.take() {
-            run_caught("context done callback", || cb(&ctx, &Failure::Cancelled));
-        }
+        run_one(stand_in, callbacks, Failure::Cancelled);
     }
 }
 

@@ -32,6 +32,12 @@ enum Work<T> {
 /// short, before the work sees the cancellation, never after the call returned),
 /// `timeout_error` (what the call returns at the timeout; default `Cancelled`).
 ///
+/// At the timeout the event is set first; the scoped form then yields to the scheduler
+/// once, so tasks waiting on the event run before the work observes its context
+/// finishing. When the context is already done as the call starts, its outcome is
+/// returned at once and the work is never polled (the scoped form's closure is not
+/// called).
+///
 /// The work runs under a child context named `async_with_timeout[NAME]`; when the parent
 /// context finishes first, the work is cut short the same way and the parent's outcome
 /// is returned (the event is not set).
@@ -149,6 +155,11 @@ impl<T: Send + 'static> WithTimeout<T> {
             timeout_event,
             timeout_error,
         } = self;
+        // Already done: that outcome, and the work is never polled (a scoped work's
+        // closure is not even called).
+        if let Some(f) = ctx.outcome() {
+            return Err(f);
+        }
         let child = ctx
             .child(Cow::Owned(format!("async_with_timeout[{name}]")))
             .drop_guard();
@@ -157,6 +168,7 @@ impl<T: Send + 'static> WithTimeout<T> {
             Work::Scoped(make) => (make(child.ctx().clone()), true),
         };
         let mut fut = AssertUnwindSafe(fut).catch_unwind();
+        let mut event_set = false;
         let sleep = tokio::time::sleep(timeout);
         tokio::pin!(sleep);
         let cut = tokio::select! {
@@ -164,18 +176,24 @@ impl<T: Send + 'static> WithTimeout<T> {
             r = &mut fut => {
                 let outcome = r.map_err(|p| Failure::Error(Error::from_panic(p)));
                 if let (Err(Failure::Error(e)), false) = (&outcome, silent) {
-                    child.log_exception("async_with_timeout work failed", Some(e));
+                    child.log_exception("async_with_timeout work failed", e);
                 }
                 return outcome;
             }
             _ = &mut sleep => {
                 if let Some(ev) = &timeout_event {
                     ev.set();
+                    event_set = true;
                 }
                 timeout_error.map_or(Failure::Cancelled, Failure::Error)
             }
             f = ctx.wait() => f,
         };
+        if event_set && observes {
+            // Tasks waiting on the event run before the work observes its context
+            // finishing (SEMANTICS CTX 10): one turn of the scheduler between the two.
+            tokio::task::yield_now().await;
+        }
         if observes {
             match &cut {
                 Failure::Cancelled => child.cancel(),

@@ -66,7 +66,7 @@ use shared::{Entry, Shared};
 pub use stream::{GetAll, Remaining};
 
 use super::callbacks::run_caught;
-use super::protocols::{CallbackHandle, WaitByCallback};
+use super::protocols::CallbackHandle;
 use super::{Ctx, CtxGuard, Event};
 use crate::sync::{Arc, lock};
 

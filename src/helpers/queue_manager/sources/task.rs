@@ -40,7 +40,7 @@ impl<V> fmt::Debug for TaskFeed<V> {
     }
 }
 
-struct UserTask<T>(Task<T>);
+struct UserTask<T: 'static>(Task<T>);
 
 impl<V, T> PendingSource<V> for UserTask<T>
 where
