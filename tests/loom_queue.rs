@@ -278,10 +278,10 @@ fn loom_sync_queue_producer_and_cancel_race_a_blocked_consumer() {
 }
 
 #[test]
-fn loom_sync_queue_stopped_iteration_gives_its_batch_back() {
-    // The consumer takes one item from a batch of three and stops while a producer
-    // appends: the untaken items go back in front, in order, before the new one.
-    model("sync queue give back", || {
+fn loom_sync_queue_stopped_iteration_leaves_the_rest_in_order() {
+    // The consumer takes one item of three and stops while a producer appends: the
+    // items it did not take stay queued, in order, before the new one.
+    model("sync queue stop", || {
         let ctx = hp::Ctx::beginning("r");
         let q = hp::sync_queue::<u32>(&ctx).build();
         for n in 1..=3 {
@@ -294,6 +294,51 @@ fn loom_sync_queue_stopped_iteration_gives_its_batch_back() {
         assert_eq!(first, Some(1));
         assert_eq!(q.len(), 3);
         assert_eq!(q.remaining().collect::<Vec<_>>(), [2, 3, 4]);
+    });
+}
+
+#[test]
+fn loom_sync_queue_a_stopping_consumer_never_strands_a_sleeping_one() {
+    // Timeout zero: a sleeping consumer wakes only when notified. Consumer B waits for
+    // two items while A takes one of three and stops: B gets the other two without any
+    // further append, in whatever interleaving (a lost wake-up is a loom deadlock).
+    model("sync queue stop wakes a sleeper", || {
+        let ctx = hp::Ctx::beginning("r");
+        let q = hp::sync_queue::<u32>(&ctx)
+            .timeout(std::time::Duration::ZERO)
+            .build();
+        let q2 = q.clone();
+        let b = thread::spawn(move || q2.get_all().take(2).collect::<Vec<_>>());
+        for n in 1..=3 {
+            q.append(n);
+        }
+        let a = q.get_all().next();
+        let mut got = b.join().unwrap();
+        got.extend(a);
+        got.extend(q.remaining());
+        got.sort_unstable();
+        assert_eq!(got, [1, 2, 3]);
+    });
+}
+
+#[test]
+fn loom_sync_queue_two_consumers_share_a_burst() {
+    // Two consumers each wait for one item; two items are appended at once: each gets
+    // one (neither holds both while the other sleeps).
+    model("sync queue two consumers", || {
+        let ctx = hp::Ctx::beginning("r");
+        let q = hp::sync_queue::<u32>(&ctx)
+            .timeout(std::time::Duration::ZERO)
+            .build();
+        let q2 = q.clone();
+        let b = thread::spawn(move || q2.get_all().next());
+        q.append(1);
+        q.append(2);
+        let a = q.get_all().next();
+        let b = b.join().unwrap();
+        let mut got: Vec<u32> = a.into_iter().chain(b).collect();
+        got.sort_unstable();
+        assert_eq!(got, [1, 2]);
     });
 }
 
