@@ -185,7 +185,11 @@ fn queues_and_their_handles_are_freed() {
             let h = q.handle();
             let producer = tokio::spawn(async move {
                 for n in 0..50 {
-                    h.append(n, n % 7 == 0);
+                    if n % 7 == 0 {
+                        h.append_front(n);
+                    } else {
+                        h.append(n);
+                    }
                 }
             });
             producer.await.unwrap();

@@ -51,8 +51,8 @@ fn loom_append_races_iteration_nothing_lost_or_duplicated() {
         let mut q = hp::queue::<u32>(&ctx).build();
         let h = q.handle();
         let t = thread::spawn(move || {
-            assert!(h.append(1, false));
-            assert!(h.append(2, true));
+            assert!(h.append(1));
+            assert!(h.append_front(2));
         });
         let got = take_n(&mut q, 2);
         t.join().unwrap();
@@ -69,11 +69,11 @@ fn loom_priority_append_races_a_consumer_mid_batch() {
     model("priority append mid batch", || {
         let ctx = hp::Ctx::beginning("r");
         let mut q = hp::queue::<u32>(&ctx).build();
-        q.append(1, false);
-        q.append(2, false);
+        q.append(1);
+        q.append(2);
         let h = q.handle();
         let t = thread::spawn(move || {
-            h.append(0, true);
+            h.append_front(0);
         });
         let got = take_n(&mut q, 3);
         t.join().unwrap();
@@ -96,9 +96,9 @@ fn loom_breaker_races_appends_items_stay_for_remaining() {
         let h = q.handle();
         let all = q.get_all(); // the iteration starts (and clears the breaker) first
         let t = thread::spawn(move || {
-            h.append(1, false);
+            h.append(1);
             h.breaker().set();
-            h.append(2, false);
+            h.append(2);
         });
         let mut got: Vec<u32> = block_on(all.collect());
         t.join().unwrap();
@@ -119,7 +119,7 @@ fn loom_new_iteration_after_breaker_continues_where_it_stopped() {
         let all = q.get_all();
         let t = thread::spawn(move || {
             h.breaker().set();
-            h.append(7, false);
+            h.append(7);
         });
         let first: Vec<u32> = block_on(all.collect());
         t.join().unwrap();
@@ -140,9 +140,9 @@ fn loom_ctx_cancel_races_appends_with_empty_on_finished() {
         let h = q.handle();
         let qctx = q.ctx().clone();
         let t = thread::spawn(move || {
-            h.append(1, false);
+            h.append(1);
             qctx.cancel();
-            h.append(2, false);
+            h.append(2);
         });
         let mut got: Vec<u32> = block_on(q.get_all().collect());
         t.join().unwrap();
@@ -161,9 +161,9 @@ fn loom_ctx_cancel_races_appends_item_after_cancel_is_not_yielded() {
         let h = q.handle();
         let qctx = q.ctx().clone();
         let t = thread::spawn(move || {
-            h.append(1, false);
+            h.append(1);
             qctx.cancel();
-            h.append(2, true);
+            h.append_front(2);
         });
         let mut got: Vec<u32> = block_on(q.get_all().collect());
         t.join().unwrap();
@@ -184,13 +184,10 @@ fn loom_instruction_runs_once_before_the_item_behind_it() {
         let ran = Arc::new(AtomicUsize::new(0));
         let r = ran.clone();
         let t = thread::spawn(move || {
-            h.append_instruction(
-                move || {
-                    r.fetch_add(1, SeqCst);
-                },
-                false,
-            );
-            h.append(5, false);
+            h.append_instruction(move || {
+                r.fetch_add(1, SeqCst);
+            });
+            h.append(5);
         });
         let got = take_n(&mut q, 1);
         assert_eq!(ran.load(SeqCst), 1);
@@ -211,13 +208,13 @@ fn loom_hook_appends_race_a_producer() {
         q.process_after_yielded(move |view| {
             if !fired {
                 fired = true;
-                view.append(10, false);
+                view.append(10);
             }
         });
-        q.append(0, false);
+        q.append(0);
         let h = q.handle();
         let t = thread::spawn(move || {
-            h.append(1, false);
+            h.append(1);
         });
         let mut got = take_n(&mut q, 3);
         t.join().unwrap();
@@ -248,7 +245,7 @@ fn loom_queue_dropped_while_a_producer_appends_drops_each_item_once() {
         let h = q.handle();
         let drops = Arc::new(AtomicUsize::new(0));
         let d = drops.clone();
-        let t = thread::spawn(move || h.append(Counted(d), false));
+        let t = thread::spawn(move || h.append(Counted(d)));
         drop(q);
         let _accepted = t.join().unwrap();
         assert_eq!(drops.load(SeqCst), 1);

@@ -249,7 +249,10 @@ fn two_workers_share(q: &hp::SyncQueue<u32>, append: impl FnOnce()) -> [Vec<u32>
 fn assert_shared_evenly(got: [Vec<u32>; 2], jobs: u32) {
     for mine in &got {
         assert_eq!(mine.len(), jobs as usize / 2, "{got:?}");
-        assert!(mine.is_sorted(), "each worker takes jobs in queue order: {got:?}");
+        assert!(
+            mine.is_sorted(),
+            "each worker takes jobs in queue order: {got:?}"
+        );
     }
     let mut all: Vec<u32> = got.concat();
     all.sort_unstable();
@@ -342,7 +345,10 @@ fn get_takes_one_item_or_times_out() {
     let ctx = hp::Ctx::beginning("t");
     let q = hp::sync_queue::<u32>(&ctx).build();
     assert_eq!(q.get(Duration::ZERO), Err(hp::SyncGetError::Timeout));
-    assert_eq!(q.get(Duration::from_millis(1)), Err(hp::SyncGetError::Timeout));
+    assert_eq!(
+        q.get(Duration::from_millis(1)),
+        Err(hp::SyncGetError::Timeout)
+    );
     q.append(1);
     q.append(2);
     assert_eq!(q.get(Duration::ZERO), Ok(1));

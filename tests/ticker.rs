@@ -56,7 +56,7 @@ async fn seed_example_ticks_at_0_10_20_30_40_with_an_eight_second_body() {
     assert_eq!(till_next(&seen), [s(10); 5]);
 }
 
-// every 10: 0 10 20 | change_after(20) | 40 60 | change_after(40, once) | 100 | back to 20: 120 140
+// every 10: 0 10 20 | change_after(20) | 40 60 | change_once(40) | 100 | back to 20: 120 140
 #[tokio::test(start_paused = true)]
 async fn seed_example_change_after_sets_a_new_every_and_a_one_off() {
     let ctx = hp::Ctx::beginning("t");
@@ -66,9 +66,9 @@ async fn seed_example_change_after_sets_a_new_every_and_a_one_off() {
     while let Some((i, till_next)) = ticker.next().await {
         seen.push((start.elapsed().as_secs(), till_next.as_secs()));
         if i == 3 {
-            ticker.change_after(s(20), true).unwrap();
+            ticker.change_after(s(20)).unwrap();
         } else if i == 5 {
-            ticker.change_after(s(40), false).unwrap();
+            ticker.change_once(s(40)).unwrap();
         } else if i == 8 {
             break;
         }
@@ -90,7 +90,7 @@ async fn a_one_off_change_returns_to_the_original_grid() {
     while let Some((i, till_next)) = ticker.next().await {
         seen.push((start.elapsed().as_secs(), till_next.as_secs()));
         if i == 3 {
-            ticker.change_after(s(5), false).unwrap();
+            ticker.change_once(s(5)).unwrap();
         } else if i == 6 {
             break;
         }
@@ -354,7 +354,7 @@ async fn every_zero_with_min_wait_off_is_a_clear_error() {
 
     let ticker = hp::tick(s(1), &ctx).min_wait(None).build().unwrap();
     assert_eq!(
-        ticker.change_after(Duration::ZERO, true),
+        ticker.change_after(Duration::ZERO),
         Err(hp::TickerError::ZeroEveryWithoutMinWait)
     );
 }
@@ -369,7 +369,7 @@ async fn the_control_handle_changes_the_schedule_while_a_combinator_owns_the_str
         .take(4)
         .map(|(i, _)| {
             if i == 2 {
-                control.change_after(s(3), true).unwrap();
+                control.change_after(s(3)).unwrap();
             }
             start.elapsed().as_secs()
         })
@@ -387,7 +387,7 @@ async fn change_after_while_waiting_moves_the_pending_tick() {
     assert!(ticker.next().await.is_some());
     tokio::spawn(async move {
         sleep(s(2)).await;
-        control.change_after(s(4), false).unwrap();
+        control.change_once(s(4)).unwrap();
     });
     assert!(ticker.next().await.is_some());
     assert_eq!(start.elapsed(), s(4));
@@ -399,7 +399,7 @@ async fn change_after_while_waiting_moves_the_pending_tick() {
 async fn change_after_before_the_first_tick_sets_the_grid_from_the_first_tick() {
     let ctx = hp::Ctx::beginning("t");
     let ticker = hp::tick(s(10), &ctx).max_iterations(3).build().unwrap();
-    ticker.change_after(s(4), true).unwrap();
+    ticker.change_after(s(4)).unwrap();
     let start = Instant::now();
     let at: Vec<u64> = ticker.map(|_| start.elapsed().as_secs()).collect().await;
     assert_eq!(at, [0, 4, 8]);

@@ -225,7 +225,7 @@ mod ours {
             let h = q.handle();
             tokio::spawn(async move {
                 for i in (p..ITEMS).step_by(producers) {
-                    h.append(i, false);
+                    h.append(i);
                 }
             });
         }
@@ -242,7 +242,9 @@ mod ours {
         let ctx = hp::Ctx::beginning("bench");
         let mut q = hp::queue::<usize>(&ctx).build();
         let start = Instant::now();
-        (0..ITEMS).for_each(|i| q.append(i, false));
+        (0..ITEMS).for_each(|i| {
+            q.append(i);
+        });
         let mut all = q.get_all();
         for _ in 0..ITEMS {
             all.next().await.unwrap();
@@ -255,7 +257,9 @@ mod ours {
         let ctx = hp::Ctx::beginning("bench");
         let mut q = hp::queue::<usize>(&ctx).build();
         let start = Instant::now();
-        (0..ITEMS).for_each(|i| q.append(i, true));
+        (0..ITEMS).for_each(|i| {
+            q.append_front(i);
+        });
         let mut all = q.get_all();
         assert_eq!(all.next().await, Some(ITEMS - 1));
         for _ in 1..ITEMS {
@@ -273,14 +277,11 @@ mod ours {
         let start = Instant::now();
         for _ in 0..ITEMS {
             let c = count.clone();
-            q.append_instruction(
-                move || {
-                    c.fetch_add(1, Relaxed);
-                },
-                false,
-            );
+            q.append_instruction(move || {
+                c.fetch_add(1, Relaxed);
+            });
         }
-        q.append(0, false);
+        q.append(0);
         assert_eq!(q.get_all().next().await, Some(0));
         let d = start.elapsed();
         assert_eq!(count.load(Relaxed), ITEMS);

@@ -20,7 +20,7 @@ pub async fn run() {
         tokio::spawn(async move {
             for i in 1..=3 {
                 tokio::time::sleep(Duration::from_secs(every)).await;
-                h.append(format!("{name}-{i}"), false);
+                h.append(format!("{name}-{i}"));
             }
         });
     }
@@ -28,12 +28,12 @@ pub async fn run() {
     let qctx = queue.ctx().clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(4500)).await;
-        h.append_instruction(|| println!("  instruction ran (nothing yielded)"), false);
-        h.append("urgent".to_string(), true);
+        h.append_instruction(|| println!("  instruction ran (nothing yielded)"));
+        h.append_front("urgent".to_string());
         tokio::time::sleep(Duration::from_secs(2)).await;
         println!("  cancelling the queue's context at 6.5s");
         qctx.cancel();
-        h.append("late".to_string(), false);
+        h.append("late".to_string());
     });
     let start = tokio::time::Instant::now();
     let mut all = queue.get_all();

@@ -35,7 +35,9 @@ pub use protocols::{
     CallbackHandle, DoneCallback, FutureState, FutureStatus, NamedFuture, WaitByCallback, WithRepr,
     fut_to_string,
 };
-pub use queue::{GetAll, LimitedQueue, Queue, QueueHandle, QueueOptions, Remaining, queue};
+pub use queue::{
+    GetAll, Iterations, LimitedQueue, Queue, QueueHandle, QueueOptions, Remaining, queue,
+};
 pub use queue_manager::{
     Feed, QueueFeeder, QueueInput, QueueManagerResult, SourceId, Sources, Streamer, TaskFeed,
     queue_manager, queue_manager_named, queue_manager_scoped,

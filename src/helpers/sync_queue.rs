@@ -84,9 +84,9 @@ use std::iter::FusedIterator;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use super::callbacks::run_caught;
 use super::debug::{Live, QUEUES};
 use super::protocols::CallbackHandle;
+use super::queue::drop_later::drop_all;
 use super::{Ctx, CtxGuard};
 use crate::sync::{Arc, AtomicBool, Condvar, Mutex, MutexGuard, lock};
 
@@ -184,7 +184,7 @@ struct State<T> {
 }
 
 /// What producers and consumers touch.
-struct Core<T> {
+struct Core<T: 'static> {
     state: Mutex<State<T>>,
     cond: Condvar,
     /// Whether the deque holds an item: what a consumer spins on briefly before it
@@ -193,19 +193,12 @@ struct Core<T> {
     _live: Live<QUEUES>,
 }
 
-impl<T> Drop for Core<T> {
+impl<T: 'static> Drop for Core<T> {
     fn drop(&mut self) {
         let left = std::mem::take(&mut lock(&self.state).deque);
-        drop_each(left, "sync queue item drop");
-    }
-}
-
-/// Drops `items` one by one, outside every lock, each panic caught and reported: one
-/// panicking `Drop` neither aborts the process (a second panic while unwinding would)
-/// nor keeps the others from being dropped.
-fn drop_each<T>(items: VecDeque<T>, what: &str) {
-    for item in items {
-        run_caught(what, move || drop(item));
+        // One by one, outside the lock, each panic caught, iteratively (an item may hold
+        // the last handle of another queue, and so on).
+        drop_all(left, "sync queue item drop");
     }
 }
 
@@ -250,12 +243,12 @@ impl Drop for Owner {
 /// # Drop
 /// When the last handle is dropped, the queue's child context is cancelled and what is
 /// left is dropped (see the [module docs](self#drop)).
-pub struct SyncQueue<T> {
+pub struct SyncQueue<T: 'static> {
     core: Arc<Core<T>>,
     owner: Arc<Owner>,
 }
 
-impl<T> Clone for SyncQueue<T> {
+impl<T: 'static> Clone for SyncQueue<T> {
     fn clone(&self) -> Self {
         SyncQueue {
             core: self.core.clone(),
@@ -415,7 +408,7 @@ impl<T: Send + 'static> SyncQueue<T> {
     }
 }
 
-impl<T> fmt::Debug for SyncQueue<T> {
+impl<T: 'static> fmt::Debug for SyncQueue<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SyncQueue")
             .field("ctx", &self.owner.ctx.name())
@@ -466,7 +459,7 @@ impl<'a, T: Send + 'static> IntoIterator for &'a SyncQueue<T> {
 }
 
 /// What a [`SyncQueue`] holds now, from [`SyncQueue::remaining`]; never waits.
-pub struct SyncRemaining<'a, T> {
+pub struct SyncRemaining<'a, T: 'static> {
     queue: &'a SyncQueue<T>,
 }
 
@@ -480,7 +473,7 @@ impl<T: Send + 'static> Iterator for SyncRemaining<'_, T> {
     }
 }
 
-impl<T> fmt::Debug for SyncRemaining<'_, T> {
+impl<T: 'static> fmt::Debug for SyncRemaining<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SyncRemaining").finish_non_exhaustive()
     }

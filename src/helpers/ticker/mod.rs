@@ -12,6 +12,12 @@
 //!   was yielded (`min_wait` on, the default: 100 ms), or the first grid point strictly
 //!   after it (`min_wait(None)`: the seed's `min_wait=False`). `time_till_next` is the time
 //!   from now to that tick.
+//! - Timer jitter is not lateness: a tick yielded less than a tenth of
+//!   `min(every, min_wait)` after its grid point counts `min_wait` from its grid point,
+//!   so `tick(100 ms)` with the default `min_wait` ticks 10 times a second in real time
+//!   although the timer fires a millisecond or so late. **Differs from the original**,
+//!   which counts from the late instant and skips a grid point after every millisecond
+//!   of lateness.
 //! - **The default `min_wait` of 100 ms makes a ticker faster than 10 Hz skip periods**:
 //!   with `every` 50 ms each tick is followed by the first grid point 100 ms later, so it
 //!   ticks every 100 ms. Pass `min_wait(None)` or a smaller `min_wait` for fast tickers.
@@ -24,10 +30,12 @@
 //!   [`TickerError::ZeroEveryWithoutMinWait`].
 //!
 //! # Changing the schedule
-//! [`Ticker::change_after`] (or the same method of a [`TickerControl`], usable while a
-//! combinator owns the stream): the next tick is at the last tick's grid point + `d`.
-//! With `set_new_every` the grid continues from there with period `d`; without it that
-//! one tick is a one-off and the ticker then returns to its original grid.
+//! [`Ticker::change_after`] and [`Ticker::change_once`] (or the same methods of a
+//! [`TickerControl`], usable while a combinator owns the stream): the next tick is at the
+//! last tick's grid point + `d`. With `change_after` the grid continues from there with
+//! period `d` (the seed's `change_after(d, set_new_every=True)`); with `change_once` that
+//! one tick is a one-off and the ticker then returns to its original grid
+//! (`set_new_every=False`).
 //!
 //! # Stopping
 //! The stream ends when its context is done (at once, also while waiting or paused), right
@@ -92,7 +100,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::ctx::{Ctx, CtxGuard, CtxWait};
 use crate::sync::{Arc, Mutex, lock};
-use schedule::Schedule;
+use schedule::{Change, Schedule};
 
 /// Why a ticker could not be built or changed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -117,6 +125,7 @@ pub fn tick(every: Duration, ctx: &Ctx) -> TickerBuilder {
         min_wait: Some(Duration::from_millis(100)),
         name: Cow::Borrowed("ticker"),
         pauser: None,
+        start: None,
     }
 }
 
@@ -130,6 +139,7 @@ pub struct TickerBuilder {
     min_wait: Option<Duration>,
     name: Cow<'static, str>,
     pauser: Option<Arc<Semaphore>>,
+    start: Option<Instant>,
 }
 
 impl fmt::Debug for TickerBuilder {
@@ -140,11 +150,22 @@ impl fmt::Debug for TickerBuilder {
             .field("max_time", &self.max_time)
             .field("min_wait", &self.min_wait)
             .field("name", &self.name)
+            .field("start", &self.start)
             .finish_non_exhaustive()
     }
 }
 
 impl TickerBuilder {
+    /// Anchors the grid at `start` (as `tokio::time::interval_at`): the first tick is
+    /// due at `start`, the grid is `start + k·every` and `max_time` counts from `start`.
+    /// By default the grid starts at the first poll. A `start` already past gives the
+    /// first tick at once (for the grid point `start`); missed grid points are not
+    /// replayed.
+    pub fn start_at(mut self, start: Instant) -> Self {
+        self.start = Some(start);
+        self
+    }
+
     /// Ends the stream right after this many ticks (zero: the stream is empty).
     pub fn max_iterations(mut self, n: u64) -> Self {
         self.max_iterations = Some(n);
@@ -183,12 +204,12 @@ impl TickerBuilder {
     }
 
     /// Builds the ticker. Its child context exists from now on; the grid starts at the
-    /// first poll.
+    /// first poll (or at [`start_at`](Self::start_at)).
     ///
     /// # Errors
     /// [`TickerError::ZeroEveryWithoutMinWait`] for `every` zero with `min_wait` off.
     pub fn build(self) -> Result<Ticker, TickerError> {
-        let schedule = Schedule::new(self.every, self.min_wait)?;
+        let schedule = Schedule::new(self.every, self.min_wait)?.starting_at(self.start);
         let ctx = self.ctx.child(self.name).drop_guard();
         let wait = ctx.wait();
         Ok(Ticker {
@@ -235,18 +256,31 @@ impl fmt::Debug for TickerControl {
 }
 
 impl TickerControl {
-    /// Changes the schedule: the next tick is at the last tick's grid point + `every`.
-    ///
-    /// With `set_new_every` the grid continues from there with period `every`; without
-    /// it that one tick is a one-off and the ticker then returns to its original grid.
-    /// Called before the first tick, `set_new_every` replaces the period of the grid
-    /// that starts at the first tick, and a one-off applies to the second tick.
+    /// Changes the period (the seed's `change_after(every, set_new_every=True)`): the
+    /// next tick is at the last tick's grid point + `every`, and the grid continues from
+    /// there with period `every`. Called before the first tick, it replaces the period of
+    /// the grid that starts at the first tick.
     ///
     /// # Errors
     /// [`TickerError::ZeroEveryWithoutMinWait`] for `every` zero on a ticker whose
     /// `min_wait` is off; the schedule is then unchanged.
-    pub fn change_after(&self, every: Duration, set_new_every: bool) -> Result<(), TickerError> {
-        lock(&self.shared.schedule).change_after(every, set_new_every)?;
+    pub fn change_after(&self, every: Duration) -> Result<(), TickerError> {
+        self.change(every, Change::Period)
+    }
+
+    /// A one-off gap (the seed's `change_after(every, set_new_every=False)`): the next
+    /// tick is at the last tick's grid point + `every`, after which the ticker returns to
+    /// its original grid (every 3, `change_once(5)` at the tick at 6: ticks at 11, 12,
+    /// 15). Called before the first tick, it applies to the second tick.
+    ///
+    /// # Errors
+    /// As [`change_after`](Self::change_after).
+    pub fn change_once(&self, every: Duration) -> Result<(), TickerError> {
+        self.change(every, Change::Once)
+    }
+
+    fn change(&self, every: Duration, change: Change) -> Result<(), TickerError> {
+        lock(&self.shared.schedule).change(every, change)?;
         self.shared.waker.wake();
         Ok(())
     }
@@ -300,8 +334,16 @@ impl Ticker {
     ///
     /// # Errors
     /// [`TickerError::ZeroEveryWithoutMinWait`], as there.
-    pub fn change_after(&self, every: Duration, set_new_every: bool) -> Result<(), TickerError> {
-        self.control.change_after(every, set_new_every)
+    pub fn change_after(&self, every: Duration) -> Result<(), TickerError> {
+        self.control.change_after(every)
+    }
+
+    /// See [`TickerControl::change_once`].
+    ///
+    /// # Errors
+    /// [`TickerError::ZeroEveryWithoutMinWait`], as there.
+    pub fn change_once(&self, every: Duration) -> Result<(), TickerError> {
+        self.control.change_once(every)
     }
 
     /// The pauser: while it has no permits, no tick is yielded. Hold a permit of it
