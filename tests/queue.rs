@@ -600,3 +600,109 @@ mod model {
         }
     }
 }
+
+/// Queues 1, 2, an instruction, 3; takes one item, sets the breaker, and appends 4 (and,
+/// when 2 is yielded, 5 at the front) during the rest of the iteration. Returns what the
+/// iteration yielded, the log of instructions, and what was left for `remaining`.
+async fn breaker_scenario(empty_on_finished: bool) -> (Vec<u32>, Vec<String>, Vec<u32>) {
+    let ctx = hp::Ctx::beginning("t");
+    let mut q = hp::queue::<u32>(&ctx)
+        .empty_on_finished(empty_on_finished)
+        .build();
+    let (h, l) = (q.handle(), log());
+    q.append(1);
+    q.append(2);
+    let l2 = l.clone();
+    q.append_instruction(move || push(&l2, "instruction"));
+    q.append(3);
+    let mut seen = Vec::new();
+    let mut all = q.get_all();
+    while let Some(n) = all.next().await {
+        seen.push(n);
+        match n {
+            1 => {
+                h.breaker().set();
+                h.append(4);
+            }
+            2 => {
+                h.append_front(5);
+            }
+            _ => {}
+        }
+    }
+    drop(all);
+    let left = q.remaining().collect();
+    let ran = l.lock().unwrap().clone();
+    (seen, ran, left)
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_empty_on_finished_a_set_breaker_ends_the_iteration_only_once_the_queue_is_empty() {
+    // 1 | breaker set, 4 appended | 2 | 5 to the front | 5, instruction, 3, 4 | empty: end.
+    let (seen, ran, left) = breaker_scenario(true).await;
+    assert_eq!(seen, [1, 2, 5, 3, 4]);
+    assert_eq!(ran, ["instruction"]);
+    assert_eq!(left, Vec::<u32>::new());
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_empty_on_finished_a_set_breaker_ends_the_iteration_before_the_next_item() {
+    let (seen, ran, left) = breaker_scenario(false).await;
+    assert_eq!(seen, [1]);
+    // `remaining` runs the instruction it meets.
+    assert_eq!(ran, ["instruction"]);
+    assert_eq!(left, [2, 3, 4]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_empty_on_finished_a_hook_setting_the_breaker_lets_the_queue_drain() {
+    let ctx = hp::Ctx::beginning("t");
+    let mut q = hp::queue::<u32>(&ctx).empty_on_finished(true).build();
+    q.process_after_yielded(|view| {
+        if !view.breaker().is_set() {
+            view.breaker().set();
+            view.append(10);
+        }
+    });
+    (1..=3).for_each(|n| {
+        q.append(n);
+    });
+    let seen: Vec<u32> = q.get_all().collect().await;
+    assert_eq!(seen, [1, 2, 3, 10]);
+    assert!(q.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_empty_on_finished_the_breaker_wakes_and_ends_a_consumer_waiting_on_an_empty_queue() {
+    let ctx = hp::Ctx::beginning("t");
+    let mut q = hp::queue::<u32>(&ctx).empty_on_finished(true).build();
+    let h = q.handle();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        h.append(1);
+        h.breaker().set();
+    });
+    let start = Instant::now();
+    let seen: Vec<u32> = q.get_all().collect().await;
+    assert_eq!(seen, [1]);
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_empty_on_finished_a_ctx_finishing_mid_drain_still_yields_later_appends() {
+    let ctx = hp::Ctx::beginning("t");
+    let mut q = hp::queue::<u32>(&ctx).empty_on_finished(true).build();
+    let h = q.handle();
+    q.append(1);
+    q.append(2);
+    let mut seen = Vec::new();
+    let mut all = q.get_all();
+    while let Some(n) = all.next().await {
+        seen.push(n);
+        if n == 1 {
+            ctx.cancel();
+            h.append(3);
+        }
+    }
+    assert_eq!(seen, [1, 2, 3]);
+}

@@ -468,3 +468,89 @@ fn multi_thread_ticker_yields_counted_ticks_and_ends() {
         assert_eq!(iterations, (1..=20).collect::<Vec<_>>());
     });
 }
+
+// tick(100 ms), default min_wait 100 ms, each tick asked for 1 ms after its grid point:
+// yielded at 0, 101, 201, 301, 401 (grid 0, 100, 200, 300, 400), none skipped.
+#[tokio::test(start_paused = true)]
+async fn timer_jitter_does_not_skip_grid_points() {
+    let ctx = hp::Ctx::beginning("t");
+    let start = Instant::now();
+    let mut ticker = hp::tick(ms(100), &ctx).build().unwrap();
+    let mut seen = Vec::new();
+    for k in 0..5u64 {
+        if k > 0 {
+            tokio::time::sleep_until(start + ms(100 * k + 1)).await;
+        }
+        let (i, till_next) = ticker.next().await.unwrap();
+        seen.push((start.elapsed(), i, till_next));
+    }
+    assert_eq!(
+        seen,
+        [
+            (ms(0), 1, ms(100)),
+            (ms(101), 2, ms(99)),
+            (ms(201), 3, ms(99)),
+            (ms(301), 4, ms(99)),
+            (ms(401), 5, ms(99)),
+        ]
+    );
+}
+
+// A tenth of min(every, min_wait) late is lateness: asked for 10 ms after the grid point
+// 100, the tick is yielded at 110 and the next one is the first grid point at least
+// 100 ms later: 300 (200 is skipped). 9 ms late is still jitter.
+#[tokio::test(start_paused = true)]
+async fn lateness_of_a_tenth_of_the_period_counts_min_wait_from_the_late_instant() {
+    let ctx = hp::Ctx::beginning("t");
+    let start = Instant::now();
+    let mut ticker = hp::tick(ms(100), &ctx).build().unwrap();
+    let mut seen = Vec::new();
+    for at in [0, 110, 209, 309] {
+        tokio::time::sleep_until(start + ms(at)).await;
+        let (i, till_next) = ticker.next().await.unwrap();
+        seen.push((start.elapsed(), i, till_next));
+    }
+    assert_eq!(
+        seen,
+        [
+            (ms(0), 1, ms(100)),
+            (ms(110), 2, ms(190)),
+            (ms(300), 3, ms(100)),
+            (ms(400), 4, ms(100)),
+        ]
+    );
+}
+
+// start_at(start + 5 s), every 2: ticks at 5, 7, 9 (the first one waits for the anchor).
+#[tokio::test(start_paused = true)]
+async fn start_at_anchors_the_grid_at_the_given_instant() {
+    let ctx = hp::Ctx::beginning("t");
+    let start = Instant::now();
+    let ticker = hp::tick(s(2), &ctx)
+        .start_at(start + s(5))
+        .max_time(s(5))
+        .build()
+        .unwrap();
+    let (seen, ended) = run(ticker, Duration::ZERO, 10).await;
+    assert_eq!(instants(&seen), [5, 7, 9]);
+    assert_eq!(till_next(&seen), [s(2); 3]);
+    // max_time counts from the anchor: no tick at or after 10; ends right after 9.
+    assert_eq!(ended, s(9));
+}
+
+// An anchor in the past: the first tick at once for the grid point `start - 3`
+// (every 2: grid -3, -1, 1, 3 ...), then the grid, missed points not replayed.
+#[tokio::test(start_paused = true)]
+async fn start_at_in_the_past_ticks_at_once_then_follows_the_anchored_grid() {
+    let ctx = hp::Ctx::beginning("t");
+    sleep(s(10)).await;
+    let start = Instant::now();
+    let ticker = hp::tick(s(2), &ctx)
+        .start_at(start - s(3))
+        .min_wait(None)
+        .build()
+        .unwrap();
+    let (seen, _) = run(ticker, Duration::ZERO, 3).await;
+    assert_eq!(instants(&seen), [0, 1, 3]);
+    assert_eq!(till_next(&seen), [s(1), s(2), s(2)]);
+}
