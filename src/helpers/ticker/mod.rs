@@ -95,12 +95,14 @@ use std::time::Duration;
 
 use futures_core::Stream;
 use futures_util::task::AtomicWaker;
-use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
 use tokio::time::{Instant, Sleep};
 
 use super::ctx::{Ctx, CtxGuard, CtxWait};
-use crate::sync::{Arc, Mutex, lock};
+use crate::sync::{Arc, AtomicBool, Mutex, lock};
 use schedule::{Change, Schedule};
+use std::sync::atomic::Ordering::SeqCst;
 
 /// Why a ticker could not be built or changed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -216,6 +218,7 @@ impl TickerBuilder {
             control: TickerControl {
                 shared: Arc::new(Shared {
                     schedule: Mutex::new(schedule),
+                    passed: AtomicBool::new(false),
                     waker: AtomicWaker::new(),
                     pauser: self.pauser.unwrap_or_else(|| Arc::new(Semaphore::new(1))),
                 }),
@@ -223,7 +226,7 @@ impl TickerBuilder {
             ctx,
             wait,
             sleep: None,
-            acquire: None,
+            pause_watch: None,
             max_iterations: self.max_iterations,
             max_time: self.max_time,
             iteration: 0,
@@ -235,6 +238,8 @@ impl TickerBuilder {
 
 struct Shared {
     schedule: Mutex<Schedule>,
+    /// A pause watch saw a permit become available (and gave it back at once).
+    passed: AtomicBool,
     /// The ticker's task, woken by `change_after` so it re-reads its due instant.
     waker: AtomicWaker,
     pauser: Arc<Semaphore>,
@@ -291,7 +296,15 @@ impl TickerControl {
     }
 }
 
-type Acquire = Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>>;
+/// The task that waits for a permit of a paused ticker's pauser (see `poll_pauser`);
+/// aborted when dropped.
+struct PauseWatch(JoinHandle<()>);
+
+impl Drop for PauseWatch {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// A stream of `(iteration, time_till_next)` on a fixed grid. Made by [`tick`].
 ///
@@ -303,7 +316,7 @@ pub struct Ticker {
     ctx: CtxGuard,
     wait: CtxWait,
     sleep: Option<Pin<Box<Sleep>>>,
-    acquire: Option<Acquire>,
+    pause_watch: Option<PauseWatch>,
     max_iterations: Option<u64>,
     max_time: Option<Duration>,
     iteration: u64,
@@ -370,7 +383,7 @@ impl Ticker {
     fn end(&mut self) -> Poll<Option<(u64, Duration)>> {
         self.finished = true;
         self.sleep = None;
-        self.acquire = None;
+        self.pause_watch = None;
         Poll::Ready(None)
     }
 
@@ -406,7 +419,7 @@ impl Ticker {
         if now < due && !self.sleep_until(due, cx) {
             return Step::Wait;
         }
-        if !self.poll_pauser(cx) {
+        if !self.poll_pauser() {
             if let Some(d) = deadline
                 && self.sleep_until(d, cx)
             {
@@ -428,23 +441,32 @@ impl Ticker {
     }
 
     /// `true` when the pauser lets a tick through; never keeps a permit.
-    fn poll_pauser(&mut self, cx: &mut Context<'_>) -> bool {
-        let pauser = self.control.shared.pauser.clone();
-        if pauser.available_permits() > 0 || pauser.is_closed() {
-            self.acquire = None;
+    ///
+    /// While the pauser has no permits, a small task waits for one in the semaphore's
+    /// queue, gives it back the moment it is granted, and wakes the ticker. Waiting in
+    /// the ticker itself would leave a granted permit inside the ticker until its next
+    /// poll (tokio's semaphore hands permits to queued waiters), which a consumer that is
+    /// busy, or that cancelled its `next()`, might not do for a long time: whoever wanted
+    /// to pause again would wait for it.
+    fn poll_pauser(&mut self) -> bool {
+        let shared = &self.control.shared;
+        let passed = shared.passed.swap(false, SeqCst);
+        let pauser = &shared.pauser;
+        if passed || pauser.available_permits() > 0 || pauser.is_closed() {
+            self.pause_watch = None;
             return true;
         }
-        let acquire = self
-            .acquire
-            .get_or_insert_with(|| Box::pin(pauser.acquire_owned()));
-        match acquire.as_mut().poll(cx) {
-            Poll::Pending => false,
-            Poll::Ready(permit) => {
+        if self.pause_watch.as_ref().is_none_or(|w| w.0.is_finished()) {
+            let shared = shared.clone();
+            self.pause_watch = Some(PauseWatch(tokio::spawn(async move {
+                let permit = shared.pauser.acquire().await;
                 drop(permit); // given back at once: we only needed to see it free
-                self.acquire = None;
-                true
-            }
+                // SeqCst: pairs with the swap above; the wake makes the ticker look.
+                shared.passed.store(true, SeqCst);
+                shared.waker.wake();
+            })));
         }
+        false
     }
 }
 
