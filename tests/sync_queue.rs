@@ -128,18 +128,19 @@ fn breaking_out_and_restarting_continues_where_it_stopped() {
 }
 
 #[test]
-fn len_counts_items_a_running_iteration_has_taken_but_not_yielded() {
+fn len_counts_what_is_queued_while_an_iteration_runs() {
     let ctx = hp::Ctx::beginning("t");
     let q = hp::sync_queue::<u32>(&ctx).build();
     for i in 0..4 {
         q.append(i);
     }
-    let mut it = q.get_all();
-    assert_eq!(it.next(), Some(0));
-    assert_eq!(q.len(), 3);
-    q.append(4);
-    assert_eq!(q.len(), 4);
-    drop(it);
+    {
+        let mut it = q.get_all();
+        assert_eq!(it.next(), Some(0));
+        assert_eq!(q.len(), 3);
+        q.append(4);
+        assert_eq!(q.len(), 4);
+    }
     assert_eq!(q.remaining().collect::<Vec<_>>(), [1, 2, 3, 4]);
 }
 
