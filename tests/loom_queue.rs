@@ -109,6 +109,29 @@ fn loom_breaker_races_appends_items_stay_for_remaining() {
 }
 
 #[test]
+fn loom_breaker_with_empty_on_finished_drains_before_ending() {
+    // With `empty_on_finished` a producer appends 1, sets the breaker and appends 2: the
+    // iteration ends only once it finds the queue empty with the breaker set, so 1 is
+    // always yielded; 2 is yielded or left, never lost.
+    model("breaker with empty_on_finished drains", || {
+        let ctx = hp::Ctx::beginning("r");
+        let mut q = hp::queue::<u32>(&ctx).empty_on_finished(true).build();
+        let h = q.handle();
+        let t = thread::spawn(move || {
+            h.append(1);
+            h.breaker().set();
+            h.append(2);
+        });
+        let got: Vec<u32> = block_on(q.get_all().collect());
+        t.join().unwrap();
+        assert!(got == [1] || got == [1, 2], "{got:?}");
+        let mut all = got;
+        all.extend(q.remaining());
+        assert_eq!(all, [1, 2]);
+    });
+}
+
+#[test]
 fn loom_new_iteration_after_breaker_continues_where_it_stopped() {
     // The breaker is set from another thread while the consumer waits; a new iteration
     // clears it and yields what was appended, once.

@@ -40,6 +40,9 @@
 //! during the drain, is yielded first; the iteration ends once the queue is empty.
 //! A new iteration ([`Queue::get_all`]) clears the breaker and continues where the last one
 //! stopped, so an iteration stopped early can be restarted without losing anything.
+//! [`GetAll`] is one iteration and stays ended (a fused stream); [`Queue::iterations`]
+//! gives [`Iterations`], a stream that runs iterations back to back (the seed's `async for`
+//! written again after each end), which its name says is not fused.
 //!
 //! # Cost
 //! When items are waiting the consumer takes them all under one lock into a private batch

@@ -450,7 +450,9 @@ impl Ticker {
     /// to pause again would wait for it.
     fn poll_pauser(&mut self) -> bool {
         let shared = &self.control.shared;
-        let passed = shared.passed.swap(false, SeqCst);
+        // SeqCst: pairs with the watch's store; read first so the common case (never
+        // paused) costs a load, not a read-modify-write.
+        let passed = shared.passed.load(SeqCst) && shared.passed.swap(false, SeqCst);
         let pauser = &shared.pauser;
         if passed || pauser.available_permits() > 0 || pauser.is_closed() {
             self.pause_watch = None;
