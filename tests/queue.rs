@@ -706,3 +706,18 @@ async fn with_empty_on_finished_a_ctx_finishing_mid_drain_still_yields_later_app
     }
     assert_eq!(seen, [1, 2, 3]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn remaining_stays_ended_once_it_returned_none() {
+    let ctx = hp::Ctx::beginning("t");
+    let mut q = hp::queue::<u32>(&ctx).build();
+    let h = q.handle();
+    q.append(1);
+    let mut left = q.remaining();
+    assert_eq!(left.next(), Some(1));
+    assert_eq!(left.next(), None);
+    h.append(2);
+    assert_eq!(left.next(), None, "fused");
+    drop(left);
+    assert_eq!(q.remaining().collect::<Vec<_>>(), [2]);
+}

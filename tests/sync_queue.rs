@@ -402,3 +402,16 @@ fn an_ended_iteration_stays_ended() {
     q.append(1);
     assert_eq!(it.next(), None, "fused");
 }
+
+#[test]
+fn remaining_stays_ended_once_it_returned_none() {
+    let ctx = hp::Ctx::beginning("t");
+    let q = hp::sync_queue::<u32>(&ctx).build();
+    q.append(1);
+    let mut left = q.remaining();
+    assert_eq!(left.next(), Some(1));
+    assert_eq!(left.next(), None);
+    q.append(2);
+    assert_eq!(left.next(), None, "fused");
+    assert_eq!(q.remaining().collect::<Vec<_>>(), [2]);
+}

@@ -554,3 +554,15 @@ async fn start_at_in_the_past_ticks_at_once_then_follows_the_anchored_grid() {
     assert_eq!(instants(&seen), [0, 1, 3]);
     assert_eq!(till_next(&seen), [s(1), s(2), s(2)]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_ended_ticker_stays_ended() {
+    use futures::stream::FusedStream;
+    let ctx = hp::Ctx::beginning("t");
+    let mut ticker = hp::tick(s(1), &ctx).max_iterations(1).build().unwrap();
+    assert!(!ticker.is_terminated());
+    assert_eq!(ticker.next().await.map(|t| t.0), Some(1));
+    assert_eq!(ticker.next().await, None);
+    assert!(ticker.is_terminated());
+    assert_eq!(ticker.next().await, None);
+}

@@ -373,7 +373,9 @@ mod ours {
     /// One producer (this thread), two worker threads sharing the items.
     pub fn sync_one_to_two() -> Duration {
         let ctx = hp::Ctx::beginning("bench");
-        let q = hp::sync_queue::<usize>(&ctx).empty_on_finished(true).build();
+        let q = hp::sync_queue::<usize>(&ctx)
+            .empty_on_finished(true)
+            .build();
         let start = Instant::now();
         let ws: Vec<_> = (0..2)
             .map(|_| {

@@ -39,7 +39,13 @@ fn rate(r: &mut Report) {
             .expect("every is not zero");
         ticker.count().await
     });
-    r.add("tick.rate", OURS, v, ours as f64 / WINDOW.as_secs_f64(), "ticks/s");
+    r.add(
+        "tick.rate",
+        OURS,
+        v,
+        ours as f64 / WINDOW.as_secs_f64(),
+        "ticks/s",
+    );
     let theirs = rt.block_on(async {
         let start = Instant::now();
         let mut interval = tokio::time::interval(PERIOD);

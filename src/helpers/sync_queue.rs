@@ -317,7 +317,10 @@ impl<T: Send + 'static> SyncQueue<T> {
 
     /// What is queued now, without waiting.
     pub fn remaining(&self) -> SyncRemaining<'_, T> {
-        SyncRemaining { queue: self }
+        SyncRemaining {
+            queue: self,
+            ended: false,
+        }
     }
 
     fn done(&self) -> bool {
@@ -458,20 +461,28 @@ impl<'a, T: Send + 'static> IntoIterator for &'a SyncQueue<T> {
     }
 }
 
-/// What a [`SyncQueue`] holds now, from [`SyncQueue::remaining`]; never waits.
+/// What a [`SyncQueue`] holds now, from [`SyncQueue::remaining`]; never waits. Once it
+/// returned `None` it stays ended (fused), also if producers append afterwards.
 pub struct SyncRemaining<'a, T: 'static> {
     queue: &'a SyncQueue<T>,
+    ended: bool,
 }
 
 impl<T: Send + 'static> Iterator for SyncRemaining<'_, T> {
     type Item = T;
     fn next(&mut self) -> Option<T> {
+        if self.ended {
+            return None;
+        }
         let mut st = lock(&self.queue.core.state);
         let v = st.deque.pop_front();
         self.queue.core.ready.store(!st.deque.is_empty(), Relaxed);
+        self.ended = v.is_none();
         v
     }
 }
+
+impl<T: Send + 'static> FusedIterator for SyncRemaining<'_, T> {}
 
 impl<T: 'static> fmt::Debug for SyncRemaining<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -119,33 +119,42 @@ impl<T: Send + 'static> Stream for Iterations<'_, T> {
 }
 
 /// Everything queued now, from [`Queue::remaining`]: never waits; instructions met on
-/// the way run, only items are yielded.
+/// the way run, only items are yielded. Once it returned `None` it stays ended (fused),
+/// also if producers append afterwards.
 ///
 /// # Drop
 /// Entries not reached stay queued.
 pub struct Remaining<'a, T: 'static> {
     queue: &'a mut Queue<T>,
+    ended: bool,
 }
 
 impl<'a, T: 'static> Remaining<'a, T> {
     pub(super) fn new(queue: &'a mut Queue<T>) -> Self {
-        Remaining { queue }
+        Remaining {
+            queue,
+            ended: false,
+        }
     }
 }
 
 impl<T: Send + 'static> Iterator for Remaining<'_, T> {
     type Item = T;
     fn next(&mut self) -> Option<T> {
-        loop {
-            match self.queue.take(false)? {
-                Entry::Item(v) => return Some(v),
-                Entry::Instruction(f) => {
+        while !self.ended {
+            match self.queue.take(false) {
+                Some(Entry::Item(v)) => return Some(v),
+                Some(Entry::Instruction(f)) => {
                     run_caught("queue instruction", f);
                 }
+                None => self.ended = true,
             }
         }
+        None
     }
 }
+
+impl<T: Send + 'static> std::iter::FusedIterator for Remaining<'_, T> {}
 
 impl<T: 'static> fmt::Debug for Remaining<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -93,7 +93,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_core::Stream;
+use futures_core::{FusedStream, Stream};
 use futures_util::task::AtomicWaker;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
@@ -499,5 +499,12 @@ impl Stream for Ticker {
                 Poll::Ready(Some((this.iteration, till_next)))
             }
         }
+    }
+}
+
+/// Once the stream returned `None` it stays ended.
+impl FusedStream for Ticker {
+    fn is_terminated(&self) -> bool {
+        self.finished
     }
 }
