@@ -713,11 +713,12 @@ async fn remaining_stays_ended_once_it_returned_none() {
     let mut q = hp::queue::<u32>(&ctx).build();
     let h = q.handle();
     q.append(1);
-    let mut left = q.remaining();
-    assert_eq!(left.next(), Some(1));
-    assert_eq!(left.next(), None);
-    h.append(2);
-    assert_eq!(left.next(), None, "fused");
-    drop(left);
+    {
+        let mut left = q.remaining();
+        assert_eq!(left.next(), Some(1));
+        assert_eq!(left.next(), None);
+        h.append(2);
+        assert_eq!(left.next(), None, "fused");
+    }
     assert_eq!(q.remaining().collect::<Vec<_>>(), [2]);
 }
