@@ -117,12 +117,14 @@ fn loom_breaker_with_empty_on_finished_drains_before_ending() {
         let ctx = hp::Ctx::beginning("r");
         let mut q = hp::queue::<u32>(&ctx).empty_on_finished(true).build();
         let h = q.handle();
+        // The iteration starts (clearing the breaker) before the producer runs.
+        let all = q.get_all();
         let t = thread::spawn(move || {
             h.append(1);
             h.breaker().set();
             h.append(2);
         });
-        let got: Vec<u32> = block_on(q.get_all().collect());
+        let got: Vec<u32> = block_on(all.collect());
         t.join().unwrap();
         assert!(got == [1] || got == [1, 2], "{got:?}");
         let mut all = got;

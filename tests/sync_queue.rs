@@ -328,7 +328,8 @@ fn a_consumer_that_stops_leaves_the_rest_to_a_sleeping_one_with_a_zero_timeout()
                 })
             };
             (1..=3).for_each(|n| q.append(n));
-            let first = q.get_all().next(); // takes one (or none if the sleeper won all)
+            // Another consumer takes one and stops (none if the sleeper was quicker).
+            let first = q.get(Duration::ZERO).ok();
             let mut got: Vec<u32> = first.into_iter().collect();
             while got.len() < 3 {
                 got.push(rx.recv_timeout(WATCHDOG).expect("the sleeper was woken"));
