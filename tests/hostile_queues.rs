@@ -763,3 +763,55 @@ fn ticker_controls_changing_the_schedule_from_other_threads_never_hang_it() {
         assert_eq!(seen, (1..=200).collect::<Vec<_>>());
     });
 }
+
+// ------------------------------------- a ctx callback holding the last queue or ticker
+
+#[tokio::test(start_paused = true)]
+async fn a_ctx_done_callback_may_hold_and_drop_the_last_queue_sync_queue_and_ticker() {
+    let ctx = hp::Ctx::beginning("t");
+    let q = hp::queue::<Tracked>(&ctx).build();
+    let s = hp::sync_queue::<Tracked>(&ctx).build();
+    let drops = Arc::new(AtomicUsize::new(0));
+    q.append(tracked(&drops, false));
+    s.append(tracked(&drops, false));
+    let mut ticker = hp::tick(secs(1), &ctx).build().unwrap();
+    ticker.next().await.unwrap();
+    let (qctx, sctx, tctx) = (q.ctx().clone(), s.ctx().clone(), ticker.ctx().clone());
+    // Each callback owns the last handle of what it captured and drops it when it runs,
+    // on the very contexts those values own (a child of `ctx`, being cancelled).
+    let slot = Arc::new(Mutex::new(Some((q, s, ticker))));
+    let for_cb = slot.clone();
+    qctx.add_done_callback(move |_| {
+        drop(for_cb.lock().unwrap().take());
+    });
+    ctx.cancel();
+    assert!(
+        slot.lock().unwrap().is_none(),
+        "the callback ran and dropped them"
+    );
+    assert_eq!(drops.load(SeqCst), 2);
+    assert!(qctx.cancelled() && sctx.cancelled() && tctx.cancelled());
+}
+
+#[test]
+fn removing_a_ctx_callback_that_holds_the_last_queue_sync_queue_and_ticker_drops_them() {
+    with_watchdog(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _in_rt = rt.enter();
+        let ctx = hp::Ctx::beginning("t");
+        let drops = Arc::new(AtomicUsize::new(0));
+        let q = hp::queue::<Tracked>(&ctx).build();
+        let s = hp::sync_queue::<Tracked>(&ctx).build();
+        q.append(tracked(&drops, false));
+        s.append(tracked(&drops, false));
+        let ticker = hp::tick(secs(1), &ctx).build().unwrap();
+        let (qctx, sctx, tctx) = (q.ctx().clone(), s.ctx().clone(), ticker.ctx().clone());
+        let h = ctx.add_done_callback(move |_| drop((q, s, ticker)));
+        assert_eq!(ctx.remove_done_callback(h), 1);
+        assert_eq!(drops.load(SeqCst), 2);
+        assert!(qctx.cancelled() && sctx.cancelled() && tctx.cancelled());
+    });
+}
