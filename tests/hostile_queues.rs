@@ -378,7 +378,11 @@ fn four_sync_consumers_and_four_producers_lose_and_duplicate_nothing() {
         let producers: Vec<_> = (0..4)
             .map(|p| {
                 let q = q.clone();
-                thread::spawn(move || (0..EACH).for_each(|i| q.append((p, i))))
+                thread::spawn(move || {
+                    (0..EACH).for_each(|i| {
+                        q.append((p, i));
+                    })
+                })
             })
             .collect();
         let consumers: Vec<_> = (0..4)
@@ -435,7 +439,9 @@ fn three_sleeping_sync_consumers_are_each_woken_by_three_appends() {
                 })
             })
             .collect();
-        (0..3).for_each(|n| q.append(n));
+        (0..3).for_each(|n| {
+            q.append(n);
+        });
         let mut got: Vec<u32> = consumers
             .into_iter()
             .map(|c| c.join().unwrap().unwrap())
@@ -554,7 +560,7 @@ fn every_route_wakes_a_sleeping_sync_consumer_at_once() {
                 tx.send(got).unwrap();
             });
             match route {
-                "append" | "get append" => q.append(3),
+                "append" | "get append" => drop(q.append(3)),
                 "ctx" | "get ctx" => drop(q.ctx().cancel()),
                 _ => {
                     // Another consumer takes one of two and stops: the rest is for the

@@ -202,9 +202,13 @@ fn queues_and_their_handles_are_freed() {
         }
         let q = hp::sync_queue::<u32>(&ctx).build();
         let q2 = q.clone();
-        std::thread::spawn(move || (0..1_000).for_each(|n| q2.append(n)))
-            .join()
-            .unwrap();
+        std::thread::spawn(move || {
+            (0..1_000).for_each(|n| {
+                q2.append(n);
+            })
+        })
+        .join()
+        .unwrap();
         assert_eq!(q.remaining().count(), 1_000);
     });
 }

@@ -169,7 +169,11 @@ fn sync_queue_many_producer_threads_two_consumer_threads_lose_nothing() {
         let producers: Vec<_> = (0..PRODUCERS)
             .map(|p| {
                 let q = q.clone();
-                std::thread::spawn(move || (0..PER).for_each(|n| q.append((p, n, false))))
+                std::thread::spawn(move || {
+                    (0..PER).for_each(|n| {
+                        q.append((p, n, false));
+                    })
+                })
             })
             .collect();
         let consumers: Vec<_> = (0..2)

@@ -169,7 +169,11 @@ fn concurrent_producer_threads_lose_and_duplicate_nothing() {
     let producers: Vec<_> = (0..PRODUCERS)
         .map(|p| {
             let q = q.clone();
-            thread::spawn(move || (0..EACH).for_each(|i| q.append((p, i))))
+            thread::spawn(move || {
+                (0..EACH).for_each(|i| {
+                    q.append((p, i));
+                })
+            })
         })
         .collect();
     let (tx, rx) = mpsc::channel();
@@ -197,7 +201,11 @@ fn items_racing_the_ctx_finishing_are_never_dropped() {
         let producers: Vec<_> = (0..2)
             .map(|p| {
                 let q = q.clone();
-                thread::spawn(move || (0..EACH).for_each(|i| q.append(p * EACH + i)))
+                thread::spawn(move || {
+                    (0..EACH).for_each(|i| {
+                        q.append(p * EACH + i);
+                    })
+                })
             })
             .collect();
         let rx1 = consume(&q);
@@ -265,7 +273,11 @@ fn two_workers_share_a_burst_appended_while_they_wait() {
     with_watchdog(|| {
         let ctx = hp::Ctx::beginning("t");
         let q = hp::sync_queue::<u32>(&ctx).build();
-        let got = two_workers_share(&q, || (0..20).for_each(|j| q.append(j)));
+        let got = two_workers_share(&q, || {
+            (0..20).for_each(|j| {
+                q.append(j);
+            })
+        });
         assert_shared_evenly(got, 20);
     });
 }
@@ -275,7 +287,9 @@ fn two_workers_share_a_burst_queued_before_they_start() {
     with_watchdog(|| {
         let ctx = hp::Ctx::beginning("t");
         let q = hp::sync_queue::<u32>(&ctx).timeout(Duration::ZERO).build();
-        (0..20).for_each(|j| q.append(j));
+        (0..20).for_each(|j| {
+            q.append(j);
+        });
         let got = two_workers_share(&q, || {});
         assert_shared_evenly(got, 20);
     });
@@ -300,7 +314,9 @@ fn workers_with_get_share_a_burst() {
                 })
             })
             .collect();
-        (0..20).for_each(|j| q.append(j));
+        (0..20).for_each(|j| {
+            q.append(j);
+        });
         while !q.is_empty() {
             thread::yield_now();
         }
@@ -327,7 +343,9 @@ fn a_consumer_that_stops_leaves_the_rest_to_a_sleeping_one_with_a_zero_timeout()
                     }
                 })
             };
-            (1..=3).for_each(|n| q.append(n));
+            (1..=3).for_each(|n| {
+                q.append(n);
+            });
             // Another consumer takes one and stops (none if the sleeper was quicker).
             let first = q.get(Duration::ZERO).ok();
             let mut got: Vec<u32> = first.into_iter().collect();

@@ -383,7 +383,9 @@ mod ours {
                 std::thread::spawn(move || q.get_all().count())
             })
             .collect();
-        (0..ITEMS).for_each(|i| q.append(i));
+        (0..ITEMS).for_each(|i| {
+            q.append(i);
+        });
         q.ctx().cancel();
         let n: usize = ws.into_iter().map(|w| w.join().unwrap()).sum();
         assert_eq!(n, ITEMS);
@@ -396,7 +398,11 @@ mod ours {
         let q = hp::sync_queue::<usize>(&ctx).build();
         let producer = q.clone();
         let start = Instant::now();
-        let t = std::thread::spawn(move || (0..ITEMS).for_each(|i| producer.append(i)));
+        let t = std::thread::spawn(move || {
+            (0..ITEMS).for_each(|i| {
+                producer.append(i);
+            })
+        });
         assert_eq!(q.get_all().take(ITEMS).count(), ITEMS);
         t.join().unwrap();
         start.elapsed()

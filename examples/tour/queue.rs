@@ -71,7 +71,9 @@ async fn sync_worker_pool() {
             })
         })
         .collect();
-    (1..=6).for_each(|job| jobs.append(job));
+    (1..=6).for_each(|job| {
+        jobs.append(job);
+    });
     jobs.ctx().cancel(); // empty_on_finished: the workers drain the queue, then stop
     let mut all = Vec::new();
     for w in workers {

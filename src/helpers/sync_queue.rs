@@ -260,7 +260,10 @@ impl<T: 'static> Clone for SyncQueue<T> {
 impl<T: Send + 'static> SyncQueue<T> {
     /// Adds `item` at the back. Never blocks; always accepted (after the context is done
     /// it waits for [`remaining`](Self::remaining) or an `empty_on_finished` iteration).
-    pub fn append(&self, item: T) {
+    ///
+    /// Returns `true`, as the async queue's `append` does while its queue exists (every
+    /// `SyncQueue` handle keeps the queue, so an append is never refused).
+    pub fn append(&self, item: T) -> bool {
         let wake = {
             let mut st = lock(&self.core.state);
             if st.deque.is_empty() {
@@ -273,6 +276,7 @@ impl<T: Send + 'static> SyncQueue<T> {
         if wake {
             self.core.cond.notify_one();
         }
+        true
     }
 
     /// How many items are queued.
