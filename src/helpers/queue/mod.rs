@@ -167,7 +167,9 @@ impl<T: Send + 'static> QueueOptions<T> {
 ///
 /// # Drop
 /// Cancels the queue's child context and drops what is still queued (instructions are
-/// dropped unrun); later appends through handles return `false`.
+/// dropped unrun) and its hooks: one by one, outside every lock, each panic in a `Drop`
+/// caught and reported through `tracing`, and iteratively (an item may hold another
+/// queue, and so on, at any depth). Later appends through handles return `false`.
 pub struct Queue<T: 'static> {
     shared: Arc<Shared<T>>,
     /// Entries taken from `shared` under one lock, yielded without locking.

@@ -47,10 +47,13 @@
 //! [`Ticker::pauser`] is an `Arc<Semaphore>` (one permit by default, or the one given to
 //! [`TickerBuilder::pauser`]). While it has no permits no tick is yielded; when a permit
 //! becomes available one tick is yielded at once and the grid resumes. The ticker never
-//! keeps a permit: it takes one only for the instant of noticing it is free.
+//! keeps a permit, also while nobody polls it: while paused, a small task (spawned on
+//! the current tokio runtime) waits in the semaphore's queue, gives a granted permit back
+//! at once and wakes the ticker.
 //!
 //! # Drop
-//! Dropping the ticker releases its timer and cancels its child context (named by
+//! Dropping the ticker releases its timer, aborts its pause watch (if it is paused) and
+//! cancels its child context (named by
 //! [`TickerBuilder::name`], `"ticker"` by default).
 //!
 //! # Cancel safety
