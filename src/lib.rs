@@ -46,7 +46,7 @@
 //!     async move {
 //!         let mut ticks = ticks;
 //!         while let Some((i, _)) = ticks.next().await {
-//!             producer.append(i, false);
+//!             producer.append(i);
 //!         }
 //!     },
 //!     false,

@@ -272,16 +272,13 @@ async fn appending_after_the_queue_was_dropped_returns_false_and_drops_the_item(
     let h = q.handle();
     drop(q);
     let drops = Arc::new(AtomicUsize::new(0));
-    assert!(!h.append(Counted(drops.clone()), false));
+    assert!(!h.append(Counted(drops.clone())));
     assert_eq!(drops.load(SeqCst), 1);
     let ran = Arc::new(AtomicUsize::new(0));
     let r = ran.clone();
-    assert!(!h.append_instruction(
-        move || {
-            r.fetch_add(1, SeqCst);
-        },
-        true
-    ));
+    assert!(!h.append_instruction_front(move || {
+        r.fetch_add(1, SeqCst);
+    },));
     assert_eq!(ran.load(SeqCst), 0);
     assert!(h.is_empty());
 }
@@ -291,7 +288,7 @@ async fn appending_after_the_queue_context_finished_keeps_the_item_for_remaining
     let ctx = hp::Ctx::beginning("app");
     let mut q = hp::queue::<u32>(&ctx).build();
     ctx.cancel();
-    q.append(1, false);
+    q.append(1);
     assert_eq!(q.get_all().collect::<Vec<_>>().await, []);
     assert_eq!(q.remaining().collect::<Vec<_>>(), [1]);
 }
@@ -313,7 +310,7 @@ async fn dropping_a_queue_iteration_mid_way_keeps_the_rest() {
     let ctx = hp::Ctx::beginning("app");
     let mut q = hp::queue::<u32>(&ctx).build();
     for n in 0..5 {
-        q.append(n, false);
+        q.append(n);
     }
     {
         let mut all = q.get_all();
@@ -428,8 +425,8 @@ async fn setting_a_queue_breaker_twice_ends_one_iteration_only() {
     let ctx = hp::Ctx::beginning("app");
     let mut q = hp::queue::<u32>(&ctx).build();
     let h = q.handle();
-    q.append(1, false);
-    q.append(2, false);
+    q.append(1);
+    q.append(2);
     let mut all = q.get_all();
     assert_eq!(all.next().await, Some(1));
     h.breaker().set();

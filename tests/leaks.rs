@@ -182,7 +182,11 @@ fn queues_and_their_handles_are_freed() {
             let h = q.handle();
             let producer = tokio::spawn(async move {
                 for n in 0..50 {
-                    h.append(n, n % 7 == 0);
+                    if n % 7 == 0 {
+                        h.append_front(n);
+                    } else {
+                        h.append(n);
+                    }
                 }
             });
             producer.await.unwrap();
@@ -195,9 +199,13 @@ fn queues_and_their_handles_are_freed() {
         }
         let q = hp::sync_queue::<u32>(&ctx).build();
         let q2 = q.clone();
-        std::thread::spawn(move || (0..1_000).for_each(|n| q2.append(n)))
-            .join()
-            .unwrap();
+        std::thread::spawn(move || {
+            (0..1_000).for_each(|n| {
+                q2.append(n);
+            })
+        })
+        .join()
+        .unwrap();
         assert_eq!(q.remaining().count(), 1_000);
     });
 }

@@ -51,8 +51,8 @@ fn loom_append_races_iteration_nothing_lost_or_duplicated() {
         let mut q = hp::queue::<u32>(&ctx).build();
         let h = q.handle();
         let t = thread::spawn(move || {
-            assert!(h.append(1, false));
-            assert!(h.append(2, true));
+            assert!(h.append(1));
+            assert!(h.append_front(2));
         });
         let got = take_n(&mut q, 2);
         t.join().unwrap();
@@ -69,11 +69,11 @@ fn loom_priority_append_races_a_consumer_mid_batch() {
     model("priority append mid batch", || {
         let ctx = hp::Ctx::beginning("r");
         let mut q = hp::queue::<u32>(&ctx).build();
-        q.append(1, false);
-        q.append(2, false);
+        q.append(1);
+        q.append(2);
         let h = q.handle();
         let t = thread::spawn(move || {
-            h.append(0, true);
+            h.append_front(0);
         });
         let got = take_n(&mut q, 3);
         t.join().unwrap();
@@ -96,15 +96,40 @@ fn loom_breaker_races_appends_items_stay_for_remaining() {
         let h = q.handle();
         let all = q.get_all(); // the iteration starts (and clears the breaker) first
         let t = thread::spawn(move || {
-            h.append(1, false);
+            h.append(1);
             h.breaker().set();
-            h.append(2, false);
+            h.append(2);
         });
         let mut got: Vec<u32> = block_on(all.collect());
         t.join().unwrap();
         assert!(got.is_empty() || got == [1], "{got:?}");
         got.extend(q.remaining());
         assert_eq!(got, [1, 2]);
+    });
+}
+
+#[test]
+fn loom_breaker_with_empty_on_finished_drains_before_ending() {
+    // With `empty_on_finished` a producer appends 1, sets the breaker and appends 2: the
+    // iteration ends only once it finds the queue empty with the breaker set, so 1 is
+    // always yielded; 2 is yielded or left, never lost.
+    model("breaker with empty_on_finished drains", || {
+        let ctx = hp::Ctx::beginning("r");
+        let mut q = hp::queue::<u32>(&ctx).empty_on_finished(true).build();
+        let h = q.handle();
+        // The iteration starts (clearing the breaker) before the producer runs.
+        let all = q.get_all();
+        let t = thread::spawn(move || {
+            h.append(1);
+            h.breaker().set();
+            h.append(2);
+        });
+        let got: Vec<u32> = block_on(all.collect());
+        t.join().unwrap();
+        assert!(got == [1] || got == [1, 2], "{got:?}");
+        let mut all = got;
+        all.extend(q.remaining());
+        assert_eq!(all, [1, 2]);
     });
 }
 
@@ -119,7 +144,7 @@ fn loom_new_iteration_after_breaker_continues_where_it_stopped() {
         let all = q.get_all();
         let t = thread::spawn(move || {
             h.breaker().set();
-            h.append(7, false);
+            h.append(7);
         });
         let first: Vec<u32> = block_on(all.collect());
         t.join().unwrap();
@@ -140,9 +165,9 @@ fn loom_ctx_cancel_races_appends_with_empty_on_finished() {
         let h = q.handle();
         let qctx = q.ctx().clone();
         let t = thread::spawn(move || {
-            h.append(1, false);
+            h.append(1);
             qctx.cancel();
-            h.append(2, false);
+            h.append(2);
         });
         let mut got: Vec<u32> = block_on(q.get_all().collect());
         t.join().unwrap();
@@ -161,9 +186,9 @@ fn loom_ctx_cancel_races_appends_item_after_cancel_is_not_yielded() {
         let h = q.handle();
         let qctx = q.ctx().clone();
         let t = thread::spawn(move || {
-            h.append(1, false);
+            h.append(1);
             qctx.cancel();
-            h.append(2, true);
+            h.append_front(2);
         });
         let mut got: Vec<u32> = block_on(q.get_all().collect());
         t.join().unwrap();
@@ -184,13 +209,10 @@ fn loom_instruction_runs_once_before_the_item_behind_it() {
         let ran = Arc::new(AtomicUsize::new(0));
         let r = ran.clone();
         let t = thread::spawn(move || {
-            h.append_instruction(
-                move || {
-                    r.fetch_add(1, SeqCst);
-                },
-                false,
-            );
-            h.append(5, false);
+            h.append_instruction(move || {
+                r.fetch_add(1, SeqCst);
+            });
+            h.append(5);
         });
         let got = take_n(&mut q, 1);
         assert_eq!(ran.load(SeqCst), 1);
@@ -211,13 +233,13 @@ fn loom_hook_appends_race_a_producer() {
         q.process_after_yielded(move |view| {
             if !fired {
                 fired = true;
-                view.append(10, false);
+                view.append(10);
             }
         });
-        q.append(0, false);
+        q.append(0);
         let h = q.handle();
         let t = thread::spawn(move || {
-            h.append(1, false);
+            h.append(1);
         });
         let mut got = take_n(&mut q, 3);
         t.join().unwrap();
@@ -248,7 +270,7 @@ fn loom_queue_dropped_while_a_producer_appends_drops_each_item_once() {
         let h = q.handle();
         let drops = Arc::new(AtomicUsize::new(0));
         let d = drops.clone();
-        let t = thread::spawn(move || h.append(Counted(d), false));
+        let t = thread::spawn(move || h.append(Counted(d)));
         drop(q);
         let _accepted = t.join().unwrap();
         assert_eq!(drops.load(SeqCst), 1);
@@ -278,10 +300,10 @@ fn loom_sync_queue_producer_and_cancel_race_a_blocked_consumer() {
 }
 
 #[test]
-fn loom_sync_queue_stopped_iteration_gives_its_batch_back() {
-    // The consumer takes one item from a batch of three and stops while a producer
-    // appends: the untaken items go back in front, in order, before the new one.
-    model("sync queue give back", || {
+fn loom_sync_queue_stopped_iteration_leaves_the_rest_in_order() {
+    // The consumer takes one item of three and stops while a producer appends: the
+    // items it did not take stay queued, in order, before the new one.
+    model("sync queue stop", || {
         let ctx = hp::Ctx::beginning("r");
         let q = hp::sync_queue::<u32>(&ctx).build();
         for n in 1..=3 {
@@ -294,6 +316,51 @@ fn loom_sync_queue_stopped_iteration_gives_its_batch_back() {
         assert_eq!(first, Some(1));
         assert_eq!(q.len(), 3);
         assert_eq!(q.remaining().collect::<Vec<_>>(), [2, 3, 4]);
+    });
+}
+
+#[test]
+fn loom_sync_queue_a_stopping_consumer_never_strands_a_sleeping_one() {
+    // Timeout zero: a sleeping consumer wakes only when notified. Consumer B waits for
+    // two items while A takes one of three and stops: B gets the other two without any
+    // further append, in whatever interleaving (a lost wake-up is a loom deadlock).
+    model("sync queue stop wakes a sleeper", || {
+        let ctx = hp::Ctx::beginning("r");
+        let q = hp::sync_queue::<u32>(&ctx)
+            .timeout(std::time::Duration::ZERO)
+            .build();
+        let q2 = q.clone();
+        let b = thread::spawn(move || q2.get_all().take(2).collect::<Vec<_>>());
+        for n in 1..=3 {
+            q.append(n);
+        }
+        let a = q.get_all().next();
+        let mut got = b.join().unwrap();
+        got.extend(a);
+        got.extend(q.remaining());
+        got.sort_unstable();
+        assert_eq!(got, [1, 2, 3]);
+    });
+}
+
+#[test]
+fn loom_sync_queue_two_consumers_share_a_burst() {
+    // Two consumers each wait for one item; two items are appended at once: each gets
+    // one (neither holds both while the other sleeps).
+    model("sync queue two consumers", || {
+        let ctx = hp::Ctx::beginning("r");
+        let q = hp::sync_queue::<u32>(&ctx)
+            .timeout(std::time::Duration::ZERO)
+            .build();
+        let q2 = q.clone();
+        let b = thread::spawn(move || q2.get_all().next());
+        q.append(1);
+        q.append(2);
+        let a = q.get_all().next();
+        let b = b.join().unwrap();
+        let mut got: Vec<u32> = a.into_iter().chain(b).collect();
+        got.sort_unstable();
+        assert_eq!(got, [1, 2]);
     });
 }
 

@@ -164,11 +164,11 @@ async fn a_panicking_queue_instruction_is_reported_and_no_item_is_lost() {
     let (logs, _g) = Logs::capture();
     let ctx = hp::Ctx::beginning("app");
     let mut q = hp::queue::<u32>(&ctx).build();
-    q.append(1, false);
-    q.append_instruction(|| panic!("instruction boom"), false);
-    q.append(2, false);
-    q.append_instruction(|| panic!("instruction boom 2"), false);
-    q.append(3, false);
+    q.append(1);
+    q.append_instruction(|| panic!("instruction boom"));
+    q.append(2);
+    q.append_instruction(|| panic!("instruction boom 2"));
+    q.append(3);
     let mut all = q.get_all();
     assert_eq!(all.next().await, Some(1));
     assert_eq!(all.next().await, Some(2));
@@ -177,7 +177,7 @@ async fn a_panicking_queue_instruction_is_reported_and_no_item_is_lost() {
     assert_eq!(q.remaining().collect::<Vec<_>>(), [3]);
     assert!(logs.text().contains("instruction boom"));
     assert!(logs.text().contains("instruction boom 2"));
-    q.append(4, true);
+    q.append_front(4);
     assert_eq!(q.get_all().next().await, Some(4));
     assert!(q.is_empty());
 }
@@ -198,11 +198,11 @@ async fn a_panicking_process_after_yielded_hook_is_reported_and_keeps_running() 
     let o = other.clone();
     q.process_after_yielded(move |view| {
         if o.fetch_add(1, SeqCst) == 0 {
-            view.append(99, false); // the next hook still runs after a panic
+            view.append(99); // the next hook still runs after a panic
         }
     });
     for n in 0..3 {
-        q.append(n, false);
+        q.append(n);
     }
     let got: Vec<u32> = q.get_all().take(4).collect().await;
     assert_eq!(got, [0, 1, 2, 99]);

@@ -32,9 +32,9 @@ fn handles_are_send_and_sync_where_they_should_be() {
 async fn priority_append_puts_items_at_the_very_front() {
     let ctx = hp::Ctx::beginning("t");
     let mut q = hp::queue::<u32>(&ctx).build();
-    q.append(1, false);
-    q.append(2, true);
-    q.append(3, true);
+    q.append(1);
+    q.append_front(2);
+    q.append_front(3);
     assert_eq!(q.remaining().collect::<Vec<_>>(), [3, 2, 1]);
 }
 
@@ -44,13 +44,13 @@ async fn a_priority_item_appended_mid_iteration_comes_next() {
     let mut q = hp::queue::<u32>(&ctx).build();
     let h = q.handle();
     for i in 1..=3 {
-        q.append(i, false);
+        q.append(i);
     }
     let mut all = q.get_all();
     assert_eq!(all.next().await, Some(1));
-    h.append(10, false);
-    h.append(0, true);
-    h.append(-1i32 as u32, true);
+    h.append(10);
+    h.append_front(0);
+    h.append_front(-1i32 as u32);
     let mut rest = Vec::new();
     for _ in 0..5 {
         rest.push(all.next().await.unwrap());
@@ -63,10 +63,10 @@ async fn len_and_is_empty_count_instructions_too() {
     let ctx = hp::Ctx::beginning("t");
     let mut q = hp::queue::<u32>(&ctx).build();
     assert!(q.is_empty());
-    q.append_instruction(|| {}, false);
+    q.append_instruction(|| {});
     assert_eq!((q.len(), q.is_empty()), (1, false));
-    q.append(1, false);
-    q.append(2, false);
+    q.append(1);
+    q.append(2);
     let h = q.handle();
     assert_eq!(h.len(), 3);
     let mut all = q.get_all();
@@ -82,12 +82,12 @@ async fn instructions_run_when_reached_and_yield_nothing() {
     let ctx = hp::Ctx::beginning("t");
     let mut q = hp::queue::<&'static str>(&ctx).build();
     let seen = log();
-    q.append("a", false);
+    q.append("a");
     let s = seen.clone();
-    q.append_instruction(move || push(&s, "instruction"), false);
-    q.append("b", false);
+    q.append_instruction(move || push(&s, "instruction"));
+    q.append("b");
     let s = seen.clone();
-    q.append_instruction(move || push(&s, "urgent"), true);
+    q.append_instruction_front(move || push(&s, "urgent"));
     let mut all = q.get_all();
     for _ in 0..2 {
         let item = all.next().await.unwrap();
@@ -101,15 +101,12 @@ async fn remaining_never_waits_and_runs_the_instructions_it_meets() {
     let ctx = hp::Ctx::beginning("t");
     let mut q = hp::queue::<u32>(&ctx).build();
     let ran = Arc::new(AtomicUsize::new(0));
-    q.append(1, false);
+    q.append(1);
     let r = ran.clone();
-    q.append_instruction(
-        move || {
-            r.fetch_add(1, SeqCst);
-        },
-        false,
-    );
-    q.append(2, false);
+    q.append_instruction(move || {
+        r.fetch_add(1, SeqCst);
+    });
+    q.append(2);
     assert_eq!(q.remaining().collect::<Vec<_>>(), [1, 2]);
     assert_eq!(ran.load(SeqCst), 1);
     assert_eq!(q.remaining().next(), None); // empty: returns at once
@@ -122,14 +119,14 @@ async fn iteration_ends_when_the_ctx_is_done_and_leaves_the_rest_for_remaining()
     let mut q = hp::queue::<u32>(&root).build();
     let h = q.handle();
     let qctx = q.ctx().clone();
-    h.append(1, false);
-    h.append(2, false);
+    h.append(1);
+    h.append(2);
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        h.append(3, false);
+        h.append(3);
         tokio::time::sleep(Duration::from_secs(4)).await;
         qctx.cancel();
-        h.append(4, false);
+        h.append(4);
     });
     let start = Instant::now();
     let mut seen = Vec::new();
@@ -149,7 +146,7 @@ async fn a_done_ctx_stops_before_the_next_ready_item() {
     let ctx = hp::Ctx::beginning("t");
     let mut q = hp::queue::<u32>(&ctx).build();
     for i in 0..5 {
-        q.append(i, false);
+        q.append(i);
     }
     let mut seen = Vec::new();
     let mut all = q.get_all();
@@ -169,10 +166,10 @@ async fn empty_on_finished_first_yields_what_is_left_instructions_included() {
     let ctx = hp::Ctx::beginning("t");
     let mut q = hp::queue::<u32>(&ctx).empty_on_finished(true).build();
     let ran = Arc::new(AtomicBool::new(false));
-    q.append(1, false);
+    q.append(1);
     let r = ran.clone();
-    q.append_instruction(move || r.store(true, SeqCst), false);
-    q.append(2, false);
+    q.append_instruction(move || r.store(true, SeqCst));
+    q.append(2);
     ctx.cancel();
     let seen: Vec<u32> = q.get_all().collect().await;
     assert_eq!(seen, [1, 2]);
@@ -185,7 +182,7 @@ async fn a_queue_built_on_a_done_ctx_ends_at_once_and_keeps_its_items() {
     let ctx = hp::Ctx::beginning("t");
     ctx.cancel();
     let mut q = hp::queue::<u32>(&ctx).build();
-    q.append(7, false);
+    q.append(7);
     assert_eq!(q.get_all().next().await, None);
     assert_eq!(q.remaining().collect::<Vec<_>>(), [7]);
 }
@@ -195,7 +192,7 @@ async fn the_breaker_ends_an_iteration_and_a_new_one_clears_it_and_continues() {
     let ctx = hp::Ctx::beginning("t");
     let mut q = hp::queue::<u32>(&ctx).build();
     for i in 0..6 {
-        q.append(i, false);
+        q.append(i);
     }
     let mut first = Vec::new();
     {
@@ -225,7 +222,7 @@ async fn breaking_out_of_a_loop_and_restarting_loses_nothing() {
     let ctx = hp::Ctx::beginning("t");
     let mut q = hp::queue::<u32>(&ctx).build();
     for i in 0..6 {
-        q.append(i, false);
+        q.append(i);
     }
     let mut seen = Vec::new();
     for _ in 0..3 {
@@ -275,8 +272,8 @@ async fn hooks_run_when_the_next_item_is_asked_for_never_before() {
     let seen = log();
     let s = seen.clone();
     q.process_after_yielded(move |view| push(&s, format!("hook len={}", view.len())));
-    q.append(1, false);
-    q.append(2, false);
+    q.append(1);
+    q.append(2);
     let mut all = q.get_all();
     let a = all.next().await.unwrap();
     push(&seen, format!("got {a}"));
@@ -294,12 +291,12 @@ async fn a_hook_may_append_through_its_view_without_deadlock() {
     let a = appended.clone();
     q.process_after_yielded(move |view| {
         if view.is_empty() && !a.swap(true, SeqCst) {
-            view.append(100, false);
-            view.append(50, true);
+            view.append(100);
+            view.append_front(50);
             assert_eq!(view.len(), 2);
         }
     });
-    q.append(1, false);
+    q.append(1);
     let mut all = q.get_all();
     let mut seen = Vec::new();
     for _ in 0..3 {
@@ -315,7 +312,7 @@ async fn a_hook_that_sets_the_breaker_stops_further_items() {
     let mut q = hp::queue::<u32>(&ctx).build();
     q.process_after_yielded(|view| view.breaker().set());
     for i in 0..3 {
-        q.append(i, false);
+        q.append(i);
     }
     let seen: Vec<u32> = q.get_all().collect().await;
     assert_eq!(seen, [0]);
@@ -329,29 +326,38 @@ async fn a_panicking_instruction_or_hook_is_caught_and_iteration_goes_on() {
     let ctx = hp::Ctx::beginning("t");
     let mut q = hp::queue::<u32>(&ctx).build();
     q.process_after_yielded(|_| panic!("hook boom"));
-    q.append(1, false);
-    q.append_instruction(|| panic!("instruction boom"), false);
-    q.append(2, false);
+    q.append(1);
+    q.append_instruction(|| panic!("instruction boom"));
+    q.append(2);
     let mut all = q.get_all();
     assert_eq!(all.next().await, Some(1));
     assert_eq!(all.next().await, Some(2));
 }
 
 #[tokio::test(start_paused = true)]
-async fn the_stream_impl_restarts_after_it_ended() {
+async fn iterations_restart_after_one_ended_and_get_all_stays_ended() {
     let ctx = hp::Ctx::beginning("t");
     let mut q = hp::queue::<u32>(&ctx).build();
     for i in 0..4 {
-        q.append(i, false);
+        q.append(i);
     }
-    assert_eq!(q.next().await, Some(0));
+    assert_eq!(q.iterations().next().await, Some(0));
     q.breaker().set();
-    assert_eq!(q.next().await, None);
+    assert_eq!(q.iterations().next().await, None);
     // Polling again starts a new iteration: breaker cleared, continues with 1.
-    assert_eq!(q.next().await, Some(1));
+    assert_eq!(q.iterations().next().await, Some(1));
     assert!(!q.breaker().is_set());
-    let rest: Vec<u32> = q.by_ref().take(2).collect().await;
-    assert_eq!(rest, [2, 3]);
+    let rest: Vec<u32> = q.iterations().take(1).collect().await;
+    assert_eq!(rest, [2]);
+    // One `get_all` iteration stays ended (fused).
+    let h = q.handle();
+    let mut all = q.get_all();
+    assert_eq!(all.next().await, Some(3));
+    ctx.cancel();
+    h.append(4);
+    assert_eq!(all.next().await, None);
+    assert!(futures::stream::FusedStream::is_terminated(&all));
+    assert_eq!(all.next().await, None);
 }
 
 #[tokio::test(start_paused = true)]
@@ -359,7 +365,7 @@ async fn a_consumer_with_many_ready_items_lets_other_tasks_run() {
     let ctx = hp::Ctx::beginning("t");
     let mut q = hp::queue::<u32>(&ctx).build();
     for i in 0..10_000 {
-        q.append(i, false);
+        q.append(i);
     }
     let other_ran = Arc::new(AtomicBool::new(false));
     let o = other_ran.clone();
@@ -387,7 +393,7 @@ struct MyType {
 async fn a_typed_queue_yields_its_type_with_no_item_ensurer() {
     let ctx = hp::Ctx::beginning("t");
     let mut q: hp::Queue<MyType> = hp::queue(&ctx).build();
-    q.append(MyType { id: 1 }, false);
+    q.append(MyType { id: 1 });
     let item: MyType = q.get_all().next().await.unwrap();
     assert_eq!(item, MyType { id: 1 });
 }
@@ -406,8 +412,8 @@ async fn the_queue_has_a_named_child_ctx_cancelled_when_it_is_dropped() {
     assert!(!ctx.done());
     let ran = Arc::new(AtomicBool::new(false));
     let r = ran.clone();
-    assert!(!h.append(1, false));
-    assert!(!h.append_instruction(move || r.store(true, SeqCst), false));
+    assert!(!h.append(1));
+    assert!(!h.append_instruction(move || r.store(true, SeqCst)));
     assert!(!ran.load(SeqCst));
     assert!(h.is_empty());
 }
@@ -422,7 +428,7 @@ async fn concurrent_producers_lose_and_duplicate_nothing() {
         let h = q.handle();
         tokio::spawn(async move {
             for i in 0..EACH {
-                h.append((p, i), false);
+                h.append((p, i));
                 if i % 512 == 0 {
                     tokio::task::yield_now().await;
                 }
@@ -458,7 +464,11 @@ async fn producers_on_threads_and_a_cancel_keep_every_item_exactly_once() {
             let h = q.handle();
             std::thread::spawn(move || {
                 for i in 0..EACH {
-                    h.append(p * EACH + i, i % 7 == 0);
+                    if i % 7 == 0 {
+                        h.append_front(p * EACH + i);
+                    } else {
+                        h.append(p * EACH + i);
+                    }
                 }
             })
         })
@@ -539,12 +549,13 @@ mod model {
             for op in ops {
                 match op {
                     Op::Append(v, p) => {
-                        h.append(v, p);
+                        if p { h.append_front(v) } else { h.append(v) };
                         if p { m.push_front(M::Item(v)) } else { m.push_back(M::Item(v)) }
                     }
                     Op::Instruction(id, p) => {
                         let r = ran.clone();
-                        h.append_instruction(move || r.lock().unwrap().push(id), p);
+                        let f = move || r.lock().unwrap().push(id);
+                        if p { h.append_instruction_front(f) } else { h.append_instruction(f) };
                         if p { m.push_front(M::Instr(id)) } else { m.push_back(M::Instr(id)) }
                     }
                     Op::Breaker => {
@@ -552,7 +563,7 @@ mod model {
                         m_breaker = true;
                     }
                     Op::Next => {
-                        let got = q.next().now_or_never();
+                        let got = q.iterations().next().now_or_never();
                         if !m_iterating {
                             m_iterating = true;
                             m_breaker = false;
@@ -588,4 +599,126 @@ mod model {
             prop_assert_eq!(&*ran.lock().unwrap(), &m_ran);
         }
     }
+}
+
+/// Queues 1, 2, an instruction, 3; takes one item, sets the breaker, and appends 4 (and,
+/// when 2 is yielded, 5 at the front) during the rest of the iteration. Returns what the
+/// iteration yielded, the log of instructions, and what was left for `remaining`.
+async fn breaker_scenario(empty_on_finished: bool) -> (Vec<u32>, Vec<String>, Vec<u32>) {
+    let ctx = hp::Ctx::beginning("t");
+    let mut q = hp::queue::<u32>(&ctx)
+        .empty_on_finished(empty_on_finished)
+        .build();
+    let (h, l) = (q.handle(), log());
+    q.append(1);
+    q.append(2);
+    let l2 = l.clone();
+    q.append_instruction(move || push(&l2, "instruction"));
+    q.append(3);
+    let mut seen = Vec::new();
+    let mut all = q.get_all();
+    while let Some(n) = all.next().await {
+        seen.push(n);
+        match n {
+            1 => {
+                h.breaker().set();
+                h.append(4);
+            }
+            2 => {
+                h.append_front(5);
+            }
+            _ => {}
+        }
+    }
+    drop(all);
+    let left = q.remaining().collect();
+    let ran = l.lock().unwrap().clone();
+    (seen, ran, left)
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_empty_on_finished_a_set_breaker_ends_the_iteration_only_once_the_queue_is_empty() {
+    // 1 | breaker set, 4 appended | 2 | 5 to the front | 5, instruction, 3, 4 | empty: end.
+    let (seen, ran, left) = breaker_scenario(true).await;
+    assert_eq!(seen, [1, 2, 5, 3, 4]);
+    assert_eq!(ran, ["instruction"]);
+    assert_eq!(left, Vec::<u32>::new());
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_empty_on_finished_a_set_breaker_ends_the_iteration_before_the_next_item() {
+    let (seen, ran, left) = breaker_scenario(false).await;
+    assert_eq!(seen, [1]);
+    // `remaining` runs the instruction it meets.
+    assert_eq!(ran, ["instruction"]);
+    assert_eq!(left, [2, 3, 4]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_empty_on_finished_a_hook_setting_the_breaker_lets_the_queue_drain() {
+    let ctx = hp::Ctx::beginning("t");
+    let mut q = hp::queue::<u32>(&ctx).empty_on_finished(true).build();
+    q.process_after_yielded(|view| {
+        if !view.breaker().is_set() {
+            view.breaker().set();
+            view.append(10);
+        }
+    });
+    (1..=3).for_each(|n| {
+        q.append(n);
+    });
+    let seen: Vec<u32> = q.get_all().collect().await;
+    assert_eq!(seen, [1, 2, 3, 10]);
+    assert!(q.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_empty_on_finished_the_breaker_wakes_and_ends_a_consumer_waiting_on_an_empty_queue() {
+    let ctx = hp::Ctx::beginning("t");
+    let mut q = hp::queue::<u32>(&ctx).empty_on_finished(true).build();
+    let h = q.handle();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        h.append(1);
+        h.breaker().set();
+    });
+    let start = Instant::now();
+    let seen: Vec<u32> = q.get_all().collect().await;
+    assert_eq!(seen, [1]);
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_empty_on_finished_a_ctx_finishing_mid_drain_still_yields_later_appends() {
+    let ctx = hp::Ctx::beginning("t");
+    let mut q = hp::queue::<u32>(&ctx).empty_on_finished(true).build();
+    let h = q.handle();
+    q.append(1);
+    q.append(2);
+    let mut seen = Vec::new();
+    let mut all = q.get_all();
+    while let Some(n) = all.next().await {
+        seen.push(n);
+        if n == 1 {
+            ctx.cancel();
+            h.append(3);
+        }
+    }
+    assert_eq!(seen, [1, 2, 3]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn remaining_stays_ended_once_it_returned_none() {
+    let ctx = hp::Ctx::beginning("t");
+    let mut q = hp::queue::<u32>(&ctx).build();
+    let h = q.handle();
+    q.append(1);
+    {
+        let mut left = q.remaining();
+        assert_eq!(left.next(), Some(1));
+        assert_eq!(left.next(), None);
+        h.append(2);
+        assert_eq!(left.next(), None, "fused");
+    }
+    assert_eq!(q.remaining().collect::<Vec<_>>(), [2]);
 }

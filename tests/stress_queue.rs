@@ -54,17 +54,19 @@ async fn many_producers_one_consumer_restarting_iterations_lose_nothing() {
                 let mut rng = Rng(u64::from(p) + 7);
                 for n in 0..PER {
                     let priority = rng.below(50) == 0;
-                    assert!(h.append((p, n, priority), priority));
+                    let item = (p, n, priority);
+                    assert!(if priority {
+                        h.append_front(item)
+                    } else {
+                        h.append(item)
+                    });
                     match rng.below(1_000) {
                         0 => h.breaker().set(),
                         1 => {
                             let ran = ran.clone();
-                            h.append_instruction(
-                                move || {
-                                    ran.fetch_add(1, SeqCst);
-                                },
-                                false,
-                            );
+                            h.append_instruction(move || {
+                                ran.fetch_add(1, SeqCst);
+                            });
                         }
                         2..=20 => tokio::task::yield_now().await,
                         _ => {}
@@ -129,7 +131,7 @@ async fn producers_racing_a_context_cancel_lose_nothing_across_remaining() {
                 let h = q.handle();
                 tokio::spawn(async move {
                     for n in 0..PER {
-                        h.append((p, n, false), false);
+                        h.append((p, n, false));
                         if n % 97 == 0 {
                             tokio::task::yield_now().await;
                         }
@@ -167,7 +169,11 @@ fn sync_queue_many_producer_threads_two_consumer_threads_lose_nothing() {
         let producers: Vec<_> = (0..PRODUCERS)
             .map(|p| {
                 let q = q.clone();
-                std::thread::spawn(move || (0..PER).for_each(|n| q.append((p, n, false))))
+                std::thread::spawn(move || {
+                    (0..PER).for_each(|n| {
+                        q.append((p, n, false));
+                    })
+                })
             })
             .collect();
         let consumers: Vec<_> = (0..2)

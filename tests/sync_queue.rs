@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use machinery::helpers as hp;
 
+mod common;
+use common::with_watchdog;
+
 /// Generous watchdog for a thread's result, so a bug fails instead of hanging.
 const WATCHDOG: Duration = Duration::from_secs(20);
 
@@ -125,18 +128,19 @@ fn breaking_out_and_restarting_continues_where_it_stopped() {
 }
 
 #[test]
-fn len_counts_items_a_running_iteration_has_taken_but_not_yielded() {
+fn len_counts_what_is_queued_while_an_iteration_runs() {
     let ctx = hp::Ctx::beginning("t");
     let q = hp::sync_queue::<u32>(&ctx).build();
     for i in 0..4 {
         q.append(i);
     }
-    let mut it = q.get_all();
-    assert_eq!(it.next(), Some(0));
-    assert_eq!(q.len(), 3);
-    q.append(4);
-    assert_eq!(q.len(), 4);
-    drop(it);
+    {
+        let mut it = q.get_all();
+        assert_eq!(it.next(), Some(0));
+        assert_eq!(q.len(), 3);
+        q.append(4);
+        assert_eq!(q.len(), 4);
+    }
     assert_eq!(q.remaining().collect::<Vec<_>>(), [1, 2, 3, 4]);
 }
 
@@ -165,7 +169,11 @@ fn concurrent_producer_threads_lose_and_duplicate_nothing() {
     let producers: Vec<_> = (0..PRODUCERS)
         .map(|p| {
             let q = q.clone();
-            thread::spawn(move || (0..EACH).for_each(|i| q.append((p, i))))
+            thread::spawn(move || {
+                (0..EACH).for_each(|i| {
+                    q.append((p, i));
+                })
+            })
         })
         .collect();
     let (tx, rx) = mpsc::channel();
@@ -193,7 +201,11 @@ fn items_racing_the_ctx_finishing_are_never_dropped() {
         let producers: Vec<_> = (0..2)
             .map(|p| {
                 let q = q.clone();
-                thread::spawn(move || (0..EACH).for_each(|i| q.append(p * EACH + i)))
+                thread::spawn(move || {
+                    (0..EACH).for_each(|i| {
+                        q.append(p * EACH + i);
+                    })
+                })
             })
             .collect();
         let rx1 = consume(&q);
@@ -210,4 +222,215 @@ fn items_racing_the_ctx_finishing_are_never_dropped() {
         all.sort_unstable();
         assert_eq!(all, (0..2 * EACH).collect::<Vec<_>>(), "round {round}");
     }
+}
+
+/// Two workers iterate one queue; every job waits at a two-party barrier, so the jobs
+/// can only be handled in pairs, one by each worker. A worker that held a second job
+/// while the other waited idle would leave the other at the barrier forever (the
+/// watchdog fails the test). Returns what each worker handled.
+fn two_workers_share(q: &hp::SyncQueue<u32>, append: impl FnOnce()) -> [Vec<u32>; 2] {
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            let (q, barrier) = (q.clone(), barrier.clone());
+            thread::spawn(move || {
+                let mut mine = Vec::new();
+                for job in &q {
+                    mine.push(job);
+                    barrier.wait(); // "handling" the job takes as long as the other's
+                }
+                mine
+            })
+        })
+        .collect();
+    append();
+    while !q.is_empty() {
+        thread::yield_now();
+    }
+    // Both workers are at or past the last barrier: the last pair is being handled.
+    let mut out = workers.into_iter().map(|w| {
+        q.ctx().cancel();
+        w.join().unwrap()
+    });
+    [out.next().unwrap(), out.next().unwrap()]
+}
+
+fn assert_shared_evenly(got: [Vec<u32>; 2], jobs: u32) {
+    for mine in &got {
+        assert_eq!(mine.len(), jobs as usize / 2, "{got:?}");
+        assert!(
+            mine.is_sorted(),
+            "each worker takes jobs in queue order: {got:?}"
+        );
+    }
+    let mut all: Vec<u32> = got.concat();
+    all.sort_unstable();
+    assert_eq!(all, (0..jobs).collect::<Vec<_>>());
+}
+
+#[test]
+fn two_workers_share_a_burst_appended_while_they_wait() {
+    with_watchdog(|| {
+        let ctx = hp::Ctx::beginning("t");
+        let q = hp::sync_queue::<u32>(&ctx).build();
+        let got = two_workers_share(&q, || {
+            (0..20).for_each(|j| {
+                q.append(j);
+            })
+        });
+        assert_shared_evenly(got, 20);
+    });
+}
+
+#[test]
+fn two_workers_share_a_burst_queued_before_they_start() {
+    with_watchdog(|| {
+        let ctx = hp::Ctx::beginning("t");
+        let q = hp::sync_queue::<u32>(&ctx).timeout(Duration::ZERO).build();
+        (0..20).for_each(|j| {
+            q.append(j);
+        });
+        let got = two_workers_share(&q, || {});
+        assert_shared_evenly(got, 20);
+    });
+}
+
+#[test]
+fn workers_with_get_share_a_burst() {
+    with_watchdog(|| {
+        let ctx = hp::Ctx::beginning("t");
+        let q = hp::sync_queue::<u32>(&ctx).build();
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                let (q, barrier) = (q.clone(), barrier.clone());
+                thread::spawn(move || {
+                    let mut mine = Vec::new();
+                    while let Ok(job) = q.get(Duration::from_secs(3600)) {
+                        mine.push(job);
+                        barrier.wait();
+                    }
+                    mine
+                })
+            })
+            .collect();
+        (0..20).for_each(|j| {
+            q.append(j);
+        });
+        while !q.is_empty() {
+            thread::yield_now();
+        }
+        q.ctx().cancel();
+        let got: Vec<Vec<u32>> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+        assert_shared_evenly([got[0].clone(), got[1].clone()], 20);
+    });
+}
+
+#[test]
+fn a_consumer_that_stops_leaves_the_rest_to_a_sleeping_one_with_a_zero_timeout() {
+    // With `timeout` zero a sleeping consumer wakes only when notified: when the other
+    // stops, what is still queued must reach the sleeper without another append.
+    with_watchdog(|| {
+        for _ in 0..50 {
+            let ctx = hp::Ctx::beginning("t");
+            let q = hp::sync_queue::<u32>(&ctx).timeout(Duration::ZERO).build();
+            let (tx, rx) = mpsc::channel();
+            let sleeper = {
+                let q = q.clone();
+                thread::spawn(move || {
+                    for n in &q {
+                        tx.send(n).unwrap();
+                    }
+                })
+            };
+            (1..=3).for_each(|n| {
+                q.append(n);
+            });
+            // Another consumer takes one and stops (none if the sleeper was quicker).
+            let first = q.get(Duration::ZERO).ok();
+            let mut got: Vec<u32> = first.into_iter().collect();
+            while got.len() < 3 {
+                got.push(rx.recv_timeout(WATCHDOG).expect("the sleeper was woken"));
+            }
+            got.sort_unstable();
+            assert_eq!(got, [1, 2, 3]);
+            ctx.cancel();
+            sleeper.join().unwrap();
+        }
+    });
+}
+
+#[test]
+fn get_takes_one_item_or_times_out() {
+    let ctx = hp::Ctx::beginning("t");
+    let q = hp::sync_queue::<u32>(&ctx).build();
+    assert_eq!(q.get(Duration::ZERO), Err(hp::SyncGetError::Timeout));
+    assert_eq!(
+        q.get(Duration::from_millis(1)),
+        Err(hp::SyncGetError::Timeout)
+    );
+    q.append(1);
+    q.append(2);
+    assert_eq!(q.get(Duration::ZERO), Ok(1));
+    assert_eq!(q.len(), 1);
+    ctx.cancel();
+    assert_eq!(q.get(Duration::ZERO), Err(hp::SyncGetError::Finished));
+    assert_eq!(q.remaining().collect::<Vec<_>>(), [2], "kept for remaining");
+}
+
+#[test]
+fn get_with_empty_on_finished_drains_then_reports_finished() {
+    let ctx = hp::Ctx::beginning("t");
+    let q = hp::sync_queue::<u32>(&ctx).empty_on_finished(true).build();
+    q.append(1);
+    ctx.cancel();
+    assert_eq!(q.get(Duration::from_secs(3600)), Ok(1));
+    assert_eq!(
+        q.get(Duration::from_secs(3600)),
+        Err(hp::SyncGetError::Finished)
+    );
+}
+
+#[test]
+fn a_blocked_get_is_woken_by_an_append_and_by_the_ctx_at_once() {
+    with_watchdog(|| {
+        let ctx = hp::Ctx::beginning("t");
+        let q = hp::sync_queue::<u32>(&ctx).build();
+        let qc = q.clone();
+        let t = thread::spawn(move || {
+            let first = qc.get(Duration::from_secs(3600));
+            let second = qc.get(Duration::from_secs(3600));
+            (first, second)
+        });
+        q.append(7);
+        while !q.is_empty() {
+            thread::yield_now();
+        }
+        ctx.cancel();
+        assert_eq!(t.join().unwrap(), (Ok(7), Err(hp::SyncGetError::Finished)));
+    });
+}
+
+#[test]
+fn an_ended_iteration_stays_ended() {
+    let ctx = hp::Ctx::beginning("t");
+    let q = hp::sync_queue::<u32>(&ctx).build();
+    ctx.cancel();
+    let mut it = q.get_all();
+    assert_eq!(it.next(), None);
+    q.append(1);
+    assert_eq!(it.next(), None, "fused");
+}
+
+#[test]
+fn remaining_stays_ended_once_it_returned_none() {
+    let ctx = hp::Ctx::beginning("t");
+    let q = hp::sync_queue::<u32>(&ctx).build();
+    q.append(1);
+    let mut left = q.remaining();
+    assert_eq!(left.next(), Some(1));
+    assert_eq!(left.next(), None);
+    q.append(2);
+    assert_eq!(left.next(), None, "fused");
+    assert_eq!(q.remaining().collect::<Vec<_>>(), [2]);
 }

@@ -56,7 +56,7 @@ async fn seed_example_ticks_at_0_10_20_30_40_with_an_eight_second_body() {
     assert_eq!(till_next(&seen), [s(10); 5]);
 }
 
-// every 10: 0 10 20 | change_after(20) | 40 60 | change_after(40, once) | 100 | back to 20: 120 140
+// every 10: 0 10 20 | change_after(20) | 40 60 | change_once(40) | 100 | back to 20: 120 140
 #[tokio::test(start_paused = true)]
 async fn seed_example_change_after_sets_a_new_every_and_a_one_off() {
     let ctx = hp::Ctx::beginning("t");
@@ -66,9 +66,9 @@ async fn seed_example_change_after_sets_a_new_every_and_a_one_off() {
     while let Some((i, till_next)) = ticker.next().await {
         seen.push((start.elapsed().as_secs(), till_next.as_secs()));
         if i == 3 {
-            ticker.change_after(s(20), true).unwrap();
+            ticker.change_after(s(20)).unwrap();
         } else if i == 5 {
-            ticker.change_after(s(40), false).unwrap();
+            ticker.change_once(s(40)).unwrap();
         } else if i == 8 {
             break;
         }
@@ -90,7 +90,7 @@ async fn a_one_off_change_returns_to_the_original_grid() {
     while let Some((i, till_next)) = ticker.next().await {
         seen.push((start.elapsed().as_secs(), till_next.as_secs()));
         if i == 3 {
-            ticker.change_after(s(5), false).unwrap();
+            ticker.change_once(s(5)).unwrap();
         } else if i == 6 {
             break;
         }
@@ -354,7 +354,7 @@ async fn every_zero_with_min_wait_off_is_a_clear_error() {
 
     let ticker = hp::tick(s(1), &ctx).min_wait(None).build().unwrap();
     assert_eq!(
-        ticker.change_after(Duration::ZERO, true),
+        ticker.change_after(Duration::ZERO),
         Err(hp::TickerError::ZeroEveryWithoutMinWait)
     );
 }
@@ -369,7 +369,7 @@ async fn the_control_handle_changes_the_schedule_while_a_combinator_owns_the_str
         .take(4)
         .map(|(i, _)| {
             if i == 2 {
-                control.change_after(s(3), true).unwrap();
+                control.change_after(s(3)).unwrap();
             }
             start.elapsed().as_secs()
         })
@@ -387,7 +387,7 @@ async fn change_after_while_waiting_moves_the_pending_tick() {
     assert!(ticker.next().await.is_some());
     tokio::spawn(async move {
         sleep(s(2)).await;
-        control.change_after(s(4), false).unwrap();
+        control.change_once(s(4)).unwrap();
     });
     assert!(ticker.next().await.is_some());
     assert_eq!(start.elapsed(), s(4));
@@ -399,7 +399,7 @@ async fn change_after_while_waiting_moves_the_pending_tick() {
 async fn change_after_before_the_first_tick_sets_the_grid_from_the_first_tick() {
     let ctx = hp::Ctx::beginning("t");
     let ticker = hp::tick(s(10), &ctx).max_iterations(3).build().unwrap();
-    ticker.change_after(s(4), true).unwrap();
+    ticker.change_after(s(4)).unwrap();
     let start = Instant::now();
     let at: Vec<u64> = ticker.map(|_| start.elapsed().as_secs()).collect().await;
     assert_eq!(at, [0, 4, 8]);
@@ -467,4 +467,102 @@ fn multi_thread_ticker_yields_counted_ticks_and_ends() {
         let iterations: Vec<u64> = ticks.iter().map(|t| t.0).collect();
         assert_eq!(iterations, (1..=20).collect::<Vec<_>>());
     });
+}
+
+// tick(100 ms), default min_wait 100 ms, each tick asked for 1 ms after its grid point:
+// yielded at 0, 101, 201, 301, 401 (grid 0, 100, 200, 300, 400), none skipped.
+#[tokio::test(start_paused = true)]
+async fn timer_jitter_does_not_skip_grid_points() {
+    let ctx = hp::Ctx::beginning("t");
+    let start = Instant::now();
+    let mut ticker = hp::tick(ms(100), &ctx).build().unwrap();
+    let mut seen = Vec::new();
+    for k in 0..5u64 {
+        if k > 0 {
+            tokio::time::sleep_until(start + ms(100 * k + 1)).await;
+        }
+        let (i, till_next) = ticker.next().await.unwrap();
+        seen.push((start.elapsed(), i, till_next));
+    }
+    assert_eq!(
+        seen,
+        [
+            (ms(0), 1, ms(100)),
+            (ms(101), 2, ms(99)),
+            (ms(201), 3, ms(99)),
+            (ms(301), 4, ms(99)),
+            (ms(401), 5, ms(99)),
+        ]
+    );
+}
+
+// A tenth of min(every, min_wait) late is lateness: asked for 10 ms after the grid point
+// 100, the tick is yielded at 110 and the next one is the first grid point at least
+// 100 ms later: 300 (200 is skipped). 9 ms late is still jitter.
+#[tokio::test(start_paused = true)]
+async fn lateness_of_a_tenth_of_the_period_counts_min_wait_from_the_late_instant() {
+    let ctx = hp::Ctx::beginning("t");
+    let start = Instant::now();
+    let mut ticker = hp::tick(ms(100), &ctx).build().unwrap();
+    let mut seen = Vec::new();
+    for at in [0, 110, 209, 309] {
+        tokio::time::sleep_until(start + ms(at)).await;
+        let (i, till_next) = ticker.next().await.unwrap();
+        seen.push((start.elapsed(), i, till_next));
+    }
+    assert_eq!(
+        seen,
+        [
+            (ms(0), 1, ms(100)),
+            (ms(110), 2, ms(190)),
+            (ms(300), 3, ms(100)),
+            (ms(400), 4, ms(100)),
+        ]
+    );
+}
+
+// start_at(start + 5 s), every 2: ticks at 5, 7, 9 (the first one waits for the anchor).
+#[tokio::test(start_paused = true)]
+async fn start_at_anchors_the_grid_at_the_given_instant() {
+    let ctx = hp::Ctx::beginning("t");
+    let start = Instant::now();
+    let ticker = hp::tick(s(2), &ctx)
+        .start_at(start + s(5))
+        .max_time(s(5))
+        .build()
+        .unwrap();
+    let (seen, ended) = run(ticker, Duration::ZERO, 10).await;
+    assert_eq!(instants(&seen), [5, 7, 9]);
+    assert_eq!(till_next(&seen), [s(2); 3]);
+    // max_time counts from the anchor: no tick at or after 10; ends right after 9.
+    assert_eq!(ended, s(9));
+}
+
+// An anchor in the past: the first tick at once for the grid point `start - 3`
+// (every 2: grid -3, -1, 1, 3 ...), then the grid, missed points not replayed.
+#[tokio::test(start_paused = true)]
+async fn start_at_in_the_past_ticks_at_once_then_follows_the_anchored_grid() {
+    let ctx = hp::Ctx::beginning("t");
+    sleep(s(10)).await;
+    let start = Instant::now();
+    let ticker = hp::tick(s(2), &ctx)
+        .start_at(start - s(3))
+        .min_wait(None)
+        .build()
+        .unwrap();
+    let (seen, _) = run(ticker, Duration::ZERO, 3).await;
+    assert_eq!(instants(&seen), [0, 1, 3]);
+    assert_eq!(till_next(&seen), [s(1), s(2), s(2)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_ended_ticker_stays_ended() {
+    use futures::stream::FusedStream;
+    let ctx = hp::Ctx::beginning("t");
+    let mut ticker = hp::tick(s(1), &ctx).max_iterations(1).build().unwrap();
+    assert!(!ticker.is_terminated());
+    assert_eq!(ticker.next().await.map(|t| t.0), Some(1));
+    assert_eq!(ticker.next().await, None);
+    assert!(ticker.is_terminated());
+    assert_eq!(ticker.next().await, None);
 }

@@ -25,6 +25,15 @@ pub fn run(r: &mut Report) {
         item_rate(r, "chan.1p1c", OURS, v, ours::sync_one_to_one);
         item_rate(r, "chan.1p1c", "std", v, std_mpsc);
         item_rate(r, "chan.1p1c", "crossbeam-channel", v, crossbeam);
+        let v = "1M items, 2 worker threads, sync";
+        item_rate(r, "chan.1p2c", OURS, v, ours::sync_one_to_two);
+        item_rate(r, "chan.1p2c", "crossbeam-channel", v, crossbeam_one_to_two);
+    }
+    if r.wants("chan.4p1c") {
+        let v = "4 producer threads, 1M items, sync";
+        item_rate(r, "chan.4p1c", OURS, v, ours::sync_four_to_one);
+        item_rate(r, "chan.4p1c", "std", v, std_mpsc_four);
+        item_rate(r, "chan.4p1c", "crossbeam-channel", v, crossbeam_four);
     }
     if r.wants("chan.burst") {
         let (w, v) = ("chan.burst", "1M queued, then drained, current-thread");
@@ -172,6 +181,59 @@ fn crossbeam() -> Duration {
     })
 }
 
+fn std_mpsc_four() -> Duration {
+    let (tx, rx) = std::sync::mpsc::channel();
+    time(|| {
+        let ps: Vec<_> = (0..PRODUCERS)
+            .map(|p| {
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    for i in (p..ITEMS).step_by(PRODUCERS) {
+                        tx.send(i).unwrap();
+                    }
+                })
+            })
+            .collect();
+        assert_eq!(rx.iter().take(ITEMS).count(), ITEMS);
+        ps.into_iter().for_each(|p| p.join().unwrap());
+    })
+}
+
+fn crossbeam_four() -> Duration {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    time(|| {
+        let ps: Vec<_> = (0..PRODUCERS)
+            .map(|p| {
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    for i in (p..ITEMS).step_by(PRODUCERS) {
+                        tx.send(i).unwrap();
+                    }
+                })
+            })
+            .collect();
+        assert_eq!(rx.iter().take(ITEMS).count(), ITEMS);
+        ps.into_iter().for_each(|p| p.join().unwrap());
+    })
+}
+
+/// One producer (this thread), two worker threads sharing the items.
+fn crossbeam_one_to_two() -> Duration {
+    let (tx, rx) = crossbeam_channel::unbounded::<usize>();
+    time(|| {
+        let ws: Vec<_> = (0..2)
+            .map(|_| {
+                let rx = rx.clone();
+                std::thread::spawn(move || rx.iter().count())
+            })
+            .collect();
+        (0..ITEMS).for_each(|i| tx.send(i).unwrap());
+        drop(tx);
+        let n: usize = ws.into_iter().map(|w| w.join().unwrap()).sum();
+        assert_eq!(n, ITEMS);
+    })
+}
+
 async fn tokio_burst() -> Duration {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let start = std::time::Instant::now();
@@ -213,7 +275,7 @@ mod ours {
     use futures::StreamExt;
     use machinery::helpers as hp;
 
-    use super::ITEMS;
+    use super::{ITEMS, PRODUCERS};
 
     /// `producers` tasks append `ITEMS` items in all through queue handles; the
     /// consumer (the runtime's main task) takes them.
@@ -225,7 +287,7 @@ mod ours {
             let h = q.handle();
             tokio::spawn(async move {
                 for i in (p..ITEMS).step_by(producers) {
-                    h.append(i, false);
+                    h.append(i);
                 }
             });
         }
@@ -242,7 +304,9 @@ mod ours {
         let ctx = hp::Ctx::beginning("bench");
         let mut q = hp::queue::<usize>(&ctx).build();
         let start = Instant::now();
-        (0..ITEMS).for_each(|i| q.append(i, false));
+        (0..ITEMS).for_each(|i| {
+            q.append(i);
+        });
         let mut all = q.get_all();
         for _ in 0..ITEMS {
             all.next().await.unwrap();
@@ -255,7 +319,9 @@ mod ours {
         let ctx = hp::Ctx::beginning("bench");
         let mut q = hp::queue::<usize>(&ctx).build();
         let start = Instant::now();
-        (0..ITEMS).for_each(|i| q.append(i, true));
+        (0..ITEMS).for_each(|i| {
+            q.append_front(i);
+        });
         let mut all = q.get_all();
         assert_eq!(all.next().await, Some(ITEMS - 1));
         for _ in 1..ITEMS {
@@ -273,18 +339,57 @@ mod ours {
         let start = Instant::now();
         for _ in 0..ITEMS {
             let c = count.clone();
-            q.append_instruction(
-                move || {
-                    c.fetch_add(1, Relaxed);
-                },
-                false,
-            );
+            q.append_instruction(move || {
+                c.fetch_add(1, Relaxed);
+            });
         }
-        q.append(0, false);
+        q.append(0);
         assert_eq!(q.get_all().next().await, Some(0));
         let d = start.elapsed();
         assert_eq!(count.load(Relaxed), ITEMS);
         d
+    }
+
+    /// Four producer threads, the consumer on this thread.
+    pub fn sync_four_to_one() -> Duration {
+        let ctx = hp::Ctx::beginning("bench");
+        let q = hp::sync_queue::<usize>(&ctx).build();
+        let start = Instant::now();
+        let ps: Vec<_> = (0..PRODUCERS)
+            .map(|p| {
+                let q = q.clone();
+                std::thread::spawn(move || {
+                    for i in (p..ITEMS).step_by(PRODUCERS) {
+                        q.append(i);
+                    }
+                })
+            })
+            .collect();
+        assert_eq!(q.get_all().take(ITEMS).count(), ITEMS);
+        ps.into_iter().for_each(|p| p.join().unwrap());
+        start.elapsed()
+    }
+
+    /// One producer (this thread), two worker threads sharing the items.
+    pub fn sync_one_to_two() -> Duration {
+        let ctx = hp::Ctx::beginning("bench");
+        let q = hp::sync_queue::<usize>(&ctx)
+            .empty_on_finished(true)
+            .build();
+        let start = Instant::now();
+        let ws: Vec<_> = (0..2)
+            .map(|_| {
+                let q = q.clone();
+                std::thread::spawn(move || q.get_all().count())
+            })
+            .collect();
+        (0..ITEMS).for_each(|i| {
+            q.append(i);
+        });
+        q.ctx().cancel();
+        let n: usize = ws.into_iter().map(|w| w.join().unwrap()).sum();
+        assert_eq!(n, ITEMS);
+        start.elapsed()
     }
 
     /// One producer thread, the consumer on this thread.
@@ -293,7 +398,11 @@ mod ours {
         let q = hp::sync_queue::<usize>(&ctx).build();
         let producer = q.clone();
         let start = Instant::now();
-        let t = std::thread::spawn(move || (0..ITEMS).for_each(|i| producer.append(i)));
+        let t = std::thread::spawn(move || {
+            (0..ITEMS).for_each(|i| {
+                producer.append(i);
+            })
+        });
         assert_eq!(q.get_all().take(ITEMS).count(), ITEMS);
         t.join().unwrap();
         start.elapsed()

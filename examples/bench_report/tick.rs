@@ -1,5 +1,8 @@
 //! tick.interval: `hp::tick` beside `tokio::time::interval`, in real time.
 //!
+//! tick.rate: ticks per second of `tick(100 ms)` with the default `min_wait` over 2 s of
+//! real time, beside `interval(100 ms)`: timer jitter must not make it skip grid points.
+//!
 //! 200 ticks of 10 ms, idle and with a 25 ms stall in the loop body every 20th tick:
 //! mean and max lateness against the ideal grid, double ticks (two ticks less than 2 ms
 //! apart: back to back, as the Python original's `min_wait=0` and interval's `Burst`
@@ -20,7 +23,51 @@ pub const STALL: Duration = Duration::from_millis(25);
 /// Ticks closer than this count as a double tick.
 const DOUBLE: Duration = Duration::from_millis(2);
 
+/// tick.rate: how many ticks `tick(100 ms)` (default `min_wait`) and `interval(100 ms)`
+/// give in 2 s of real time, as ticks per second.
+fn rate(r: &mut Report) {
+    const WINDOW: Duration = Duration::from_secs(2);
+    const PERIOD: Duration = Duration::from_millis(100);
+    let v = "tick(100ms), default min_wait, 2 s real time";
+    let rt = current_thread();
+    let ours = rt.block_on(async {
+        use futures::StreamExt;
+        let ctx = machinery::helpers::Ctx::beginning("bench");
+        let ticker = machinery::helpers::tick(PERIOD, &ctx)
+            .max_time(WINDOW)
+            .build()
+            .expect("every is not zero");
+        ticker.count().await
+    });
+    r.add(
+        "tick.rate",
+        OURS,
+        v,
+        ours as f64 / WINDOW.as_secs_f64(),
+        "ticks/s",
+    );
+    let theirs = rt.block_on(async {
+        let start = Instant::now();
+        let mut interval = tokio::time::interval(PERIOD);
+        let mut n = 0;
+        while interval.tick().await < start + WINDOW {
+            n += 1;
+        }
+        n
+    });
+    r.add(
+        "tick.rate",
+        "tokio interval",
+        v,
+        theirs as f64 / WINDOW.as_secs_f64(),
+        "ticks/s",
+    );
+}
+
 pub fn run(r: &mut Report) {
+    if r.wants("tick.rate") {
+        rate(r);
+    }
     if !r.wants("tick.interval") {
         return;
     }

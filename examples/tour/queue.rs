@@ -1,5 +1,6 @@
 //! The async queue: two producers, a priority item, an instruction, a hook, and the end
-//! of iteration when the context is done (what is left stays for `remaining`).
+//! of iteration when the context is done (what is left stays for `remaining`). Then the
+//! sync queue as a worker pool: two threads share a burst of jobs.
 
 use std::time::Duration;
 
@@ -20,7 +21,7 @@ pub async fn run() {
         tokio::spawn(async move {
             for i in 1..=3 {
                 tokio::time::sleep(Duration::from_secs(every)).await;
-                h.append(format!("{name}-{i}"), false);
+                h.append(format!("{name}-{i}"));
             }
         });
     }
@@ -28,12 +29,12 @@ pub async fn run() {
     let qctx = queue.ctx().clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(4500)).await;
-        h.append_instruction(|| println!("  instruction ran (nothing yielded)"), false);
-        h.append("urgent".to_string(), true);
+        h.append_instruction(|| println!("  instruction ran (nothing yielded)"));
+        h.append_front("urgent".to_string());
         tokio::time::sleep(Duration::from_secs(2)).await;
         println!("  cancelling the queue's context at 6.5s");
         qctx.cancel();
-        h.append("late".to_string(), false);
+        h.append("late".to_string());
     });
     let start = tokio::time::Instant::now();
     let mut all = queue.get_all();
@@ -45,4 +46,41 @@ pub async fn run() {
         "  iteration ended; remaining: {:?}",
         queue.remaining().collect::<Vec<_>>()
     );
+    sync_worker_pool().await;
+}
+
+/// Two worker threads take jobs one at a time with `get`; a burst of six is shared.
+async fn sync_worker_pool() {
+    println!("  sync queue: two worker threads share a burst of 6 jobs");
+    let root = hp::Ctx::beginning("app");
+    let jobs = hp::sync_queue::<u32>(&root)
+        .name("jobs")
+        .empty_on_finished(true)
+        .build();
+    let workers: Vec<_> = ["w1", "w2"]
+        .into_iter()
+        .map(|name| {
+            let jobs = jobs.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut done = Vec::new();
+                while let Ok(job) = jobs.get(Duration::from_secs(60)) {
+                    std::thread::sleep(Duration::from_millis(5)); // the work
+                    done.push(job);
+                }
+                (name, done)
+            })
+        })
+        .collect();
+    (1..=6).for_each(|job| {
+        jobs.append(job);
+    });
+    jobs.ctx().cancel(); // empty_on_finished: the workers drain the queue, then stop
+    let mut all = Vec::new();
+    for w in workers {
+        let (_name, done) = w.await.expect("worker");
+        all.extend(done); // how the six split between w1 and w2 depends on thread timing
+    }
+    all.sort_unstable();
+    println!("    handled, each once: {all:?}");
+    assert_eq!(all, [1, 2, 3, 4, 5, 6]);
 }

@@ -27,11 +27,11 @@ pub async fn run() {
         match i {
             2 => {
                 println!("  change_after(20s): every 20 s from the last tick on");
-                ticker.change_after(Duration::from_secs(20), true).unwrap();
+                ticker.change_after(Duration::from_secs(20)).unwrap();
             }
             4 => {
-                println!("  change_after(40s, once): one long gap, then back to every 20 s");
-                ticker.change_after(Duration::from_secs(40), false).unwrap();
+                println!("  change_once(40s): one long gap, then back to every 20 s");
+                ticker.change_once(Duration::from_secs(40)).unwrap();
             }
             6 => {
                 println!("  pausing for 45 s (holding the pauser's permit)");

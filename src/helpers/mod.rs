@@ -35,14 +35,18 @@ pub use protocols::{
     CallbackHandle, DoneCallback, FutureState, FutureStatus, NamedFuture, WaitByCallback, WithRepr,
     fut_state_to_string, fut_to_string,
 };
-pub use queue::{GetAll, LimitedQueue, Queue, QueueHandle, QueueOptions, Remaining, queue};
+pub use queue::{
+    GetAll, Iterations, LimitedQueue, Queue, QueueHandle, QueueOptions, Remaining, queue,
+};
 pub use queue_manager::{
     Feed, QueueFeeder, QueueInput, QueueManagerResult, SourceId, Sources, Streamer, TaskFeed,
     queue_manager, queue_manager_named, queue_manager_scoped,
 };
 pub use results::{find_and_apply_result, noncancelled_results_from_futs};
 pub use scope::{AsyncContextManager, ensure_aexit, using};
-pub use sync_queue::{SyncQueue, SyncQueueIter, SyncQueueOptions, SyncRemaining, sync_queue};
+pub use sync_queue::{
+    SyncGetError, SyncQueue, SyncQueueIter, SyncQueueOptions, SyncRemaining, sync_queue,
+};
 pub use task::{AnyTask, Task, TaskId, TaskOutcome};
 pub use task_holder::{
     TaskHolder, TaskHolderBuilder, TaskHolderHandle, task_holder, task_holder_scope,

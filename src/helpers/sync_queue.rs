@@ -39,20 +39,56 @@
 //! `empty_on_finished`) or stays for [`SyncQueue::remaining`]. **Differs from the
 //! original**, which loses it.
 //!
+//! # A worker pool
+//! Several threads may iterate one queue (or call [`SyncQueue::get`]): they share its
+//! work. A consumer takes one item at a time, under the queue's lock, so no consumer ever
+//! holds more than the item it is handling while another waits idle, and a consumer that
+//! stops iterating leaves nothing behind that another would have to be woken for. A
+//! consumer that takes an item and sees more queued while another sleeps wakes that one
+//! (so a burst spreads over the pool even when it was appended before anyone slept).
+//!
+//! ```
+//! use machinery::helpers as hp;
+//!
+//! let ctx = hp::Ctx::beginning("pool");
+//! let queue = hp::sync_queue::<u32>(&ctx).empty_on_finished(true).build();
+//! for job in 0..20 {
+//!     queue.append(job);
+//! }
+//! ctx.cancel(); // with `empty_on_finished` the workers still drain the queue, then end
+//! let workers: Vec<_> = (0..2)
+//!     .map(|_| {
+//!         let queue = queue.clone();
+//!         std::thread::spawn(move || queue.get_all().collect::<Vec<_>>())
+//!     })
+//!     .collect();
+//! let mut done: Vec<u32> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+//! done.sort_unstable();
+//! assert_eq!(done, (0..20).collect::<Vec<_>>());
+//! ```
+//!
 //! # Cost
-//! A consumer takes every waiting item under one lock into a private batch; producers
-//! take one lock per append and signal the condition variable only when a consumer sleeps.
+//! A consumer takes one lock per item; producers take one lock per append and signal the
+//! condition variable only when a consumer sleeps. A consumer that finds the queue empty
+//! spins briefly before it sleeps, so a busy producer seldom needs a system call.
+//!
+//! # Drop
+//! When the last handle is dropped, the items still queued are dropped one by one, each
+//! outside every lock; a panic in an item's `Drop` is caught and reported through
+//! `tracing`, and the other items are still dropped.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fmt;
+use std::iter::FusedIterator;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::debug::{Live, QUEUES};
 use super::protocols::CallbackHandle;
+use super::queue::drop_later::drop_all;
 use super::{Ctx, CtxGuard};
-use crate::sync::{Arc, AtomicBool, AtomicUsize, Condvar, Mutex, MutexGuard, lock};
+use crate::sync::{Arc, AtomicBool, Condvar, Mutex, MutexGuard, lock};
 
 /// Starts building a sync queue bound to `ctx` (the seed's `hp.sync_queue(ctx=...)`).
 pub fn sync_queue<T>(ctx: &Ctx) -> SyncQueueOptions<T> {
@@ -117,10 +153,8 @@ impl<T: Send + 'static> SyncQueueOptions<T> {
             state: Mutex::new(State {
                 deque: VecDeque::new(),
                 sleepers: 0,
-                batcher: false,
             }),
             cond: Condvar::new(),
-            batch_len: AtomicUsize::new(0),
             ready: AtomicBool::new(false),
             _live: Live::new(),
         });
@@ -147,32 +181,46 @@ struct State<T> {
     deque: VecDeque<T>,
     /// Consumers blocked on `cond`.
     sleepers: usize,
-    /// One iteration at a time may take whole batches (the others take one item per
-    /// lock); this says whether one does.
-    batcher: bool,
 }
 
 /// What producers and consumers touch.
-struct Core<T> {
+struct Core<T: 'static> {
     state: Mutex<State<T>>,
     cond: Condvar,
-    /// Items in the batching iteration's batch: set under the lock when items move in or
-    /// out of it, lowered (a plain store) by that iteration as it yields them.
-    batch_len: AtomicUsize,
-    /// Set by the append that makes the queue non-empty, cleared when a consumer empties
-    /// it: what a consumer spins on briefly before it sleeps.
+    /// Whether the deque holds an item: what a consumer spins on briefly before it
+    /// sleeps. Written under the lock; read without it as a hint only.
     ready: AtomicBool,
     _live: Live<QUEUES>,
 }
 
-/// What a consumer's visit to the shared deque gave.
-enum Refill<T> {
-    /// Its batch was filled.
-    Batch,
-    /// Another iteration batches: one item, taken under the lock.
-    One(T),
-    /// Nothing queued and the context is done.
-    End,
+impl<T: 'static> Drop for Core<T> {
+    fn drop(&mut self) {
+        let left = std::mem::take(&mut lock(&self.state).deque);
+        // One by one, outside the lock, each panic caught, iteratively (an item may hold
+        // the last handle of another queue, and so on).
+        drop_all(left, "sync queue item drop");
+    }
+}
+
+/// Why [`SyncQueue::get`] gave no item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SyncGetError {
+    /// Nothing was queued within the time given.
+    #[error("nothing was queued in time")]
+    Timeout,
+    /// The queue's context is done (and, with `empty_on_finished`, nothing is left).
+    #[error("the queue's context is done")]
+    Finished,
+}
+
+/// How long a consumer waits for an item.
+#[derive(Clone, Copy)]
+enum Wait {
+    /// Until an item comes or the context is done, looking again every `timeout`.
+    Iterating,
+    /// Until this instant at most.
+    Until(Instant),
 }
 
 /// The queue's context and settings; its done callback holds only a `Weak<Core>`.
@@ -194,13 +242,13 @@ impl Drop for Owner {
 ///
 /// # Drop
 /// When the last handle is dropped, the queue's child context is cancelled and what is
-/// left is dropped.
-pub struct SyncQueue<T> {
+/// left is dropped (see the [module docs](self#drop)).
+pub struct SyncQueue<T: 'static> {
     core: Arc<Core<T>>,
     owner: Arc<Owner>,
 }
 
-impl<T> Clone for SyncQueue<T> {
+impl<T: 'static> Clone for SyncQueue<T> {
     fn clone(&self) -> Self {
         SyncQueue {
             core: self.core.clone(),
@@ -212,7 +260,10 @@ impl<T> Clone for SyncQueue<T> {
 impl<T: Send + 'static> SyncQueue<T> {
     /// Adds `item` at the back. Never blocks; always accepted (after the context is done
     /// it waits for [`remaining`](Self::remaining) or an `empty_on_finished` iteration).
-    pub fn append(&self, item: T) {
+    ///
+    /// Returns `true`, as the async queue's `append` does while its queue exists (every
+    /// `SyncQueue` handle keeps the queue, so an append is never refused).
+    pub fn append(&self, item: T) -> bool {
         let wake = {
             let mut st = lock(&self.core.state);
             if st.deque.is_empty() {
@@ -225,13 +276,12 @@ impl<T: Send + 'static> SyncQueue<T> {
         if wake {
             self.core.cond.notify_one();
         }
+        true
     }
 
-    /// How many items are queued (those in a running iteration's batch included).
+    /// How many items are queued.
     pub fn len(&self) -> usize {
-        let st = lock(&self.core.state);
-        // Relaxed: a snapshot; moves into and out of batches happen under this lock.
-        st.deque.len() + self.core.batch_len.load(Relaxed)
+        lock(&self.core.state).deque.len()
     }
 
     /// Whether no item is queued.
@@ -245,57 +295,87 @@ impl<T: Send + 'static> SyncQueue<T> {
     }
 
     /// A blocking iteration: yields items as they come until the context is done.
-    /// Re-entrant: a new iteration continues where a stopped one left off.
+    /// Re-entrant: a new iteration continues where a stopped one left off. Several
+    /// threads may iterate at once: they share the items (see the
+    /// [module docs](self#a-worker-pool)).
     pub fn get_all(&self) -> SyncQueueIter<'_, T> {
         SyncQueueIter {
             queue: self,
-            batch: VecDeque::new(),
-            owns: false,
             ended: false,
+        }
+    }
+
+    /// Takes one item, blocking for at most `timeout`: for worker loops that handle one
+    /// item at a time. The context is checked first, as by an iteration.
+    ///
+    /// # Errors
+    /// [`SyncGetError::Finished`] when the context is done (with `empty_on_finished`:
+    /// and nothing is queued); [`SyncGetError::Timeout`] when nothing came in time.
+    pub fn get(&self, timeout: Duration) -> Result<T, SyncGetError> {
+        // A `timeout` too large for an instant waits without a deadline.
+        match Instant::now().checked_add(timeout) {
+            Some(at) => self.take(Wait::Until(at)),
+            None => self.take(Wait::Iterating),
         }
     }
 
     /// What is queued now, without waiting.
     pub fn remaining(&self) -> SyncRemaining<'_, T> {
-        SyncRemaining { queue: self }
+        SyncRemaining {
+            queue: self,
+            ended: false,
+        }
     }
 
     fn done(&self) -> bool {
         self.owner.ctx.ctx().done()
     }
 
-    /// Blocks until items are queued or the context is done with nothing queued. The
-    /// batching iteration (`owns`, or the first to claim it) takes every queued item.
-    fn refill(&self, batch: &mut VecDeque<T>, owns: &mut bool) -> Refill<T> {
+    /// Takes the front item, blocking as `wait` says while nothing is queued.
+    ///
+    /// The context is checked under the lock before the item is taken: an item is never
+    /// taken after the end was seen, so nothing is lost at the instant the context
+    /// finishes (it stays for `remaining`).
+    fn take(&self, wait: Wait) -> Result<T, SyncGetError> {
         let mut st = lock(&self.core.state);
         let mut spun = false;
         loop {
-            if self.done() && !self.owner.empty_on_finished {
-                return Refill::End; // checked under the lock: nothing is taken after it
+            let done = self.done();
+            if done && !self.owner.empty_on_finished {
+                return Err(SyncGetError::Finished);
             }
-            if !st.deque.is_empty() {
-                if *owns || !st.batcher {
-                    (st.batcher, *owns) = (true, true);
-                    std::mem::swap(&mut st.deque, batch);
-                    self.core.batch_len.store(batch.len(), Relaxed);
-                    self.core.ready.store(false, Relaxed);
-                    return Refill::Batch;
+            if let Some(v) = st.deque.pop_front() {
+                let more = !st.deque.is_empty();
+                self.core.ready.store(more, Relaxed);
+                // Pass the baton: another consumer sleeps although work is queued (the
+                // burst came before it slept, or its wake-up went to us).
+                let wake = more && st.sleepers > 0;
+                drop(st);
+                if wake {
+                    self.core.cond.notify_one();
                 }
-                let item = st.deque.pop_front().expect("checked non-empty");
-                self.core.ready.store(!st.deque.is_empty(), Relaxed);
-                return Refill::One(item);
+                return Ok(v);
             }
-            if self.done() {
-                return Refill::End;
+            if done {
+                return Err(SyncGetError::Finished);
             }
-            if spun {
-                st = self.sleep(st);
-            } else {
+            if !spun {
                 drop(st);
                 self.spin_briefly();
                 spun = true;
                 st = lock(&self.core.state);
+                continue;
             }
+            st = match wait {
+                Wait::Iterating => self.sleep(st, self.owner.timeout),
+                Wait::Until(at) => {
+                    let left = at.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(SyncGetError::Timeout);
+                    }
+                    self.sleep(st, left)
+                }
+            };
         }
     }
 
@@ -315,38 +395,27 @@ impl<T: Send + 'static> SyncQueue<T> {
         }
     }
 
-    fn sleep<'g>(&self, mut st: MutexGuard<'g, State<T>>) -> MutexGuard<'g, State<T>> {
+    /// Sleeps on the condition variable for `timeout` (zero: until notified).
+    fn sleep<'g>(
+        &self,
+        mut st: MutexGuard<'g, State<T>>,
+        timeout: Duration,
+    ) -> MutexGuard<'g, State<T>> {
         st.sleepers += 1;
         let cond = &self.core.cond;
-        let mut st = if self.owner.timeout.is_zero() {
+        let mut st = if timeout.is_zero() {
             cond.wait(st).unwrap_or_else(|p| p.into_inner())
         } else {
-            cond.wait_timeout(st, self.owner.timeout)
+            cond.wait_timeout(st, timeout)
                 .unwrap_or_else(|p| p.into_inner())
                 .0
         };
         st.sleepers -= 1;
         st
     }
-
-    /// Puts a stopped iteration's batch back in front, in order, and gives up batching.
-    fn give_back(&self, batch: &mut VecDeque<T>, owns: &mut bool) {
-        if !*owns {
-            return;
-        }
-        let mut st = lock(&self.core.state);
-        while let Some(v) = batch.pop_back() {
-            st.deque.push_front(v);
-        }
-        self.core.batch_len.store(0, Relaxed);
-        (st.batcher, *owns) = (false, false);
-        if !st.deque.is_empty() {
-            self.core.ready.store(true, Relaxed);
-        }
-    }
 }
 
-impl<T> fmt::Debug for SyncQueue<T> {
+impl<T: 'static> fmt::Debug for SyncQueue<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SyncQueue")
             .field("ctx", &self.owner.ctx.name())
@@ -356,15 +425,13 @@ impl<T> fmt::Debug for SyncQueue<T> {
 }
 
 /// A blocking iteration over a [`SyncQueue`], from [`SyncQueue::get_all`] or
-/// `for item in &queue`.
+/// `for item in &queue`. Once it returned `None` it stays ended (it is fused); start a
+/// new one with [`SyncQueue::get_all`].
 ///
 /// # Drop
-/// Items it had taken but not yielded go back to the front of the queue, in order.
+/// Nothing to give back: an iteration takes one item at a time and only to yield it.
 pub struct SyncQueueIter<'a, T: Send + 'static> {
     queue: &'a SyncQueue<T>,
-    batch: VecDeque<T>,
-    /// This iteration is the one that takes whole batches.
-    owns: bool,
     ended: bool,
 }
 
@@ -374,32 +441,13 @@ impl<T: Send + 'static> Iterator for SyncQueueIter<'_, T> {
         if self.ended {
             return None;
         }
-        loop {
-            if self.queue.done() && !self.queue.owner.empty_on_finished {
-                break;
-            }
-            if let Some(v) = self.batch.pop_front() {
-                // Relaxed: a snapshot for `len()`; only this iteration writes it now.
-                self.queue.core.batch_len.store(self.batch.len(), Relaxed);
-                return Some(v);
-            }
-            match self.queue.refill(&mut self.batch, &mut self.owns) {
-                Refill::Batch => {}
-                Refill::One(v) => return Some(v),
-                Refill::End => break,
-            }
-        }
-        self.ended = true;
-        self.queue.give_back(&mut self.batch, &mut self.owns);
-        None
+        let got = self.queue.take(Wait::Iterating).ok();
+        self.ended = got.is_none();
+        got
     }
 }
 
-impl<T: Send + 'static> Drop for SyncQueueIter<'_, T> {
-    fn drop(&mut self) {
-        self.queue.give_back(&mut self.batch, &mut self.owns);
-    }
-}
+impl<T: Send + 'static> FusedIterator for SyncQueueIter<'_, T> {}
 
 impl<T: Send + 'static> fmt::Debug for SyncQueueIter<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -417,19 +465,30 @@ impl<'a, T: Send + 'static> IntoIterator for &'a SyncQueue<T> {
     }
 }
 
-/// What a [`SyncQueue`] holds now, from [`SyncQueue::remaining`]; never waits.
-pub struct SyncRemaining<'a, T> {
+/// What a [`SyncQueue`] holds now, from [`SyncQueue::remaining`]; never waits. Once it
+/// returned `None` it stays ended (fused), also if producers append afterwards.
+pub struct SyncRemaining<'a, T: 'static> {
     queue: &'a SyncQueue<T>,
+    ended: bool,
 }
 
 impl<T: Send + 'static> Iterator for SyncRemaining<'_, T> {
     type Item = T;
     fn next(&mut self) -> Option<T> {
-        lock(&self.queue.core.state).deque.pop_front()
+        if self.ended {
+            return None;
+        }
+        let mut st = lock(&self.queue.core.state);
+        let v = st.deque.pop_front();
+        self.queue.core.ready.store(!st.deque.is_empty(), Relaxed);
+        self.ended = v.is_none();
+        v
     }
 }
 
-impl<T> fmt::Debug for SyncRemaining<'_, T> {
+impl<T: Send + 'static> FusedIterator for SyncRemaining<'_, T> {}
+
+impl<T: 'static> fmt::Debug for SyncRemaining<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SyncRemaining").finish_non_exhaustive()
     }

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::shared::{Entry, Shared};
+use super::shared::{End, Entry, Shared};
 use crate::helpers::Event;
 use crate::sync::Arc;
 
@@ -16,11 +16,11 @@ use crate::sync::Arc;
 /// [`append`](Self::append) and [`append_instruction`](Self::append_instruction) return
 /// `false` and drop what they were given (an instruction is dropped without running):
 /// nobody could ever take it.
-pub struct QueueHandle<T> {
+pub struct QueueHandle<T: 'static> {
     pub(crate) shared: Arc<Shared<T>>,
 }
 
-impl<T> Clone for QueueHandle<T> {
+impl<T: 'static> Clone for QueueHandle<T> {
     fn clone(&self) -> Self {
         QueueHandle {
             shared: self.shared.clone(),
@@ -28,19 +28,33 @@ impl<T> Clone for QueueHandle<T> {
     }
 }
 
-impl<T> QueueHandle<T> {
-    /// Adds `item` at the back, or at the very front with `priority`.
+impl<T: 'static> QueueHandle<T> {
+    /// Adds `item` at the back.
     ///
     /// Returns `false` (and drops the item) only when the queue has been dropped.
-    pub fn append(&self, item: T, priority: bool) -> bool {
-        self.shared.push(Entry::Item(item), priority)
+    pub fn append(&self, item: T) -> bool {
+        self.shared.push(Entry::Item(item), End::Back)
     }
 
-    /// Adds a callable, run by the consumer when it reaches it; nothing is yielded for it.
+    /// Adds `item` at the very front, before everything queued.
+    ///
+    /// Returns `false` (and drops the item) only when the queue has been dropped.
+    pub fn append_front(&self, item: T) -> bool {
+        self.shared.push(Entry::Item(item), End::Front)
+    }
+
+    /// Adds a callable at the back, run by the consumer when it reaches it; nothing is
+    /// yielded for it.
     ///
     /// Returns `false` (and drops `f` unrun) only when the queue has been dropped.
-    pub fn append_instruction(&self, f: impl FnOnce() + Send + 'static, priority: bool) -> bool {
-        self.shared.push(Entry::Instruction(Box::new(f)), priority)
+    pub fn append_instruction(&self, f: impl FnOnce() + Send + 'static) -> bool {
+        self.shared.push(Entry::Instruction(Box::new(f)), End::Back)
+    }
+
+    /// [`append_instruction`](Self::append_instruction) at the very front.
+    pub fn append_instruction_front(&self, f: impl FnOnce() + Send + 'static) -> bool {
+        self.shared
+            .push(Entry::Instruction(Box::new(f)), End::Front)
     }
 
     /// The queue's breaker: setting it ends the current iteration.
@@ -59,7 +73,7 @@ impl<T> QueueHandle<T> {
     }
 }
 
-impl<T> fmt::Debug for QueueHandle<T> {
+impl<T: 'static> fmt::Debug for QueueHandle<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("QueueHandle")
             .field("len", &self.len())
@@ -71,11 +85,11 @@ impl<T> fmt::Debug for QueueHandle<T> {
 /// `LimitedQueue`): the breaker, `is_empty`, `len` and `append`.
 ///
 /// Appending from a hook never deadlocks: hooks run with no lock held.
-pub struct LimitedQueue<'a, T> {
+pub struct LimitedQueue<'a, T: 'static> {
     pub(crate) shared: &'a Shared<T>,
 }
 
-impl<T> LimitedQueue<'_, T> {
+impl<T: 'static> LimitedQueue<'_, T> {
     /// The queue's breaker: setting it from a hook means no further item is yielded.
     pub fn breaker(&self) -> &Event {
         &self.shared.breaker
@@ -91,13 +105,19 @@ impl<T> LimitedQueue<'_, T> {
         self.len() == 0
     }
 
-    /// Adds `item` at the back, or at the very front with `priority`.
-    pub fn append(&self, item: T, priority: bool) {
-        self.shared.push(Entry::Item(item), priority);
+    /// Adds `item` at the back. Returns `true`, as [`Queue::append`](super::Queue::append)
+    /// (the queue exists while its hook runs).
+    pub fn append(&self, item: T) -> bool {
+        self.shared.push(Entry::Item(item), End::Back)
+    }
+
+    /// Adds `item` at the very front. Returns `true`, as `append`.
+    pub fn append_front(&self, item: T) -> bool {
+        self.shared.push(Entry::Item(item), End::Front)
     }
 }
 
-impl<T> fmt::Debug for LimitedQueue<'_, T> {
+impl<T: 'static> fmt::Debug for LimitedQueue<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LimitedQueue")
             .field("len", &self.len())

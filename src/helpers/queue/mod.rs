@@ -2,7 +2,7 @@
 //!
 //! A [`Queue`] yields what producers append until its context is done or its breaker is
 //! set. Producers on any task or thread append through a cloneable [`QueueHandle`];
-//! `append(item, true)` puts an item at the very front, and `append_instruction` queues
+//! `append_front(item)` puts an item at the very front, and `append_instruction` queues
 //! a callable that the consumer runs when it reaches it (nothing is yielded for it).
 //!
 //! # Example
@@ -16,9 +16,9 @@
 //! let mut queue = hp::queue::<u32>(&ctx).name("numbers").build();
 //! let producer = queue.handle();
 //! tokio::spawn(async move {
-//!     producer.append(1, false);
-//!     producer.append(2, false);
-//!     producer.append(0, true); // priority: at the very front
+//!     producer.append(1);
+//!     producer.append(2);
+//!     producer.append_front(0); // priority: at the very front
 //! });
 //! let mut seen = Vec::new();
 //! let mut all = queue.get_all();
@@ -34,10 +34,15 @@
 //!
 //! # Iteration
 //! Before each item the breaker and the context are checked. Without
-//! `empty_on_finished`, what is left when the context finishes stays for
-//! [`Queue::remaining`]; with it, what is left (instructions included) is yielded first.
+//! `empty_on_finished`, a set breaker or a finished context ends the iteration and what
+//! is left stays for [`Queue::remaining`]. With it, neither ends the iteration while
+//! anything is queued: what is left (instructions included), and what is appended
+//! during the drain, is yielded first; the iteration ends once the queue is empty.
 //! A new iteration ([`Queue::get_all`]) clears the breaker and continues where the last one
 //! stopped, so an iteration stopped early can be restarted without losing anything.
+//! [`GetAll`] is one iteration and stays ended (a fused stream); [`Queue::iterations`]
+//! gives [`Iterations`], a stream that runs iterations back to back (the seed's `async for`
+//! written again after each end), which its name says is not fused.
 //!
 //! # Cost
 //! When items are waiting the consumer takes them all under one lock into a private batch
@@ -51,6 +56,7 @@
 //! The seed's `item_ensurer` / `EnsureItemGetter` exist to type a Python queue; a
 //! `Queue<T>` is generic, so they are not needed: it yields `T` with no per-item check.
 
+pub(crate) mod drop_later;
 mod handle;
 mod shared;
 mod stream;
@@ -62,13 +68,14 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll};
 
 pub use handle::{LimitedQueue, QueueHandle};
-use shared::{Entry, Shared};
-pub use stream::{GetAll, Remaining};
+use shared::{End, Entry, Shared};
+pub use stream::{GetAll, Iterations, Remaining};
 
 use super::callbacks::run_caught;
 use super::protocols::CallbackHandle;
 use super::{Ctx, CtxGuard, Event};
 use crate::sync::{Arc, lock};
+use drop_later::drop_all;
 
 /// How many entries one unit of tokio's cooperative budget pays for. Tokio gives a task
 /// 128 units per poll, so a consumer of ready entries yields to the scheduler every
@@ -109,8 +116,9 @@ impl<T> fmt::Debug for QueueOptions<T> {
 }
 
 impl<T: Send + 'static> QueueOptions<T> {
-    /// When the context finishes, first yield what is left (default: leave it for
-    /// [`Queue::remaining`]).
+    /// When the context finishes or the breaker is set, first yield what is left, and
+    /// what is appended meanwhile, ending only once the queue is empty (default: end at
+    /// once and leave it for [`Queue::remaining`]).
     pub fn empty_on_finished(mut self, yes: bool) -> Self {
         self.empty_on_finished = yes;
         self
@@ -159,8 +167,10 @@ impl<T: Send + 'static> QueueOptions<T> {
 ///
 /// # Drop
 /// Cancels the queue's child context and drops what is still queued (instructions are
-/// dropped unrun); later appends through handles return `false`.
-pub struct Queue<T> {
+/// dropped unrun) and its hooks: one by one, outside every lock, each panic in a `Drop`
+/// caught and reported through `tracing`, and iteratively (an item may hold another
+/// queue, and so on, at any depth). Later appends through handles return `false`.
+pub struct Queue<T: 'static> {
     shared: Arc<Shared<T>>,
     /// Entries taken from `shared` under one lock, yielded without locking.
     batch: VecDeque<Entry<T>>,
@@ -169,7 +179,7 @@ pub struct Queue<T> {
     hooks_due: bool,
     /// Entries still paid for by the last cooperative budget unit spent.
     coop_credit: u32,
-    /// The `Stream for Queue` iteration is running (it restarts after it ended).
+    /// The [`Iterations`] stream's iteration is running (it restarts after it ended).
     iterating: bool,
     breaker_cb: Option<CallbackHandle>,
     empty_on_finished: bool,
@@ -190,21 +200,39 @@ impl<T: Send + 'static> Queue<T> {
         self.ctx.ctx()
     }
 
-    /// Adds `item` at the back, or at the very front with `priority`.
+    /// Adds `item` at the back (the seed's `append(item)`).
     ///
     /// Always accepted, also after the context is done: it then waits for
-    /// [`remaining`](Self::remaining) or an `empty_on_finished` iteration.
-    pub fn append(&self, item: T, priority: bool) {
-        self.shared.push(Entry::Item(item), priority);
+    /// [`remaining`](Self::remaining) or an `empty_on_finished` iteration. Returns
+    /// `true` (as [`QueueHandle::append`] does while the queue exists; the queue exists
+    /// as long as you can call this).
+    pub fn append(&self, item: T) -> bool {
+        self.shared.push(Entry::Item(item), End::Back)
     }
 
-    /// Adds a callable, run when the consumer reaches it; nothing is yielded for it.
-    /// A panic in it is caught and reported through `tracing`.
-    pub fn append_instruction(&self, f: impl FnOnce() + Send + 'static, priority: bool) {
-        self.shared.push(Entry::Instruction(Box::new(f)), priority);
+    /// Adds `item` at the very front, before everything queued (the seed's
+    /// `append(item, priority=True)`): appending 1, then 2 and 3 with this, drains 3, 2,
+    /// 1. Returns `true`, as [`append`](Self::append).
+    pub fn append_front(&self, item: T) -> bool {
+        self.shared.push(Entry::Item(item), End::Front)
     }
 
-    /// The breaker: setting it ends the current iteration; a new iteration clears it.
+    /// Adds a callable at the back, run when the consumer reaches it; nothing is yielded
+    /// for it. A panic in it is caught and reported through `tracing`. Returns `true`, as
+    /// [`append`](Self::append).
+    pub fn append_instruction(&self, f: impl FnOnce() + Send + 'static) -> bool {
+        self.shared.push(Entry::Instruction(Box::new(f)), End::Back)
+    }
+
+    /// [`append_instruction`](Self::append_instruction) at the very front (the seed's
+    /// `append_instruction(f, priority=True)`).
+    pub fn append_instruction_front(&self, f: impl FnOnce() + Send + 'static) -> bool {
+        self.shared
+            .push(Entry::Instruction(Box::new(f)), End::Front)
+    }
+
+    /// The breaker: setting it ends the current iteration (with `empty_on_finished`,
+    /// once nothing is queued); a new iteration clears it.
     pub fn breaker(&self) -> &Event {
         &self.shared.breaker
     }
@@ -239,6 +267,14 @@ impl<T: Send + 'static> Queue<T> {
         self.start_iteration();
         self.iterating = false;
         GetAll::new(self)
+    }
+
+    /// Iterations back to back as one `Stream` (the seed's `async for item in queue`
+    /// written again after each end): after `None`, polling again starts a new iteration.
+    /// See [`Iterations`]; for one iteration that stays ended use
+    /// [`get_all`](Self::get_all).
+    pub fn iterations(&mut self) -> Iterations<'_, T> {
+        Iterations::new(self)
     }
 
     /// Drains what is queued now without waiting, running the instructions it meets and
@@ -279,9 +315,16 @@ impl<T: Send + 'static> Queue<T> {
         Some(entry)
     }
 
-    /// Whether an iteration must stop before taking anything more.
+    /// Whether the breaker is set or the context is done.
+    fn stopping(&self) -> bool {
+        self.shared.breaker.is_set() || self.ctx.ctx().done()
+    }
+
+    /// Whether an iteration must stop before taking anything more: it is stopping and
+    /// does not drain first (with `empty_on_finished` it ends only once nothing is
+    /// queued).
     fn must_stop(&self) -> bool {
-        self.shared.breaker.is_set() || (!self.empty_on_finished && self.ctx.ctx().done())
+        !self.empty_on_finished && self.stopping()
     }
 
     /// Swaps the shared deque (all of it) into the empty batch; `None` when `iterating`
@@ -344,10 +387,12 @@ impl<T: Send + 'static> Queue<T> {
         if !st.deque.is_empty() || self.shared.breaker.is_set() || self.ctx.ctx().done() {
             return true;
         }
-        match &mut st.waker {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            slot => *slot = Some(cx.waker().clone()),
-        }
+        let old = match &mut st.waker {
+            Some(w) if w.will_wake(cx.waker()) => None,
+            slot => slot.replace(cx.waker().clone()),
+        };
+        drop(st);
+        drop(old); // outside the lock: the last reference to a task may free its output
         false
     }
 
@@ -392,11 +437,8 @@ impl<T: Send + 'static> Queue<T> {
             if std::mem::take(&mut self.hooks_due) {
                 self.run_hooks();
             }
-            if self.shared.breaker.is_set() {
-                return Poll::Ready(None);
-            }
-            let finished = self.ctx.ctx().done();
-            if finished && !self.empty_on_finished {
+            let stopping = self.stopping();
+            if stopping && !self.empty_on_finished {
                 return Poll::Ready(None);
             }
             let entry = std::task::ready!(self.take_on_budget(cx));
@@ -410,7 +452,7 @@ impl<T: Send + 'static> Queue<T> {
                     self.coop_credit = 0;
                     run_caught("queue instruction", f);
                 }
-                None if finished => return Poll::Ready(None),
+                None if stopping => return Poll::Ready(None),
                 None => {
                     if !self.register(cx) {
                         return Poll::Pending;
@@ -422,9 +464,9 @@ impl<T: Send + 'static> Queue<T> {
 }
 
 // The queue never pins its items: it only moves them in and out of deques.
-impl<T> Unpin for Queue<T> {}
+impl<T: 'static> Unpin for Queue<T> {}
 
-impl<T> fmt::Debug for Queue<T> {
+impl<T: 'static> fmt::Debug for Queue<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Queue")
             .field("ctx", &self.ctx.name())
@@ -434,18 +476,23 @@ impl<T> fmt::Debug for Queue<T> {
     }
 }
 
-impl<T> Drop for Queue<T> {
+impl<T: 'static> Drop for Queue<T> {
     fn drop(&mut self) {
         if let Some(h) = self.breaker_cb.take() {
             self.shared.breaker.remove_done_callback(h);
         }
         self.ctx.ctx().remove_done_callback(self.ctx_cb);
-        let left = {
+        let (left, waker) = {
             let mut st = lock(&self.shared.state);
             st.closed = true;
             st.ahead = 0;
-            std::mem::take(&mut st.deque)
+            (std::mem::take(&mut st.deque), st.waker.take())
         };
-        drop(left); // outside the lock: user Drop code may run
+        // Outside the lock, one by one, each panic caught, iteratively (an entry's Drop
+        // may append to this closed queue or drop another queue).
+        drop(waker);
+        let batch = std::mem::take(&mut self.batch);
+        drop_all(batch.into_iter().chain(left), "queue entry drop");
+        drop_all(std::mem::take(&mut self.hooks), "queue hook drop");
     }
 }

@@ -17,6 +17,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::task::Waker;
 
+use super::drop_later::drop_all;
 use crate::helpers::Event;
 use crate::helpers::debug::{Live, QUEUES};
 use crate::sync::{AtomicBool, AtomicUsize, Mutex, lock};
@@ -32,14 +33,23 @@ pub(crate) enum Entry<T> {
     Instruction(Instruction),
 }
 
-pub(crate) struct State<T> {
+/// Which end of the queue an entry goes to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum End {
+    /// Behind everything queued.
+    Back,
+    /// Before everything queued.
+    Front,
+}
+
+pub(crate) struct State<T: 'static> {
     pub(crate) deque: VecDeque<Entry<T>>,
     pub(crate) ahead: usize,
     pub(crate) waker: Option<Waker>,
     pub(crate) closed: bool,
 }
 
-pub(crate) struct Shared<T> {
+pub(crate) struct Shared<T: 'static> {
     pub(crate) state: Mutex<State<T>>,
     pub(crate) ahead_flag: AtomicBool,
     pub(crate) batch_len: AtomicUsize,
@@ -47,7 +57,7 @@ pub(crate) struct Shared<T> {
     _live: Live<QUEUES>,
 }
 
-impl<T> Shared<T> {
+impl<T: 'static> Shared<T> {
     pub(crate) fn new() -> Self {
         Shared {
             state: Mutex::new(State {
@@ -63,16 +73,18 @@ impl<T> Shared<T> {
         }
     }
 
-    /// Queues `entry` (at the very front with `priority`); false when the queue is closed.
-    pub(crate) fn push(&self, entry: Entry<T>, priority: bool) -> bool {
+    /// Queues `entry` at `end`; false when the queue is closed.
+    pub(crate) fn push(&self, entry: Entry<T>, end: End) -> bool {
         let waker = {
             let mut st = lock(&self.state);
             if st.closed {
                 drop(st);
-                drop(entry); // outside the lock: dropping it may run user Drop code
+                // Outside the lock: dropping it may run user Drop code (which may append
+                // again: `drop_all` keeps that iterative).
+                drop_all(Some(entry), "queue entry drop");
                 return false;
             }
-            if priority {
+            if end == End::Front {
                 st.deque.push_front(entry);
                 st.ahead += 1;
                 // Release: pairs with the Acquire in `Queue::take`; the lock orders the rest.

@@ -12,6 +12,12 @@
 //!   was yielded (`min_wait` on, the default: 100 ms), or the first grid point strictly
 //!   after it (`min_wait(None)`: the seed's `min_wait=False`). `time_till_next` is the time
 //!   from now to that tick.
+//! - Timer jitter is not lateness: a tick yielded less than a tenth of
+//!   `min(every, min_wait)` after its grid point counts `min_wait` from its grid point,
+//!   so `tick(100 ms)` with the default `min_wait` ticks 10 times a second in real time
+//!   although the timer fires a millisecond or so late. **Differs from the original**,
+//!   which counts from the late instant and skips a grid point after every millisecond
+//!   of lateness.
 //! - **The default `min_wait` of 100 ms makes a ticker faster than 10 Hz skip periods**:
 //!   with `every` 50 ms each tick is followed by the first grid point 100 ms later, so it
 //!   ticks every 100 ms. Pass `min_wait(None)` or a smaller `min_wait` for fast tickers.
@@ -24,10 +30,12 @@
 //!   [`TickerError::ZeroEveryWithoutMinWait`].
 //!
 //! # Changing the schedule
-//! [`Ticker::change_after`] (or the same method of a [`TickerControl`], usable while a
-//! combinator owns the stream): the next tick is at the last tick's grid point + `d`.
-//! With `set_new_every` the grid continues from there with period `d`; without it that
-//! one tick is a one-off and the ticker then returns to its original grid.
+//! [`Ticker::change_after`] and [`Ticker::change_once`] (or the same methods of a
+//! [`TickerControl`], usable while a combinator owns the stream): the next tick is at the
+//! last tick's grid point + `d`. With `change_after` the grid continues from there with
+//! period `d` (the seed's `change_after(d, set_new_every=True)`); with `change_once` that
+//! one tick is a one-off and the ticker then returns to its original grid
+//! (`set_new_every=False`).
 //!
 //! # Stopping
 //! The stream ends when its context is done (at once, also while waiting or paused), right
@@ -39,10 +47,13 @@
 //! [`Ticker::pauser`] is an `Arc<Semaphore>` (one permit by default, or the one given to
 //! [`TickerBuilder::pauser`]). While it has no permits no tick is yielded; when a permit
 //! becomes available one tick is yielded at once and the grid resumes. The ticker never
-//! keeps a permit: it takes one only for the instant of noticing it is free.
+//! keeps a permit, also while nobody polls it: while paused, a small task (spawned on
+//! the current tokio runtime) waits in the semaphore's queue, gives a granted permit back
+//! at once and wakes the ticker.
 //!
 //! # Drop
-//! Dropping the ticker releases its timer and cancels its child context (named by
+//! Dropping the ticker releases its timer, aborts its pause watch (if it is paused) and
+//! cancels its child context (named by
 //! [`TickerBuilder::name`], `"ticker"` by default).
 //!
 //! # Cancel safety
@@ -85,14 +96,16 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_core::Stream;
+use futures_core::{FusedStream, Stream};
 use futures_util::task::AtomicWaker;
-use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
 use tokio::time::{Instant, Sleep};
 
 use super::ctx::{Ctx, CtxGuard, CtxWait};
-use crate::sync::{Arc, Mutex, lock};
-use schedule::Schedule;
+use crate::sync::{Arc, AtomicBool, Mutex, lock};
+use schedule::{Change, Schedule};
+use std::sync::atomic::Ordering::SeqCst;
 
 /// Why a ticker could not be built or changed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -117,6 +130,7 @@ pub fn tick(every: Duration, ctx: &Ctx) -> TickerBuilder {
         min_wait: Some(Duration::from_millis(100)),
         name: Cow::Borrowed("ticker"),
         pauser: None,
+        start: None,
     }
 }
 
@@ -130,6 +144,7 @@ pub struct TickerBuilder {
     min_wait: Option<Duration>,
     name: Cow<'static, str>,
     pauser: Option<Arc<Semaphore>>,
+    start: Option<Instant>,
 }
 
 impl fmt::Debug for TickerBuilder {
@@ -140,11 +155,22 @@ impl fmt::Debug for TickerBuilder {
             .field("max_time", &self.max_time)
             .field("min_wait", &self.min_wait)
             .field("name", &self.name)
+            .field("start", &self.start)
             .finish_non_exhaustive()
     }
 }
 
 impl TickerBuilder {
+    /// Anchors the grid at `start` (as `tokio::time::interval_at`): the first tick is
+    /// due at `start`, the grid is `start + k·every` and `max_time` counts from `start`.
+    /// By default the grid starts at the first poll. A `start` already past gives the
+    /// first tick at once (for the grid point `start`); missed grid points are not
+    /// replayed.
+    pub fn start_at(mut self, start: Instant) -> Self {
+        self.start = Some(start);
+        self
+    }
+
     /// Ends the stream right after this many ticks (zero: the stream is empty).
     pub fn max_iterations(mut self, n: u64) -> Self {
         self.max_iterations = Some(n);
@@ -183,18 +209,19 @@ impl TickerBuilder {
     }
 
     /// Builds the ticker. Its child context exists from now on; the grid starts at the
-    /// first poll.
+    /// first poll (or at [`start_at`](Self::start_at)).
     ///
     /// # Errors
     /// [`TickerError::ZeroEveryWithoutMinWait`] for `every` zero with `min_wait` off.
     pub fn build(self) -> Result<Ticker, TickerError> {
-        let schedule = Schedule::new(self.every, self.min_wait)?;
+        let schedule = Schedule::new(self.every, self.min_wait)?.starting_at(self.start);
         let ctx = self.ctx.child(self.name).drop_guard();
         let wait = ctx.wait();
         Ok(Ticker {
             control: TickerControl {
                 shared: Arc::new(Shared {
                     schedule: Mutex::new(schedule),
+                    passed: AtomicBool::new(false),
                     waker: AtomicWaker::new(),
                     pauser: self.pauser.unwrap_or_else(|| Arc::new(Semaphore::new(1))),
                 }),
@@ -202,7 +229,7 @@ impl TickerBuilder {
             ctx,
             wait,
             sleep: None,
-            acquire: None,
+            pause_watch: None,
             max_iterations: self.max_iterations,
             max_time: self.max_time,
             iteration: 0,
@@ -214,6 +241,8 @@ impl TickerBuilder {
 
 struct Shared {
     schedule: Mutex<Schedule>,
+    /// A pause watch saw a permit become available (and gave it back at once).
+    passed: AtomicBool,
     /// The ticker's task, woken by `change_after` so it re-reads its due instant.
     waker: AtomicWaker,
     pauser: Arc<Semaphore>,
@@ -235,18 +264,31 @@ impl fmt::Debug for TickerControl {
 }
 
 impl TickerControl {
-    /// Changes the schedule: the next tick is at the last tick's grid point + `every`.
-    ///
-    /// With `set_new_every` the grid continues from there with period `every`; without
-    /// it that one tick is a one-off and the ticker then returns to its original grid.
-    /// Called before the first tick, `set_new_every` replaces the period of the grid
-    /// that starts at the first tick, and a one-off applies to the second tick.
+    /// Changes the period (the seed's `change_after(every, set_new_every=True)`): the
+    /// next tick is at the last tick's grid point + `every`, and the grid continues from
+    /// there with period `every`. Called before the first tick, it replaces the period of
+    /// the grid that starts at the first tick.
     ///
     /// # Errors
     /// [`TickerError::ZeroEveryWithoutMinWait`] for `every` zero on a ticker whose
     /// `min_wait` is off; the schedule is then unchanged.
-    pub fn change_after(&self, every: Duration, set_new_every: bool) -> Result<(), TickerError> {
-        lock(&self.shared.schedule).change_after(every, set_new_every)?;
+    pub fn change_after(&self, every: Duration) -> Result<(), TickerError> {
+        self.change(every, Change::Period)
+    }
+
+    /// A one-off gap (the seed's `change_after(every, set_new_every=False)`): the next
+    /// tick is at the last tick's grid point + `every`, after which the ticker returns to
+    /// its original grid (every 3, `change_once(5)` at the tick at 6: ticks at 11, 12,
+    /// 15). Called before the first tick, it applies to the second tick.
+    ///
+    /// # Errors
+    /// As [`change_after`](Self::change_after).
+    pub fn change_once(&self, every: Duration) -> Result<(), TickerError> {
+        self.change(every, Change::Once)
+    }
+
+    fn change(&self, every: Duration, change: Change) -> Result<(), TickerError> {
+        lock(&self.shared.schedule).change(every, change)?;
         self.shared.waker.wake();
         Ok(())
     }
@@ -257,7 +299,15 @@ impl TickerControl {
     }
 }
 
-type Acquire = Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>>;
+/// The task that waits for a permit of a paused ticker's pauser (see `poll_pauser`);
+/// aborted when dropped.
+struct PauseWatch(JoinHandle<()>);
+
+impl Drop for PauseWatch {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// A stream of `(iteration, time_till_next)` on a fixed grid. Made by [`tick`].
 ///
@@ -269,7 +319,7 @@ pub struct Ticker {
     ctx: CtxGuard,
     wait: CtxWait,
     sleep: Option<Pin<Box<Sleep>>>,
-    acquire: Option<Acquire>,
+    pause_watch: Option<PauseWatch>,
     max_iterations: Option<u64>,
     max_time: Option<Duration>,
     iteration: u64,
@@ -300,8 +350,16 @@ impl Ticker {
     ///
     /// # Errors
     /// [`TickerError::ZeroEveryWithoutMinWait`], as there.
-    pub fn change_after(&self, every: Duration, set_new_every: bool) -> Result<(), TickerError> {
-        self.control.change_after(every, set_new_every)
+    pub fn change_after(&self, every: Duration) -> Result<(), TickerError> {
+        self.control.change_after(every)
+    }
+
+    /// See [`TickerControl::change_once`].
+    ///
+    /// # Errors
+    /// [`TickerError::ZeroEveryWithoutMinWait`], as there.
+    pub fn change_once(&self, every: Duration) -> Result<(), TickerError> {
+        self.control.change_once(every)
     }
 
     /// The pauser: while it has no permits, no tick is yielded. Hold a permit of it
@@ -328,7 +386,7 @@ impl Ticker {
     fn end(&mut self) -> Poll<Option<(u64, Duration)>> {
         self.finished = true;
         self.sleep = None;
-        self.acquire = None;
+        self.pause_watch = None;
         Poll::Ready(None)
     }
 
@@ -364,7 +422,7 @@ impl Ticker {
         if now < due && !self.sleep_until(due, cx) {
             return Step::Wait;
         }
-        if !self.poll_pauser(cx) {
+        if !self.poll_pauser() {
             if let Some(d) = deadline
                 && self.sleep_until(d, cx)
             {
@@ -386,23 +444,34 @@ impl Ticker {
     }
 
     /// `true` when the pauser lets a tick through; never keeps a permit.
-    fn poll_pauser(&mut self, cx: &mut Context<'_>) -> bool {
-        let pauser = self.control.shared.pauser.clone();
-        if pauser.available_permits() > 0 || pauser.is_closed() {
-            self.acquire = None;
+    ///
+    /// While the pauser has no permits, a small task waits for one in the semaphore's
+    /// queue, gives it back the moment it is granted, and wakes the ticker. Waiting in
+    /// the ticker itself would leave a granted permit inside the ticker until its next
+    /// poll (tokio's semaphore hands permits to queued waiters), which a consumer that is
+    /// busy, or that cancelled its `next()`, might not do for a long time: whoever wanted
+    /// to pause again would wait for it.
+    fn poll_pauser(&mut self) -> bool {
+        let shared = &self.control.shared;
+        // SeqCst: pairs with the watch's store; read first so the common case (never
+        // paused) costs a load, not a read-modify-write.
+        let passed = shared.passed.load(SeqCst) && shared.passed.swap(false, SeqCst);
+        let pauser = &shared.pauser;
+        if passed || pauser.available_permits() > 0 || pauser.is_closed() {
+            self.pause_watch = None;
             return true;
         }
-        let acquire = self
-            .acquire
-            .get_or_insert_with(|| Box::pin(pauser.acquire_owned()));
-        match acquire.as_mut().poll(cx) {
-            Poll::Pending => false,
-            Poll::Ready(permit) => {
+        if self.pause_watch.as_ref().is_none_or(|w| w.0.is_finished()) {
+            let shared = shared.clone();
+            self.pause_watch = Some(PauseWatch(tokio::spawn(async move {
+                let permit = shared.pauser.acquire().await;
                 drop(permit); // given back at once: we only needed to see it free
-                self.acquire = None;
-                true
-            }
+                // SeqCst: pairs with the swap above; the wake makes the ticker look.
+                shared.passed.store(true, SeqCst);
+                shared.waker.wake();
+            })));
         }
+        false
     }
 }
 
@@ -433,5 +502,12 @@ impl Stream for Ticker {
                 Poll::Ready(Some((this.iteration, till_next)))
             }
         }
+    }
+}
+
+/// Once the stream returned `None` it stays ended.
+impl FusedStream for Ticker {
+    fn is_terminated(&self) -> bool {
+        self.finished
     }
 }

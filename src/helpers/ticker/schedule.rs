@@ -1,16 +1,19 @@
 //! The ticker's schedule: pure grid arithmetic, no timers, no locks.
 //!
 //! # Rules (SEMANTICS.md, Ticker)
-//! 1. The grid is `origin + k·every`; `origin` is the instant of the first tick.
+//! 1. The grid is `origin + k·every`; `origin` is the instant of the first tick (or the anchored start).
 //! 2. After a tick yielded at `t`, the next tick is the first grid point at least
 //!    `min_wait` after `t` (`min_wait` on), or strictly after `t` (`min_wait` off).
-//! 3. `change_after(d, true)` moves the grid to `last grid point + k·d`;
-//!    `change_after(d, false)` makes only the next tick fall on `last grid point + k·d`,
-//!    after which the original grid applies again.
+//!    Timer jitter is not lateness: a tick yielded less than a tenth of
+//!    `min(every, min_wait)` after its grid point counts `min_wait` from its grid point.
+//! 3. `change_after(d)` (the seed's `change_after(d, set_new_every=True)`) moves the grid
+//!    to `last grid point + k·d`; `change_once(d)` (`set_new_every=False`) makes only the
+//!    next tick fall on `last grid point + d`, after which the original grid applies
+//!    again.
 //!
 //! # Invariants
 //! 1. `every` is zero only while `min_wait` is on (checked by the builder and by
-//!    [`Schedule::change_after`]), so "strictly after" always has an answer.
+//!    [`Schedule::change`]), so "strictly after" always has an answer.
 //! 2. `last` is `None` exactly until the first tick; `next` is then the first tick's due
 //!    instant ("now").
 
@@ -19,6 +22,15 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::TickerError;
+
+/// How [`Schedule::change`] changes the grid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// The grid continues from the last tick's grid point with the new period.
+    Period,
+    /// Only the next tick is the given time after the last tick's grid point.
+    Once,
+}
 
 /// The state of one ticker's grid.
 #[derive(Debug, Clone)]
@@ -34,6 +46,14 @@ pub(crate) struct Schedule {
 }
 
 impl Schedule {
+    /// A schedule whose first tick is due at `start` (as soon as it is first asked for
+    /// when `None`).
+    pub(crate) fn starting_at(mut self, start: Option<Instant>) -> Self {
+        self.origin = start;
+        self.next = start;
+        self
+    }
+
     /// A schedule that has not ticked yet.
     ///
     /// # Errors
@@ -57,7 +77,7 @@ impl Schedule {
         self.next.unwrap_or(now)
     }
 
-    /// The instant of the first tick, once it happened.
+    /// The instant of the first tick, once it happened (or the anchored start).
     pub(crate) fn started(&self) -> Option<Instant> {
         self.origin
     }
@@ -83,15 +103,11 @@ impl Schedule {
     /// # Errors
     /// [`TickerError::ZeroEveryWithoutMinWait`] for `every` zero with `min_wait` off; the
     /// schedule is then unchanged.
-    pub(crate) fn change_after(
-        &mut self,
-        every: Duration,
-        set_new_every: bool,
-    ) -> Result<(), TickerError> {
+    pub(crate) fn change(&mut self, every: Duration, change: Change) -> Result<(), TickerError> {
         if every.is_zero() && self.min_wait.is_none() {
             return Err(TickerError::ZeroEveryWithoutMinWait);
         }
-        if set_new_every {
+        if change == Change::Period {
             self.one_off = None;
             self.every = every;
             if let Some((grid, _)) = self.last {
@@ -107,6 +123,12 @@ impl Schedule {
     }
 
     fn compute_next(&mut self, grid: Instant, now: Instant) -> Instant {
+        // Timer jitter is not lateness (rule 2): a tick yielded within a tenth of
+        // `min(every, min_wait)` of its grid point counts `min_wait` from the grid point.
+        let now = match self.min_wait {
+            Some(m) if now.saturating_duration_since(grid) < self.every.min(m) / 10 => grid,
+            _ => now,
+        };
         match self.one_off.take() {
             Some(d) => next_point(grid, d, grid, now, self.min_wait),
             None => {
@@ -212,10 +234,26 @@ mod tests {
         assert_eq!(sc.on_tick(o, o), s(3));
         assert_eq!(sc.on_tick(o + s(3), o + s(3)), s(3));
         assert_eq!(sc.on_tick(o + s(6), o + s(6)), s(3));
-        sc.change_after(s(5), false).unwrap();
+        sc.change(s(5), Change::Once).unwrap();
         assert_eq!(sc.due(o), o + s(11));
         assert_eq!(sc.on_tick(o + s(11), o + s(11)), s(1));
         assert_eq!(sc.on_tick(o + s(12), o + s(12)), s(3));
+    }
+
+    #[test]
+    fn timer_jitter_counts_min_wait_from_the_grid_point() {
+        let o = Instant::now();
+        let ms = Duration::from_millis;
+        let mut sc = Schedule::new(ms(100), Some(ms(100))).unwrap();
+        assert_eq!(sc.on_tick(o, o), ms(100));
+        // 1 ms late (under a tenth of 100 ms): the next grid point is not skipped.
+        assert_eq!(sc.on_tick(o + ms(100), o + ms(101)), ms(99));
+        assert_eq!(sc.due(o), o + ms(200));
+        // 9 ms late: still jitter.
+        assert_eq!(sc.on_tick(o + ms(200), o + ms(209)), ms(91));
+        // 10 ms late (a tenth): lateness, `min_wait` counts from the late instant.
+        assert_eq!(sc.on_tick(o + ms(300), o + ms(310)), ms(190));
+        assert_eq!(sc.due(o), o + ms(500));
     }
 
     proptest::proptest! {
