@@ -57,19 +57,21 @@
 //! asynchronously.
 
 mod co;
+mod drop;
 mod stream;
 
 use std::fmt;
 use std::future::{Future, poll_fn};
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 pub use co::{Co, GeneratorExit, IgnoredGeneratorExit, Yield};
 use co::{Shared, Slot};
+use drop::{CloseSlot, Payload, Retired};
 pub use stream::TryGenerator;
 
-use super::error::{Error, Failure};
+use super::error::{Error, Failure, Panicked};
 use crate::sync::{Arc, Mutex, lock};
 
 type Body = Pin<Box<dyn Future<Output = Result<(), Failure>> + Send>>;
@@ -93,6 +95,8 @@ type Body = Pin<Box<dyn Future<Output = Result<(), Failure>> + Send>>;
 /// [`stop_async_generator`] first to let it clean up asynchronously.
 pub struct AsyncGenerator<Y, S = ()> {
     shared: Shared<Y, S>,
+    /// The same slot, type-erased, for retiring the generator without recursion.
+    closer: Arc<dyn CloseSlot>,
     body: Option<Body>,
     state: State,
     /// The ticket of the yield the body is suspended at.
@@ -162,6 +166,7 @@ impl<Y: Send + 'static, S: Send + 'static> AsyncGenerator<Y, S> {
             shared: shared.clone(),
         });
         AsyncGenerator {
+            closer: shared.clone(),
             shared,
             body: Some(Box::pin(async move { fut.await.into_outcome() })),
             state: State::Unstarted,
@@ -206,10 +211,7 @@ impl<Y, S> AsyncGenerator<Y, S> {
         self.settle().await;
         match self.state {
             State::Finished => return Ok(None),
-            State::Unstarted => {
-                self.finish(Some(failure.clone()));
-                return Err(failure);
-            }
+            State::Unstarted => return self.finish(Some(failure)).map(|()| None),
             State::Suspended => self.deliver(Err(failure)),
             State::Running => unreachable!("settled"),
         }
@@ -229,18 +231,14 @@ impl<Y, S> AsyncGenerator<Y, S> {
         self.settle().await;
         match self.state {
             State::Finished => return Ok(()),
-            State::Unstarted => {
-                self.finish(None);
-                return Ok(());
-            }
+            State::Unstarted => return self.finish(None),
             State::Suspended => self.deliver(Err(co::exit())),
             State::Running => unreachable!("settled"),
         }
         match poll_fn(|cx| self.poll_step(cx)).await {
             Step::Yielded(_) => {
                 let failure = Failure::Error(Error::new(IgnoredGeneratorExit));
-                self.finish(Some(failure.clone()));
-                Err(failure)
+                self.finish(Some(failure))
             }
             Step::Returned(Ok(())) => Ok(()),
             Step::Returned(Err(f)) if GeneratorExit::matches(&f) => {
@@ -287,11 +285,12 @@ impl<Y, S> AsyncGenerator<Y, S> {
 
     /// Leaves `input` for the yield the body waits at.
     fn deliver(&mut self, input: Result<S, Failure>) {
-        let waker = {
+        let (waker, _replaced) = {
             let mut slot = lock(&self.shared);
-            slot.input = Some((self.ticket, input));
-            slot.yielder.take()
+            let replaced = slot.input.replace((self.ticket, input));
+            (slot.yielder.take(), replaced)
         };
+        // Unlocked: input left for a yield that was dropped is dropped only now.
         self.state = State::Running;
         if let Some(w) = waker {
             w.wake();
@@ -303,13 +302,13 @@ impl<Y, S> AsyncGenerator<Y, S> {
         let Some(body) = self.body.as_mut() else {
             return Poll::Ready(Step::Returned(Ok(())));
         };
-        {
+        let _old_waker = {
             let mut slot = lock(&self.shared);
-            match &mut slot.consumer {
-                Some(w) => w.clone_from(cx.waker()),
-                none => *none = Some(cx.waker().clone()),
+            match &slot.consumer {
+                Some(w) if w.will_wake(cx.waker()) => None,
+                _ => slot.consumer.replace(cx.waker().clone()),
             }
-        }
+        };
         let returned = match catch_unwind(AssertUnwindSafe(|| body.as_mut().poll(cx))) {
             Ok(Poll::Ready(r)) => r,
             Err(payload) => Err(Failure::Error(Error::from_panic(payload))),
@@ -322,30 +321,32 @@ impl<Y, S> AsyncGenerator<Y, S> {
                 return Poll::Ready(Step::Yielded(y));
             }
         };
-        self.finish(returned.as_ref().err().cloned());
+        let returned = self.finish(returned.err());
         Poll::Ready(Step::Returned(returned))
     }
 
-    /// Drops the body and closes the slot; remembers how it ended.
-    fn finish(&mut self, failure: Option<Failure>) {
+    /// Drops the body and closes the slot; remembers how it ended and returns that.
+    ///
+    /// A panic while dropping the body (its synchronous cleanup) becomes the failure it
+    /// ended with, replacing `failure`, as an exception raised in a `finally` does.
+    fn finish(&mut self, failure: Option<Failure>) -> Result<(), Failure> {
         self.state = State::Finished;
-        self.failure = failure;
-        self.body = None;
-        self.close_slot();
+        let panicked = self.retire();
+        let failure = match panicked {
+            Some(payload) => Some(Failure::Error(Error::from_panic(payload))),
+            None => failure,
+        };
+        self.failure.clone_from(&failure);
+        failure.map_or(Ok(()), Err)
     }
 
-    /// Marks the slot closed, so a yield in another task ends instead of waiting forever.
-    fn close_slot(&mut self) {
-        let (waker, _yielded, _input) = {
-            let mut slot = lock(&self.shared);
-            slot.closed = true;
-            slot.consumer = None;
-            (slot.yielder.take(), slot.yielded.take(), slot.input.take())
-        };
-        // Values and wakers are dropped here, after the lock.
-        if let Some(w) = waker {
-            w.wake();
-        }
+    /// Drops the body (without recursing into nested generators), then closes the slot
+    /// so a yield in another task ends instead of waiting forever.
+    fn retire(&mut self) -> Option<Payload> {
+        drop::retire(Retired {
+            body: self.body.take(),
+            slot: self.closer.clone(),
+        })
     }
 
     /// One step as a stream sees it (`S::default()` is sent).
@@ -364,10 +365,38 @@ impl<Y, S> AsyncGenerator<Y, S> {
 }
 
 impl<Y, S> Drop for AsyncGenerator<Y, S> {
+    /// The body's own `Drop` cleanup runs first, then a yield left in another task ends.
+    /// Nested generators are dropped one after the other, not recursively. A panic in the
+    /// body's `Drop` continues once everything is dropped (it is logged instead while the
+    /// thread is already panicking).
     fn drop(&mut self) {
-        // The body's own `Drop` cleanup runs first, then a yield left in another task ends.
-        self.body = None;
-        self.close_slot();
+        if let Some(payload) = self.retire() {
+            if std::thread::panicking() {
+                let panicked = Panicked::from_payload(&*payload);
+                tracing::error!(error = %panicked, "a generator's body panicked while dropped");
+            } else {
+                resume_unwind(payload);
+            }
+        }
+    }
+}
+
+impl<Y: Send, S: Send> CloseSlot for Mutex<Slot<Y, S>> {
+    fn close(&self) {
+        let (waker, _consumer, _yielded, _input) = {
+            let mut slot = lock(self);
+            slot.closed = true;
+            (
+                slot.yielder.take(),
+                slot.consumer.take(),
+                slot.yielded.take(),
+                slot.input.take(),
+            )
+        };
+        // Values and wakers are dropped here, after the lock.
+        if let Some(w) = waker {
+            w.wake();
+        }
     }
 }
 
