@@ -15,21 +15,27 @@
 
 use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::task::Waker;
 
 use super::Body;
 use crate::sync::Arc;
 
-/// Closes a generator's slot: marks it closed, wakes a yield left in another task and
-/// drops what is left in it (type-erased, so the queue holds any generator's work).
-pub(super) trait CloseSlot: Send + Sync {
-    /// Closes the slot; leftover values are dropped after the unlock.
+/// A generator's slot, type-erased (so the drop queue and the trampoline hold any
+/// generator's).
+pub(super) trait SlotOps: Send + Sync {
+    /// Closes the slot: marks it closed, wakes a yield left in another task, drops what is
+    /// left in it (after the unlock).
     fn close(&self);
+    /// Makes `waker` the consumer's waker; returns the one it replaced (drop it unlocked).
+    fn set_consumer(&self, waker: &Waker) -> Option<Waker>;
+    /// Whether the body has yielded a value the consumer has not taken yet.
+    fn has_yielded(&self) -> bool;
 }
 
 /// The work of retiring one generator: drop its body, then close its slot.
 pub(super) struct Retired {
     pub(super) body: Option<Body>,
-    pub(super) slot: Arc<dyn CloseSlot>,
+    pub(super) slot: Option<Arc<dyn SlotOps>>,
 }
 
 /// A panic payload caught while dropping.
@@ -85,6 +91,6 @@ fn drain(first: Retired) -> Option<Payload> {
 fn run(job: Retired) -> Option<Payload> {
     let Retired { body, slot } = job;
     let dropped = catch_unwind(AssertUnwindSafe(move || drop(body))).err();
-    let closed = catch_unwind(AssertUnwindSafe(|| slot.close())).err();
+    let closed = slot.and_then(|s| catch_unwind(AssertUnwindSafe(|| s.close())).err());
     dropped.or(closed)
 }

@@ -59,16 +59,18 @@
 mod co;
 mod drop;
 mod stream;
+mod trampoline;
 
 use std::fmt;
 use std::future::{Future, poll_fn};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 pub use co::{Co, GeneratorExit, IgnoredGeneratorExit, Yield};
 use co::{Shared, Slot};
-use drop::{CloseSlot, Payload, Retired};
+use drop::{Payload, Retired, SlotOps};
+use trampoline::{Checked, Detached, Nesting, Trampoline};
 pub use stream::TryGenerator;
 
 use super::error::{Error, Failure, Panicked};
@@ -96,8 +98,12 @@ type Body = Pin<Box<dyn Future<Output = Result<(), Failure>> + Send>>;
 pub struct AsyncGenerator<Y, S = ()> {
     shared: Shared<Y, S>,
     /// The same slot, type-erased, for retiring the generator without recursion.
-    closer: Arc<dyn CloseSlot>,
+    closer: Arc<dyn SlotOps>,
     body: Option<Body>,
+    /// The body while it is polled from a trampoline (this generator nests too deep).
+    detached: Option<Arc<Detached>>,
+    /// The trampoline this generator drains when it is the outermost poll on its thread.
+    trampoline: Option<Arc<Trampoline>>,
     state: State,
     /// The ticket of the yield the body is suspended at.
     ticket: u64,
@@ -169,6 +175,8 @@ impl<Y: Send + 'static, S: Send + 'static> AsyncGenerator<Y, S> {
             closer: shared.clone(),
             shared,
             body: Some(Box::pin(async move { fut.await.into_outcome() })),
+            detached: None,
+            trampoline: None,
             state: State::Unstarted,
             ticket: 0,
             failure: None,
@@ -298,7 +306,46 @@ impl<Y, S> AsyncGenerator<Y, S> {
     }
 
     /// Polls the body once (state `Running`): it yielded, returned, or is still busy.
+    ///
+    /// Nested generator polls are bounded on each thread's stack: see `trampoline`.
     fn poll_step(&mut self, cx: &mut Context<'_>) -> Poll<Step<Y>> {
+        let nesting = Nesting::enter(self.trampoline.as_ref());
+        let polled = self.poll_body(cx);
+        if nesting.outermost()
+            && let Some(trampoline) = nesting.drain(cx.waker())
+        {
+            self.trampoline = Some(trampoline);
+        }
+        polled
+    }
+
+    /// Polls the body in place, or detached when this poll nests too deep.
+    fn poll_body(&mut self, cx: &mut Context<'_>) -> Poll<Step<Y>> {
+        if let Some(detached) = &self.detached {
+            match detached.check(cx.waker(), !Nesting::too_deep()) {
+                Checked::Returned(r) => {
+                    self.detached = None;
+                    return Poll::Ready(Step::Returned(self.finish(r.err())));
+                }
+                Checked::Reclaimed(body) => {
+                    self.detached = None;
+                    self.body = Some(body);
+                }
+                Checked::Pending => {
+                    return match self.take_yielded() {
+                        Some(y) => Poll::Ready(Step::Yielded(y)),
+                        None => Poll::Pending,
+                    };
+                }
+            }
+        }
+        if Nesting::too_deep()
+            && let Some(body) = self.body.take()
+        {
+            let detached = Detached::detach(body, self.closer.clone(), cx.waker());
+            self.detached = Some(detached);
+            return Poll::Pending;
+        }
         let Some(body) = self.body.as_mut() else {
             return Poll::Ready(Step::Returned(Ok(())));
         };
@@ -313,16 +360,22 @@ impl<Y, S> AsyncGenerator<Y, S> {
             Ok(Poll::Ready(r)) => r,
             Err(payload) => Err(Failure::Error(Error::from_panic(payload))),
             Ok(Poll::Pending) => {
-                let Some((ticket, y)) = lock(&self.shared).yielded.take() else {
-                    return Poll::Pending;
+                return match self.take_yielded() {
+                    Some(y) => Poll::Ready(Step::Yielded(y)),
+                    None => Poll::Pending,
                 };
-                self.ticket = ticket;
-                self.state = State::Suspended;
-                return Poll::Ready(Step::Yielded(y));
             }
         };
         let returned = self.finish(returned.err());
         Poll::Ready(Step::Returned(returned))
+    }
+
+    /// Takes what the body yielded, if anything: the body is then suspended at that yield.
+    fn take_yielded(&mut self) -> Option<Y> {
+        let (ticket, y) = lock(&self.shared).yielded.take()?;
+        self.ticket = ticket;
+        self.state = State::Suspended;
+        Some(y)
     }
 
     /// Drops the body and closes the slot; remembers how it ended and returns that.
@@ -343,9 +396,10 @@ impl<Y, S> AsyncGenerator<Y, S> {
     /// Drops the body (without recursing into nested generators), then closes the slot
     /// so a yield in another task ends instead of waiting forever.
     fn retire(&mut self) -> Option<Payload> {
+        let detached = self.detached.take().and_then(|d| d.take_back());
         drop::retire(Retired {
-            body: self.body.take(),
-            slot: self.closer.clone(),
+            body: detached.or(self.body.take()),
+            slot: Some(self.closer.clone()),
         })
     }
 
@@ -381,7 +435,19 @@ impl<Y, S> Drop for AsyncGenerator<Y, S> {
     }
 }
 
-impl<Y: Send, S: Send> CloseSlot for Mutex<Slot<Y, S>> {
+impl<Y: Send, S: Send> SlotOps for Mutex<Slot<Y, S>> {
+    fn set_consumer(&self, waker: &Waker) -> Option<Waker> {
+        let mut slot = lock(self);
+        match &slot.consumer {
+            Some(w) if w.will_wake(waker) => None,
+            _ => slot.consumer.replace(waker.clone()),
+        }
+    }
+
+    fn has_yielded(&self) -> bool {
+        lock(self).yielded.is_some()
+    }
+
     fn close(&self) {
         let (waker, _consumer, _yielded, _input) = {
             let mut slot = lock(self);
