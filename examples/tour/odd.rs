@@ -63,7 +63,7 @@ async fn generator() {
     let got = readings.athrow(hp::Error::msg("recalibrate")).await;
     println!("  athrow(recalibrate) -> {got:?}");
 
-    let stopped = hp::stop_async_generator(&mut readings, 0, None).await;
+    let stopped = hp::stop_async_generator(&mut readings).provide(0).await;
     println!(
         "  stop_async_generator -> {stopped:?}; finished: {}",
         readings.finished()

@@ -245,7 +245,12 @@ fn register<Y, S>(slot: &mut Slot<Y, S>, cx: &Context<'_>) -> Option<Waker> {
         .consumer
         .as_ref()
         .is_some_and(|c| c.will_wake(cx.waker()));
-    if in_place || slot.yielder.as_ref().is_some_and(|y| y.will_wake(cx.waker())) {
+    if in_place
+        || slot
+            .yielder
+            .as_ref()
+            .is_some_and(|y| y.will_wake(cx.waker()))
+    {
         return None;
     }
     slot.yielder.replace(cx.waker().clone())

@@ -295,7 +295,9 @@ impl Wake for DetachedWaker {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        let Some(detached) = self.0.upgrade() else { return };
+        let Some(detached) = self.0.upgrade() else {
+            return;
+        };
         let trampoline = {
             let mut st = lock(&detached.state);
             if st.polling {
