@@ -55,6 +55,21 @@
 //! (`Drop` of what it holds) runs, its async cleanup does not. Call
 //! [`aclose`](AsyncGenerator::aclose) or [`stop_async_generator`] to let the body clean up
 //! asynchronously.
+//!
+//! # Nesting
+//! A body may drive other generators (a pipeline stage relaying the one before it, a
+//! cleanup that stops the next generator of a chain), to any depth: polls and drops of
+//! nested generators do not grow the stack with the depth. Past 16 nested generator polls
+//! on a thread, a body is polled from the outermost generator's poll instead of in place
+//! (still by the consumer's task, nothing spawned); dropping nested generators is a loop.
+//! A chain of 100 000 stages runs on a 2 MiB stack.
+//!
+//! # Panics
+//! A panic in the body is caught and becomes the failure it ends with
+//! ([`Panicked`](crate::helpers::Panicked)). A panic in the body's `Drop` while a call
+//! drops it (closing, or finishing an unstarted body) becomes that call's failure; while
+//! the generator itself is dropped, it continues after every nested generator is
+//! dropped.
 
 mod co;
 mod drop;

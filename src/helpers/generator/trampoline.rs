@@ -18,6 +18,9 @@
 //! Nothing is spawned: detached bodies are still polled only inside a poll of the
 //! outermost generator, by the task that consumes it. A generator polled at a shallow
 //! depth again (moved out of the chain, say) takes its body back and polls it in place.
+//! (So a body that blocks its thread on a nested executor, `futures::executor::block_on`
+//! over a generator more than [`MAX_NESTED`] levels deep, waits for a drain that cannot
+//! come; blocking inside async code is wrong anyway.)
 //!
 //! # Locks
 //! [`Trampoline::state`] and [`Detached::state`] guard only queues, flags and wakers.
@@ -211,7 +214,12 @@ impl Detached {
             return Checked::Pending;
         }
         let trampoline = Nesting::current();
-        if !Weak::ptr_eq(&st.trampoline, &Arc::downgrade(&trampoline)) {
+        // Compared through `upgrade`: a dead trampoline's address may be reused.
+        let same = st
+            .trampoline
+            .upgrade()
+            .is_some_and(|t| Arc::ptr_eq(&t, &trampoline));
+        if !same {
             st.trampoline = Arc::downgrade(&trampoline);
             st.queued = false;
         }
