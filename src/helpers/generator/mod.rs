@@ -66,7 +66,7 @@
 //!
 //! # Panics
 //! A panic in the body is caught and becomes the failure it ends with
-//! ([`Panicked`](crate::helpers::Panicked)). A panic in the body's `Drop` while a call
+//! ([`Panicked`]). A panic in the body's `Drop` while a call
 //! drops it (closing, or finishing an unstarted body) becomes that call's failure; while
 //! the generator itself is dropped, it continues after every nested generator is
 //! dropped.
