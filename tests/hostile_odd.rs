@@ -693,3 +693,24 @@ fn find_and_apply_result_over_100_000_futures_runs_on_a_small_stack() {
         },
     );
 }
+
+#[test]
+fn a_yield_from_another_task_wakes_a_consumer_through_a_deep_chain() {
+    // The innermost generator yields from a task of its own, so its values arrive by a
+    // waker from another thread while its stage is detached (50 stages deep).
+    let got = multi_thread(async {
+        let inner = hp::AsyncGenerator::new(|co: hp::Co<u32>| async move {
+            let helper = tokio::spawn(async move {
+                for i in 0..20 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    co.yield_(i).await?;
+                }
+                Ok::<(), hp::Failure>(())
+            });
+            helper.await.unwrap()
+        });
+        let drops = Arc::new(AtomicUsize::new(0));
+        relay_chain(50, inner, &drops).collect::<Vec<u32>>().await
+    });
+    assert_eq!(got, (0..20).collect::<Vec<_>>());
+}

@@ -197,6 +197,8 @@ impl Detached {
     /// Otherwise the body is queued on this thread's trampoline (a spurious poll is
     /// harmless; it may have input to pick up) and `consumer` is woken on progress.
     pub(super) fn check(self: &Arc<Self>, consumer: &Waker, in_place: bool) -> Checked {
+        // Declared before the guard, so a replaced waker is dropped after the unlock.
+        let _old_consumer;
         let mut st = lock(&self.state);
         if let Some(r) = st.returned.take() {
             return Checked::Returned(r);
@@ -205,7 +207,7 @@ impl Detached {
             st.owner_gone = true;
             return Checked::Reclaimed(body);
         }
-        let _old = match &st.consumer {
+        _old_consumer = match &st.consumer {
             Some(w) if w.will_wake(consumer) => None,
             _ => st.consumer.replace(consumer.clone()),
         };
