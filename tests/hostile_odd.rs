@@ -714,3 +714,48 @@ fn a_yield_from_another_task_wakes_a_consumer_through_a_deep_chain() {
     });
     assert_eq!(got, (0..20).collect::<Vec<_>>());
 }
+
+/// Wakes its own task at once and returns `Pending` once (as `futures_lite`'s
+/// `yield_now` and tokio's cooperative budget do).
+async fn wake_and_yield() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            return std::task::Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+    .await;
+}
+
+#[test]
+fn a_detached_stage_that_yields_to_the_runtime_lets_other_tasks_run() {
+    // The innermost stage busy-waits with `yield_now` for a flag another task sets: a
+    // detached body that wakes itself must go back to the runtime, not spin in place.
+    let got = common::with_watchdog(|| {
+        current_thread().block_on(async {
+            let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let f = flag.clone();
+            let inner = hp::AsyncGenerator::new(move |co: hp::Co<u32>| async move {
+                while !f.load(SeqCst) {
+                    wake_and_yield().await;
+                }
+                co.yield_(1).await?;
+                Ok::<(), hp::Failure>(())
+            });
+            let setter = tokio::spawn(async move {
+                for _ in 0..10 {
+                    tokio::task::yield_now().await;
+                }
+                flag.store(true, SeqCst);
+            });
+            let drops = Arc::new(AtomicUsize::new(0));
+            let got: Vec<u32> = relay_chain(50, inner, &drops).collect().await;
+            setter.await.unwrap();
+            got
+        })
+    });
+    assert_eq!(got, [1]);
+}

@@ -54,6 +54,8 @@ pub(super) struct Trampoline {
 
 struct TrampolineState {
     ready: VecDeque<Arc<Detached>>,
+    /// Counts drains; a body is polled at most once per drain.
+    round: u64,
     /// The waker of the task polling the outermost generator.
     top: Option<Waker>,
 }
@@ -76,6 +78,8 @@ struct DetachedState {
     returned: Option<Result<(), Failure>>,
     /// Who to wake when the body yields or returns.
     consumer: Option<Waker>,
+    /// The drain round it was last polled in.
+    round: u64,
     trampoline: Weak<Trampoline>,
     /// The generator was dropped or took the body back while the trampoline polled it.
     owner_gone: bool,
@@ -130,6 +134,7 @@ impl Nesting {
                     Arc::new(Trampoline {
                         state: Mutex::new(TrampolineState {
                             ready: VecDeque::new(),
+                            round: 0,
                             top: None,
                         }),
                     })
@@ -143,17 +148,28 @@ impl Nesting {
     pub(super) fn drain(&self, top: &Waker) -> Option<Arc<Trampoline>> {
         debug_assert!(self.outermost);
         let trampoline = CURRENT.with(|c| c.borrow().clone())?;
-        let _old = {
+        let (round, _old) = {
             let mut st = lock(&trampoline.state);
-            match &st.top {
+            st.round = st.round.wrapping_add(1);
+            let old = match &st.top {
                 Some(w) if w.will_wake(top) => None,
                 _ => st.top.replace(top.clone()),
-            }
+            };
+            (st.round, old)
         };
+        // A body woken again while this drain runs (one that wakes itself to yield to the
+        // runtime, say) waits for the next drain: the task goes back to the runtime first.
+        let mut next_time = Vec::new();
         loop {
             let next = lock(&trampoline.state).ready.pop_front();
             let Some(detached) = next else { break };
-            detached.run();
+            if !detached.clone().run(round) {
+                next_time.push(detached);
+            }
+        }
+        if !next_time.is_empty() {
+            lock(&trampoline.state).ready.extend(next_time);
+            top.wake_by_ref();
         }
         Some(trampoline)
     }
@@ -181,6 +197,7 @@ impl Detached {
                 queued: true,
                 returned: None,
                 consumer: Some(consumer.clone()),
+                round: 0,
                 trampoline: Arc::downgrade(&trampoline),
                 owner_gone: false,
             }),
@@ -241,10 +258,15 @@ impl Detached {
         st.body.take()
     }
 
-    /// Polls the body once from the trampoline; wakes the consumer on progress.
-    fn run(self: Arc<Self>) {
+    /// Polls the body once from the trampoline (drain `round`); wakes the consumer on
+    /// progress. Returns `false`, leaving it queued, when it was polled in this round.
+    fn run(self: Arc<Self>, round: u64) -> bool {
         let body = {
             let mut st = lock(&self.state);
+            if st.round == round {
+                return false;
+            }
+            st.round = round;
             st.queued = false;
             if st.owner_gone {
                 None
@@ -254,7 +276,7 @@ impl Detached {
                 body
             }
         };
-        let Some(mut body) = body else { return };
+        let Some(mut body) = body else { return true };
         let _old = self.slot.set_consumer(&self.waker);
         let mut cx = Context::from_waker(&self.waker);
         let polled = match catch_unwind(AssertUnwindSafe(|| body.as_mut().poll(&mut cx))) {
@@ -293,6 +315,7 @@ impl Detached {
         if let Some(w) = wake {
             w.wake();
         }
+        true
     }
 }
 
