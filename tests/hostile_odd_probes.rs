@@ -672,3 +672,36 @@ async fn dropping_a_task_handle_detaches_the_task_and_its_reporter_still_runs() 
     tokio::time::sleep(secs(2)).await;
     assert_eq!((ran.load(SeqCst), reported.load(SeqCst)), (1, 1));
 }
+
+#[test]
+fn a_live_child_keeps_its_parent_alive_until_it_goes() {
+    let root = hp::Ctx::beginning("a");
+    let parent = root.child("p");
+    let finished = Arc::new(AtomicUsize::new(0));
+    let f = finished.clone();
+    parent.add_done_callback(move |_| {
+        f.fetch_add(1, SeqCst);
+    });
+    let child = parent.child("c");
+    drop(parent);
+    assert_eq!(finished.load(SeqCst), 0);
+    assert!(!child.done());
+    assert_eq!(root.child_count(), 1);
+    drop(child);
+    assert_eq!(finished.load(SeqCst), 1);
+    assert_eq!(root.child_count(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiting_for_something_already_done_yields_exactly_once() {
+    let ctx = hp::Ctx::beginning("a");
+    let done = hp::Fut::<u8>::new();
+    done.set_result(1);
+    let waits: [&dyn hp::WaitByCallback; 1] = [&done];
+    let mut w = tokio_test::task::spawn(ctx.wait_for_first(&waits));
+    assert!(w.poll().is_pending());
+    tokio::time::timeout(secs(1), w).await.unwrap();
+    let mut w = tokio_test::task::spawn(hp::wait_for_all(&waits));
+    assert!(w.poll().is_pending());
+    tokio::time::timeout(secs(1), w).await.unwrap();
+}
