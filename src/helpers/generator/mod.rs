@@ -561,7 +561,12 @@ pub fn stop_async_generator<Y, S>(generator: &mut AsyncGenerator<Y, S>) -> StopG
     }
 }
 
-/// Stops an async generator when awaited: made by [`stop_async_generator`].
+/// Stops an async generator when awaited: made by [`stop_async_generator`], which has the
+/// rules and an example.
+///
+/// # Drop
+/// Dropped before it is awaited, it does nothing. Its future dropped mid-way leaves the
+/// generator for the next call to finish (see [`stop_async_generator`]).
 #[must_use = "the generator is stopped only when this is awaited"]
 pub struct StopGenerator<'a, Y, S> {
     generator: &'a mut AsyncGenerator<Y, S>,
