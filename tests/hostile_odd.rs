@@ -759,3 +759,24 @@ fn a_detached_stage_that_yields_to_the_runtime_lets_other_tasks_run() {
     });
     assert_eq!(got, [1]);
 }
+
+#[test]
+fn a_hundred_thousand_distinct_errors_are_grouped_in_linear_time() {
+    let futs: Vec<hp::Fut<u8>> = (0..100_000).map(|_| hp::Fut::new()).collect();
+    let shared = hp::Error::msg("shared");
+    for (i, f) in futs.iter().enumerate() {
+        if i % 2 == 0 {
+            f.set_exception(hp::Error::msg(format!("e{i}")));
+        } else {
+            f.set_exception(shared.clone());
+        }
+    }
+    let (err, results) = common::with_watchdog(move || hp::noncancelled_results_from_futs(&futs));
+    assert!(results.is_empty());
+    let err = err.unwrap();
+    let group = err.downcast_ref::<hp::ErrorGroup>().unwrap();
+    assert_eq!(group.errors.len(), 50_001);
+    assert_eq!(group.errors[0].to_string(), "e0");
+    assert!(group.errors[1].same(&shared));
+    assert_eq!(group.errors[2].to_string(), "e2");
+}

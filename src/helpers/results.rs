@@ -31,6 +31,8 @@
 //! assert_eq!(results, ["pong", "pong"]);
 //! ```
 
+use std::collections::HashSet;
+
 use super::error::{Error, ErrorGroup, Failure, StatusError};
 use super::future::Fut;
 use super::protocols::FutureStatus;
@@ -77,6 +79,9 @@ where
     F: FutureStatus<T> + ?Sized + 'a,
 {
     let mut errors: Vec<Error> = Vec::new();
+    // Identities seen (the address of each error's shared allocation, as `Error::same`
+    // compares): linear in the number of futures, however many distinct errors.
+    let mut seen: HashSet<*const ()> = HashSet::new();
     let mut results = Vec::new();
     for f in futs {
         if !f.done() || f.cancelled() {
@@ -85,7 +90,7 @@ where
         match f.result() {
             Ok(value) => results.push(value),
             Err(StatusError::Error(e)) => {
-                if !errors.iter().any(|seen| seen.same(&e)) {
+                if seen.insert(std::ptr::from_ref(e.as_dyn()).cast::<()>()) {
                     errors.push(e);
                 }
             }
