@@ -780,3 +780,54 @@ fn a_hundred_thousand_distinct_errors_are_grouped_in_linear_time() {
     assert!(group.errors[1].same(&shared));
     assert_eq!(group.errors[2].to_string(), "e2");
 }
+
+/// Like `stopping_chain`, but each cleanup yields to the runtime, one in eight after a
+/// millisecond's sleep (seeded).
+fn slow_stopping_chain(
+    n: usize,
+    cleaned: &Arc<AtomicUsize>,
+    rng: &mut common::Rng,
+) -> hp::AsyncGenerator<u32> {
+    let mut next: Option<hp::AsyncGenerator<u32>> = None;
+    for _ in 0..n {
+        let cleaned = cleaned.clone();
+        let sleeps = rng.below(8) == 0;
+        let mut inner = next.take();
+        next = Some(hp::AsyncGenerator::new(move |co: hp::Co<u32>| async move {
+            if let Some(inner) = inner.as_mut() {
+                inner.asend(()).await?;
+            }
+            let thrown = co.yield_(1).await;
+            if let Some(inner) = inner.as_mut() {
+                let _ = hp::stop_async_generator(inner).await;
+            }
+            if sleeps {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            } else {
+                tokio::task::yield_now().await;
+            }
+            cleaned.fetch_add(1, SeqCst);
+            thrown
+        }));
+    }
+    next.expect("n > 0")
+}
+
+#[test]
+fn stops_of_deep_chains_cut_at_random_instants_are_completed_by_a_second_stop() {
+    let outcomes = multi_thread(async {
+        let mut rng = common::Rng(0x5eed_0dd);
+        let mut outcomes = Vec::new();
+        for _ in 0..20 {
+            let cleaned = Arc::new(AtomicUsize::new(0));
+            let mut g = slow_stopping_chain(200, &cleaned, &mut rng);
+            assert_eq!(g.asend(()).await.unwrap(), Some(1));
+            let cut = Duration::from_micros(rng.below(30_000));
+            let _ = tokio::time::timeout(cut, hp::stop_async_generator(&mut g)).await;
+            let _ = hp::stop_async_generator(&mut g).await;
+            outcomes.push((g.finished(), cleaned.load(SeqCst)));
+        }
+        outcomes
+    });
+    assert!(outcomes.iter().all(|o| *o == (true, 200)), "{outcomes:?}");
+}
