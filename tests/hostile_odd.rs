@@ -816,7 +816,7 @@ fn slow_stopping_chain(
 #[test]
 fn stops_of_deep_chains_cut_at_random_instants_are_completed_by_a_second_stop() {
     let outcomes = multi_thread(async {
-        let mut rng = common::Rng(0x5eed_0dd);
+        let mut rng = common::Rng(0x05ee_d0dd);
         let mut outcomes = Vec::new();
         for _ in 0..20 {
             let cleaned = Arc::new(AtomicUsize::new(0));
