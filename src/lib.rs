@@ -28,6 +28,9 @@
 //!   managers), [`helpers::AsyncGenerator`] with [`helpers::stop_async_generator`], and
 //!   the result helpers.
 //!
+//! Porting code: [from Python machinery](guide#coming-from-python-machinery) and
+//! [from tokio / tokio-util](guide#coming-from-tokio--tokio-util) (the [`guide`]).
+//!
 //! ```
 //! use machinery::helpers as hp;
 //! use std::time::Duration;
@@ -62,6 +65,7 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![doc(test(attr(deny(warnings))))]
 
+pub mod guide;
 pub mod helpers;
 pub(crate) mod sync;
 

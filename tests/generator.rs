@@ -404,7 +404,9 @@ async fn stopping_a_suspended_generator_that_does_not_catch_returns_the_cancella
     let log = log();
     let mut generator = recorder(&log);
     generator.asend(String::new()).await.unwrap();
-    let got = hp::stop_async_generator(&mut generator, "provided".into(), None).await;
+    let got = hp::stop_async_generator(&mut generator)
+        .provide("provided".into())
+        .await;
     assert!(got.unwrap_err().is_cancelled());
     assert_eq!(seen(&log), ["started", "failing with cancelled", "dropped"]);
     assert!(generator.finished());
@@ -416,7 +418,9 @@ async fn stopping_with_an_error_throws_that_error_in() {
     let mut generator = recorder(&log);
     generator.asend(String::new()).await.unwrap();
     let boom = hp::Error::msg("boom");
-    let got = hp::stop_async_generator(&mut generator, String::new(), Some(boom.clone())).await;
+    let got = hp::stop_async_generator(&mut generator)
+        .throw(boom.clone())
+        .await;
     assert!(got.unwrap_err().error().unwrap().same(&boom));
     assert_eq!(seen(&log), ["started", "failing with boom", "dropped"]);
 }
@@ -425,7 +429,7 @@ async fn stopping_with_an_error_throws_that_error_in() {
 async fn stopping_a_generator_never_started_never_runs_its_body() {
     let log = log();
     let mut generator = recorder(&log);
-    let got = hp::stop_async_generator(&mut generator, String::new(), None).await;
+    let got = hp::stop_async_generator(&mut generator).await;
     assert!(got.unwrap_err().is_cancelled());
     assert!(seen(&log).is_empty());
     assert!(generator.finished());
@@ -437,7 +441,10 @@ async fn a_generator_that_catches_receives_provide_then_is_closed() {
     let mut generator = recorder(&log);
     generator.asend(String::new()).await.unwrap();
     let catch = hp::Error::msg("catch this");
-    let got = hp::stop_async_generator(&mut generator, "provided".into(), Some(catch)).await;
+    let got = hp::stop_async_generator(&mut generator)
+        .throw(catch)
+        .provide("provided".into())
+        .await;
     assert!(got.is_ok());
     assert_eq!(
         seen(&log),
@@ -458,11 +465,7 @@ async fn a_generator_that_catches_and_returns_is_stopped_quietly() {
         let _ = co.yield_(1).await;
     });
     generator.asend(()).await.unwrap();
-    assert!(
-        hp::stop_async_generator(&mut generator, (), None)
-            .await
-            .is_ok()
-    );
+    assert!(hp::stop_async_generator(&mut generator).await.is_ok());
     assert!(generator.finished());
 }
 
@@ -474,11 +477,7 @@ async fn stopping_a_finished_generator_is_ok() {
     });
     let items: Vec<_> = (&mut generator).collect().await;
     assert_eq!(items, [1]);
-    assert!(
-        hp::stop_async_generator(&mut generator, (), None)
-            .await
-            .is_ok()
-    );
+    assert!(hp::stop_async_generator(&mut generator).await.is_ok());
 }
 
 #[tokio::test(start_paused = true)]
@@ -491,11 +490,53 @@ async fn a_failing_close_wins_over_the_thrown_error() {
         }
     });
     generator.asend(()).await.unwrap();
-    let got = hp::stop_async_generator(&mut generator, (), None).await;
+    let got = hp::stop_async_generator(&mut generator).await;
     assert!(
         got.unwrap_err()
             .error()
             .unwrap()
             .is::<hp::IgnoredGeneratorExit>()
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_generator_that_catches_without_provide_is_closed_at_its_next_yield() {
+    let log = log();
+    let mut generator = recorder(&log);
+    generator.asend(String::new()).await.unwrap();
+    let got = hp::stop_async_generator(&mut generator)
+        .throw(hp::Error::msg("catch this"))
+        .await;
+    assert!(got.is_ok());
+    assert_eq!(
+        seen(&log),
+        ["started", "caught catch this", "cleaned up", "dropped"]
+    );
+    assert!(generator.finished());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_streams_stay_ended_once_the_body_returned_or_failed() {
+    use futures::stream::FusedStream;
+    let mut generator = hp::AsyncGenerator::new(|co: hp::Co<u8>| async move {
+        co.yield_(1).await?;
+        Ok::<(), hp::Failure>(())
+    });
+    assert_eq!(generator.next().await, Some(1));
+    assert!(!generator.is_terminated());
+    assert_eq!(generator.next().await, None);
+    assert!(generator.is_terminated());
+    assert_eq!(generator.next().await, None);
+    assert_eq!(generator.asend(()).await.unwrap(), None);
+
+    let mut failing = hp::AsyncGenerator::new(|co: hp::Co<u8>| async move {
+        co.yield_(1).await?;
+        Err::<(), _>(hp::Error::msg("gone"))
+    })
+    .into_try_stream();
+    assert_eq!(failing.next().await.unwrap().unwrap(), 1);
+    assert!(failing.next().await.unwrap().is_err());
+    assert!(failing.is_terminated());
+    assert!(failing.next().await.is_none());
+    assert!(failing.next().await.is_none());
 }

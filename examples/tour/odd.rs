@@ -31,6 +31,7 @@ impl AsyncContextManager for MyCm {
 pub async fn run() {
     println!("\n== odd helpers");
     generator().await;
+    pipeline().await;
     scope().await;
     results();
 }
@@ -63,11 +64,33 @@ async fn generator() {
     let got = readings.athrow(hp::Error::msg("recalibrate")).await;
     println!("  athrow(recalibrate) -> {got:?}");
 
-    let stopped = hp::stop_async_generator(&mut readings, 0, None).await;
+    let stopped = hp::stop_async_generator(&mut readings).provide(0).await;
     println!(
         "  stop_async_generator -> {stopped:?}; finished: {}",
         readings.finished()
     );
+}
+
+/// Generators nest to any depth: 10 000 stages, each relaying the one before it.
+async fn pipeline() {
+    use futures::StreamExt;
+    let mut stage = hp::AsyncGenerator::new(|co: hp::Co<u32>| async move {
+        for i in 1..=3 {
+            co.yield_(i).await?;
+        }
+        Ok::<(), hp::Failure>(())
+    });
+    for _ in 0..10_000 {
+        let mut inner = stage;
+        stage = hp::AsyncGenerator::new(move |co: hp::Co<u32>| async move {
+            while let Some(v) = inner.next().await {
+                co.yield_(v * 2 % 1_000).await?;
+            }
+            Ok::<(), hp::Failure>(())
+        });
+    }
+    let out: Vec<u32> = stage.collect().await;
+    println!("  10 000 nested stages -> {out:?}");
 }
 
 async fn scope() {

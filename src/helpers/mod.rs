@@ -28,8 +28,8 @@ pub use error::{
 pub use event::Event;
 pub use future::{Fut, FutOutcome};
 pub use generator::{
-    AsyncGenerator, Co, GeneratorExit, GeneratorReturn, IgnoredGeneratorExit, TryGenerator, Yield,
-    stop_async_generator,
+    AsyncGenerator, Co, GeneratorExit, GeneratorReturn, IgnoredGeneratorExit, StopGenerator,
+    TryGenerator, Yield, stop_async_generator,
 };
 pub use protocols::{
     CallbackHandle, DoneCallback, FutureState, FutureStatus, NamedFuture, WaitByCallback, WithRepr,

@@ -31,6 +31,8 @@
 //! assert_eq!(results, ["pong", "pong"]);
 //! ```
 
+use std::collections::HashSet;
+
 use super::error::{Error, ErrorGroup, Failure, StatusError};
 use super::future::Fut;
 use super::protocols::FutureStatus;
@@ -44,6 +46,10 @@ use super::protocols::FutureStatus;
 ///   once);
 /// - an [`ErrorGroup`] ("Futures failed") holding the distinct errors in the order of the
 ///   futures they came from, when there are several.
+///
+/// # Panics
+/// A panic in a [`FutureStatus`] implementation or in `T::clone` propagates; nothing is
+/// changed by this function, so nothing is left half done.
 ///
 /// Takes anything that iterates over references to [`FutureStatus`] values:
 /// `&[Fut<T>]`, `&Vec<Task<T>>`, or `slice.iter().copied()` over
@@ -73,6 +79,9 @@ where
     F: FutureStatus<T> + ?Sized + 'a,
 {
     let mut errors: Vec<Error> = Vec::new();
+    // Identities seen (the address of each error's shared allocation, as `Error::same`
+    // compares): linear in the number of futures, however many distinct errors.
+    let mut seen: HashSet<*const ()> = HashSet::new();
     let mut results = Vec::new();
     for f in futs {
         if !f.done() || f.cancelled() {
@@ -81,7 +90,7 @@ where
         match f.result() {
             Ok(value) => results.push(value),
             Err(StatusError::Error(e)) => {
-                if !errors.iter().any(|seen| seen.same(&e)) {
+                if seen.insert(std::ptr::from_ref(e.as_dyn()).cast::<()>()) {
                     errors.push(e);
                 }
             }
@@ -119,6 +128,14 @@ fn combine(mut errors: Vec<Error>) -> Option<Error> {
 /// 6. Some future in `futs` is cancelled: `final_fut` is cancelled; returns `true`.
 /// 7. Otherwise (all pending, or `futs` empty): nothing changes; returns `false`.
 ///
+/// In 4 and 5 `final_fut` is set before the pending futures, so their done callbacks
+/// already see it finished (a callback calling this again on the same group then only
+/// passes the outcome on).
+///
+/// # Panics
+/// User code runs here: `T::clone` and the futures' done callbacks (which the futures
+/// catch and log). A panic in `clone` propagates; the futures already set stay set.
+///
 /// # Example
 /// ```
 /// use machinery::helpers as hp;
@@ -148,14 +165,17 @@ pub fn find_and_apply_result<T: Clone>(final_fut: &Fut<T>, futs: &[Fut<T>]) -> b
         None => {}
     }
 
+    // `final_fut` is set first, so callbacks of the futures already see it finished.
     let (error, results) = noncancelled_results_from_futs(futs);
     if let Some(e) = error {
+        let changed = final_fut.set_exception(e.clone());
         set_pending(futs, |f| f.set_exception(e.clone()));
-        return final_fut.set_exception(e);
+        return changed;
     }
     if let Some(value) = results.into_iter().next() {
+        let changed = final_fut.set_result(value.clone());
         set_pending(futs, |f| f.set_result(value.clone()));
-        return final_fut.set_result(value);
+        return changed;
     }
     if futs.iter().any(Fut::cancelled) {
         return final_fut.cancel();

@@ -121,6 +121,11 @@ pub trait AsyncContextManager: Send {
 /// # Errors
 /// The error of `enter` (after `exit` ran with it), or that of `exit`.
 ///
+/// # Panics
+/// A panic in `enter` is a failed enter too: `exit` runs once with a [`Panicked`] error,
+/// then the panic continues (an error from that `exit` is logged). A panic in `exit`
+/// continues as it is.
+///
 /// # Example
 /// ```
 /// use machinery::helpers::{self as hp, AsyncContextManager};
@@ -151,12 +156,26 @@ pub async fn ensure_aexit<CM>(cm: &mut CM) -> Result<CM::Value, Error>
 where
     CM: AsyncContextManager,
 {
-    match cm.enter().await {
-        Ok(value) => Ok(value),
-        Err(err) => {
+    let entered = AssertUnwindSafe(cm.enter()).catch_unwind().await;
+    match entered {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) => {
             cm.exit(Some(&err)).await?;
             Err(err)
         }
+        Err(payload) => {
+            exit_after_panic(cm, Panicked::from_payload(&*payload)).await;
+            resume_unwind(payload)
+        }
+    }
+}
+
+/// Runs `exit` with a [`Panicked`] error; an error from it is logged, as it
+/// cannot replace the panic that goes on.
+async fn exit_after_panic<CM: AsyncContextManager>(cm: &mut CM, panicked: Panicked) {
+    let err = Error::new(panicked);
+    if let Err(exit_err) = cm.exit(Some(&err)).await {
+        tracing::error!(error = %exit_err, "exit failed after a panic");
     }
 }
 
@@ -175,7 +194,8 @@ where
 /// The error of `enter`, of the body, or of `exit`.
 ///
 /// # Panics
-/// Resumes a panic of the body after `exit` has run.
+/// Resumes a panic of the body, or of `enter` (see [`ensure_aexit`]), after `exit` has
+/// run. A panic in `exit` continues as it is.
 pub async fn using<CM, R, F, Fut>(cm: &mut CM, body: F) -> Result<R, Error>
 where
     CM: AsyncContextManager,
@@ -196,11 +216,7 @@ where
             Err(err)
         }
         Err(payload) => {
-            let err = Error::new(Panicked::from_payload(&*payload));
-            // An error from `exit` cannot replace a panic, which goes on; it is logged.
-            if let Err(exit_err) = cm.exit(Some(&err)).await {
-                tracing::error!(error = %exit_err, "exit failed after the body panicked");
-            }
+            exit_after_panic(cm, Panicked::from_payload(&*payload)).await;
             resume_unwind(payload)
         }
     }

@@ -139,68 +139,121 @@ impl<Y, S> Future for Yield<'_, Y, S> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let (poll, wake) = {
+        let mut garbage = Garbage::default();
+        let poll = {
             let mut slot = lock(&this.co.shared);
             match std::mem::replace(&mut this.state, YieldState::Done) {
-                YieldState::Start(value) => this.state_start(&mut slot, value, cx),
-                YieldState::Waiting(ticket) => this.state_waiting(&mut slot, ticket, cx),
+                YieldState::Start(value) => this.state_start(&mut slot, value, cx, &mut garbage),
+                YieldState::Waiting(ticket) => {
+                    this.state_waiting(&mut slot, ticket, cx, &mut garbage)
+                }
                 YieldState::Done => panic!("`Yield` polled after completion"),
             }
         };
-        if let Some(w) = wake {
-            w.wake();
-        }
+        // Unlocked: the value of a closed generator and replaced wakers are dropped, and
+        // the consumer woken, only now (dropping a user value is user code).
+        garbage.release();
         poll
     }
 }
 
-/// A poll's result, and a waker to wake once the slot is unlocked.
-type Polled<S> = (Poll<Result<S, Failure>>, Option<Waker>);
+/// What a poll of [`Yield`] drops or wakes once the slot is unlocked.
+struct Garbage<Y> {
+    value: Option<Y>,
+    old_waker: Option<Waker>,
+    wake: Option<Waker>,
+}
+
+impl<Y> Default for Garbage<Y> {
+    fn default() -> Self {
+        Garbage {
+            value: None,
+            old_waker: None,
+            wake: None,
+        }
+    }
+}
+
+impl<Y> Garbage<Y> {
+    fn release(self) {
+        let Garbage {
+            value,
+            old_waker,
+            wake,
+        } = self;
+        drop(old_waker);
+        if let Some(w) = wake {
+            w.wake();
+        }
+        drop(value);
+    }
+}
 
 impl<Y, S> Yield<'_, Y, S> {
     /// Hands `value` over, unless the slot still holds an earlier yield.
-    fn state_start(&mut self, slot: &mut Slot<Y, S>, value: Y, cx: &Context<'_>) -> Polled<S> {
+    fn state_start(
+        &mut self,
+        slot: &mut Slot<Y, S>,
+        value: Y,
+        cx: &Context<'_>,
+        garbage: &mut Garbage<Y>,
+    ) -> Poll<Result<S, Failure>> {
         if slot.closed {
-            return (Poll::Ready(Err(exit())), None);
+            garbage.value = Some(value);
+            return Poll::Ready(Err(exit()));
         }
         if slot.yielded.is_some() {
             // Another yield of this body is still waiting for the consumer to take its value.
             self.state = YieldState::Start(value);
-            register(slot, cx);
-            return (Poll::Pending, None);
+            garbage.old_waker = register(slot, cx);
+            return Poll::Pending;
         }
         let ticket = slot.next_ticket;
         slot.next_ticket = ticket.wrapping_add(1);
         slot.yielded = Some((ticket, value));
         self.state = YieldState::Waiting(ticket);
-        register(slot, cx);
-        (Poll::Pending, other_task(&slot.consumer, cx))
+        garbage.old_waker = register(slot, cx);
+        garbage.wake = other_task(&slot.consumer, cx);
+        Poll::Pending
     }
 
     /// Picks up the consumer's input once it is there.
-    fn state_waiting(&mut self, slot: &mut Slot<Y, S>, ticket: u64, cx: &Context<'_>) -> Polled<S> {
+    fn state_waiting(
+        &mut self,
+        slot: &mut Slot<Y, S>,
+        ticket: u64,
+        cx: &Context<'_>,
+        garbage: &mut Garbage<Y>,
+    ) -> Poll<Result<S, Failure>> {
         if slot.input.as_ref().is_some_and(|(t, _)| *t == ticket) {
             let (_, input) = slot.input.take().expect("checked");
-            return (Poll::Ready(input), None);
+            return Poll::Ready(input);
         }
         if slot.closed {
-            return (Poll::Ready(Err(exit())), None);
+            return Poll::Ready(Err(exit()));
         }
         self.state = YieldState::Waiting(ticket);
-        register(slot, cx);
-        (Poll::Pending, None)
+        garbage.old_waker = register(slot, cx);
+        Poll::Pending
     }
 }
 
-/// Keeps the yield's waker when it runs outside the consumer's poll (in another task).
-fn register<Y, S>(slot: &mut Slot<Y, S>, cx: &Context<'_>) {
+/// Keeps the yield's waker when it runs outside the consumer's poll (in another task);
+/// returns the waker it replaced, to be dropped after the unlock.
+fn register<Y, S>(slot: &mut Slot<Y, S>, cx: &Context<'_>) -> Option<Waker> {
     let in_place = slot
         .consumer
         .as_ref()
         .is_some_and(|c| c.will_wake(cx.waker()));
-    if !in_place {
-        slot.yielder = Some(cx.waker().clone());
+    if in_place
+        || slot
+            .yielder
+            .as_ref()
+            .is_some_and(|y| y.will_wake(cx.waker()))
+    {
+        return None;
     }
+    slot.yielder.replace(cx.waker().clone())
 }
 
 /// The consumer's waker, when the yield runs in another task and so must wake it.
