@@ -101,13 +101,14 @@ mod streamer;
 use std::borrow::Cow;
 use std::future::Future;
 
-pub use feed::{Feed, FeedFn, FeedFuture, FeedIter, FeedStream};
+pub use feed::{Feed, FeedContext, FeedFn, FeedFuture, FeedIter, FeedStream};
 pub use feeder::QueueFeeder;
-pub use result::{QueueInput, QueueManagerResult, SourceId, Sources};
+pub use result::{CHAIN_KEEP, QueueInput, QueueManagerResult, SourceId, Sources};
 pub use sources::task::TaskFeed;
-pub use streamer::Streamer;
+pub use streamer::{CutShort, Streamer};
 
 use super::ctx::Ctx;
+use super::error::{BoxError, Error};
 use core::Shared;
 
 /// Creates a queue manager on a child of `ctx` named `queue_manager`.
@@ -120,7 +121,7 @@ pub fn queue_manager<V, C>(
 ) -> (Streamer<V, C>, QueueFeeder<V, C>)
 where
     V: Send + 'static,
-    C: Clone + Send + 'static,
+    C: Clone + Send + Sync + 'static,
 {
     queue_manager_named(ctx, "queue_manager", make_empty_context)
 }
@@ -133,7 +134,7 @@ pub fn queue_manager_named<V, C>(
 ) -> (Streamer<V, C>, QueueFeeder<V, C>)
 where
     V: Send + 'static,
-    C: Clone + Send + 'static,
+    C: Clone + Send + Sync + 'static,
 {
     let guard = ctx.child(name).drop_guard();
     let runtime = guard
@@ -156,24 +157,31 @@ where
 /// the streamer and feeder, then closes the manager (cancelling what still runs and
 /// waiting for the cancelled tasks to finish) and returns the body's output.
 ///
+/// The body returns `Result<T, E>` for any error type that converts into
+/// [`BoxError`](crate::helpers::BoxError) (an [`hp::Error`](crate::helpers::Error),
+/// `anyhow::Error`, `eyre::Report`, `std::io::Error`, ...); its error comes back as an
+/// [`hp::Error`](crate::helpers::Error) ([`Error::from_boxed`](crate::helpers::Error::from_boxed):
+/// an `hp::Error` comes back as itself). The manager is closed either way.
+///
 /// # Cancel safety
 /// Dropping the returned future drops the streamer, which stops the manager without
 /// waiting for the cancelled tasks.
-pub async fn queue_manager_scoped<V, C, F, Fut, T>(
+pub async fn queue_manager_scoped<V, C, F, Fut, T, E>(
     ctx: &Ctx,
     name: impl Into<Cow<'static, str>>,
     make_empty_context: impl Fn() -> C + Send + Sync + 'static,
     body: F,
-) -> T
+) -> Result<T, Error>
 where
     V: Send + 'static,
-    C: Clone + Send + 'static,
+    C: Clone + Send + Sync + 'static,
     F: FnOnce(Streamer<V, C>, QueueFeeder<V, C>) -> Fut,
-    Fut: Future<Output = T>,
+    Fut: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
 {
     let (streamer, feeder) = queue_manager_named(ctx, name, make_empty_context);
     let closer = streamer.closer();
     let out = body(streamer, feeder).await;
     closer.close().await;
-    out
+    out.map_err(|e| Error::from_boxed(e.into()))
 }
