@@ -45,16 +45,16 @@ async fn feed(feeder: hp::QueueFeeder<(u32, u32), u32>, f: u32, ended: Arc<Atomi
     for n in 0..VALUES {
         added
             .values
-            .push(feeder.add_value(hp::Feed::Value((f, n)), f));
+            .push(feeder.add_value_with_context(hp::Feed::Value((f, n)), f));
         if n % (VALUES / ITERS) == 0 {
             added
                 .iters
-                .push(feeder.add_sync_iterator((0..ITEMS).map(move |i| (f, i)), f));
+                .push(feeder.add_sync_iterator_with_context((0..ITEMS).map(move |i| (f, i)), f));
         }
         if n % (VALUES / FUTS) == 0 {
             let e = Ended(ended.clone());
             let pause = Duration::from_micros(rng.below(2_000));
-            added.futs.push(feeder.add_coroutine(
+            added.futs.push(feeder.add_coroutine_with_context(
                 async move {
                     let _e = e;
                     tokio::time::sleep(pause).await;

@@ -42,10 +42,10 @@ pub async fn run() {
     let (mut streamer, feeder) =
         hp::queue_manager_named::<String, &'static str>(&root, "qm", || "-");
 
-    feeder.add_sync_function(|| "from a function".to_string(), "fn");
-    feeder.add_value("a value".to_string(), None);
-    feeder.add_sync_iterator(["list 1".to_string(), "list 2".to_string()], "list");
-    feeder.add_sync_generator(
+    feeder.add_sync_function_with_context(|| "from a function".to_string(), "fn");
+    feeder.add_value("a value".to_string());
+    feeder.add_sync_iterator_with_context(["list 1".to_string(), "list 2".to_string()], "list");
+    feeder.add_sync_generator_with_context(
         (1..=2).map(|i| {
             if i == 2 {
                 // A generator producing a source: a future that produces an iterator.
@@ -59,32 +59,32 @@ pub async fn run() {
         }),
         "gen",
     );
-    feeder.add_coroutine(
+    feeder.add_coroutine_with_context(
         async {
             tokio::time::sleep(Duration::from_secs(2)).await;
             "a future after 2s".to_string()
         },
         "future",
     );
-    feeder.add_task(
+    feeder.add_task_with_context(
         hp::Task::spawn(async {
             tokio::time::sleep(Duration::from_secs(3)).await;
             "a task after 3s".to_string()
         }),
         "task",
     );
-    feeder.add_async_generator(
+    feeder.add_async_generator_with_context(
         futures::stream::iter(1..=2).then(|i| async move {
             tokio::time::sleep(Duration::from_millis(500)).await;
             format!("stream {i}")
         }),
         "stream",
     );
-    feeder.add_sync_function(
+    feeder.add_sync_function_with_context(
         || Feed::<String>::error(hp::Error::msg("this one failed")),
         "bad",
     );
-    feeder.add_coroutine(
+    feeder.add_coroutine_with_context(
         async {
             tokio::time::sleep(Duration::from_secs(60)).await;
             "never".to_string()

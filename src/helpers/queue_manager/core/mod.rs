@@ -92,6 +92,10 @@ pub(crate) struct State<V, C> {
     queue: VecDeque<Entry<V, C>>,
     /// Streams that woke while waiting, polled before the consumer's next entry.
     woken: VecDeque<(usize, u64)>,
+    /// Streams that woke while being polled from `woken`: polled again only after the
+    /// consumer took its next entry, so a stream that always wakes itself cannot keep
+    /// the queue from moving.
+    rewoken: Vec<(usize, u64)>,
     sources: Slab<Source<V, C>>,
     next_number: u64,
     consumer: Option<Waker>,
@@ -181,6 +185,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Shared<V, C> {
                 state: Mutex::new(State {
                     queue: VecDeque::new(),
                     woken: VecDeque::new(),
+                    rewoken: Vec::new(),
                     sources: Slab::new(),
                     next_number: 0,
                     consumer: None,
@@ -301,7 +306,8 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Shared<V, C> {
                 && st.woken.is_empty()
             {
                 st.idle_stop_queued = true;
-                st.queue.push_back(Entry::Result(Raw::Stopped { error: None }));
+                st.queue
+                    .push_back(Entry::Result(Raw::Stopped { error: None }));
             }
         });
     }
@@ -419,13 +425,11 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Shared<V, C> {
 
     /// Spawns the future of the task source at `(key, number)` and installs the task.
     fn spawned(&self, key: usize, number: u64, fut: FeedFuture<V>) -> Deferred<V> {
-        let handle = self
-            .runtime
-            .clone()
-            .or_else(|| Handle::try_current().ok());
+        let handle = self.runtime.clone().or_else(|| Handle::try_current().ok());
         let task = match handle {
-            Some(h) => catch_unwind(AssertUnwindSafe(|| future::spawn(&h, fut)))
-                .map_err(sources::panicked),
+            Some(h) => {
+                catch_unwind(AssertUnwindSafe(|| future::spawn(&h, fut))).map_err(sources::panicked)
+            }
             None => {
                 caught(move || drop(fut));
                 Err(future::no_runtime())
@@ -514,7 +518,6 @@ impl<V, C> Shared<V, C> {
             caught(move || drop(s));
         }
     }
-
 }
 
 impl<V, C> Drop for Shared<V, C> {
@@ -572,7 +575,14 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
                     return Next::Step(key, number, body);
                 }
             }
-            match self.queue.pop_front() {
+            let entry = self.queue.pop_front();
+            if !self.rewoken.is_empty() {
+                self.woken.extend(self.rewoken.drain(..));
+                if entry.is_none() {
+                    continue;
+                }
+            }
+            match entry {
                 Some(Entry::Result(r)) => return Next::Yield(r),
                 Some(Entry::Step(key, number)) => {
                     let Some(s) = self.sources.get_mut(key) else {
@@ -604,8 +614,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
                         self.idle_stop_queued = false;
                         return Next::End;
                     }
-                    if self.finish_when_empty && self.sources.is_empty() && self.woken.is_empty()
-                    {
+                    if self.finish_when_empty && self.sources.is_empty() && self.woken.is_empty() {
                         self.idle_stop_queued = true;
                         self.push(Raw::Stopped { error: None });
                         continue;
@@ -661,7 +670,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
                     self.end_cut_short(key, number, failure, d);
                 } else if s.turn == Turn::Notified {
                     s.turn = Turn::Woken;
-                    self.woken.push_back((key, number));
+                    self.rewoken.push((key, number));
                 } else {
                     s.turn = Turn::Waiting;
                 }
@@ -713,24 +722,22 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
     fn extend(&mut self, mut feed: Feed<V>, chain: Sources, mut ctx: Ctxt<C>, d: &mut Deferred<V>) {
         loop {
             match feed {
-                Feed::WithContext(inner, context) => {
-                    match context.into_inner().downcast::<C>() {
-                        Ok(c) => {
-                            ctx = Some(Arc::new(*c));
-                            feed = *inner;
-                            continue;
-                        }
-                        Err(other) => {
-                            d.trash.push(Box::new(other));
-                            d.trash.push(Box::new(inner));
-                            let error = Error::msg(format!(
-                                "queue manager: a feed's context is not a {}",
-                                std::any::type_name::<C>()
-                            ));
-                            self.failure(chain, Failure::Error(error), ctx);
-                        }
+                Feed::WithContext(inner, context) => match context.into_inner().downcast::<C>() {
+                    Ok(c) => {
+                        ctx = Some(Arc::new(*c));
+                        feed = *inner;
+                        continue;
                     }
-                }
+                    Err(other) => {
+                        d.trash.push(Box::new(other));
+                        d.trash.push(Box::new(inner));
+                        let error = Error::msg(format!(
+                            "queue manager: a feed's context is not a {}",
+                            std::any::type_name::<C>()
+                        ));
+                        self.failure(chain, Failure::Error(error), ctx);
+                    }
+                },
                 Feed::Value(value) => self.push(Raw::Success {
                     sources: chain,
                     value,

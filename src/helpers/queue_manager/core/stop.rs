@@ -19,6 +19,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
             error: Some(failure.clone()),
         }));
         self.woken.clear();
+        self.rewoken.clear();
         let mut ended: Vec<(u64, usize)> = self
             .sources
             .iter()

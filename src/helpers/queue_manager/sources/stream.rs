@@ -46,7 +46,12 @@ pub(crate) struct StreamSource<V> {
 }
 
 impl<V> StreamSource<V> {
-    pub(crate) fn new(stream: FeedStream<V>, target: Weak<dyn Schedule>, key: usize, number: u64) -> Self {
+    pub(crate) fn new(
+        stream: FeedStream<V>,
+        target: Weak<dyn Schedule>,
+        key: usize,
+        number: u64,
+    ) -> Self {
         let waker = Waker::from(Arc::new(SourceWaker {
             target,
             key,
