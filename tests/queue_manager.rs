@@ -528,6 +528,7 @@ async fn extension_three_levels_deep_names_the_chain_from_producer_back_to_the_a
     assert_eq!(
         sources.kinds(),
         [
+            Q::Task,
             Q::Coroutine,
             Q::SyncGenerator,
             Q::SyncFunction,
@@ -535,15 +536,18 @@ async fn extension_three_levels_deep_names_the_chain_from_producer_back_to_the_a
         ]
     );
     assert_eq!(sources.added(), added);
-    assert_eq!(sources.producer().kind(), Q::Coroutine);
-    assert_eq!(sources.to_vec()[3], (Q::SyncIterator, added));
+    assert_eq!(sources.producer().kind(), Q::Task);
+    assert_eq!(sources.to_vec()[4], (Q::SyncIterator, added));
     assert_eq!(success.context().unwrap(), "deep");
     assert_eq!(
         results.iter().map(show).collect::<Vec<_>>(),
         [
+            // [St1] St1 -> [Ef,St1] Ef -> [St1,Call] St1 ends -> [Call,IS1]
+            // Call: SYNC_FUNCTION#2, its generator SYNC_GENERATOR#3 -> [IS1,St3]
+            // St3 -> [Efut,St3] Efut: COROUTINE#4 spawns TASK#5 -> [St3] St3 ends
             "end - @deep [SYNC_ITERATOR#1]",
             "end - @deep [SYNC_GENERATOR#3,SYNC_FUNCTION#2,SYNC_ITERATOR#1]",
-            "ok 5 @deep [COROUTINE#4,SYNC_GENERATOR#3,SYNC_FUNCTION#2,SYNC_ITERATOR#1]",
+            "ok 5 @deep [TASK#5,COROUTINE#4,SYNC_GENERATOR#3,SYNC_FUNCTION#2,SYNC_ITERATOR#1]",
             "stopped -",
         ]
     );
@@ -570,13 +574,15 @@ async fn a_stream_yielding_futures_that_yield_iterators() {
     assert_eq!(
         got,
         [
+            // 1 s: the first future is COROUTINE#2 (TASK#3); 2 s: the second is
+            // COROUTINE#4 (TASK#5), and the stream ends
             "2000ms end - @s [ASYNC_GENERATOR#1]",
-            "2500ms ok 10 @s [SYNC_ITERATOR#4,COROUTINE#2,ASYNC_GENERATOR#1]",
-            "2500ms ok 11 @s [SYNC_ITERATOR#4,COROUTINE#2,ASYNC_GENERATOR#1]",
-            "2500ms end - @s [SYNC_ITERATOR#4,COROUTINE#2,ASYNC_GENERATOR#1]",
-            "5000ms ok 20 @s [SYNC_ITERATOR#5,COROUTINE#3,ASYNC_GENERATOR#1]",
-            "5000ms ok 21 @s [SYNC_ITERATOR#5,COROUTINE#3,ASYNC_GENERATOR#1]",
-            "5000ms end - @s [SYNC_ITERATOR#5,COROUTINE#3,ASYNC_GENERATOR#1]",
+            "2500ms ok 10 @s [SYNC_ITERATOR#6,TASK#3,COROUTINE#2,ASYNC_GENERATOR#1]",
+            "2500ms ok 11 @s [SYNC_ITERATOR#6,TASK#3,COROUTINE#2,ASYNC_GENERATOR#1]",
+            "2500ms end - @s [SYNC_ITERATOR#6,TASK#3,COROUTINE#2,ASYNC_GENERATOR#1]",
+            "5000ms ok 20 @s [SYNC_ITERATOR#7,TASK#5,COROUTINE#4,ASYNC_GENERATOR#1]",
+            "5000ms ok 21 @s [SYNC_ITERATOR#7,TASK#5,COROUTINE#4,ASYNC_GENERATOR#1]",
+            "5000ms end - @s [SYNC_ITERATOR#7,TASK#5,COROUTINE#4,ASYNC_GENERATOR#1]",
             "5000ms stopped -",
         ]
     );
@@ -596,11 +602,14 @@ async fn contexts_come_from_the_first_source_else_a_fresh_empty_context_each_tim
     assert_eq!(
         got,
         [
+            // [St1,St2] St1 -> [St2,E1,St1] St2 -> [E1,St1,Eg,St2] E1 -> [..,S1]
+            // St1 -> [Eg,St2,S1,E2,St1] Eg -> [St2,S1,E2,St1,St3] St2 ends -> [..,IS2]
+            // S1 | E2 -> [St1,St3,IS2,S2] | St1 ends, St3 -> [IS2,S2,IS1,E3,St3]
             "ok 1 @empty0 [SYNC_ITERATOR#1]",
-            "ok 2 @empty1 [SYNC_ITERATOR#1]",
-            "ok 3 @given [SYNC_GENERATOR#3,SYNC_ITERATOR#2]",
             "end - @given [SYNC_ITERATOR#2]",
+            "ok 2 @empty1 [SYNC_ITERATOR#1]",
             "end - @empty2 [SYNC_ITERATOR#1]",
+            "ok 3 @given [SYNC_GENERATOR#3,SYNC_ITERATOR#2]",
             "end - @given [SYNC_GENERATOR#3,SYNC_ITERATOR#2]",
             "stopped -",
         ]
@@ -657,16 +666,20 @@ async fn failures_from_error_feeds_and_panics_are_delivered_and_end_iterations()
         [
             "fail no @f [SYNC_FUNCTION#1]".to_string(),
             format!("fail {} @p [SYNC_FUNCTION#2]", panicked("boom")),
+            // [F1,F2,St3,St4,St5] -> after the three steps [E1,St3,E1',St4,E1'',St5];
+            // each extension puts its value at the back, then the next step of the
+            // same source fails it there (Failure, then IterationStop)
             "ok 1 @i [SYNC_ITERATOR#3]".to_string(),
-            "ok 1 @ip [SYNC_ITERATOR#4]".to_string(),
-            "ok 1 @sp [ASYNC_GENERATOR#5]".to_string(),
             "fail bad @i [SYNC_ITERATOR#3]".to_string(),
             "end bad @i [SYNC_ITERATOR#3]".to_string(),
+            "ok 1 @ip [SYNC_ITERATOR#4]".to_string(),
             format!("fail {} @ip [SYNC_ITERATOR#4]", panicked("iter panic")),
             format!("end {} @ip [SYNC_ITERATOR#4]", panicked("iter panic")),
+            "ok 1 @sp [ASYNC_GENERATOR#5]".to_string(),
             format!("fail {} @sp [ASYNC_GENERATOR#5]", panicked("stream panic")),
             format!("end {} @sp [ASYNC_GENERATOR#5]", panicked("stream panic")),
-            format!("fail {} @fp [COROUTINE#6]", panicked("future panic")),
+            // the spawned TASK#7 runs once the consumer waits
+            format!("fail {} @fp [TASK#7,COROUTINE#6]", panicked("future panic")),
             "stopped -".to_string(),
         ]
     );
@@ -722,7 +735,8 @@ async fn ctx_cancelled_while_a_future_is_pending_stops_first_and_cancels_the_fut
         "st".to_string(),
     );
     feeder.add_value_with_context(9, "v".to_string());
-    assert_eq!(show(&streamer.next().await.unwrap()), "ok 9 @v [VALUE#3]");
+    // COROUTINE#1 (TASK#2), ASYNC_GENERATOR#3, VALUE#4
+    assert_eq!(show(&streamer.next().await.unwrap()), "ok 9 @v [VALUE#4]");
     feeder.add_value_with_context(10, "v".to_string());
     let r2 = root.clone();
     tokio::spawn(async move {
@@ -735,10 +749,11 @@ async fn ctx_cancelled_while_a_future_is_pending_stops_first_and_cancels_the_fut
     assert_eq!(
         got,
         [
-            "ok 10 @v [VALUE#4]",
+            "ok 10 @v [VALUE#5]",
             "stopped cancelled",
-            "fail cancelled @fut [COROUTINE#1]",
-            "end cancelled @st [ASYNC_GENERATOR#2]",
+            // the sources waiting when the stop came end in the order they were added
+            "fail cancelled @fut [TASK#2,COROUTINE#1]",
+            "end cancelled @st [ASYNC_GENERATOR#3]",
         ]
     );
     assert_eq!(feeder.live_sources(), 0);
@@ -775,8 +790,9 @@ async fn a_ctx_error_stops_ahead_of_queued_results_which_are_still_delivered() {
             "stopped bad ctx",
             "ok 1 @v [VALUE#1]",
             "ok 2 @v [VALUE#2]",
-            "end bad ctx @i [SYNC_ITERATOR#3]",
+            // [Stopped,S1,S2,St3,S3,St5]: St3 finds the ctx done and ends at the back
             "ok 3 @late [VALUE#4]",
+            "end bad ctx @i [SYNC_ITERATOR#3]",
             "end bad ctx @late [SYNC_ITERATOR#5]",
         ]
     );
@@ -795,6 +811,8 @@ async fn finished_if_out_of_sources_with_no_sources_stops_at_once_and_adding_lat
     feeder.set_as_finished_if_out_of_sources();
     assert_eq!(drain(&mut streamer).await, ["stopped -"]);
     feeder.add_sync_iterator([1]);
+    assert!(streamer.next().await.is_none(), "fused until resumed");
+    streamer.resume();
     assert_eq!(
         drain(&mut streamer).await,
         [
@@ -820,8 +838,8 @@ async fn finished_if_out_of_sources_waits_for_pending_sources_and_queued_steps()
     assert_eq!(
         got,
         [
-            "ok 1 @e [SYNC_GENERATOR#2,COROUTINE#1]",
-            "end - @e [SYNC_GENERATOR#2,COROUTINE#1]",
+            "ok 1 @e [SYNC_GENERATOR#3,TASK#2,COROUTINE#1]",
+            "end - @e [SYNC_GENERATOR#3,TASK#2,COROUTINE#1]",
             "stopped -"
         ]
     );
@@ -840,16 +858,19 @@ async fn the_breaker_ends_the_stream_and_remaining_drains_without_advancing_sour
         show(&streamer.next().await.unwrap()),
         "ok 1 @e [SYNC_ITERATOR#1]"
     );
+    // St1 -> [E1,St1] E1 -> [St1,S1] St1 -> [S1,E2,St1]: advanced twice before 1 is out
+    assert_eq!(advanced.load(SeqCst), 2);
     feeder.add_value(5);
     feeder.add_value(6);
     streamer.breaker().set();
     assert!(streamer.next().await.is_none());
-    assert_eq!(advanced.load(SeqCst), 1);
+    assert_eq!(advanced.load(SeqCst), 2);
     let rest: Vec<String> = streamer.remaining().map(|r| show(&r)).collect();
     assert_eq!(rest, ["ok 5 @e [VALUE#2]", "ok 6 @e [VALUE#3]"]);
-    assert_eq!(advanced.load(SeqCst), 1, "remaining() steps nothing");
-    // Clearing it continues where the stream stopped.
+    assert_eq!(advanced.load(SeqCst), 2, "remaining() steps nothing");
+    // Clearing it and resuming continues where the stream stopped: [E2, St1].
     streamer.breaker().clear();
+    streamer.resume();
     assert_eq!(
         show(&streamer.next().await.unwrap()),
         "ok 2 @e [SYNC_ITERATOR#1]"
