@@ -466,7 +466,11 @@ async fn adding_to_a_stopped_queue_manager_ends_new_sources_with_the_stop_error(
     let iter = feeder.add_sync_iterator([1u32, 2]);
     let fut = feeder.add_coroutine(async { 3u32 });
     feeder.add_value(hp::Feed::Value(4));
-    let late: Vec<R<u32, ()>> = streamer.remaining().collect();
+    // What is added after the stop is still delivered, by the turn model: a new
+    // iteration over the (fused) streamer runs the iterator's step, which finds the
+    // ctx done.
+    streamer.resume();
+    let late: Vec<R<u32, ()>> = streamer.by_ref().collect().await;
     let of = |id: hp::SourceId| {
         late.iter()
             .find(|r| r.sources().is_some_and(|s| s.added() == id))

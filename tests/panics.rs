@@ -417,7 +417,8 @@ async fn panicking_queue_manager_sources_fail_alone_and_the_manager_goes_on() {
     assert!(failed(of(fut)[0], "coroutine boom"));
     assert!(results.iter().any(|r| r.value() == Some(&7)));
     assert!(matches!(results.last(), Some(R::Stopped { error: None })));
-    // The manager still works.
+    // The manager still works (the streamer is fused: a new iteration is resumed).
     feeder.add_value_with_context(hp::Feed::Value(8), "v");
+    streamer.resume();
     assert_eq!(streamer.next().await.and_then(|r| r.into_value()), Some(8));
 }

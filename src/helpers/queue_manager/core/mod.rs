@@ -110,6 +110,8 @@ pub(crate) struct State<V, C> {
     cut_short: Vec<(Sources, Ctxt<C>)>,
     /// The manager, for the wakers of streams.
     this: Weak<dyn Schedule>,
+    /// The streamer is gone: nothing will take entries, new sources are dropped unrun.
+    closed: bool,
 }
 
 /// Work to do after the lock is released (invariant 4).
@@ -195,6 +197,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Shared<V, C> {
                     cancelled: Vec::new(),
                     cut_short: Vec::new(),
                     this: this.clone(),
+                    closed: false,
                 }),
                 make_empty,
                 runtime,
@@ -270,14 +273,24 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Shared<V, C> {
     pub(crate) fn add_value(&self, feed: Feed<V>, context: Ctxt<C>) -> SourceId {
         self.with_state(|st, d| {
             let id = st.new_id(QueueInput::Value);
-            st.extend(feed, Sources::root(id), context, d);
+            if st.closed {
+                d.trash.push(Box::new((feed, context)));
+            } else {
+                st.extend(feed, Sources::root(id), context, d);
+            }
             id
         })
     }
 
     /// `add_sync_function`: calls `f` inside the call, then extends its feed.
     pub(crate) fn add_function(&self, f: impl FnOnce() -> Feed<V>, context: Ctxt<C>) -> SourceId {
-        let id = self.lock().new_id(QueueInput::SyncFunction);
+        let (id, closed) = {
+            let mut st = self.lock();
+            (st.new_id(QueueInput::SyncFunction), st.closed)
+        };
+        if closed {
+            return id;
+        }
         let out = sources::function::call(f);
         self.with_state(|st, d| {
             st.called(out, Sources::root(id), context, d);
@@ -288,7 +301,14 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Shared<V, C> {
 
     /// Adds a source of any kind (not a value, an error or a function) with no parent.
     pub(crate) fn add_source(&self, feed: Feed<V>, context: Ctxt<C>) -> SourceId {
-        self.with_state(|st, d| st.add_source_under(feed, None, context, d))
+        self.with_state(|st, d| {
+            if st.closed {
+                let id = st.new_id(feed.kind().unwrap_or(QueueInput::Value));
+                d.trash.push(Box::new((feed, context)));
+                return id;
+            }
+            st.add_source_under(feed, None, context, d)
+        })
     }
 
     /// Stops the manager: `Stopped(failure)` goes to the front (invariant 3).
@@ -504,6 +524,7 @@ impl<V, C> Shared<V, C> {
     pub(crate) fn clear(&self) {
         let (queue, sources, woken) = {
             let mut st = lock(&self.state);
+            st.closed = true;
             (
                 std::mem::take(&mut st.queue),
                 std::mem::take(&mut st.sources),
