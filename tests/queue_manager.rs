@@ -63,9 +63,6 @@ async fn drain(streamer: &mut Streamer<i32, String>) -> Vec<String> {
     out
 }
 
-fn ctx_of(s: &str) -> Option<String> {
-    Some(s.to_string())
-}
 
 // --- The turn model, whole sequences worked out by hand from SEMANTICS ---
 //

@@ -164,8 +164,14 @@ impl<V> Feed<V> {
     ///
     /// **Differs from the original**, where a result's context is always the one given
     /// with the first source of its chain.
+    ///
+    /// Calling it again on the result replaces the context (no nesting).
     pub fn with_context<C: Send + Sync + 'static>(self, context: C) -> Self {
-        Feed::WithContext(Box::new(self), FeedContext(Box::new(context)))
+        let context = FeedContext(Box::new(context));
+        match self {
+            Feed::WithContext(inner, _) => Feed::WithContext(inner, context),
+            feed => Feed::WithContext(Box::new(feed), context),
+        }
     }
 
     /// The kind of source this feed would become, `None` for a value or an error.
