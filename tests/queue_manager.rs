@@ -63,7 +63,6 @@ async fn drain(streamer: &mut Streamer<i32, String>) -> Vec<String> {
     out
 }
 
-
 // --- The turn model, whole sequences worked out by hand from SEMANTICS ---
 //
 // Notation in the comments: `St n` is the step of source n, `E x` the extend
@@ -1178,4 +1177,39 @@ async fn the_crates_async_generator_is_accepted_as_an_async_generator_source() {
         ]
     );
     assert_eq!(start.elapsed(), Duration::from_secs(2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_produced_feed_carries_its_own_context() {
+    let root = hp::Ctx::beginning("t");
+    let (mut streamer, feeder) = manager(&root);
+    feeder.add_sync_iterator_with_context(
+        [
+            Feed::iterator([1]).with_context("inner".to_string()),
+            // the wrong context type: not run, a Failure with the producer's context
+            Feed::Value(2).with_context(5u32),
+        ],
+        "outer".to_string(),
+    ); // SI#1: [St1]
+    feeder.set_as_finished_if_out_of_sources();
+    // St1 -> [E,St1] | E: SI#2 under SI#1 with "inner" -> [St1,St2]
+    // St1 -> [St2,E',St1] | St2 -> [E',St1,E1,St2] | E': wrong type -> [St1,E1,St2,F]
+    // St1 ends -> [E1,St2,F,IS1] | E1 -> [St2,F,IS1,S1] | St2 ends -> [F,IS1,S1,IS2]
+    let got = drain(&mut streamer).await;
+    assert_eq!(got.len(), 5, "{got:?}");
+    assert!(
+        got[0].starts_with("fail queue manager: a feed's context is not a ")
+            && got[0].ends_with("@outer [SYNC_ITERATOR#1]"),
+        "{}",
+        got[0]
+    );
+    assert_eq!(
+        got[1..],
+        [
+            "end - @outer [SYNC_ITERATOR#1]",
+            "ok 1 @inner [SYNC_ITERATOR#2,SYNC_ITERATOR#1]",
+            "end - @inner [SYNC_ITERATOR#2,SYNC_ITERATOR#1]",
+            "stopped -",
+        ]
+    );
 }

@@ -545,16 +545,7 @@ impl<V, C> Drop for Shared<V, C> {
     fn drop(&mut self) {
         // Drop what is left one piece at a time, so a panicking `Drop` of one source
         // (or a second one while unwinding) cannot abort or leak the rest.
-        let st = match self.state.get_mut() {
-            Ok(st) => st,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        for e in std::mem::take(&mut st.queue) {
-            caught(move || drop(e));
-        }
-        for (_, s) in std::mem::take(&mut st.sources) {
-            caught(move || drop(s));
-        }
+        self.clear();
     }
 }
 
