@@ -458,6 +458,9 @@ fn a_context_whose_drop_calls_the_feeder_does_not_deadlock() {
 
 // --- Every route by which a result becomes available wakes a waiting consumer ---
 
+/// Something to do with the feeder a little later.
+type Later = Box<dyn FnOnce(&hp::QueueFeeder<u32, ()>) + Send>;
+
 async fn wakes_within_no_time(streamer: &mut hp::Streamer<u32, ()>, route: &str) -> R<u32, ()> {
     let start = Instant::now();
     let r = timeout(Duration::from_secs(100), streamer.next())
@@ -474,7 +477,7 @@ fn every_route_to_a_result_wakes_a_waiting_consumer() {
         current_thread(async {
             let ctx = hp::Ctx::beginning("app");
             let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx, || ());
-            let later = |f: Box<dyn FnOnce(&hp::QueueFeeder<u32, ()>) + Send>| {
+            let later = |f: Later| {
                 let feeder = feeder.clone();
                 tokio::spawn(async move {
                     sleep(Duration::from_millis(500)).await;
