@@ -217,7 +217,7 @@ where
 /// waiting for the cancelled tasks to finish) and returns the body's output.
 ///
 /// The body returns `Result<T, E>` for any error type that converts into
-/// [`BoxError`](crate::helpers::BoxError) (an [`hp::Error`](crate::helpers::Error),
+/// [`BoxError`] (an [`hp::Error`](crate::helpers::Error),
 /// `anyhow::Error`, `eyre::Report`, `std::io::Error`, ...); its error comes back as an
 /// [`hp::Error`](crate::helpers::Error) ([`Error::from_boxed`](crate::helpers::Error::from_boxed):
 /// an `hp::Error` comes back as itself). The manager is closed either way.
