@@ -633,7 +633,11 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
                     }
                     match &self.consumer {
                         Some(w) if w.will_wake(waker) => {}
-                        _ => self.consumer = Some(waker.clone()),
+                        _ => {
+                            if let Some(old) = self.consumer.replace(waker.clone()) {
+                                d.trash.push(Box::new(old));
+                            }
+                        }
                     }
                     return Next::Wait;
                 }
@@ -736,7 +740,11 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
             match feed {
                 Feed::WithContext(inner, context) => match context.into_inner().downcast::<C>() {
                     Ok(c) => {
-                        ctx = Some(Arc::new(*c));
+                        // The producer's context may be the last handle: its drop is
+                        // user code, after unlocking.
+                        if let Some(old) = ctx.replace(Arc::new(*c)) {
+                            d.trash.push(Box::new(old));
+                        }
                         feed = *inner;
                         continue;
                     }
