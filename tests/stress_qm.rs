@@ -141,14 +141,22 @@ async fn one_round(seed: u64) -> (usize, bool) {
     for f in feeders {
         added.push(f.await.unwrap());
     }
-    // Cancelled tasks report once their futures were dropped, and sources added after
-    // the stop report at once: collect until every coroutine has ended (bounded).
+    // Sources added after the stop are still delivered by the turn model (an iterator's
+    // step finds the ctx done): new iterations over the stopped streamer take them, and
+    // each ends (without waiting) once the queue is empty. Collect until every
+    // coroutine has ended (bounded).
     let futs = (FEEDERS * (FUTS)) as usize;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        results.lock().unwrap().extend(streamer.remaining());
+        streamer.resume();
+        while let Some(r) = streamer.next().await {
+            results.lock().unwrap().push(r);
+        }
         if ended.load(SeqCst) >= futs && streamer.live_sources() == 0 {
-            results.lock().unwrap().extend(streamer.remaining());
+            streamer.resume();
+            while let Some(r) = streamer.next().await {
+                results.lock().unwrap().push(r);
+            }
             break;
         }
         assert!(std::time::Instant::now() < deadline, "sources never ended");

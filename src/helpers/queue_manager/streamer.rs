@@ -207,18 +207,33 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Stream for Streamer<V,
             return Poll::Ready(None);
         }
         let mut steps = 0;
+        let mut next = None;
         loop {
-            if this.breaker.is_set() {
-                return this.end();
-            }
-            if steps == STEPS_PER_POLL {
-                // Sources that wake themselves while polled (a stream out of tokio's
-                // coop budget does), or long runs of instructions, must not keep this
-                // poll spinning.
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
-            match this.shared.next(cx.waker()) {
+            // A move decided together with the last step (`next`) is taken as it is: it
+            // may hold a result already taken off the queue.
+            let now = match next.take() {
+                Some(n) => n,
+                None => {
+                    if this.breaker.is_set() {
+                        return this.end();
+                    }
+                    if steps == STEPS_PER_POLL {
+                        // Sources that wake themselves while polled (a stream out of
+                        // tokio's coop budget does), or long runs of instructions, must
+                        // not keep this poll spinning.
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
+                    this.shared.next(cx.waker())
+                }
+            };
+            steps += 1;
+            // After user code ran (a step, a call), the next move is decided in the same
+            // lock, unless the breaker was set meanwhile or the budget is spent.
+            let then = |this: &Self| {
+                (steps < STEPS_PER_POLL && !this.breaker.is_set()).then_some(cx.waker())
+            };
+            match now {
                 Next::Yield(raw) => return Poll::Ready(Some(this.shared.resolve(raw))),
                 Next::End => return this.end(),
                 Next::Wait => {
@@ -229,15 +244,14 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Stream for Streamer<V,
                 }
                 Next::Step(key, number, mut body) => {
                     let polled = body.step();
-                    this.shared.stepped(key, number, body, polled);
+                    next = this.shared.stepped(key, number, body, polled, then(this));
                 }
                 Next::Call(f, chain, ctx) => {
                     let out = function::call(f);
-                    this.shared.called(out, chain, ctx);
+                    next = this.shared.called(out, chain, ctx, then(this));
                 }
                 Next::Continue => {}
             }
-            steps += 1;
         }
     }
 }

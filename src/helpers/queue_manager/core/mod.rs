@@ -373,18 +373,45 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Shared<V, C> {
         next
     }
 
-    /// Hands back a source the consumer stepped.
-    pub(crate) fn stepped(&self, key: usize, number: u64, body: Body<V>, polled: Polled<V>) {
+    /// Hands back a source the consumer stepped; with `then` (the consumer's waker) also
+    /// decides the next move in the same lock. (Deferred work only ever adds at the back
+    /// of the queue, or wakes the consumer registered here, so running it after the
+    /// decision keeps the order.)
+    pub(crate) fn stepped(
+        &self,
+        key: usize,
+        number: u64,
+        body: Body<V>,
+        polled: Polled<V>,
+        then: Option<&Waker>,
+    ) -> Option<Next<V, C>> {
         let mut d = Deferred::default();
-        self.lock().stepped(key, number, body, polled, &mut d);
+        let next = {
+            let mut st = self.lock();
+            st.stepped(key, number, body, polled, &mut d);
+            then.map(|w| st.next(w, &mut d))
+        };
         self.run(d);
+        next
     }
 
-    /// Hands back what a produced function returned.
-    pub(crate) fn called(&self, out: Result<Feed<V>, Failure>, chain: Sources, ctx: Ctxt<C>) {
+    /// Hands back what a produced function returned; `then` as for
+    /// [`stepped`](Self::stepped).
+    pub(crate) fn called(
+        &self,
+        out: Result<Feed<V>, Failure>,
+        chain: Sources,
+        ctx: Ctxt<C>,
+        then: Option<&Waker>,
+    ) -> Option<Next<V, C>> {
         let mut d = Deferred::default();
-        self.lock().called(out, chain, ctx, &mut d);
+        let next = {
+            let mut st = self.lock();
+            st.called(out, chain, ctx, &mut d);
+            then.map(|w| st.next(w, &mut d))
+        };
         self.run(d);
+        next
     }
 
     #[inline]
@@ -614,8 +641,9 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
                     return Next::Step(key, number, body);
                 }
                 Some(Entry::Extend(feed, chain, ctx)) => {
+                    // O(1) and adds at most one entry: no need to leave the lock.
                     self.extend(feed, chain, ctx, d);
-                    return Next::Continue;
+                    continue;
                 }
                 Some(Entry::Call(f, chain, ctx)) => {
                     let id = self.new_id(QueueInput::SyncFunction);
