@@ -183,6 +183,27 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Streamer<V, C> {
         false
     }
 
+    /// The next move from the queue, unless the breaker is set (the stream ends) or the
+    /// budget of this poll is spent (it yields to the scheduler).
+    #[allow(clippy::type_complexity)]
+    fn fresh(
+        &mut self,
+        cx: &mut Context<'_>,
+        steps: usize,
+    ) -> Result<Next<V, C>, Poll<Option<QueueManagerResult<V, C>>>> {
+        if self.breaker.is_set() {
+            return Err(self.end());
+        }
+        if steps == STEPS_PER_POLL {
+            // Sources that wake themselves while polled (a stream out of tokio's coop
+            // budget does), or long runs of instructions, must not keep this poll
+            // spinning.
+            cx.waker().wake_by_ref();
+            return Err(Poll::Pending);
+        }
+        Ok(self.shared.next(cx.waker()))
+    }
+
     fn end(&mut self) -> Poll<Option<QueueManagerResult<V, C>>> {
         self.ended = true;
         self.breaker_wait = None;
@@ -207,33 +228,17 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Stream for Streamer<V,
             return Poll::Ready(None);
         }
         let mut steps = 0;
-        let mut next = None;
+        let mut now = match this.fresh(cx, steps) {
+            Ok(n) => n,
+            Err(poll) => return poll,
+        };
         loop {
-            // A move decided together with the last step (`next`) is taken as it is: it
-            // may hold a result already taken off the queue.
-            let now = match next.take() {
-                Some(n) => n,
-                None => {
-                    if this.breaker.is_set() {
-                        return this.end();
-                    }
-                    if steps == STEPS_PER_POLL {
-                        // Sources that wake themselves while polled (a stream out of
-                        // tokio's coop budget does), or long runs of instructions, must
-                        // not keep this poll spinning.
-                        cx.waker().wake_by_ref();
-                        return Poll::Pending;
-                    }
-                    this.shared.next(cx.waker())
-                }
-            };
             steps += 1;
             // After user code ran (a step, a call), the next move is decided in the same
-            // lock, unless the breaker was set meanwhile or the budget is spent.
-            let then = |this: &Self| {
-                (steps < STEPS_PER_POLL && !this.breaker.is_set()).then_some(cx.waker())
-            };
-            match now {
+            // lock, unless the breaker was set meanwhile or the budget is spent. A move
+            // so decided is taken as it is: it may hold a result already off the queue.
+            let then = (steps < STEPS_PER_POLL && !this.breaker.is_set()).then_some(cx.waker());
+            let decided = match now {
                 Next::Yield(raw) => return Poll::Ready(Some(this.shared.resolve(raw))),
                 Next::End => return this.end(),
                 Next::Wait => {
@@ -244,14 +249,21 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Stream for Streamer<V,
                 }
                 Next::Step(key, number, mut body) => {
                     let polled = body.step();
-                    next = this.shared.stepped(key, number, body, polled, then(this));
+                    this.shared.stepped(key, number, body, polled, then)
                 }
                 Next::Call(f, chain, ctx) => {
                     let out = function::call(f);
-                    next = this.shared.called(out, chain, ctx, then(this));
+                    this.shared.called(out, chain, ctx, then)
                 }
-                Next::Continue => {}
-            }
+                Next::Continue => None,
+            };
+            now = match decided {
+                Some(n) => n,
+                None => match this.fresh(cx, steps) {
+                    Ok(n) => n,
+                    Err(poll) => return poll,
+                },
+            };
         }
     }
 }
