@@ -116,20 +116,26 @@ pub(crate) struct State<V, C> {
 
 /// Work to do after the lock is released (invariant 4).
 pub(crate) struct Deferred<V> {
-    trash: Vec<Box<dyn Send>>,
-    cancel: Vec<AnyTask>,
-    spawn: Vec<(usize, u64, FeedFuture<V>)>,
-    register: Vec<(usize, u64, AnyTask)>,
+    work: Vec<Work<V>>,
     waker: Option<Waker>,
+}
+
+/// One piece of deferred work.
+enum Work<V> {
+    /// A user value to drop.
+    Trash(Box<dyn Send>),
+    /// A task to cancel.
+    Cancel(AnyTask),
+    /// The future of the task source at `(key, number)`, to spawn.
+    Spawn(usize, u64, FeedFuture<V>),
+    /// The task of the source at `(key, number)`, to watch.
+    Register(usize, u64, AnyTask),
 }
 
 impl<V> Default for Deferred<V> {
     fn default() -> Self {
         Deferred {
-            trash: Vec::new(),
-            cancel: Vec::new(),
-            spawn: Vec::new(),
-            register: Vec::new(),
+            work: Vec::new(),
             waker: None,
         }
     }
@@ -137,11 +143,23 @@ impl<V> Default for Deferred<V> {
 
 impl<V> Deferred<V> {
     fn is_empty(&self) -> bool {
-        self.trash.capacity() == 0
-            && self.cancel.capacity() == 0
-            && self.spawn.capacity() == 0
-            && self.register.capacity() == 0
-            && self.waker.is_none()
+        self.work.capacity() == 0 && self.waker.is_none()
+    }
+
+    fn trash(&mut self, value: impl Send + 'static) {
+        self.work.push(Work::Trash(Box::new(value)));
+    }
+
+    fn cancel(&mut self, task: AnyTask) {
+        self.work.push(Work::Cancel(task));
+    }
+
+    fn spawn(&mut self, key: usize, number: u64, fut: FeedFuture<V>) {
+        self.work.push(Work::Spawn(key, number, fut));
+    }
+
+    fn register(&mut self, key: usize, number: u64, task: AnyTask) {
+        self.work.push(Work::Register(key, number, task));
     }
 }
 
@@ -274,7 +292,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Shared<V, C> {
         self.with_state(|st, d| {
             let id = st.new_id(QueueInput::Value);
             if st.closed {
-                d.trash.push(Box::new((feed, context)));
+                d.trash((feed, context));
             } else {
                 st.extend(feed, Sources::root(id), context, d);
             }
@@ -304,7 +322,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Shared<V, C> {
         self.with_state(|st, d| {
             if st.closed {
                 let id = st.new_id(feed.kind().unwrap_or(QueueInput::Value));
-                d.trash.push(Box::new((feed, context)));
+                d.trash((feed, context));
                 return id;
             }
             st.add_source_under(feed, None, context, d)
@@ -433,36 +451,36 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Shared<V, C> {
         let mut work = vec![d];
         while let Some(d) = work.pop() {
             let Deferred {
-                trash,
-                cancel,
-                spawn,
-                register,
+                work: pieces,
                 waker,
             } = d;
-            for t in cancel {
-                caught(move || {
-                    t.cancel();
-                });
+            let mut trash = Vec::new();
+            for piece in pieces {
+                match piece {
+                    Work::Cancel(t) => caught(move || {
+                        t.cancel();
+                    }),
+                    Work::Spawn(key, number, fut) => work.push(self.spawned(key, number, fut)),
+                    Work::Register(key, number, task) => {
+                        if task.done() {
+                            work.push(self.task_finished(key, number));
+                            continue;
+                        }
+                        let target = self.this.clone();
+                        caught(move || {
+                            task.add_done_callback(Box::new(move || {
+                                if let Some(t) = target.upgrade() {
+                                    t.task_done(key, number);
+                                }
+                            }));
+                        });
+                    }
+                    // Dropped last, after the tasks are cancelled and the consumer woken.
+                    Work::Trash(t) => trash.push(t),
+                }
             }
             if let Some(w) = waker {
                 caught(move || w.wake());
-            }
-            for (key, number, fut) in spawn {
-                work.push(self.spawned(key, number, fut));
-            }
-            for (key, number, task) in register {
-                if task.done() {
-                    work.push(self.task_finished(key, number));
-                    continue;
-                }
-                let target = self.this.clone();
-                caught(move || {
-                    task.add_done_callback(Box::new(move || {
-                        if let Some(t) = target.upgrade() {
-                            t.task_done(key, number);
-                        }
-                    }));
-                });
             }
             for t in trash {
                 caught(move || drop(t));
@@ -498,12 +516,12 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Shared<V, C> {
         };
         let out = sources::task::take(&mut p);
         let mut d = Deferred::default();
-        d.trash.push(Box::new(p));
+        d.trash(p);
         {
             let mut st = self.lock();
             if let Some(s) = st.remove(key, number, &mut d) {
                 st.called(out, s.chain.clone(), s.context.clone(), &mut d);
-                d.trash.push(Box::new(s));
+                d.trash(s);
             }
             d.waker = st.consumer.take();
         }
@@ -640,6 +658,15 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
                     s.turn = Turn::Busy;
                     return Next::Step(key, number, body);
                 }
+                // The common case, without a call: a value becomes a Success at the back.
+                Some(Entry::Extend(Feed::Value(value), sources, context)) => {
+                    self.push(Raw::Success {
+                        sources,
+                        value,
+                        context,
+                    });
+                    continue;
+                }
                 Some(Entry::Extend(feed, chain, ctx)) => {
                     // O(1) and adds at most one entry: no need to leave the lock.
                     self.extend(feed, chain, ctx, d);
@@ -663,7 +690,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
                         Some(w) if w.will_wake(waker) => {}
                         _ => {
                             if let Some(old) = self.consumer.replace(waker.clone()) {
-                                d.trash.push(Box::new(old));
+                                d.trash(old);
                             }
                         }
                     }
@@ -683,7 +710,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
                 error: Some(failure),
                 context: s.context.clone(),
             });
-            d.trash.push(Box::new(s));
+            d.trash(s);
         }
     }
 
@@ -696,7 +723,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
         d: &mut Deferred<V>,
     ) {
         let Some(s) = self.sources.get_mut(key).filter(|s| s.number == number) else {
-            d.trash.push(Box::new(body));
+            d.trash(body);
             return;
         };
         match polled {
@@ -720,7 +747,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
                 }
             }
             Polled::Fail(error) => {
-                d.trash.push(Box::new(body));
+                d.trash(body);
                 if let Some(s) = self.remove(key, number, d) {
                     self.failure(s.chain.clone(), error.clone(), s.context.clone());
                     self.push(Raw::IterationStop {
@@ -728,18 +755,18 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
                         error: Some(error),
                         context: s.context.clone(),
                     });
-                    d.trash.push(Box::new(s));
+                    d.trash(s);
                 }
             }
             Polled::End => {
-                d.trash.push(Box::new(body));
+                d.trash(body);
                 if let Some(s) = self.remove(key, number, d) {
                     self.push(Raw::IterationStop {
                         sources: s.chain.clone(),
                         error: None,
                         context: s.context.clone(),
                     });
-                    d.trash.push(Box::new(s));
+                    d.trash(s);
                 }
             }
         }
@@ -771,14 +798,14 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
                         // The producer's context may be the last handle: its drop is
                         // user code, after unlocking.
                         if let Some(old) = ctx.replace(Arc::new(*c)) {
-                            d.trash.push(Box::new(old));
+                            d.trash(old);
                         }
                         feed = *inner;
                         continue;
                     }
                     Err(other) => {
-                        d.trash.push(Box::new(other));
-                        d.trash.push(Box::new(inner));
+                        d.trash(other);
+                        d.trash(inner);
                         let error = Error::msg(format!(
                             "queue manager: a feed's context is not a {}",
                             std::any::type_name::<C>()
@@ -827,7 +854,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
                 // `add_coroutine`: a COROUTINE source that spawns the future and adds
                 // that task as a TASK source under it.
                 if let Some(failure) = self.stopped.clone() {
-                    d.trash.push(Box::new(fut));
+                    d.trash(fut);
                     self.cut_short.push((chain.clone(), ctx.clone()));
                     self.failure(chain, failure, ctx);
                     return id;
@@ -835,7 +862,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
                 let task_id = self.new_id(QueueInput::Task);
                 let task_chain = chain.child(task_id);
                 let key = self.insert(task_id, task_chain, ctx, None, Turn::Spawning);
-                d.spawn.push((key, task_id.number(), fut));
+                d.spawn(key, task_id.number(), fut);
             }
             Feed::Task(t) => {
                 let p = t.into_inner();
@@ -843,15 +870,15 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
                 if let Some(failure) = self.stopped.clone()
                     && !task.done()
                 {
-                    d.cancel.push(task.clone());
+                    d.cancel(task.clone());
                     self.cancelled.push(task);
-                    d.trash.push(Box::new(p));
+                    d.trash(p);
                     self.cut_short.push((chain.clone(), ctx.clone()));
                     self.failure(chain, failure, ctx);
                     return id;
                 }
                 let key = self.insert(id, chain, ctx, Body::Task(p), Turn::Waiting);
-                d.register.push((key, id.number(), task));
+                d.register(key, id.number(), task);
             }
             other => {
                 // Values, errors and functions are extended, not added; a context
@@ -890,30 +917,30 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
         let valid = matches!(self.sources.get(key), Some(s) if s.number == number);
         match task {
             Ok(p) if !valid => {
-                d.cancel.push(p.handle());
-                d.trash.push(Box::new(p));
+                d.cancel(p.handle());
+                d.trash(p);
             }
             Ok(p) => {
                 let task = p.handle();
                 if let Some(failure) = self.stopped.clone() {
-                    d.cancel.push(task.clone());
+                    d.cancel(task.clone());
                     self.cancelled.push(task);
-                    d.trash.push(Box::new(p));
+                    d.trash(p);
                     let s = self.sources.remove(key);
                     self.cut_short.push((s.chain.clone(), s.context.clone()));
                     self.failure(s.chain.clone(), failure, s.context.clone());
-                    d.trash.push(Box::new(s));
+                    d.trash(s);
                     return;
                 }
                 let s = &mut self.sources[key];
                 s.body = Some(Body::Task(p));
                 s.turn = Turn::Waiting;
-                d.register.push((key, number, task));
+                d.register(key, number, task);
             }
             Err(error) => {
                 if let Some(s) = self.remove(key, number, d) {
                     self.failure(s.chain.clone(), error, s.context.clone());
-                    d.trash.push(Box::new(s));
+                    d.trash(s);
                 }
             }
         }

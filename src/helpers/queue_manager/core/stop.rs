@@ -41,13 +41,13 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
                     self.end_cut_short(key, number, failure.clone(), d);
                 }
                 Some(task) => {
-                    d.cancel.push(task.clone());
+                    d.cancel(task.clone());
                     self.cancelled.retain(|t| !t.done());
                     self.cancelled.push(task);
                     if let Some(s) = self.remove(key, number, d) {
                         self.cut_short.push((s.chain.clone(), s.context.clone()));
                         self.failure(s.chain.clone(), failure.clone(), s.context.clone());
-                        d.trash.push(Box::new(s));
+                        d.trash(s);
                     }
                 }
             }
