@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
 use futures::StreamExt;
+mod common;
+
 use machinery::helpers::{self as hp, Feed, QueueInput as Q, QueueManagerResult as R, Streamer};
 use tokio::time::Instant;
 
@@ -150,6 +152,15 @@ async fn turns_values_and_lists_together() {
 
 #[tokio::test(start_paused = true)]
 async fn turns_two_generators_and_a_list() {
+    turns_two_generators_and_a_list_body().await;
+}
+
+#[test]
+fn turns_two_generators_and_a_list_on_the_multi_thread_runtime() {
+    common::multi_thread(turns_two_generators_and_a_list_body());
+}
+
+async fn turns_two_generators_and_a_list_body() {
     let root = hp::Ctx::beginning("t");
     let (mut streamer, feeder) = manager(&root);
     feeder.add_sync_generator([1, 2]); // SG#1
@@ -319,6 +330,15 @@ async fn turns_an_error_in_the_middle_of_an_iterator_ends_it() {
 
 #[tokio::test(start_paused = true)]
 async fn turns_a_stop_in_the_middle_with_steps_and_extensions_still_queued() {
+    turns_a_stop_in_the_middle_with_steps_and_extensions_still_queued_body().await;
+}
+
+#[test]
+fn turns_a_stop_in_the_middle_with_steps_and_extensions_still_queued_on_the_multi_thread_runtime() {
+    common::multi_thread(turns_a_stop_in_the_middle_with_steps_and_extensions_still_queued_body());
+}
+
+async fn turns_a_stop_in_the_middle_with_steps_and_extensions_still_queued_body() {
     let root = hp::Ctx::beginning("t");
     let (mut streamer, feeder) = manager(&root);
     feeder.add_sync_iterator([1, 2, 3]); // SI#1
