@@ -460,10 +460,14 @@ async fn adding_to_a_stopped_queue_manager_ends_new_sources_with_the_stop_error(
     ));
     assert!(streamer.next().await.is_none());
     assert!(feeder.is_stopped());
-    let iter = feeder.add_sync_iterator([1u32, 2], ());
-    let fut = feeder.add_coroutine(async { 3u32 }, ());
-    feeder.add_value(hp::Feed::Value(4), ());
-    let late: Vec<R<u32, ()>> = streamer.remaining().collect();
+    let iter = feeder.add_sync_iterator([1u32, 2]);
+    let fut = feeder.add_coroutine(async { 3u32 });
+    feeder.add_value(hp::Feed::Value(4));
+    // What is added after the stop is still delivered, by the turn model: a new
+    // iteration over the (fused) streamer runs the iterator's step, which finds the
+    // ctx done.
+    streamer.resume();
+    let late: Vec<R<u32, ()>> = streamer.by_ref().collect().await;
     let of = |id: hp::SourceId| {
         late.iter()
             .find(|r| r.sources().is_some_and(|s| s.added() == id))
@@ -494,21 +498,15 @@ async fn adding_through_a_feeder_after_the_streamer_was_dropped_runs_nothing() {
     assert!(feeder.is_stopped());
     let ran = Arc::new(AtomicUsize::new(0));
     let r = ran.clone();
-    feeder.add_coroutine(
-        async move {
-            r.fetch_add(1, SeqCst);
-            1u32
-        },
-        (),
-    );
+    feeder.add_coroutine(async move {
+        r.fetch_add(1, SeqCst);
+        1u32
+    });
     let r = ran.clone();
-    feeder.add_sync_iterator(
-        std::iter::from_fn(move || {
-            r.fetch_add(1, SeqCst);
-            Some(1u32)
-        }),
-        (),
-    );
+    feeder.add_sync_iterator(std::iter::from_fn(move || {
+        r.fetch_add(1, SeqCst);
+        Some(1u32)
+    }));
     sleep(s(1)).await;
     assert_eq!(ran.load(SeqCst), 0);
     assert_eq!(feeder.live_sources(), 0);
@@ -532,7 +530,7 @@ async fn queue_manager_empty_iterator_gives_only_its_iteration_stop() {
     use hp::QueueManagerResult as R;
     let ctx = hp::Ctx::beginning("app");
     let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx, || ());
-    feeder.add_sync_iterator(std::iter::empty::<u32>(), ());
+    feeder.add_sync_iterator(std::iter::empty::<u32>());
     feeder.set_as_finished_if_out_of_sources();
     let all: Vec<R<u32, ()>> = streamer.by_ref().collect().await;
     assert!(matches!(all[0], R::IterationStop { error: None, .. }));
@@ -544,13 +542,10 @@ async fn queue_manager_empty_iterator_gives_only_its_iteration_stop() {
 async fn closing_a_queue_manager_twice_is_harmless() {
     let ctx = hp::Ctx::beginning("app");
     let (streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx, || ());
-    feeder.add_coroutine(
-        async {
-            sleep(s(3600)).await;
-            1u32
-        },
-        (),
-    );
+    feeder.add_coroutine(async {
+        sleep(s(3600)).await;
+        1u32
+    });
     let c = streamer.ctx().clone();
     assert!(c.cancel());
     assert!(!c.cancel());

@@ -235,24 +235,24 @@ fn queue_managers_stopped_closed_and_dropped_are_freed() {
         let ctx = hp::Ctx::beginning("root");
         for round in 0..100u32 {
             let (mut streamer, feeder) = hp::queue_manager::<u32, u32>(&ctx, || 0);
-            feeder.add_sync_iterator(0..50u32, round);
+            feeder.add_sync_iterator_with_context(0..50u32, round);
             let pause = Duration::from_millis(u64::from(round % 3));
-            feeder.add_coroutine(
+            feeder.add_coroutine_with_context(
                 async move {
                     sleep(pause).await;
                     2u32
                 },
                 round,
             );
-            feeder.add_coroutine(
+            feeder.add_coroutine_with_context(
                 async {
                     sleep(Duration::from_secs(3600)).await;
                     3u32
                 },
                 round,
             );
-            feeder.add_async_generator(futures::stream::iter(0..10u32), round);
-            feeder.add_value(hp::Feed::Value(1), None);
+            feeder.add_async_generator_with_context(futures::stream::iter(0..10u32), round);
+            feeder.add_value(hp::Feed::Value(1));
             let _: Vec<_> = streamer.by_ref().take(20).collect().await;
             match round % 3 {
                 0 => streamer.close().await,

@@ -362,16 +362,16 @@ async fn panicking_queue_manager_sources_fail_alone_and_the_manager_goes_on() {
     use hp::QueueManagerResult as R;
     let ctx = hp::Ctx::beginning("app");
     let (mut streamer, feeder) = hp::queue_manager::<u32, &str>(&ctx, || "");
-    let func = feeder.add_sync_function(|| -> u32 { panic!("function boom") }, "f");
-    let iter = feeder.add_sync_iterator(
+    let func = feeder.add_sync_function_with_context(|| -> u32 { panic!("function boom") }, "f");
+    let iter = feeder.add_sync_iterator_with_context(
         (0..3u32).map(|n| if n == 1 { panic!("iterator boom") } else { n }),
         "i",
     );
-    let stream = feeder.add_async_generator(
+    let stream = feeder.add_async_generator_with_context(
         futures::stream::iter(0..3u32).map(|n| if n == 1 { panic!("stream boom") } else { n }),
         "s",
     );
-    let fut = feeder.add_coroutine(
+    let fut = feeder.add_coroutine_with_context(
         async {
             if co_panics() {
                 panic!("coroutine boom");
@@ -380,7 +380,7 @@ async fn panicking_queue_manager_sources_fail_alone_and_the_manager_goes_on() {
         },
         "c",
     );
-    feeder.add_value(hp::Feed::Value(7), "v");
+    feeder.add_value_with_context(hp::Feed::Value(7), "v");
     feeder.set_as_finished_if_out_of_sources();
     let results: Vec<R<u32, &str>> =
         tokio::time::timeout(Duration::from_secs(10), streamer.by_ref().collect())
@@ -410,7 +410,8 @@ async fn panicking_queue_manager_sources_fail_alone_and_the_manager_goes_on() {
     assert!(failed(of(fut)[0], "coroutine boom"));
     assert!(results.iter().any(|r| r.value() == Some(&7)));
     assert!(matches!(results.last(), Some(R::Stopped { error: None })));
-    // The manager still works.
-    feeder.add_value(hp::Feed::Value(8), "v");
+    // The manager still works (the streamer is fused: a new iteration is resumed).
+    feeder.add_value_with_context(hp::Feed::Value(8), "v");
+    streamer.resume();
     assert_eq!(streamer.next().await.and_then(|r| r.into_value()), Some(8));
 }

@@ -45,16 +45,16 @@ async fn feed(feeder: hp::QueueFeeder<(u32, u32), u32>, f: u32, ended: Arc<Atomi
     for n in 0..VALUES {
         added
             .values
-            .push(feeder.add_value(hp::Feed::Value((f, n)), f));
+            .push(feeder.add_value_with_context(hp::Feed::Value((f, n)), f));
         if n % (VALUES / ITERS) == 0 {
             added
                 .iters
-                .push(feeder.add_sync_iterator((0..ITEMS).map(move |i| (f, i)), f));
+                .push(feeder.add_sync_iterator_with_context((0..ITEMS).map(move |i| (f, i)), f));
         }
         if n % (VALUES / FUTS) == 0 {
             let e = Ended(ended.clone());
             let pause = Duration::from_micros(rng.below(2_000));
-            added.futs.push(feeder.add_coroutine(
+            added.futs.push(feeder.add_coroutine_with_context(
                 async move {
                     let _e = e;
                     tokio::time::sleep(pause).await;
@@ -141,14 +141,22 @@ async fn one_round(seed: u64) -> (usize, bool) {
     for f in feeders {
         added.push(f.await.unwrap());
     }
-    // Cancelled tasks report once their futures were dropped, and sources added after
-    // the stop report at once: collect until every coroutine has ended (bounded).
+    // Sources added after the stop are still delivered by the turn model (an iterator's
+    // step finds the ctx done): new iterations over the stopped streamer take them, and
+    // each ends (without waiting) once the queue is empty. Collect until every
+    // coroutine has ended (bounded).
     let futs = (FEEDERS * (FUTS)) as usize;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        results.lock().unwrap().extend(streamer.remaining());
+        streamer.resume();
+        while let Some(r) = streamer.next().await {
+            results.lock().unwrap().push(r);
+        }
         if ended.load(SeqCst) >= futs && streamer.live_sources() == 0 {
-            results.lock().unwrap().extend(streamer.remaining());
+            streamer.resume();
+            while let Some(r) = streamer.next().await {
+                results.lock().unwrap().push(r);
+            }
             break;
         }
         assert!(std::time::Instant::now() < deadline, "sources never ended");

@@ -135,7 +135,7 @@ mod ours {
         let (mut streamer, feeder) = hp::queue_manager::<usize, ()>(&ctx, || ());
         let start = Instant::now();
         for s in idle_and_one(items) {
-            feeder.add_async_generator(s, None);
+            feeder.add_async_generator(s);
         }
         assert_eq!(feeder.live_sources(), IDLE);
         drain(&mut streamer, items).await;
@@ -147,7 +147,7 @@ mod ours {
         let (mut streamer, feeder) = hp::queue_manager::<usize, ()>(&ctx, || ());
         let start = Instant::now();
         for s in active(sources, per) {
-            feeder.add_async_generator(s, None);
+            feeder.add_async_generator(s);
         }
         feeder.set_as_finished_if_out_of_sources();
         drain(&mut streamer, sources * per).await;
@@ -158,7 +158,7 @@ mod ours {
         let ctx = hp::Ctx::beginning("bench");
         let (mut streamer, feeder) = hp::queue_manager::<usize, ()>(&ctx, || ());
         let start = Instant::now();
-        feeder.add_sync_iterator(0..super::ACTIVE_ITEMS, None);
+        feeder.add_sync_iterator(0..super::ACTIVE_ITEMS);
         feeder.set_as_finished_if_out_of_sources();
         drain(&mut streamer, super::ACTIVE_ITEMS).await;
         start.elapsed()

@@ -1,6 +1,12 @@
 //! The queue manager: one stream of results from functions, iterators, generators,
 //! values, futures, tasks and streams, with extension (a source producing sources),
 //! failures, contexts, and a stop when the context is cancelled.
+//!
+//! The order is the turn model's (SEMANTICS, "Turn model"; the worked example in the
+//! `queue_manager` module docs): a step of a source puts the extension of its item and
+//! the next step at the back of the queue, so a value surfaces one round after its step;
+//! each result names its chain of sources, producer first (`[TASK#6, COROUTINE#5]`: a
+//! future is a COROUTINE that spawns a TASK).
 
 use std::time::Duration;
 
@@ -9,7 +15,7 @@ use machinery::helpers::{self as hp, Feed, QueueManagerResult as R};
 use tokio::time::Instant;
 
 fn show(r: &R<String, &'static str>) -> String {
-    let chain = |s: &hp::Sources| format!("{:?}", s.ids().collect::<Vec<_>>());
+    let chain = |s: &hp::Sources| format!("{s:?}");
     match r {
         R::Success {
             sources,
@@ -35,17 +41,54 @@ fn show(r: &R<String, &'static str>) -> String {
     }
 }
 
+/// The worked example of the module docs, step by step, with the chains the model gives.
+async fn turns() {
+    let root = hp::Ctx::beginning("turns");
+    let (mut streamer, feeder) = hp::queue_manager::<i32, &'static str>(&root, || "-");
+    feeder.add_sync_iterator_with_context([1, 2], "list"); // SYNC_ITERATOR#1: [St1]
+    feeder.add_value(10); // VALUE#2: [St1, S10]
+    feeder.add_sync_function(|| Feed::generator([20])); // #3 runs now, SYNC_GENERATOR#4
+    feeder.add_coroutine(async { 30 }); // COROUTINE#5 spawns TASK#6
+    feeder.set_as_finished_if_out_of_sources();
+    let mut seen = Vec::new();
+    while let Some(r) = streamer.next().await {
+        let line = match &r {
+            R::Success { value, sources, .. } => format!("{value} {sources:?}"),
+            R::IterationStop { sources, .. } => format!("end {sources:?}"),
+            R::Failure { error, .. } => format!("failed {error}"),
+            R::Stopped { error } => format!("stopped {error:?}"),
+        };
+        println!("  {line}");
+        seen.push(line);
+    }
+    assert_eq!(
+        seen,
+        [
+            "10 [VALUE#2]",
+            "1 [SYNC_ITERATOR#1]",
+            "20 [SYNC_GENERATOR#4, SYNC_FUNCTION#3]",
+            "end [SYNC_GENERATOR#4, SYNC_FUNCTION#3]",
+            "2 [SYNC_ITERATOR#1]",
+            "end [SYNC_ITERATOR#1]",
+            "30 [TASK#6, COROUTINE#5]",
+            "stopped None",
+        ]
+    );
+}
+
 pub async fn run() {
+    println!("\n== queue manager: the turn model");
+    turns().await;
     println!("\n== queue manager");
     let root = hp::Ctx::beginning("app");
     let start = Instant::now();
     let (mut streamer, feeder) =
         hp::queue_manager_named::<String, &'static str>(&root, "qm", || "-");
 
-    feeder.add_sync_function(|| "from a function".to_string(), "fn");
-    feeder.add_value("a value".to_string(), None);
-    feeder.add_sync_iterator(["list 1".to_string(), "list 2".to_string()], "list");
-    feeder.add_sync_generator(
+    feeder.add_sync_function_with_context(|| "from a function".to_string(), "fn");
+    feeder.add_value("a value".to_string());
+    feeder.add_sync_iterator_with_context(["list 1".to_string(), "list 2".to_string()], "list");
+    feeder.add_sync_generator_with_context(
         (1..=2).map(|i| {
             if i == 2 {
                 // A generator producing a source: a future that produces an iterator.
@@ -59,32 +102,32 @@ pub async fn run() {
         }),
         "gen",
     );
-    feeder.add_coroutine(
+    feeder.add_coroutine_with_context(
         async {
             tokio::time::sleep(Duration::from_secs(2)).await;
             "a future after 2s".to_string()
         },
         "future",
     );
-    feeder.add_task(
+    feeder.add_task_with_context(
         hp::Task::spawn(async {
             tokio::time::sleep(Duration::from_secs(3)).await;
             "a task after 3s".to_string()
         }),
         "task",
     );
-    feeder.add_async_generator(
+    feeder.add_async_generator_with_context(
         futures::stream::iter(1..=2).then(|i| async move {
             tokio::time::sleep(Duration::from_millis(500)).await;
             format!("stream {i}")
         }),
         "stream",
     );
-    feeder.add_sync_function(
+    feeder.add_sync_function_with_context(
         || Feed::<String>::error(hp::Error::msg("this one failed")),
         "bad",
     );
-    feeder.add_coroutine(
+    feeder.add_coroutine_with_context(
         async {
             tokio::time::sleep(Duration::from_secs(60)).await;
             "never".to_string()
@@ -106,5 +149,11 @@ pub async fn run() {
         );
     }
     println!("  live sources at the end: {}", feeder.live_sources());
+    for c in streamer.cut_short() {
+        println!(
+            "  cut short by the stop: {:?} ctx={:?}",
+            c.sources, c.context
+        );
+    }
     streamer.close().await;
 }

@@ -39,8 +39,8 @@ pub use queue::{
     GetAll, Iterations, LimitedQueue, Queue, QueueHandle, QueueOptions, Remaining, queue,
 };
 pub use queue_manager::{
-    Feed, QueueFeeder, QueueInput, QueueManagerResult, SourceId, Sources, Streamer, TaskFeed,
-    queue_manager, queue_manager_named, queue_manager_scoped,
+    CHAIN_KEEP, CutShort, Feed, FeedContext, QueueFeeder, QueueInput, QueueManagerResult, SourceId,
+    Sources, Streamer, TaskFeed, queue_manager, queue_manager_named, queue_manager_scoped,
 };
 pub use results::{find_and_apply_result, noncancelled_results_from_futs};
 pub use scope::{AsyncContextManager, ensure_aexit, using};

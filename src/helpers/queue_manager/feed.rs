@@ -1,5 +1,6 @@
 //! [`Feed`]: what a source produces, a plain value or another source ("extendable").
 
+use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -48,12 +49,31 @@ pub enum Feed<V> {
     Generator(FeedIter<V>),
     /// A `SYNC_ITERATOR` source.
     Iterator(FeedIter<V>),
-    /// A `COROUTINE` source: spawned as a task at once; its output is the next feed.
+    /// A `COROUTINE` source: spawned when its turn comes, as a `TASK` source under it;
+    /// its output is the next feed.
     Future(FeedFuture<V>),
     /// A `TASK` source: a task spawned elsewhere; its result is the next feed.
     Task(TaskFeed<V>),
     /// An `ASYNC_GENERATOR` source: a stream, polled by the streamer.
     Stream(FeedStream<V>),
+    /// A feed with its own context: built by [`Feed::with_context`].
+    WithContext(Box<Feed<V>>, FeedContext),
+}
+
+/// The context a produced feed carries ([`Feed::with_context`]), typed when the manager
+/// extends the feed.
+pub struct FeedContext(Box<dyn Any + Send + Sync>);
+
+impl fmt::Debug for FeedContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FeedContext")
+    }
+}
+
+impl FeedContext {
+    pub(crate) fn into_inner(self) -> Box<dyn Any + Send + Sync> {
+        self.0
+    }
 }
 
 impl<V> From<V> for Feed<V> {
@@ -133,6 +153,27 @@ impl<V: Send + 'static> Feed<V> {
 }
 
 impl<V> Feed<V> {
+    /// Gives this feed its own context, used instead of the producing source's for its
+    /// results and the results of the sources it produces (a crawler gives each page
+    /// the page's URL).
+    ///
+    /// The context's type must be the manager's context type `C`; when it is not, the
+    /// feed is not run and a `Failure` saying so is delivered with the producer's
+    /// context. (A `Feed` does not name `C`, so this is checked when the feed is
+    /// extended.)
+    ///
+    /// **Differs from the original**, where a result's context is always the one given
+    /// with the first source of its chain.
+    ///
+    /// Calling it again on the result replaces the context (no nesting).
+    pub fn with_context<C: Send + Sync + 'static>(self, context: C) -> Self {
+        let context = FeedContext(Box::new(context));
+        match self {
+            Feed::WithContext(inner, _) => Feed::WithContext(inner, context),
+            feed => Feed::WithContext(Box::new(feed), context),
+        }
+    }
+
     /// The kind of source this feed would become, `None` for a value or an error.
     pub fn kind(&self) -> Option<super::QueueInput> {
         use super::QueueInput as Q;
@@ -144,6 +185,7 @@ impl<V> Feed<V> {
             Feed::Future(_) => Some(Q::Coroutine),
             Feed::Task(_) => Some(Q::Task),
             Feed::Stream(_) => Some(Q::AsyncGenerator),
+            Feed::WithContext(inner, _) => inner.kind(),
         }
     }
 }
@@ -153,6 +195,7 @@ impl<V: fmt::Debug> fmt::Debug for Feed<V> {
         match self {
             Feed::Value(v) => f.debug_tuple("Value").field(v).finish(),
             Feed::Error(e) => f.debug_tuple("Error").field(e).finish(),
+            Feed::WithContext(inner, _) => f.debug_tuple("WithContext").field(inner).finish(),
             other => write!(f, "Feed::{:?}", other.kind().expect("a source kind")),
         }
     }

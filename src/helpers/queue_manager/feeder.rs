@@ -6,26 +6,28 @@ use std::sync::Arc;
 
 use futures_core::Stream;
 
-use super::core::{Origin, Shared};
+use super::core::Shared;
 use super::feed::Feed;
-use super::result::{QueueInput, SourceId, Sources};
-use super::sources::{Body, StreamSource, function};
+use super::result::SourceId;
 use crate::helpers::task::Task;
 
 /// Adds sources to a queue manager. Cloneable; every method can be called at any time,
 /// also after [`set_as_finished_if_out_of_sources`](Self::set_as_finished_if_out_of_sources)
 /// and after the manager stopped (see each method).
 ///
-/// Each `add_*` takes an optional `context` (`None`, or a `C`): every result of the
-/// source, and of the sources it produces, carries it; without one each result gets a
-/// fresh `make_empty_context()`. Each returns the new source's [`SourceId`], the last
-/// entry of the `sources` chain of its results.
+/// Each `add_x` has an `add_x_with_context` form: every result of that source, and of
+/// the sources it produces, carries the context (unless a produced feed brings its own,
+/// [`Feed::with_context`]); without one each result gets a fresh `make_empty_context()`.
+/// Each returns the new source's [`SourceId`], the last entry of the `sources` chain of
+/// its results.
 ///
 /// # After a stop
 /// Once the manager stopped (its context finished, or it was closed), new sources are
-/// not run: an iterator or stream gets an `IterationStop` carrying the stop's error, a
-/// future or task a `Failure` carrying it (a task is cancelled). Values, and functions
-/// (which run inside the call), are still delivered.
+/// still delivered as the turn model says: an iterator or stream gets an
+/// `IterationStop` carrying the stop's failure when its step is taken, a future is not
+/// spawned and a running task is cancelled (a `Failure` carrying the stop's failure),
+/// a finished task delivers its value, and values and functions (which run inside the
+/// call) are delivered.
 ///
 /// # Drop
 /// A feeder owns no work: dropping it (or every clone) changes nothing. The sources
@@ -48,111 +50,159 @@ impl<V, C> fmt::Debug for QueueFeeder<V, C> {
     }
 }
 
-impl<V: Send + 'static, C: Clone + Send + 'static> QueueFeeder<V, C> {
+impl<V: Send + 'static, C: Clone + Send + Sync + 'static> QueueFeeder<V, C> {
     pub(crate) fn new(shared: Arc<Shared<V, C>>) -> Self {
         QueueFeeder { shared }
     }
 
-    /// Calls `f` now, inside this call, and enqueues what it returns before returning:
-    /// a value as a `Success`, [`Feed::Error`] or a panic as a `Failure`, a source as a
-    /// new source (waiting its turn) whose parent is this function.
-    pub fn add_sync_function<F, T>(&self, f: F, context: impl Into<Option<C>>) -> SourceId
+    /// Calls `f` now, inside this call, and extends what it returns before returning: a
+    /// value becomes a `Success` at the back, [`Feed::Error`] or a panic a `Failure` at
+    /// the back, a source a new source under this `SYNC_FUNCTION` source.
+    pub fn add_sync_function<F, T>(&self, f: F) -> SourceId
     where
         F: FnOnce() -> T,
         T: Into<Feed<V>>,
     {
-        let id = self.shared.detached_id(QueueInput::SyncFunction);
-        let step = function::call(move || f().into());
-        self.shared
-            .deliver(step, Origin::Detached(Sources::root(id), context.into()));
-        id
+        self.shared.add_function(move || f().into(), None)
     }
 
-    /// Adds an iterator or iterable as a `SYNC_ITERATOR` source: one item per turn.
-    pub fn add_sync_iterator<I>(&self, iter: I, context: impl Into<Option<C>>) -> SourceId
+    /// [`add_sync_function`](Self::add_sync_function) with a context for its results.
+    pub fn add_sync_function_with_context<F, T>(&self, f: F, context: C) -> SourceId
+    where
+        F: FnOnce() -> T,
+        T: Into<Feed<V>>,
+    {
+        self.shared
+            .add_function(move || f().into(), Some(Arc::new(context)))
+    }
+
+    /// Adds an iterator or iterable as a `SYNC_ITERATOR` source: its first step goes to
+    /// the back of the queue; each step puts the item's extension, then the next step,
+    /// at the back.
+    pub fn add_sync_iterator<I>(&self, iter: I) -> SourceId
     where
         I: IntoIterator,
         I::IntoIter: Send + 'static,
         I::Item: Into<Feed<V>> + 'static,
     {
-        self.add_iter(QueueInput::SyncIterator, iter, context.into())
+        self.shared.add_source(Feed::iterator(iter), None)
+    }
+
+    /// [`add_sync_iterator`](Self::add_sync_iterator) with a context for its results.
+    pub fn add_sync_iterator_with_context<I>(&self, iter: I, context: C) -> SourceId
+    where
+        I: IntoIterator,
+        I::IntoIter: Send + 'static,
+        I::Item: Into<Feed<V>> + 'static,
+    {
+        self.shared
+            .add_source(Feed::iterator(iter), Some(Arc::new(context)))
     }
 
     /// Adds a lazy iterator as a `SYNC_GENERATOR` source (the seed's generator objects);
     /// it behaves as [`add_sync_iterator`](Self::add_sync_iterator), only the kind differs.
-    pub fn add_sync_generator<I>(&self, iter: I, context: impl Into<Option<C>>) -> SourceId
+    pub fn add_sync_generator<I>(&self, iter: I) -> SourceId
     where
         I: IntoIterator,
         I::IntoIter: Send + 'static,
         I::Item: Into<Feed<V>> + 'static,
     {
-        self.add_iter(QueueInput::SyncGenerator, iter, context.into())
+        self.shared.add_source(Feed::generator(iter), None)
     }
 
-    /// Adds an iterator source of either sync kind.
-    fn add_iter<I>(&self, kind: QueueInput, iter: I, context: Option<C>) -> SourceId
+    /// [`add_sync_generator`](Self::add_sync_generator) with a context for its results.
+    pub fn add_sync_generator_with_context<I>(&self, iter: I, context: C) -> SourceId
     where
         I: IntoIterator,
         I::IntoIter: Send + 'static,
         I::Item: Into<Feed<V>> + 'static,
     {
-        let body = Body::Iter(Box::new(iter.into_iter().map(Into::into)));
-        self.shared.add(kind, body, context)
-    }
-
-    /// Enqueues a value at once. An extendable [`Feed`] is added as a new source whose
-    /// parent is this `VALUE` source; [`Feed::Error`] is delivered as a `Failure`.
-    pub fn add_value(&self, value: impl Into<Feed<V>>, context: impl Into<Option<C>>) -> SourceId {
-        let id = self.shared.detached_id(QueueInput::Value);
-        let step = super::sources::yielded(value.into(), None);
         self.shared
-            .deliver(step, Origin::Detached(Sources::root(id), context.into()));
-        id
+            .add_source(Feed::generator(iter), Some(Arc::new(context)))
     }
 
-    /// Spawns `fut` as a task (a `COROUTINE` source); its output is delivered when it
-    /// finishes. Needs a tokio runtime: the manager's context's, else the current one;
-    /// without either the source fails with a clear error.
-    pub fn add_coroutine<F>(&self, fut: F, context: impl Into<Option<C>>) -> SourceId
+    /// Extends a value inside the call: a plain value is a `Success` at the back,
+    /// [`Feed::Error`] a `Failure`, an extendable [`Feed`] a new source under this
+    /// `VALUE` source.
+    pub fn add_value(&self, value: impl Into<Feed<V>>) -> SourceId {
+        self.shared.add_value(value.into(), None)
+    }
+
+    /// [`add_value`](Self::add_value) with a context for its results.
+    pub fn add_value_with_context(&self, value: impl Into<Feed<V>>, context: C) -> SourceId {
+        self.shared.add_value(value.into(), Some(Arc::new(context)))
+    }
+
+    /// Adds a future as a `COROUTINE` source: it is spawned as a task at once, and that
+    /// task is added as a `TASK` source under it, so its results carry the chain
+    /// `[TASK, COROUTINE, ...]`. Needs a tokio runtime: the manager's context's, else
+    /// the current one; without either the source fails with a clear error.
+    ///
+    /// Returns the `COROUTINE` source's id (the task's is the next number).
+    pub fn add_coroutine<F>(&self, fut: F) -> SourceId
     where
         F: Future + Send + 'static,
         F::Output: Into<Feed<V>>,
     {
-        let body = Body::Future(Box::pin(async move { fut.await.into() }));
-        self.shared.add(QueueInput::Coroutine, body, context.into())
+        self.shared.add_source(Feed::future(fut), None)
     }
 
-    /// Adds a task spawned elsewhere (a `TASK` source); its value (cloned from its
-    /// outcome) is delivered when it finishes. The manager cancels it when it stops.
-    pub fn add_task<T>(&self, task: Task<T>, context: impl Into<Option<C>>) -> SourceId
+    /// [`add_coroutine`](Self::add_coroutine) with a context for its results.
+    pub fn add_coroutine_with_context<F>(&self, fut: F, context: C) -> SourceId
+    where
+        F: Future + Send + 'static,
+        F::Output: Into<Feed<V>>,
+    {
+        self.shared
+            .add_source(Feed::future(fut), Some(Arc::new(context)))
+    }
+
+    /// Adds a task spawned elsewhere (a `TASK` source): when it finishes (at once if it
+    /// has), its value (cloned from its outcome) is extended, or its failure is a
+    /// `Failure` at the back. The manager cancels it when it stops.
+    pub fn add_task<T>(&self, task: Task<T>) -> SourceId
     where
         T: Clone + Into<Feed<V>> + Send + Sync + 'static,
     {
-        let Ok((kind, body)) = Body::from_feed(Feed::task(task)) else {
-            unreachable!("a task feed is a source")
-        };
-        self.shared.add(kind, body, context.into())
+        self.shared.add_source(Feed::task(task), None)
     }
 
-    /// Adds a stream (the seed's async generator, `ASYNC_GENERATOR`): one item per turn,
-    /// polled by the streamer with its own waker. The stream is dropped (its cleanup
+    /// [`add_task`](Self::add_task) with a context for its results.
+    pub fn add_task_with_context<T>(&self, task: Task<T>, context: C) -> SourceId
+    where
+        T: Clone + Into<Feed<V>> + Send + Sync + 'static,
+    {
+        self.shared
+            .add_source(Feed::task(task), Some(Arc::new(context)))
+    }
+
+    /// Adds a stream (the seed's async generator, `ASYNC_GENERATOR`). Its step polls it
+    /// when taken: a ready item is handled at once (its extension, then the next step,
+    /// at the back); otherwise the stream waits for its own waker and is polled again
+    /// before the consumer takes its next entry. The stream is dropped (its cleanup
     /// runs) when it ends, fails, or the manager stops.
-    pub fn add_async_generator<S>(&self, stream: S, context: impl Into<Option<C>>) -> SourceId
+    pub fn add_async_generator<S>(&self, stream: S) -> SourceId
     where
         S: Stream + Send + 'static,
         S::Item: Into<Feed<V>>,
     {
-        let Feed::Stream(s) = Feed::stream(stream) else {
-            unreachable!("Feed::stream builds a stream")
-        };
-        let body = Body::Stream(StreamSource::new(s));
+        self.shared.add_source(Feed::stream(stream), None)
+    }
+
+    /// [`add_async_generator`](Self::add_async_generator) with a context for its results.
+    pub fn add_async_generator_with_context<S>(&self, stream: S, context: C) -> SourceId
+    where
+        S: Stream + Send + 'static,
+        S::Item: Into<Feed<V>>,
+    {
         self.shared
-            .add(QueueInput::AsyncGenerator, body, context.into())
+            .add_source(Feed::stream(stream), Some(Arc::new(context)))
     }
 
     /// Says the streamer should end, with `Stopped { error: None }`, once no source is
-    /// live and nothing is queued; at once if that is already so. Sources can still be
-    /// added afterwards; the streamer then runs them and stops again when they are done.
+    /// live and nothing is queued: the check is made now and each time the consumer
+    /// asks for its next entry. Sources can still be added afterwards; what is added
+    /// before the stream ends is delivered.
     pub fn set_as_finished_if_out_of_sources(&self) {
         self.shared.set_finish_when_empty();
     }

@@ -8,58 +8,93 @@
 //! given with the first source of that chain.
 //!
 //! A value a source produces may itself be a source (a [`Feed`] other than
-//! `Feed::Value`): it is added as a new source whose parent is the producing source,
-//! never yielded.
+//! `Feed::Value`): it is added as a new source under the producing source, never
+//! yielded.
 //!
-//! # Example
+//! # The turn model
+//! The order a consumer sees is exactly the original's (SEMANTICS, "Turn model"). The
+//! streamer's queue holds results and instructions in FIFO order; the consumer takes
+//! entries from the front: an instruction runs and yields nothing, a result is yielded.
+//! - `add_value(v)` *extends* `v` inside the call; `add_sync_function(f)` calls `f`
+//!   inside the call and extends what it returns (an error is a `Failure` at the back).
+//! - An iterator, generator or stream puts a *step* at the back. A step takes one item:
+//!   an item puts an *extend* instruction for it, then the next step, at the back;
+//!   exhausted → `IterationStop` at the back; an error → `Failure`, then
+//!   `IterationStop(error)`, and the source is never advanced again. A stream's step
+//!   polls it when taken; when it is not ready, the stream waits for its own waker and
+//!   is polled again (same handling) before the consumer takes its next entry.
+//! - `add_coroutine(fut)` is a `COROUTINE` source that spawns `fut` and adds that task
+//!   as a `TASK` source under it: its results carry `[TASK, COROUTINE, ...]`. A task,
+//!   when it finishes, has its output extended (a failure is a `Failure` at the back).
+//! - *Extending* a feed of source `s`: a value becomes `Success` at the back; a
+//!   function becomes a *call* instruction at the back (which adds it as a
+//!   `SYNC_FUNCTION` source under `s` and extends what it returns); any other source
+//!   becomes a new source under `s`, added by the rules above.
+//!
+//! So a value surfaces one round after the step that produced it, and no source
+//! delivers twice while another has a turn queued.
+//!
+//! # Worked example
+//! Follow the queue (`St n`: step of source n, `E x`: extend `x`, `C`: call, `S x`:
+//! the result for `x`):
 //! ```
 //! use futures::StreamExt;
-//! use machinery::helpers::{self as hp, Feed, QueueInput, QueueManagerResult as R};
+//! use machinery::helpers::{self as hp, Feed, QueueManagerResult as R};
+//!
+//! /// `kind value chain @context` for one result.
+//! fn line(r: &R<i32, &'static str>) -> String {
+//!     match r {
+//!         R::Success { value, sources, context } => format!("ok {value} {sources:?} @{context}"),
+//!         R::Failure { error, sources, .. } => format!("fail {error} {sources:?}"),
+//!         R::IterationStop { sources, .. } => format!("end {sources:?}"),
+//!         R::Stopped { error } => format!("stopped {error:?}"),
+//!     }
+//! }
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() {
 //! let ctx = hp::Ctx::beginning("app");
-//! let (mut streamer, feeder) = hp::queue_manager::<i32, &str>(&ctx, || "");
-//! let list = feeder.add_sync_iterator([1, 2], "list");
-//! feeder.add_value(Feed::generator([Feed::Value(10)]), None); // an extendable value
-//! feeder.add_coroutine(async { 100 }, "future");
+//! let (mut streamer, feeder) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+//! feeder.add_sync_iterator_with_context([1, 2], "list"); // SYNC_ITERATOR#1: [St1]
+//! feeder.add_value(10); //                                  VALUE#2: [St1, S10]
+//! // SYNC_FUNCTION#3 runs now and returns a generator: SYNC_GENERATOR#4 under it.
+//! feeder.add_sync_function(|| Feed::generator([20])); //    [St1, S10, St4]
+//! feeder.add_coroutine(async { 30 }); // COROUTINE#5 spawns TASK#6 (runs when we wait)
 //! feeder.set_as_finished_if_out_of_sources();
 //!
 //! let mut seen = Vec::new();
 //! while let Some(result) = streamer.next().await {
-//!     match result {
-//!         R::Success { value, context, sources } => {
-//!             if value == 1 {
-//!                 assert_eq!(sources, [(QueueInput::SyncIterator, list)]);
-//!             }
-//!             seen.push(format!("{value} from {context:?}"));
-//!         }
-//!         R::Failure { error, .. } => seen.push(format!("failed: {error}")),
-//!         R::IterationStop { context, .. } => seen.push(format!("{context:?} ended")),
-//!         R::Stopped { error } => seen.push(format!("stopped: {error:?}")),
-//!     }
+//!     seen.push(line(&result));
 //! }
 //! assert_eq!(
 //!     seen,
 //!     [
-//!         "1 from \"list\"", "10 from \"\"", "2 from \"list\"", "\"\" ended",
-//!         "\"list\" ended", "100 from \"future\"", "stopped: None",
+//!         // St1 takes 1           -> [S10, St4, E1, St1]
+//!         "ok 10 [VALUE#2] @-", // -> [St4, E1, St1]
+//!         // St4 takes 20          -> [E1, St1, E20, St4]
+//!         // E1                    -> [St1, E20, St4, S1]
+//!         // St1 takes 2           -> [E20, St4, S1, E2, St1]
+//!         // E20                   -> [St4, S1, E2, St1, S20]
+//!         // St4 is exhausted      -> [S1, E2, St1, S20, IS4]
+//!         "ok 1 [SYNC_ITERATOR#1] @list",
+//!         // E2                    -> [St1, S20, IS4, S2]
+//!         // St1 is exhausted      -> [S20, IS4, S2, IS1]
+//!         "ok 20 [SYNC_GENERATOR#4, SYNC_FUNCTION#3] @-",
+//!         "end [SYNC_GENERATOR#4, SYNC_FUNCTION#3]",
+//!         "ok 2 [SYNC_ITERATOR#1] @list",
+//!         "end [SYNC_ITERATOR#1]",
+//!         // the queue is empty: the consumer waits, TASK#6 runs and finishes:
+//!         // its output is extended -> [S30]
+//!         "ok 30 [TASK#6, COROUTINE#5] @-",
+//!         // nothing live, nothing queued, and we were told to finish
+//!         "stopped None",
 //!     ]
 //! );
 //! # }
 //! ```
-//!
-//! # Turns
-//! Sources take turns: each step of a source (one item of an iterator or stream, the
-//! call of a function), and each source a step produces, goes to the back of the ready
-//! queue, so while several sources are live none gives a second value before every
-//! other live source gave one or ended; each source keeps its own order, and its
-//! `IterationStop` follows all its values. Only sources with something ready are
-//! touched: a stream is queued by its own waker, a task by its done callback, so the
-//! cost per item does not grow with the number of idle sources.
-//!
-//! Iterators, functions and streams advance only while the streamer is polled (it is
-//! the one that steps them). Futures are spawned as tasks at once and run on their own.
+//! `tests/queue_manager.rs` (the `turns_*` tests) works through more: streams waiting
+//! for their waker, a future resolving to a stream, a task resolving to a coroutine, an
+//! error in the middle of an iterator, a stop with work still queued, the breaker.
 //!
 //! # Failures
 //! A source fails when it panics, yields [`Feed::Error`], or (a future or task) is
@@ -69,27 +104,51 @@
 //!
 //! # Stopping
 //! When the manager's context finishes (the one given, or its own child context:
-//! [`Streamer::ctx`]), `Stopped { error }` with the context's outcome is delivered
-//! next, exactly once, ahead of what is queued; running tasks are cancelled, iterators
-//! and streams dropped (their `Drop` cleanup runs) and each ends with an `IterationStop`
-//! carrying the error; what was already produced is still delivered, then the stream
-//! ends. [`Streamer::close`], the scoped form [`queue_manager_scoped`], and dropping the
+//! [`Streamer::ctx`]), `Stopped { error }` with the context's outcome goes to the front
+//! of the queue, exactly once, and the entries already queued are still taken in
+//! order: a step then finds the context done and ends its source with an
+//! `IterationStop` carrying the failure, an extension still delivers. Streams waiting
+//! for their waker end at once (an `IterationStop` at the back) and running tasks are
+//! cancelled (a `Failure` at the back), in the order the sources were added; tasks that
+//! already finished still deliver. What is added afterwards is delivered by the same
+//! rules (no future is spawned). Each source the stop ended is *cut short*: its result
+//! carries the stop's failure, its chain and its context, and [`Streamer::cut_short`]
+//! lists them all, so a program can tell which work did not finish.
+//! [`Streamer::close`], the scoped form [`queue_manager_scoped`], and dropping the
 //! streamer stop it the same way (with `Failure::Cancelled`).
 //!
 //! After [`QueueFeeder::set_as_finished_if_out_of_sources`], `Stopped { error: None }`
-//! comes once no source is live and nothing is queued, at once when there are no
-//! sources at all (**differs from the original**, which waits forever then).
+//! is put at the back at the first check that finds no live source and nothing queued;
+//! checks are made when the call is made and each time the consumer asks for its next
+//! entry, so it comes at once when there are no sources at all (**differs from the
+//! original**, which checks only after the consumer handled a result, and so waits for
+//! ever then, or after a step that produced nothing).
 //!
-//! # Memory
+//! The breaker ([`Streamer::breaker`]) ends the stream before the next entry is taken:
+//! results already produced stay for [`Streamer::remaining`] and no source is advanced
+//! (**differs from the original**, whose queue drains on the breaker, stepping sources
+//! until it is empty, which never ends with an endless source).
+//!
+//! # Contexts
+//! A result's context is the one given with the first source of its chain
+//! (`add_x_with_context`), else a fresh `make_empty_context()` each time. A produced
+//! feed may bring its own ([`Feed::with_context`]), used for its results and those of
+//! the sources it produces (**differs from the original**, which has no such thing).
+//!
+//! # Memory and robustness
 //! A finished source leaves the table at once: a manager that lives for ever while
 //! millions of sources come and go holds only the live ones ([`QueueFeeder::live_sources`]).
+//! Source chains are bounded ([`Sources`], **differs from the original**). No user code
+//! runs and no user value is dropped under the manager's lock; a panic in user code
+//! (a source, its `Drop`, a task's `Clone`) is caught: the source fails, or (a `Drop`)
+//! the panic is logged, and the manager goes on with everything woken and cancelled.
 //!
 //! # Mapping to the seed
 //! The seed's four result classes are the four variants of [`QueueManagerResult`]
 //! (`exception` is named `error`); `sources` is a [`Sources`] chain of
 //! `(QueueInput, SourceId)` pairs; generators and plain iterables are told apart by the
 //! method used (`add_sync_generator` / `add_sync_iterator`, [`Feed::generator`] /
-//! [`Feed::iterator`]).
+//! [`Feed::iterator`]); the seed's `context=` keyword is the `add_x_with_context` form.
 
 mod core;
 mod feed;
@@ -101,13 +160,14 @@ mod streamer;
 use std::borrow::Cow;
 use std::future::Future;
 
-pub use feed::{Feed, FeedFn, FeedFuture, FeedIter, FeedStream};
+pub use feed::{Feed, FeedContext, FeedFn, FeedFuture, FeedIter, FeedStream};
 pub use feeder::QueueFeeder;
-pub use result::{QueueInput, QueueManagerResult, SourceId, Sources};
+pub use result::{CHAIN_KEEP, QueueInput, QueueManagerResult, SourceId, Sources};
 pub use sources::task::TaskFeed;
-pub use streamer::Streamer;
+pub use streamer::{CutShort, Streamer};
 
 use super::ctx::Ctx;
+use super::error::{BoxError, Error};
 use core::Shared;
 
 /// Creates a queue manager on a child of `ctx` named `queue_manager`.
@@ -120,7 +180,7 @@ pub fn queue_manager<V, C>(
 ) -> (Streamer<V, C>, QueueFeeder<V, C>)
 where
     V: Send + 'static,
-    C: Clone + Send + 'static,
+    C: Clone + Send + Sync + 'static,
 {
     queue_manager_named(ctx, "queue_manager", make_empty_context)
 }
@@ -133,7 +193,7 @@ pub fn queue_manager_named<V, C>(
 ) -> (Streamer<V, C>, QueueFeeder<V, C>)
 where
     V: Send + 'static,
-    C: Clone + Send + 'static,
+    C: Clone + Send + Sync + 'static,
 {
     let guard = ctx.child(name).drop_guard();
     let runtime = guard
@@ -156,24 +216,31 @@ where
 /// the streamer and feeder, then closes the manager (cancelling what still runs and
 /// waiting for the cancelled tasks to finish) and returns the body's output.
 ///
+/// The body returns `Result<T, E>` for any error type that converts into
+/// [`BoxError`] (an [`hp::Error`](crate::helpers::Error),
+/// `anyhow::Error`, `eyre::Report`, `std::io::Error`, ...); its error comes back as an
+/// [`hp::Error`](crate::helpers::Error) ([`Error::from_boxed`](crate::helpers::Error::from_boxed):
+/// an `hp::Error` comes back as itself). The manager is closed either way.
+///
 /// # Cancel safety
 /// Dropping the returned future drops the streamer, which stops the manager without
 /// waiting for the cancelled tasks.
-pub async fn queue_manager_scoped<V, C, F, Fut, T>(
+pub async fn queue_manager_scoped<V, C, F, Fut, T, E>(
     ctx: &Ctx,
     name: impl Into<Cow<'static, str>>,
     make_empty_context: impl Fn() -> C + Send + Sync + 'static,
     body: F,
-) -> T
+) -> Result<T, Error>
 where
     V: Send + 'static,
-    C: Clone + Send + 'static,
+    C: Clone + Send + Sync + 'static,
     F: FnOnce(Streamer<V, C>, QueueFeeder<V, C>) -> Fut,
-    Fut: Future<Output = T>,
+    Fut: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
 {
     let (streamer, feeder) = queue_manager_named(ctx, name, make_empty_context);
     let closer = streamer.closer();
     let out = body(streamer, feeder).await;
     closer.close().await;
-    out
+    out.map_err(|e| Error::from_boxed(e.into()))
 }

@@ -90,9 +90,17 @@ impl fmt::Display for SourceId {
     }
 }
 
-struct Link {
-    id: SourceId,
-    parent: Option<Arc<Link>>,
+/// How many links of a chain are kept on each side of an elided middle: the sources
+/// nearest the one that was added, and the sources nearest the producer.
+pub const CHAIN_KEEP: usize = 16;
+
+#[derive(Clone)]
+struct Chain {
+    /// Kept ids, the added source first: the first [`CHAIN_KEEP`] links, then the last
+    /// ones (at most `2 * CHAIN_KEEP` in all).
+    ids: Vec<SourceId>,
+    /// How many links between the two kept ends were dropped.
+    elided: u64,
 }
 
 /// The chain of sources behind a result: the producing source first, then its parent,
@@ -100,42 +108,77 @@ struct Link {
 ///
 /// Cheap to clone (one reference count); build a `Vec` with [`Sources::to_vec`] or
 /// compare with a slice of `(QueueInput, SourceId)` pairs.
+///
+/// # Bounded length (differs from the original)
+/// A source that produces the next source for ever (a paginator, a poller that
+/// reschedules itself) makes one link per hop. The original keeps every link, so such a
+/// chain grows without bound. Here a chain keeps at most `2 * CHAIN_KEEP` links: the
+/// [`CHAIN_KEEP`] sources nearest the added one and the [`CHAIN_KEEP`] nearest the
+/// producer; the links in between are dropped and counted ([`elided`](Self::elided)).
+/// The producer ([`producer`](Self::producer)) and the added source
+/// ([`added`](Self::added)) are always kept, [`depth`](Self::depth) is the full length.
+/// A chain is a flat vector, so dropping, comparing or printing one never recurses.
+///
+/// ```
+/// use futures::StreamExt;
+/// use machinery::helpers::{self as hp, Feed, QueueManagerResult as R, CHAIN_KEEP};
+///
+/// fn hop(n: u32) -> Feed<u32> {
+///     if n == 0 { Feed::Value(0) } else { Feed::function(move || hop(n - 1)) }
+/// }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let ctx = hp::Ctx::beginning("app");
+/// let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx, || ());
+/// feeder.add_value(hop(100));
+/// let Some(R::Success { sources, .. }) = streamer.next().await else { panic!() };
+/// assert_eq!(sources.depth(), 101); // the VALUE, then 100 functions
+/// assert_eq!(sources.len(), 2 * CHAIN_KEEP);
+/// assert_eq!(sources.elided(), 101 - 2 * CHAIN_KEEP as u64);
+/// assert_eq!(sources.added().kind(), hp::QueueInput::Value);
+/// # }
+/// ```
 #[derive(Clone)]
-pub struct Sources(Arc<Link>);
+pub struct Sources(Arc<Chain>);
 
 impl Sources {
     pub(crate) fn root(id: SourceId) -> Self {
-        Sources(Arc::new(Link { id, parent: None }))
+        Sources(Arc::new(Chain {
+            ids: vec![id],
+            elided: 0,
+        }))
     }
 
     pub(crate) fn child(&self, id: SourceId) -> Self {
-        Sources(Arc::new(Link {
-            id,
-            parent: Some(self.0.clone()),
-        }))
+        let mut chain = Chain {
+            ids: Vec::with_capacity((self.0.ids.len() + 1).min(2 * CHAIN_KEEP)),
+            elided: self.0.elided,
+        };
+        chain.ids.extend_from_slice(&self.0.ids);
+        if chain.ids.len() == 2 * CHAIN_KEEP {
+            chain.ids.remove(CHAIN_KEEP);
+            chain.elided += 1;
+        }
+        chain.ids.push(id);
+        Sources(Arc::new(chain))
     }
 
     /// The source that produced the result.
     pub fn producer(&self) -> SourceId {
-        self.0.id
+        *self.0.ids.last().expect("a chain holds its producer")
     }
 
     /// The source that was added to the feeder (the last of the chain).
     pub fn added(&self) -> SourceId {
-        self.ids().last().unwrap_or(self.0.id)
+        self.0.ids[0]
     }
 
-    /// The ids, producer first.
+    /// The kept ids, producer first (see [`elided`](Self::elided)).
     pub fn ids(&self) -> impl Iterator<Item = SourceId> + '_ {
-        let mut next = Some(&*self.0);
-        std::iter::from_fn(move || {
-            let link = next?;
-            next = link.parent.as_deref();
-            Some(link.id)
-        })
+        self.0.ids.iter().rev().copied()
     }
 
-    /// The `(kind, id)` pairs, producer first (the seed's `sources`).
+    /// The kept `(kind, id)` pairs, producer first (the seed's `sources`).
     pub fn iter(&self) -> impl Iterator<Item = (QueueInput, SourceId)> + '_ {
         self.ids().map(|id| (id.kind(), id))
     }
@@ -150,9 +193,20 @@ impl Sources {
         self.ids().map(SourceId::kind).collect()
     }
 
-    /// How many sources the chain holds (at least 1).
+    /// How many links the chain keeps (at least 1, at most `2 * CHAIN_KEEP`).
     pub fn len(&self) -> usize {
-        self.ids().count()
+        self.0.ids.len()
+    }
+
+    /// How many links were dropped from the middle of a long chain (0 for a chain of
+    /// at most `2 * CHAIN_KEEP` sources).
+    pub fn elided(&self) -> u64 {
+        self.0.elided
+    }
+
+    /// The full length of the chain, elided links included.
+    pub fn depth(&self) -> u64 {
+        self.0.ids.len() as u64 + self.0.elided
     }
 
     /// Always `false`: a chain holds at least its producer.
@@ -161,15 +215,28 @@ impl Sources {
     }
 }
 
+/// Prints the ids producer first, each once with its kind: `[TASK#3, COROUTINE#2]`; a
+/// long chain shows its elided middle as `..N elided..`.
 impl fmt::Debug for Sources {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.iter()).finish()
+        f.write_str("[")?;
+        let ids = &self.0.ids;
+        for (i, id) in ids.iter().rev().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            if self.0.elided > 0 && i == ids.len() - CHAIN_KEEP {
+                write!(f, "..{} elided.., ", self.0.elided)?;
+            }
+            write!(f, "{id:?}")?;
+        }
+        f.write_str("]")
     }
 }
 
 impl PartialEq for Sources {
     fn eq(&self, other: &Sources) -> bool {
-        self.ids().eq(other.ids())
+        self.0.elided == other.0.elided && self.0.ids == other.0.ids
     }
 }
 
@@ -177,7 +244,7 @@ impl Eq for Sources {}
 
 impl PartialEq<[(QueueInput, SourceId)]> for Sources {
     fn eq(&self, other: &[(QueueInput, SourceId)]) -> bool {
-        self.iter().eq(other.iter().copied())
+        self.0.elided == 0 && self.iter().eq(other.iter().copied())
     }
 }
 

@@ -7,43 +7,55 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_core::Stream;
+use futures_core::stream::FusedStream;
 
 use super::core::{Next, Shared};
-use super::result::QueueManagerResult;
-use super::sources::Step;
+use super::result::{QueueManagerResult, Sources};
+use super::sources::function;
 use crate::helpers::ctx::{Ctx, CtxGuard};
 use crate::helpers::event::Event;
 use crate::helpers::wait::WaitDone;
 
 /// The results of a queue manager, as a [`Stream`].
 ///
-/// Polling the streamer is what drives iterators, functions and streams: each poll
-/// hands out a queued result, or steps the next ready source (one step per source per
-/// turn, every source going to the back of the queue), or waits. Futures and tasks run
-/// on their own; their results are queued when they finish.
+/// Polling the streamer is what drives the turn model: each poll first polls the
+/// streams that woke, then takes entries from the front of the queue: an instruction
+/// (a step of an iterator or stream, an extension, the call of a produced function)
+/// runs and yields nothing, a result is handed out. Futures and tasks run on their own;
+/// their results are queued when they finish.
 ///
-/// # Ending
+/// # Ending (fused)
 /// The stream ends (`None`):
 /// - when the [`breaker`](Self::breaker) is set: what is queued stays for
 ///   [`remaining`](Self::remaining) and no source is advanced;
-/// - when the manager stopped (its context finished, or it was closed) and everything
-///   queued was handed out: `Stopped { error }` comes first, ahead of what is queued;
-/// - after `Stopped { error: None }`, which comes once
-///   `set_as_finished_if_out_of_sources` was called and nothing is live or queued.
-///   Polling again later continues with whatever was added since.
+/// - when the manager stopped (its context finished, or it was closed) and the queue is
+///   empty: `Stopped { error }` came first, ahead of what was queued;
+/// - after `Stopped { error: None }` (`set_as_finished_if_out_of_sources`) once the
+///   queue is empty.
+///
+/// Once it returned `None` it stays ended ([`FusedStream`]); [`resume`](Self::resume)
+/// starts a new iteration (the seed's second `async for` over the same streamer), for
+/// instance after clearing the breaker or adding sources after `Stopped`.
 ///
 /// # Cancel safety
-/// `next()` is cancel safe: a result is taken off the queue only when it is returned.
-/// A step that ran is never lost: its results are queued before the poll returns.
+/// `next()` is cancel safe: a result is taken off the queue only when it is returned,
+/// and an instruction that ran has queued what it produced before the poll returns.
+///
+/// # Panics
+/// A panic in `make_empty_context` or in `C::clone` (run when a result is handed out)
+/// reaches the poll that hands the result out, as a panic in a `map` closure would;
+/// that result is lost, the manager stays consistent and can be polled again.
 ///
 /// # Drop
 /// Dropping the streamer stops the manager (as [`close`](Self::close) does, without
-/// waiting): running tasks are cancelled and streams and iterators dropped.
+/// waiting): running tasks are cancelled and streams and iterators dropped, each on its
+/// own (a panicking `Drop` is caught and logged; the others are still dropped).
 pub struct Streamer<V, C> {
     guard: CtxGuard,
     shared: Arc<Shared<V, C>>,
     breaker: Event,
     breaker_wait: Option<WaitDone<Event>>,
+    ended: bool,
 }
 
 impl<V, C> fmt::Debug for Streamer<V, C> {
@@ -51,13 +63,26 @@ impl<V, C> fmt::Debug for Streamer<V, C> {
         f.debug_struct("Streamer")
             .field("ctx", &self.guard.name())
             .field("breaker", &self.breaker)
+            .field("ended", &self.ended)
             .finish_non_exhaustive()
     }
 }
 
-/// How many steps one `poll_next` runs before it yields to the scheduler when none of
-/// them produced a result.
+/// How many instructions one `poll_next` runs before it yields to the scheduler when
+/// none of them produced a result.
 const STEPS_PER_POLL: usize = 64;
+
+/// A source the stop cut short: it was still running (or had a step queued) when the
+/// manager stopped, so it did not finish. Its result in the stream is an
+/// `IterationStop` (iterators, streams) or a `Failure` (futures, tasks) carrying the
+/// stop's failure; [`Streamer::cut_short`] lists them all.
+#[derive(Debug, Clone)]
+pub struct CutShort<C> {
+    /// Its chain, producer first.
+    pub sources: Sources,
+    /// Its context (`make_empty_context()` when it had none).
+    pub context: C,
+}
 
 /// Closes a manager from outside its streamer (the scoped form keeps one).
 pub(crate) struct Closer<V, C> {
@@ -65,7 +90,7 @@ pub(crate) struct Closer<V, C> {
     shared: Arc<Shared<V, C>>,
 }
 
-impl<V: Send + 'static, C: Clone + Send + 'static> Closer<V, C> {
+impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Closer<V, C> {
     pub(crate) async fn close(self) {
         self.ctx.cancel();
         for task in self.shared.take_cancelled() {
@@ -74,13 +99,14 @@ impl<V: Send + 'static, C: Clone + Send + 'static> Closer<V, C> {
     }
 }
 
-impl<V: Send + 'static, C: Clone + Send + 'static> Streamer<V, C> {
+impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Streamer<V, C> {
     pub(crate) fn new(guard: CtxGuard, shared: Arc<Shared<V, C>>) -> Self {
         Streamer {
             guard,
             shared,
             breaker: Event::new(),
             breaker_wait: None,
+            ended: false,
         }
     }
 
@@ -91,7 +117,7 @@ impl<V: Send + 'static, C: Clone + Send + 'static> Streamer<V, C> {
         }
     }
 
-    /// Set it to end the stream early; clear it to continue.
+    /// Set it to end the stream before the next entry is taken.
     pub fn breaker(&self) -> &Event {
         &self.breaker
     }
@@ -102,9 +128,30 @@ impl<V: Send + 'static, C: Clone + Send + 'static> Streamer<V, C> {
         self.guard.ctx()
     }
 
-    /// Hands out what is queued, without stepping any source or waiting.
+    /// Starts a new iteration after the stream ended (it is fused until then). Does
+    /// nothing while it has not ended.
+    pub fn resume(&mut self) {
+        self.ended = false;
+    }
+
+    /// Hands out the results already queued, without running any instruction (no
+    /// source is advanced; the instructions stay queued in their order).
     pub fn remaining(&mut self) -> impl Iterator<Item = QueueManagerResult<V, C>> + '_ {
-        std::iter::from_fn(|| self.shared.pop_result().map(|r| self.shared.resolve(r)))
+        let results = self.shared.take_results();
+        results.into_iter().map(|r| self.shared.resolve(r))
+    }
+
+    /// The sources the manager's stop cut short so far, in the order they were ended,
+    /// each with its chain and context: the work that did not finish.
+    pub fn cut_short(&self) -> Vec<CutShort<C>> {
+        self.shared
+            .cut_short()
+            .into_iter()
+            .map(|(sources, context)| CutShort {
+                sources,
+                context: self.shared.context(context),
+            })
+            .collect()
     }
 
     /// How many sources are live.
@@ -135,53 +182,94 @@ impl<V: Send + 'static, C: Clone + Send + 'static> Streamer<V, C> {
         }
         false
     }
+
+    /// The next move from the queue, unless the breaker is set (the stream ends) or the
+    /// budget of this poll is spent (it yields to the scheduler).
+    #[allow(clippy::type_complexity)]
+    fn fresh(
+        &mut self,
+        cx: &mut Context<'_>,
+        steps: usize,
+    ) -> Result<Next<V, C>, Poll<Option<QueueManagerResult<V, C>>>> {
+        if self.breaker.is_set() {
+            return Err(self.end());
+        }
+        if steps == STEPS_PER_POLL {
+            // Sources that wake themselves while polled (a stream out of tokio's coop
+            // budget does), or long runs of instructions, must not keep this poll
+            // spinning.
+            cx.waker().wake_by_ref();
+            return Err(Poll::Pending);
+        }
+        Ok(self.shared.next(cx.waker()))
+    }
+
+    fn end(&mut self) -> Poll<Option<QueueManagerResult<V, C>>> {
+        self.ended = true;
+        self.breaker_wait = None;
+        Poll::Ready(None)
+    }
 }
 
-impl<V: Send + 'static, C: Clone + Send + 'static> Stream for Streamer<V, C> {
+impl<V, C> Drop for Streamer<V, C> {
+    fn drop(&mut self) {
+        // Stop first (cancels tasks, ends sources), then drop what nobody will take.
+        self.guard.ctx().cancel();
+        self.shared.clear();
+    }
+}
+
+impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Stream for Streamer<V, C> {
     type Item = QueueManagerResult<V, C>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        if this.breaker.is_set() {
-            this.breaker_wait = None;
+        if this.ended {
             return Poll::Ready(None);
         }
         let mut steps = 0;
-        let mut next = this.shared.next(cx.waker());
+        let mut now = match this.fresh(cx, steps) {
+            Ok(n) => n,
+            Err(poll) => return poll,
+        };
         loop {
-            match next {
+            steps += 1;
+            // After user code ran (a step, a call), the next move is decided in the same
+            // lock, unless the breaker was set meanwhile or the budget is spent. A move
+            // so decided is taken as it is: it may hold a result already off the queue.
+            let then = (steps < STEPS_PER_POLL && !this.breaker.is_set()).then_some(cx.waker());
+            let decided = match now {
                 Next::Yield(raw) => return Poll::Ready(Some(this.shared.resolve(raw))),
-                Next::End => return Poll::Ready(None),
-                Next::Step(t) => {
-                    let broken = this.breaker.is_set();
-                    let step = if broken {
-                        Step::Untouched(t.body)
-                    } else {
-                        t.body.step(this.shared.target(), t.key, t.number)
-                    };
-                    steps += 1;
-                    // Sources that wake themselves while polled (a stream out of tokio's
-                    // coop budget does) must not keep this poll spinning.
-                    let may_step = steps < STEPS_PER_POLL && !broken;
-                    next = this
-                        .shared
-                        .step_done(step, t.key, t.number, cx.waker(), may_step);
-                }
-                Next::Budget if this.breaker.is_set() => {
-                    this.breaker_wait = None;
-                    return Poll::Ready(None);
-                }
-                Next::Budget => {
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
-                }
+                Next::End => return this.end(),
                 Next::Wait => {
                     if this.poll_breaker(cx) {
-                        return Poll::Ready(None);
+                        return this.end();
                     }
                     return Poll::Pending;
                 }
-            }
+                Next::Step(key, number, mut body) => {
+                    let polled = body.step();
+                    this.shared.stepped(key, number, body, polled, then)
+                }
+                Next::Call(f, chain, ctx) => {
+                    let out = function::call(f);
+                    this.shared.called(out, chain, ctx, then)
+                }
+                Next::Continue => None,
+            };
+            now = match decided {
+                Some(n) => n,
+                None => match this.fresh(cx, steps) {
+                    Ok(n) => n,
+                    Err(poll) => return poll,
+                },
+            };
         }
+    }
+}
+
+impl<V: Send + 'static, C: Clone + Send + Sync + 'static> FusedStream for Streamer<V, C> {
+    fn is_terminated(&self) -> bool {
+        self.ended
     }
 }

@@ -1,40 +1,84 @@
-//! The shared core of one queue manager: the source table, the ready queue, the
-//! results, and the rules that tie them together.
+//! The shared core of one queue manager: the entry queue, the source table, and the
+//! turn model that ties them together (SEMANTICS, "Turn model").
 //!
 //! # Invariants
-//! 1. Every live source has one entry in `sources`; its `body` is `None` only while the
-//!    streamer is stepping it (user code runs with no lock held).
-//! 2. `ready` holds `(key, number)` pairs; a pair whose entry is gone or renumbered is
-//!    stale and skipped. An iterator or function is on `ready` exactly while it waits
-//!    for its turn; a stream is put there by its waker (at most once: its `queued`
-//!    flag) or by the streamer after it gave an item; a task by its done callback.
-//! 3. Once `stopped` is set no source is admitted or stepped again: what is admitted
-//!    afterwards, or put back by a step that was running, is finished at once with the
-//!    stop's failure.
-//! 4. No user code runs under `state`'s lock: bodies are dropped, tasks cancelled,
-//!    callbacks registered and the consumer woken from [`Deferred`] after unlocking;
-//!    contexts are made (`make_empty_context`) when a result is handed out.
+//! 1. The queue holds results and instructions in FIFO order: a step of a source
+//!    (`Step`), an extension of a produced feed (`Extend`), the call of a produced
+//!    function (`Call`). Only the consumer takes entries, from the front.
+//! 2. Every live source has one entry in `sources`. Its `body` is `None` only while the
+//!    consumer steps it, a task's outcome is being taken, or its future is being spawned
+//!    (user code runs with no lock held). Its [`Turn`] says who will touch it next.
+//! 3. Once `stopped` is set, `Stopped` was put at the front; steps taken afterwards end
+//!    their sources with the stop's failure, extensions still deliver, no future is
+//!    spawned, and running tasks are cancelled.
+//! 4. No user code runs under `state`'s lock, and no user value is dropped under it:
+//!    bodies, futures, sources and contexts leave the table into [`Deferred`], which runs
+//!    after unlocking, each piece under `catch_unwind`, so a panicking `Drop` cannot stop
+//!    the rest (cancelling, waking, registering). Contexts are cloned and made
+//!    (`make_empty_context`) when a result is handed out, outside the lock.
+//! 5. No recursion grows with a user-controlled length: extending loops, deferred work
+//!    is a work list, chains are flat ([`Sources`]).
 
 mod stop;
 
 use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Weak};
 use std::task::Waker;
 
 use slab::Slab;
 use tokio::runtime::Handle;
 
-use super::feed::Feed;
+use super::feed::{Feed, FeedFn, FeedFuture};
 use super::result::{QueueInput, QueueManagerResult, SourceId, Sources};
-use super::sources::{Body, Schedule, Step, future};
+use super::sources::{self, Body, PendingSource, Polled, Schedule, StreamSource, future};
 use crate::helpers::debug::{Live, MANAGERS};
-use crate::helpers::error::Failure;
+use crate::helpers::error::{Error, Failure};
 use crate::helpers::protocols::WaitByCallback;
 use crate::helpers::task::AnyTask;
 use crate::sync::{Mutex, MutexGuard, lock};
 
-/// A result whose context is still `None` when the source had none.
-pub(crate) type Raw<V, C> = QueueManagerResult<V, Option<C>>;
+/// A source's context: shared by its results, cloned out when one is handed out.
+pub(crate) type Ctxt<C> = Option<Arc<C>>;
+/// A result whose context is still shared (or `None` when the source had none).
+pub(crate) type Raw<V, C> = QueueManagerResult<V, Ctxt<C>>;
+
+/// One entry of the queue (invariant 1).
+pub(crate) enum Entry<V, C> {
+    /// A result, handed to the consumer.
+    Result(Raw<V, C>),
+    /// The next step of the iterator or stream at `(key, number)`.
+    Step(usize, u64),
+    /// Extend a feed produced by the source of `Sources`.
+    Extend(Feed<V>, Sources, Ctxt<C>),
+    /// Add a produced function as a `SYNC_FUNCTION` source under `Sources` (call it).
+    Call(FeedFn<V>, Sources, Ctxt<C>),
+}
+
+/// Who touches a source next (invariant 2).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Turn {
+    /// A `Step` entry for it is queued.
+    Queued,
+    /// The consumer is stepping it (or its task's outcome is being taken).
+    Busy,
+    /// A stream woke while the consumer was polling it: poll it again.
+    Notified,
+    /// A stream waits for its waker, a task for its done callback.
+    Waiting,
+    /// A stream woke: it is on the `woken` list.
+    Woken,
+    /// A task source whose future is being spawned.
+    Spawning,
+}
+
+struct Source<V, C> {
+    number: u64,
+    chain: Sources,
+    context: Ctxt<C>,
+    body: Option<Body<V>>,
+    turn: Turn,
+}
 
 pub(crate) struct Shared<V, C> {
     state: Mutex<State<V, C>>,
@@ -44,72 +88,113 @@ pub(crate) struct Shared<V, C> {
     _live: Live<MANAGERS>,
 }
 
-struct Entry<V, C> {
-    number: u64,
-    chain: Sources,
-    context: Option<C>,
-    body: Option<Body<V>>,
-}
-
 pub(crate) struct State<V, C> {
-    results: VecDeque<Raw<V, C>>,
-    ready: VecDeque<(usize, u64)>,
-    sources: Slab<Entry<V, C>>,
+    queue: VecDeque<Entry<V, C>>,
+    /// Streams that woke while waiting, polled before the consumer's next entry.
+    woken: VecDeque<(usize, u64)>,
+    /// Streams that woke while being polled from `woken`: polled again only after the
+    /// consumer took its next entry, so a stream that always wakes itself cannot keep
+    /// the queue from moving.
+    rewoken: Vec<(usize, u64)>,
+    sources: Slab<Source<V, C>>,
     next_number: u64,
     consumer: Option<Waker>,
     finish_when_empty: bool,
-    /// `Stopped { error: None }` went out and nothing was added since.
-    idle_stop_sent: bool,
+    /// A `Stopped { error: None }` is queued or was handed out: the stream ends once
+    /// the queue is empty.
+    idle_stop_queued: bool,
     stopped: Option<Failure>,
     /// Tasks cancelled by the stop, for `close()` to wait for.
     cancelled: Vec<AnyTask>,
-}
-
-/// Where a step's results come from.
-pub(crate) enum Origin<C> {
-    /// A source in the table.
-    Slot(usize, u64),
-    /// A source that never entered the table (a top-level function, a value).
-    Detached(Sources, Option<C>),
+    /// Sources the stop cut short (their chain and context).
+    cut_short: Vec<(Sources, Ctxt<C>)>,
+    /// The manager, for the wakers of streams.
+    this: Weak<dyn Schedule>,
+    /// The streamer is gone: nothing will take entries, new sources are dropped unrun.
+    closed: bool,
 }
 
 /// Work to do after the lock is released (invariant 4).
 pub(crate) struct Deferred<V> {
-    graveyard: Vec<Body<V>>,
-    cancel: Vec<AnyTask>,
-    register: Vec<(AnyTask, usize, u64)>,
+    work: Vec<Work<V>>,
     waker: Option<Waker>,
+}
+
+/// One piece of deferred work.
+enum Work<V> {
+    /// A user value to drop.
+    Trash(Box<dyn Send>),
+    /// A task to cancel.
+    Cancel(AnyTask),
+    /// The future of the task source at `(key, number)`, to spawn.
+    Spawn(usize, u64, FeedFuture<V>),
+    /// The task of the source at `(key, number)`, to watch.
+    Register(usize, u64, AnyTask),
 }
 
 impl<V> Default for Deferred<V> {
     fn default() -> Self {
         Deferred {
-            graveyard: Vec::new(),
-            cancel: Vec::new(),
-            register: Vec::new(),
+            work: Vec::new(),
             waker: None,
         }
     }
 }
 
-/// A source the streamer took out to step.
-pub(crate) struct Taken<V> {
-    pub(crate) key: usize,
-    pub(crate) number: u64,
-    pub(crate) body: Body<V>,
+impl<V> Deferred<V> {
+    fn is_empty(&self) -> bool {
+        self.work.capacity() == 0 && self.waker.is_none()
+    }
+
+    fn trash(&mut self, value: impl Send + 'static) {
+        self.work.push(Work::Trash(Box::new(value)));
+    }
+
+    fn cancel(&mut self, task: AnyTask) {
+        self.work.push(Work::Cancel(task));
+    }
+
+    fn spawn(&mut self, key: usize, number: u64, fut: FeedFuture<V>) {
+        self.work.push(Work::Spawn(key, number, fut));
+    }
+
+    fn register(&mut self, key: usize, number: u64, task: AnyTask) {
+        self.work.push(Work::Register(key, number, task));
+    }
 }
 
-/// What the streamer should do next.
+/// What the consumer should do next.
 pub(crate) enum Next<V, C> {
+    /// Hand out this result.
     Yield(Raw<V, C>),
+    /// The stream ends.
     End,
-    Step(Taken<V>),
+    /// Nothing to do: the waker was registered.
     Wait,
-    /// Enough steps for one poll: yield to the scheduler.
-    Budget,
+    /// Step (or poll) the source at `(key, number)`, then hand it back with
+    /// [`Shared::stepped`].
+    Step(usize, u64, Body<V>),
+    /// Call a produced function (a new `SYNC_FUNCTION` source with this chain), then
+    /// hand its feed back with [`Shared::called`].
+    Call(FeedFn<V>, Sources, Ctxt<C>),
+    /// An instruction ran and produced no result.
+    Continue,
 }
 
-impl<V: Send + 'static, C: Clone + Send + 'static> Shared<V, C> {
+/// Runs `f`, ignoring a panic (user code in deferred work: the rest must still run).
+fn caught(f: impl FnOnce()) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(f)) {
+        let error = Error::from_panic(payload);
+        tracing::error!(%error, "queue manager: user code panicked in deferred work");
+    }
+}
+
+/// The chain of a new source: under `parent`, or a chain of its own.
+fn chain_under(parent: Option<&Sources>, id: SourceId) -> Sources {
+    parent.map_or_else(|| Sources::root(id), |p| p.child(id))
+}
+
+impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Shared<V, C> {
     pub(crate) fn new(
         make_empty: Box<dyn Fn() -> C + Send + Sync>,
         runtime: Option<Handle>,
@@ -118,15 +203,19 @@ impl<V: Send + 'static, C: Clone + Send + 'static> Shared<V, C> {
             let this: Weak<dyn Schedule> = weak.clone();
             Shared {
                 state: Mutex::new(State {
-                    results: VecDeque::new(),
-                    ready: VecDeque::new(),
+                    queue: VecDeque::new(),
+                    woken: VecDeque::new(),
+                    rewoken: Vec::new(),
                     sources: Slab::new(),
                     next_number: 0,
                     consumer: None,
                     finish_when_empty: false,
-                    idle_stop_sent: false,
+                    idle_stop_queued: false,
                     stopped: None,
                     cancelled: Vec::new(),
+                    cut_short: Vec::new(),
+                    this: this.clone(),
+                    closed: false,
                 }),
                 make_empty,
                 runtime,
@@ -140,13 +229,10 @@ impl<V: Send + 'static, C: Clone + Send + 'static> Shared<V, C> {
         lock(&self.state)
     }
 
-    pub(crate) fn target(&self) -> &Weak<dyn Schedule> {
-        &self.this
-    }
-
-    /// Gives a raw result its context.
+    /// Gives a raw result its context (user code: `C::clone`, `make_empty_context`;
+    /// called with no lock held; a panic there reaches the consumer's poll).
     pub(crate) fn resolve(&self, raw: Raw<V, C>) -> QueueManagerResult<V, C> {
-        let ctx = |c: Option<C>| c.unwrap_or_else(|| (self.make_empty)());
+        let ctx = |c: Ctxt<C>| self.context(c);
         match raw {
             Raw::Success {
                 sources,
@@ -179,77 +265,89 @@ impl<V: Send + 'static, C: Clone + Send + 'static> Shared<V, C> {
         }
     }
 
-    /// Reserves the identity of a source that does not enter the table.
-    pub(crate) fn detached_id(&self, kind: QueueInput) -> SourceId {
-        let mut st = self.lock();
-        st.next_number += 1;
-        SourceId::new(kind, st.next_number)
+    /// A result's context: the source's, else a fresh `make_empty_context()` (user
+    /// code, called with no lock held).
+    pub(crate) fn context(&self, c: Ctxt<C>) -> C {
+        match c {
+            Some(c) => C::clone(&c),
+            None => (self.make_empty)(),
+        }
     }
 
-    /// Admits a source added to the feeder.
-    pub(crate) fn add(&self, kind: QueueInput, body: Body<V>, context: Option<C>) -> SourceId {
+    /// Runs `f` on the state and the deferred work it leaves, waking the consumer.
+    fn with_state<R>(&self, f: impl FnOnce(&mut State<V, C>, &mut Deferred<V>) -> R) -> R {
         let mut d = Deferred::default();
-        let id = {
+        let r = {
             let mut st = self.lock();
-            let id = st.admit(self, kind, body, None, context, &mut d);
+            let r = f(&mut st, &mut d);
             d.waker = st.consumer.take();
-            id
+            r
         };
         self.run(d);
+        r
+    }
+
+    /// `add_value`: extends `feed` as produced by a new `VALUE` source.
+    pub(crate) fn add_value(&self, feed: Feed<V>, context: Ctxt<C>) -> SourceId {
+        self.with_state(|st, d| {
+            let id = st.new_id(QueueInput::Value);
+            if st.closed {
+                d.trash((feed, context));
+            } else {
+                st.extend(feed, Sources::root(id), context, d);
+            }
+            id
+        })
+    }
+
+    /// `add_sync_function`: calls `f` inside the call, then extends its feed.
+    pub(crate) fn add_function(&self, f: impl FnOnce() -> Feed<V>, context: Ctxt<C>) -> SourceId {
+        let (id, closed) = {
+            let mut st = self.lock();
+            (st.new_id(QueueInput::SyncFunction), st.closed)
+        };
+        if closed {
+            return id;
+        }
+        let out = sources::function::call(f);
+        self.with_state(|st, d| {
+            st.called(out, Sources::root(id), context, d);
+            id
+        });
         id
     }
 
-    /// Hands the results of one step (or of a detached source) to the table.
-    pub(crate) fn deliver(&self, step: Step<V>, origin: Origin<C>) {
-        let mut d = Deferred::default();
-        {
-            let mut st = self.lock();
-            st.deliver(self, step, origin, &mut d);
-            d.waker = st.consumer.take();
-        }
-        self.run(d);
+    /// Adds a source of any kind (not a value, an error or a function) with no parent.
+    pub(crate) fn add_source(&self, feed: Feed<V>, context: Ctxt<C>) -> SourceId {
+        self.with_state(|st, d| {
+            if st.closed {
+                let id = st.new_id(feed.kind().unwrap_or(QueueInput::Value));
+                d.trash((feed, context));
+                return id;
+            }
+            st.add_source_under(feed, None, context, d)
+        })
     }
 
-    /// Stops the manager: `Stopped(failure)` goes to the front, live sources finish.
+    /// Stops the manager: `Stopped(failure)` goes to the front (invariant 3).
     pub(crate) fn stop(&self, failure: Failure) {
-        let mut d = Deferred::default();
-        {
-            let mut st = self.lock();
-            if st.stopped.is_some() {
-                return;
-            }
-            st.stopped = Some(failure.clone());
-            st.ready.clear();
-            let keys: Vec<usize> = st
-                .sources
-                .iter()
-                .filter(|(_, e)| e.body.is_some())
-                .map(|(k, _)| k)
-                .collect();
-            let mut stops = Vec::new();
-            for key in keys {
-                let e = st.sources.remove(key);
-                let body = e.body.expect("filtered on a present body");
-                st.finish(body, e.chain, e.context, &failure, &mut stops, &mut d);
-            }
-            st.results.push_front(Raw::Stopped {
-                error: Some(failure),
-            });
-            st.results.extend(stops);
-            d.waker = st.consumer.take();
-        }
-        self.run(d);
+        self.with_state(|st, d| st.stop(failure, d));
     }
 
     pub(crate) fn set_finish_when_empty(&self) {
-        let waker = {
-            let mut st = self.lock();
+        self.with_state(|st, _| {
             st.finish_when_empty = true;
-            st.consumer.take()
-        };
-        if let Some(w) = waker {
-            w.wake();
-        }
+            if st.stopped.is_none()
+                && !st.idle_stop_queued
+                && st.sources.is_empty()
+                && st.queue.is_empty()
+                && st.woken.is_empty()
+            {
+                st.idle_stop_queued = true;
+                st.queue
+                    .push_back(Entry::Result(Raw::Stopped { error: None }));
+            }
+        });
     }
 
     pub(crate) fn live_sources(&self) -> usize {
@@ -260,9 +358,19 @@ impl<V: Send + 'static, C: Clone + Send + 'static> Shared<V, C> {
         self.lock().stopped.is_some()
     }
 
-    /// Takes one queued result, without stepping anything.
-    pub(crate) fn pop_result(&self) -> Option<Raw<V, C>> {
-        self.lock().results.pop_front()
+    /// Takes the queued results, leaving the instructions queued in their order.
+    pub(crate) fn take_results(&self) -> Vec<Raw<V, C>> {
+        let mut st = self.lock();
+        let mut results = Vec::new();
+        let mut kept = VecDeque::new();
+        for e in std::mem::take(&mut st.queue) {
+            match e {
+                Entry::Result(r) => results.push(r),
+                other => kept.push_back(other),
+            }
+        }
+        st.queue = kept;
+        results
     }
 
     /// Tasks the stop cancelled that may still be running.
@@ -270,26 +378,55 @@ impl<V: Send + 'static, C: Clone + Send + 'static> Shared<V, C> {
         std::mem::take(&mut self.lock().cancelled)
     }
 
-    /// Decides the streamer's next move; registers `waker` when there is nothing to do.
-    pub(crate) fn next(&self, waker: &Waker) -> Next<V, C> {
-        self.lock().next(waker, true)
+    /// The sources the stop cut short so far.
+    pub(crate) fn cut_short(&self) -> Vec<(Sources, Ctxt<C>)> {
+        self.lock().cut_short.clone()
     }
 
-    /// Hands a step of the streamer back and decides the next move in the same lock;
-    /// with `may_step` false it returns [`Next::Budget`] instead of taking another step.
-    pub(crate) fn step_done(
+    /// Decides the consumer's next move; registers `waker` when there is nothing to do.
+    pub(crate) fn next(&self, waker: &Waker) -> Next<V, C> {
+        let mut d = Deferred::default();
+        let next = self.lock().next(waker, &mut d);
+        self.run(d);
+        next
+    }
+
+    /// Hands back a source the consumer stepped; with `then` (the consumer's waker) also
+    /// decides the next move in the same lock. (Deferred work only ever adds at the back
+    /// of the queue, or wakes the consumer registered here, so running it after the
+    /// decision keeps the order.)
+    pub(crate) fn stepped(
         &self,
-        step: Step<V>,
         key: usize,
         number: u64,
-        waker: &Waker,
-        may_step: bool,
-    ) -> Next<V, C> {
+        body: Body<V>,
+        polled: Polled<V>,
+        then: Option<&Waker>,
+    ) -> Option<Next<V, C>> {
         let mut d = Deferred::default();
         let next = {
             let mut st = self.lock();
-            st.deliver(self, step, Origin::Slot(key, number), &mut d);
-            st.next(waker, may_step)
+            st.stepped(key, number, body, polled, &mut d);
+            then.map(|w| st.next(w, &mut d))
+        };
+        self.run(d);
+        next
+    }
+
+    /// Hands back what a produced function returned; `then` as for
+    /// [`stepped`](Self::stepped).
+    pub(crate) fn called(
+        &self,
+        out: Result<Feed<V>, Failure>,
+        chain: Sources,
+        ctx: Ctxt<C>,
+        then: Option<&Waker>,
+    ) -> Option<Next<V, C>> {
+        let mut d = Deferred::default();
+        let next = {
+            let mut st = self.lock();
+            st.called(out, chain, ctx, &mut d);
+            then.map(|w| st.next(w, &mut d))
         };
         self.run(d);
         next
@@ -297,256 +434,533 @@ impl<V: Send + 'static, C: Clone + Send + 'static> Shared<V, C> {
 
     #[inline]
     fn run(&self, d: Deferred<V>) {
-        if d.graveyard.capacity() == 0
-            && d.cancel.capacity() == 0
-            && d.register.capacity() == 0
-            && d.waker.is_none()
-        {
+        if d.is_empty() {
             // The common case: a step that only produced a value. Nothing was ever put
-            // in `d` (no capacity, no waker), so forgetting it frees nothing and skips
-            // an out-of-line drop per item.
+            // in `d`, so forgetting it frees nothing and skips an out-of-line drop.
             std::mem::forget(d);
             return;
         }
         self.run_deferred(d);
     }
 
+    /// Runs deferred work as a work list (invariant 5): taking a finished task's
+    /// outcome or installing a spawned task may leave more work, which is queued here,
+    /// not run recursively. Every piece runs under `catch_unwind` (invariant 4).
     #[inline(never)]
     fn run_deferred(&self, d: Deferred<V>) {
-        drop(d.graveyard);
-        for t in d.cancel {
-            t.cancel();
-        }
-        for (task, key, number) in d.register {
-            let target = self.this.clone();
-            task.add_done_callback(Box::new(move || {
-                if let Some(t) = target.upgrade() {
-                    t.schedule(key, number);
+        let mut work = vec![d];
+        while let Some(d) = work.pop() {
+            let Deferred {
+                work: pieces,
+                waker,
+            } = d;
+            let mut trash = Vec::new();
+            for piece in pieces {
+                match piece {
+                    Work::Cancel(t) => caught(move || {
+                        t.cancel();
+                    }),
+                    Work::Spawn(key, number, fut) => work.push(self.spawned(key, number, fut)),
+                    Work::Register(key, number, task) => {
+                        if task.done() {
+                            work.push(self.task_finished(key, number));
+                            continue;
+                        }
+                        let target = self.this.clone();
+                        caught(move || {
+                            task.add_done_callback(Box::new(move || {
+                                if let Some(t) = target.upgrade() {
+                                    t.task_done(key, number);
+                                }
+                            }));
+                        });
+                    }
+                    // Dropped last, after the tasks are cancelled and the consumer woken.
+                    Work::Trash(t) => trash.push(t),
                 }
-            }));
+            }
+            if let Some(w) = waker {
+                caught(move || w.wake());
+            }
+            for t in trash {
+                caught(move || drop(t));
+            }
         }
-        if let Some(w) = d.waker {
-            w.wake();
+    }
+
+    /// Spawns the future of the task source at `(key, number)` and installs the task.
+    fn spawned(&self, key: usize, number: u64, fut: FeedFuture<V>) -> Deferred<V> {
+        let handle = self.runtime.clone().or_else(|| Handle::try_current().ok());
+        let task = match handle {
+            Some(h) => {
+                catch_unwind(AssertUnwindSafe(|| future::spawn(&h, fut))).map_err(sources::panicked)
+            }
+            None => {
+                caught(move || drop(fut));
+                Err(future::no_runtime())
+            }
+        };
+        let mut d = Deferred::default();
+        {
+            let mut st = self.lock();
+            st.install(key, number, task, &mut d);
+            d.waker = st.consumer.take();
         }
+        d
+    }
+
+    /// Takes a finished task's outcome (user code, no lock) and extends it.
+    fn task_finished(&self, key: usize, number: u64) -> Deferred<V> {
+        let Some(mut p) = self.lock().take_task(key, number) else {
+            return Deferred::default();
+        };
+        let out = sources::task::take(&mut p);
+        let mut d = Deferred::default();
+        d.trash(p);
+        {
+            let mut st = self.lock();
+            if let Some(s) = st.remove(key, number, &mut d) {
+                st.called(out, s.chain.clone(), s.context.clone(), &mut d);
+                d.trash(s);
+            }
+            d.waker = st.consumer.take();
+        }
+        d
     }
 }
 
-impl<V: Send + 'static, C: Clone + Send + 'static> Schedule for Shared<V, C> {
-    fn schedule(&self, key: usize, number: u64) {
+impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Schedule for Shared<V, C> {
+    fn stream_woke(&self, key: usize, number: u64) {
         let waker = {
             let mut st = self.lock();
-            match st.sources.get(key) {
-                Some(e) if e.number == number && st.stopped.is_none() => {
-                    st.ready.push_back((key, number))
+            let Some(s) = st.sources.get_mut(key) else {
+                return;
+            };
+            if s.number != number {
+                return;
+            }
+            match s.turn {
+                Turn::Waiting => {
+                    s.turn = Turn::Woken;
+                    st.woken.push_back((key, number));
+                }
+                Turn::Busy => {
+                    s.turn = Turn::Notified;
+                    return;
                 }
                 _ => return,
             }
             st.consumer.take()
         };
         if let Some(w) = waker {
-            w.wake();
+            caught(move || w.wake());
+        }
+    }
+
+    fn task_done(&self, key: usize, number: u64) {
+        let d = self.task_finished(key, number);
+        self.run(d);
+    }
+}
+
+impl<V, C> Shared<V, C> {
+    /// Drops everything the manager holds (the streamer is gone): each piece on its own,
+    /// so a panicking `Drop` does not keep the others.
+    pub(crate) fn clear(&self) {
+        let (queue, sources, woken) = {
+            let mut st = lock(&self.state);
+            st.closed = true;
+            (
+                std::mem::take(&mut st.queue),
+                std::mem::take(&mut st.sources),
+                std::mem::take(&mut st.woken),
+            )
+        };
+        drop(woken);
+        for e in queue {
+            caught(move || drop(e));
+        }
+        for (_, s) in sources {
+            caught(move || drop(s));
         }
     }
 }
 
-impl<V: Send + 'static, C: Clone + Send + 'static> State<V, C> {
-    fn next(&mut self, waker: &Waker, may_step: bool) -> Next<V, C> {
-        if let Some(r) = self.results.pop_front() {
-            return Next::Yield(r);
-        }
-        if self.stopped.is_some() {
-            return Next::End;
-        }
-        if !may_step {
-            return Next::Budget;
-        }
-        while let Some((key, number)) = self.ready.pop_front() {
-            if let Some(e) = self.sources.get_mut(key)
-                && e.number == number
-                && let Some(body) = e.body.take()
-            {
-                return Next::Step(Taken { key, number, body });
-            }
-        }
-        if self.finish_when_empty && self.sources.is_empty() {
-            if self.idle_stop_sent {
-                return Next::End;
-            }
-            self.idle_stop_sent = true;
-            return Next::Yield(Raw::Stopped { error: None });
-        }
-        match &self.consumer {
-            Some(w) if w.will_wake(waker) => {}
-            _ => self.consumer = Some(waker.clone()),
-        }
-        Next::Wait
+impl<V, C> Drop for Shared<V, C> {
+    fn drop(&mut self) {
+        // Drop what is left one piece at a time, so a panicking `Drop` of one source
+        // (or a second one while unwinding) cannot abort or leak the rest.
+        self.clear();
+    }
+}
+
+impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
+    fn new_id(&mut self, kind: QueueInput) -> SourceId {
+        self.next_number += 1;
+        SourceId::new(kind, self.next_number)
     }
 
-    fn chain_of(&self, origin: &Origin<C>) -> (Sources, Option<C>) {
-        match origin {
-            Origin::Slot(key, _) => {
-                let e = &self.sources[*key];
-                (e.chain.clone(), e.context.clone())
-            }
-            Origin::Detached(chain, context) => (chain.clone(), context.clone()),
+    fn push(&mut self, r: Raw<V, C>) {
+        self.queue.push_back(Entry::Result(r));
+    }
+
+    fn failure(&mut self, sources: Sources, error: Failure, context: Ctxt<C>) {
+        self.push(Raw::Failure {
+            sources,
+            error,
+            context,
+        });
+    }
+
+    /// Removes the source at `(key, number)`; the caller trashes it.
+    fn remove(&mut self, key: usize, number: u64, _d: &mut Deferred<V>) -> Option<Source<V, C>> {
+        match self.sources.get(key) {
+            Some(s) if s.number == number => Some(self.sources.remove(key)),
+            _ => None,
         }
     }
 
-    fn deliver(
-        &mut self,
-        shared: &Shared<V, C>,
-        step: Step<V>,
-        origin: Origin<C>,
-        d: &mut Deferred<V>,
-    ) {
-        let (cont, requeue) = match step {
-            Step::Yield(Feed::Value(value), c) => {
-                let (sources, context) = self.chain_of(&origin);
-                self.push(Raw::Success {
-                    sources,
-                    value,
-                    context,
-                });
-                (c, true)
+    fn next(&mut self, waker: &Waker, d: &mut Deferred<V>) -> Next<V, C> {
+        loop {
+            while let Some((key, number)) = self.woken.pop_front() {
+                if let Some(s) = self.sources.get_mut(key)
+                    && s.number == number
+                    && s.turn == Turn::Woken
+                    && let Some(body) = s.body.take()
+                {
+                    s.turn = Turn::Busy;
+                    return Next::Step(key, number, body);
+                }
             }
-            Step::Yield(feed, c) => {
-                let Ok((kind, body)) = Body::from_feed(feed) else {
-                    unreachable!("`yielded` turns values and errors into their own steps")
-                };
-                let (chain, context) = self.chain_of(&origin);
-                self.admit(shared, kind, body, Some(&chain), context, d);
-                (c, true)
+            let entry = self.queue.pop_front();
+            if !self.rewoken.is_empty() {
+                self.woken.extend(self.rewoken.drain(..));
+                if entry.is_none() {
+                    continue;
+                }
             }
-            Step::Fail(error, iteration) => {
-                let (sources, context) = self.chain_of(&origin);
-                if iteration {
-                    let stop = Raw::IterationStop {
-                        sources: sources.clone(),
-                        error: Some(error.clone()),
-                        context: context.clone(),
+            match entry {
+                Some(Entry::Result(r)) => return Next::Yield(r),
+                Some(Entry::Step(key, number)) => {
+                    let Some(s) = self.sources.get_mut(key) else {
+                        continue;
                     };
-                    self.push(Raw::Failure {
+                    if s.number != number || s.turn != Turn::Queued {
+                        continue;
+                    }
+                    if let Some(failure) = self.stopped.clone() {
+                        self.end_cut_short(key, number, failure, d);
+                        return Next::Continue;
+                    }
+                    let Some(body) = s.body.take() else {
+                        continue;
+                    };
+                    s.turn = Turn::Busy;
+                    return Next::Step(key, number, body);
+                }
+                // The common case, without a call: a value becomes a Success at the back.
+                Some(Entry::Extend(Feed::Value(value), sources, context)) => {
+                    self.push(Raw::Success {
                         sources,
-                        error,
+                        value,
                         context,
                     });
-                    self.push(stop);
-                } else {
-                    self.push(Raw::Failure {
-                        sources,
-                        error,
-                        context,
-                    });
+                    continue;
                 }
-                (None, false)
-            }
-            Step::End(error) => {
-                let (sources, context) = self.chain_of(&origin);
-                self.push(Raw::IterationStop {
-                    sources,
-                    error,
-                    context,
-                });
-                (None, false)
-            }
-            Step::Wait(body) => (Some(body), false),
-            Step::Untouched(body) => {
-                let Origin::Slot(key, number) = origin else {
-                    return;
-                };
-                if self.stopped.is_some() {
-                    return self.put_back(key, number, body, false, d);
+                Some(Entry::Extend(feed, chain, ctx)) => {
+                    // O(1) and adds at most one entry: no need to leave the lock.
+                    self.extend(feed, chain, ctx, d);
+                    continue;
                 }
-                self.sources[key].body = Some(body);
-                self.ready.push_front((key, number));
-                return;
+                Some(Entry::Call(f, chain, ctx)) => {
+                    let id = self.new_id(QueueInput::SyncFunction);
+                    return Next::Call(f, chain.child(id), ctx);
+                }
+                None => {
+                    if self.stopped.is_some() || self.idle_stop_queued {
+                        self.idle_stop_queued = false;
+                        return Next::End;
+                    }
+                    if self.finish_when_empty && self.sources.is_empty() && self.woken.is_empty() {
+                        self.idle_stop_queued = true;
+                        self.push(Raw::Stopped { error: None });
+                        continue;
+                    }
+                    match &self.consumer {
+                        Some(w) if w.will_wake(waker) => {}
+                        _ => {
+                            if let Some(old) = self.consumer.replace(waker.clone()) {
+                                d.trash(old);
+                            }
+                        }
+                    }
+                    return Next::Wait;
+                }
             }
-        };
-        let Origin::Slot(key, number) = origin else {
-            return;
-        };
-        match cont {
-            None => {
-                self.sources.remove(key);
-            }
-            Some(body) => self.put_back(key, number, body, requeue, d),
         }
     }
 
-    fn put_back(
+    /// Ends an iterator or stream because the manager stopped: `IterationStop` with the
+    /// stop's failure at the back, and the source is reported as cut short.
+    fn end_cut_short(&mut self, key: usize, number: u64, failure: Failure, d: &mut Deferred<V>) {
+        if let Some(s) = self.remove(key, number, d) {
+            self.cut_short.push((s.chain.clone(), s.context.clone()));
+            self.push(Raw::IterationStop {
+                sources: s.chain.clone(),
+                error: Some(failure),
+                context: s.context.clone(),
+            });
+            d.trash(s);
+        }
+    }
+
+    fn stepped(
         &mut self,
         key: usize,
         number: u64,
         body: Body<V>,
-        requeue: bool,
+        polled: Polled<V>,
         d: &mut Deferred<V>,
     ) {
-        if let Some(failure) = self.stopped.clone() {
-            let e = self.sources.remove(key);
-            let mut out = Vec::new();
-            self.finish(body, e.chain, e.context, &failure, &mut out, d);
-            self.results.extend(out);
+        let Some(s) = self.sources.get_mut(key).filter(|s| s.number == number) else {
+            d.trash(body);
+            return;
+        };
+        match polled {
+            Polled::Item(feed) => {
+                s.body = Some(body);
+                s.turn = Turn::Queued;
+                let entry = Entry::Extend(feed, s.chain.clone(), s.context.clone());
+                self.queue.push_back(entry);
+                self.queue.push_back(Entry::Step(key, number));
+            }
+            Polled::Pending => {
+                s.body = Some(body);
+                if let Some(failure) = self.stopped.clone() {
+                    s.turn = Turn::Queued;
+                    self.end_cut_short(key, number, failure, d);
+                } else if s.turn == Turn::Notified {
+                    s.turn = Turn::Woken;
+                    self.rewoken.push((key, number));
+                } else {
+                    s.turn = Turn::Waiting;
+                }
+            }
+            Polled::Fail(error) => {
+                d.trash(body);
+                if let Some(s) = self.remove(key, number, d) {
+                    self.failure(s.chain.clone(), error.clone(), s.context.clone());
+                    self.push(Raw::IterationStop {
+                        sources: s.chain.clone(),
+                        error: Some(error),
+                        context: s.context.clone(),
+                    });
+                    d.trash(s);
+                }
+            }
+            Polled::End => {
+                d.trash(body);
+                if let Some(s) = self.remove(key, number, d) {
+                    self.push(Raw::IterationStop {
+                        sources: s.chain.clone(),
+                        error: None,
+                        context: s.context.clone(),
+                    });
+                    d.trash(s);
+                }
+            }
+        }
+    }
+
+    /// What a function (or a finished task) of chain `chain` gave: extended, or a
+    /// `Failure` at the back.
+    fn called(
+        &mut self,
+        out: Result<Feed<V>, Failure>,
+        chain: Sources,
+        ctx: Ctxt<C>,
+        d: &mut Deferred<V>,
+    ) {
+        match out {
+            Ok(feed) => self.extend(feed, chain, ctx, d),
+            Err(error) => self.failure(chain, error, ctx),
+        }
+    }
+
+    /// Extends a feed produced by the source of `chain` (SEMANTICS, "Extending"): a
+    /// value is a `Success` at the back, a function a `Call` at the back, any other
+    /// source a new source under `chain`.
+    fn extend(&mut self, mut feed: Feed<V>, chain: Sources, mut ctx: Ctxt<C>, d: &mut Deferred<V>) {
+        loop {
+            match feed {
+                Feed::WithContext(inner, context) => match context.into_inner().downcast::<C>() {
+                    Ok(c) => {
+                        // The producer's context may be the last handle: its drop is
+                        // user code, after unlocking.
+                        if let Some(old) = ctx.replace(Arc::new(*c)) {
+                            d.trash(old);
+                        }
+                        feed = *inner;
+                        continue;
+                    }
+                    Err(other) => {
+                        d.trash(other);
+                        d.trash(inner);
+                        let error = Error::msg(format!(
+                            "queue manager: a feed's context is not a {}",
+                            std::any::type_name::<C>()
+                        ));
+                        self.failure(chain, Failure::Error(error), ctx);
+                    }
+                },
+                Feed::Value(value) => self.push(Raw::Success {
+                    sources: chain,
+                    value,
+                    context: ctx,
+                }),
+                Feed::Error(e) => self.failure(chain, Failure::Error(e), ctx),
+                Feed::Function(f) => self.queue.push_back(Entry::Call(f, chain, ctx)),
+                source => {
+                    self.add_source_under(source, Some(&chain), ctx, d);
+                }
+            }
             return;
         }
-        let queue = requeue
-            && match &body {
-                Body::Stream(s) => s.source_waker().is_none_or(|w| w.mark_queued()),
-                _ => true,
-            };
-        self.sources[key].body = Some(body);
-        if queue {
-            self.ready.push_back((key, number));
-        }
     }
 
-    fn push(&mut self, r: Raw<V, C>) {
-        self.idle_stop_sent = false;
-        self.results.push_back(r);
-    }
-
-    /// Puts a new source in the table (or finishes it at once after a stop).
-    fn admit(
+    /// Adds a source (an iterator, stream, future or task) under `parent`.
+    fn add_source_under(
         &mut self,
-        shared: &Shared<V, C>,
-        kind: QueueInput,
-        body: Body<V>,
+        feed: Feed<V>,
         parent: Option<&Sources>,
-        context: Option<C>,
+        ctx: Ctxt<C>,
         d: &mut Deferred<V>,
     ) -> SourceId {
-        self.next_number += 1;
-        let number = self.next_number;
-        let id = SourceId::new(kind, number);
-        let chain = parent.map_or_else(|| Sources::root(id), |p| p.child(id));
-        self.idle_stop_sent = false;
-        if let Some(failure) = self.stopped.clone() {
-            let mut out = Vec::new();
-            self.finish(body, chain, context, &failure, &mut out, d);
-            self.results.extend(out);
-            return id;
-        }
-        let body = match body {
-            Body::Future(fut) => match shared
-                .runtime
-                .clone()
-                .or_else(|| Handle::try_current().ok())
-            {
-                Some(h) => Body::Pending(future::spawn(&h, fut)),
-                None => Body::Broken(future::no_runtime()),
-            },
-            b => b,
-        };
-        let task = body.task();
-        let key = self.sources.insert(Entry {
-            number,
-            chain,
-            context,
-            body: Some(body),
-        });
-        match task {
-            Some(t) => d.register.push((t, key, number)),
-            None => self.ready.push_back((key, number)),
+        let kind = feed.kind().unwrap_or(QueueInput::Value);
+        let id = self.new_id(kind);
+        let chain = chain_under(parent, id);
+        match feed {
+            Feed::Generator(it) | Feed::Iterator(it) => {
+                let key = self.insert(id, chain, ctx, Body::Iter(it), Turn::Queued);
+                self.queue.push_back(Entry::Step(key, id.number()));
+            }
+            Feed::Stream(s) => {
+                let key = self.sources.vacant_key();
+                let body = Body::Stream(StreamSource::new(s, self.this.clone(), key, id.number()));
+                self.insert(id, chain, ctx, body, Turn::Queued);
+                self.queue.push_back(Entry::Step(key, id.number()));
+            }
+            Feed::Future(fut) => {
+                // `add_coroutine`: a COROUTINE source that spawns the future and adds
+                // that task as a TASK source under it.
+                if let Some(failure) = self.stopped.clone() {
+                    d.trash(fut);
+                    self.cut_short.push((chain.clone(), ctx.clone()));
+                    self.failure(chain, failure, ctx);
+                    return id;
+                }
+                let task_id = self.new_id(QueueInput::Task);
+                let task_chain = chain.child(task_id);
+                let key = self.insert(task_id, task_chain, ctx, None, Turn::Spawning);
+                d.spawn(key, task_id.number(), fut);
+            }
+            Feed::Task(t) => {
+                let p = t.into_inner();
+                let task = p.handle();
+                if let Some(failure) = self.stopped.clone()
+                    && !task.done()
+                {
+                    d.cancel(task.clone());
+                    self.cancelled.push(task);
+                    d.trash(p);
+                    self.cut_short.push((chain.clone(), ctx.clone()));
+                    self.failure(chain, failure, ctx);
+                    return id;
+                }
+                let key = self.insert(id, chain, ctx, Body::Task(p), Turn::Waiting);
+                d.register(key, id.number(), task);
+            }
+            other => {
+                // Values, errors and functions are extended, not added; a context
+                // wrapper is unwrapped by `extend`.
+                self.extend(other, chain, ctx, d);
+            }
         }
         id
+    }
+
+    fn insert(
+        &mut self,
+        id: SourceId,
+        chain: Sources,
+        context: Ctxt<C>,
+        body: impl Into<Option<Body<V>>>,
+        turn: Turn,
+    ) -> usize {
+        self.sources.insert(Source {
+            number: id.number(),
+            chain,
+            context,
+            body: body.into(),
+            turn,
+        })
+    }
+
+    /// Installs a spawned task in its source (or fails the source).
+    fn install(
+        &mut self,
+        key: usize,
+        number: u64,
+        task: Result<Box<dyn PendingSource<V>>, Failure>,
+        d: &mut Deferred<V>,
+    ) {
+        let valid = matches!(self.sources.get(key), Some(s) if s.number == number);
+        match task {
+            Ok(p) if !valid => {
+                d.cancel(p.handle());
+                d.trash(p);
+            }
+            Ok(p) => {
+                let task = p.handle();
+                if let Some(failure) = self.stopped.clone() {
+                    d.cancel(task.clone());
+                    self.cancelled.push(task);
+                    d.trash(p);
+                    let s = self.sources.remove(key);
+                    self.cut_short.push((s.chain.clone(), s.context.clone()));
+                    self.failure(s.chain.clone(), failure, s.context.clone());
+                    d.trash(s);
+                    return;
+                }
+                let s = &mut self.sources[key];
+                s.body = Some(Body::Task(p));
+                s.turn = Turn::Waiting;
+                d.register(key, number, task);
+            }
+            Err(error) => {
+                if let Some(s) = self.remove(key, number, d) {
+                    self.failure(s.chain.clone(), error, s.context.clone());
+                    d.trash(s);
+                }
+            }
+        }
+    }
+
+    /// Takes a waiting task source's body to take its outcome.
+    fn take_task(&mut self, key: usize, number: u64) -> Option<Box<dyn PendingSource<V>>> {
+        let s = self.sources.get_mut(key)?;
+        if s.number != number || s.turn != Turn::Waiting {
+            return None;
+        }
+        match s.body.take() {
+            Some(Body::Task(p)) => {
+                s.turn = Turn::Busy;
+                Some(p)
+            }
+            other => {
+                s.body = other;
+                None
+            }
+        }
     }
 }

@@ -1,84 +1,56 @@
-//! Finishing sources when the manager stops (invariant 3 of the core): iterations end
-//! with the stop's error, running tasks are cancelled, finished tasks still deliver.
+//! Stopping the manager (invariant 3 of the core): `Stopped` goes to the front once,
+//! the entries already queued are still taken in order, and the sources nobody will
+//! step again end now.
 
-use super::{Deferred, Raw, State};
+use super::{Deferred, Entry, Raw, State, Turn};
 use crate::helpers::error::Failure;
-use crate::helpers::queue_manager::feed::Feed;
-use crate::helpers::queue_manager::result::{SourceId, Sources};
-use crate::helpers::queue_manager::sources::{Body, PendingSource};
 
-impl<V: Send + 'static, C: Clone + Send + 'static> State<V, C> {
-    /// Finishes a source because the manager stopped (invariant 3).
-    pub(super) fn finish(
-        &mut self,
-        body: Body<V>,
-        chain: Sources,
-        context: Option<C>,
-        failure: &Failure,
-        out: &mut Vec<Raw<V, C>>,
-        d: &mut Deferred<V>,
-    ) {
-        let error = Some(failure.clone());
-        if body.is_iteration() {
-            out.push(Raw::IterationStop {
-                sources: chain,
-                error,
-                context,
-            });
-            d.graveyard.push(body);
+impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
+    /// `Stopped(failure)` at the front; waiting streams end with an `IterationStop`
+    /// carrying `failure`, running tasks are cancelled with a `Failure` carrying it (in
+    /// the order the sources were added). Iterators and streams with a step queued end
+    /// when that step is taken; tasks that already finished still deliver.
+    pub(super) fn stop(&mut self, failure: Failure, d: &mut Deferred<V>) {
+        if self.stopped.is_some() {
             return;
         }
-        if let Some(task) = body.task() {
-            if !task.done() {
-                self.cancelled.retain(|t| !t.done());
-                self.cancelled.push(task.clone());
-                d.cancel.push(task);
-            } else if let Body::Pending(p) = body {
-                // Already finished: what it produced is still delivered.
-                self.finish_done(p, chain, context, failure, out, d);
-                return;
-            }
-        }
-        out.push(Raw::Failure {
-            sources: chain,
-            error: failure.clone(),
-            context,
-        });
-        d.graveyard.push(body);
-    }
-
-    fn finish_done(
-        &mut self,
-        mut p: Box<dyn PendingSource<V>>,
-        chain: Sources,
-        context: Option<C>,
-        failure: &Failure,
-        out: &mut Vec<Raw<V, C>>,
-        d: &mut Deferred<V>,
-    ) {
-        match p.take() {
-            Ok(Feed::Value(value)) => out.push(Raw::Success {
-                sources: chain,
-                value,
-                context,
-            }),
-            Ok(Feed::Error(e)) => out.push(Raw::Failure {
-                sources: chain,
-                error: Failure::Error(e),
-                context,
-            }),
-            Ok(feed) => {
-                if let Ok((kind, body)) = Body::from_feed(feed) {
-                    self.next_number += 1;
-                    let child = chain.child(SourceId::new(kind, self.next_number));
-                    self.finish(body, child, context, failure, out, d);
+        self.stopped = Some(failure.clone());
+        self.queue.push_front(Entry::Result(Raw::Stopped {
+            error: Some(failure.clone()),
+        }));
+        self.woken.clear();
+        self.rewoken.clear();
+        let mut ended: Vec<(u64, usize)> = self
+            .sources
+            .iter()
+            .filter(|(_, s)| match s.turn {
+                Turn::Waiting | Turn::Woken => match s.body.as_ref().and_then(|b| b.task()) {
+                    Some(task) => !task.done(),
+                    None => true,
+                },
+                _ => false,
+            })
+            .map(|(key, s)| (s.number, key))
+            .collect();
+        ended.sort_unstable();
+        for (number, key) in ended {
+            let task = self.sources[key].body.as_ref().and_then(|b| b.task());
+            match task {
+                None => {
+                    self.sources[key].turn = Turn::Queued;
+                    self.end_cut_short(key, number, failure.clone(), d);
+                }
+                Some(task) => {
+                    d.cancel(task.clone());
+                    self.cancelled.retain(|t| !t.done());
+                    self.cancelled.push(task);
+                    if let Some(s) = self.remove(key, number, d) {
+                        self.cut_short.push((s.chain.clone(), s.context.clone()));
+                        self.failure(s.chain.clone(), failure.clone(), s.context.clone());
+                        d.trash(s);
+                    }
                 }
             }
-            Err(error) => out.push(Raw::Failure {
-                sources: chain,
-                error,
-                context,
-            }),
         }
     }
 }

@@ -2,14 +2,15 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use super::{Step, yielded};
-use crate::helpers::error::{Error, Failure};
+use super::panicked;
+use crate::helpers::error::Failure;
 use crate::helpers::queue_manager::feed::Feed;
 
-/// Calls `f`, catching a panic as a failure.
-pub(crate) fn call<V>(f: impl FnOnce() -> Feed<V>) -> Step<V> {
+/// Calls `f`, catching a panic as a failure; [`Feed::Error`] is a failure too.
+pub(crate) fn call<V>(f: impl FnOnce() -> Feed<V>) -> Result<Feed<V>, Failure> {
     match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(feed) => yielded(feed, None),
-        Err(payload) => Step::Fail(Failure::Error(Error::from_panic(payload)), false),
+        Ok(Feed::Error(e)) => Err(Failure::Error(e)),
+        Ok(feed) => Ok(feed),
+        Err(payload) => Err(panicked(payload)),
     }
 }

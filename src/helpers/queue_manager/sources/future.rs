@@ -1,5 +1,5 @@
-//! Future sources (`COROUTINE`): spawned as a [`Task`] when admitted, as the seed's
-//! `add_coroutine` does; the manager steps them once the task is done.
+//! Future sources (`COROUTINE`): spawned as a [`Task`] when their turn comes, and that
+//! task added as a `TASK` source under the coroutine, as the seed's `add_coroutine` says.
 //!
 //! The future's output is parked in a slot the task fills, so the task itself has no
 //! output to clone; a panic becomes the task's `Panicked` error.

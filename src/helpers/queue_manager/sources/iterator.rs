@@ -1,16 +1,15 @@
-//! Iterator sources (`SYNC_ITERATOR` and `SYNC_GENERATOR`): one `next()` per turn.
+//! Iterator sources (`SYNC_ITERATOR` and `SYNC_GENERATOR`): one `next()` per step.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use super::{Body, Step, yielded};
-use crate::helpers::error::{Error, Failure};
+use super::{Polled, panicked};
 use crate::helpers::queue_manager::feed::FeedIter;
 
-/// Takes one item; a panic in `next()` fails the iteration (the iterator is dropped).
-pub(crate) fn step<V>(mut it: FeedIter<V>) -> Step<V> {
+/// Takes one item; a panic in `next()` fails the iteration.
+pub(crate) fn step<V>(it: &mut FeedIter<V>) -> Polled<V> {
     match catch_unwind(AssertUnwindSafe(|| it.next())) {
-        Ok(Some(feed)) => yielded(feed, Some(Body::Iter(it))),
-        Ok(None) => Step::End(None),
-        Err(payload) => Step::Fail(Failure::Error(Error::from_panic(payload)), true),
+        Ok(Some(feed)) => Polled::from_feed(feed),
+        Ok(None) => Polled::End,
+        Err(payload) => Polled::Fail(panicked(payload)),
     }
 }

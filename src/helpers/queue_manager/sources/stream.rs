@@ -1,42 +1,31 @@
-//! Stream sources (`ASYNC_GENERATOR`): polled by the streamer, one item per turn.
+//! Stream sources (`ASYNC_GENERATOR`): polled by the streamer when the stream's step is
+//! taken, and again when the stream's own waker fires; no task per item.
 //!
-//! Each stream has its own waker. Waking it puts the stream's slot at the back of the
-//! manager's ready queue (once: the `queued` flag dedups wakes), so the streamer only
-//! ever touches streams that have something to give, like `FuturesUnordered`.
+//! Each stream has its own waker, made when the source is admitted. Waking it tells the
+//! manager, which polls the stream before the consumer takes its next entry, so the
+//! streamer only ever touches streams that have something to give, and an idle stream
+//! costs nothing.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::Ordering::{AcqRel, Release};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 
-use super::{Body, Step, yielded};
-use crate::helpers::error::{Error, Failure};
+use super::{Polled, panicked};
 use crate::helpers::queue_manager::feed::FeedStream;
-use crate::sync::AtomicBool;
 
-/// Puts a source back on the ready queue (implemented by the manager's core).
+/// Tells the manager a source can go on (implemented by the manager's core).
 pub(crate) trait Schedule: Send + Sync {
-    /// Queues the source at `key` if it is still the source numbered `number`.
-    fn schedule(&self, key: usize, number: u64);
+    /// The stream at `key` woke, if it is still the source numbered `number`.
+    fn stream_woke(&self, key: usize, number: u64);
+    /// The task of the source at `key` finished, if it is still the source `number`.
+    fn task_done(&self, key: usize, number: u64);
 }
 
 /// A stream's waker.
-pub(crate) struct SourceWaker {
+struct SourceWaker {
     target: Weak<dyn Schedule>,
     key: usize,
     number: u64,
-    /// Whether the slot is on the ready queue (or about to be). Set by whoever queues
-    /// it, cleared by the streamer just before it polls the stream.
-    queued: AtomicBool,
-}
-
-impl SourceWaker {
-    /// Marks the source queued; `true` if it was not, so the caller must queue it.
-    pub(crate) fn mark_queued(&self) -> bool {
-        // AcqRel: pairs with the Release store in `StreamSource::step`, so a wake after
-        // the streamer started polling queues the stream again.
-        !self.queued.swap(true, AcqRel)
-    }
 }
 
 impl Wake for SourceWaker {
@@ -44,54 +33,42 @@ impl Wake for SourceWaker {
         self.wake_by_ref()
     }
     fn wake_by_ref(self: &Arc<Self>) {
-        if self.mark_queued()
-            && let Some(target) = self.target.upgrade()
-        {
-            target.schedule(self.key, self.number);
+        if let Some(target) = self.target.upgrade() {
+            target.stream_woke(self.key, self.number);
         }
     }
 }
 
-/// A stream and, once polled, its waker.
+/// A stream and its waker.
 pub(crate) struct StreamSource<V> {
     stream: FeedStream<V>,
-    waker: Option<(Arc<SourceWaker>, Waker)>,
+    waker: Waker,
 }
 
 impl<V> StreamSource<V> {
-    pub(crate) fn new(stream: FeedStream<V>) -> Self {
-        StreamSource {
-            stream,
-            waker: None,
-        }
+    pub(crate) fn new(
+        stream: FeedStream<V>,
+        target: Weak<dyn Schedule>,
+        key: usize,
+        number: u64,
+    ) -> Self {
+        let waker = Waker::from(Arc::new(SourceWaker {
+            target,
+            key,
+            number,
+        }));
+        StreamSource { stream, waker }
     }
 
-    /// The waker, if it was polled already (to requeue it after an item).
-    pub(crate) fn source_waker(&self) -> Option<&Arc<SourceWaker>> {
-        self.waker.as_ref().map(|(w, _)| w)
-    }
-
-    /// Polls once; a panic fails the iteration (the stream is dropped).
-    pub(crate) fn step(mut self, target: &Weak<dyn Schedule>, key: usize, number: u64) -> Step<V> {
-        let StreamSource { stream, waker } = &mut self;
-        let (source_waker, waker) = waker.get_or_insert_with(|| {
-            let w = Arc::new(SourceWaker {
-                target: target.clone(),
-                key,
-                number,
-                queued: AtomicBool::new(false),
-            });
-            (w.clone(), Waker::from(w))
-        });
-        // Release: pairs with the AcqRel swap in `mark_queued`.
-        source_waker.queued.store(false, Release);
-        let mut cx = Context::from_waker(waker);
-        let polled = catch_unwind(AssertUnwindSafe(|| stream.as_mut().poll_next(&mut cx)));
-        match polled {
-            Ok(Poll::Ready(Some(feed))) => yielded(feed, Some(Body::Stream(self))),
-            Ok(Poll::Ready(None)) => Step::End(None),
-            Ok(Poll::Pending) => Step::Wait(Body::Stream(self)),
-            Err(payload) => Step::Fail(Failure::Error(Error::from_panic(payload)), true),
+    /// Polls once; a panic fails the iteration.
+    pub(crate) fn poll(&mut self) -> Polled<V> {
+        let mut cx = Context::from_waker(&self.waker);
+        let stream = &mut self.stream;
+        match catch_unwind(AssertUnwindSafe(|| stream.as_mut().poll_next(&mut cx))) {
+            Ok(Poll::Ready(Some(feed))) => Polled::from_feed(feed),
+            Ok(Poll::Ready(None)) => Polled::End,
+            Ok(Poll::Pending) => Polled::Pending,
+            Err(payload) => Polled::Fail(panicked(payload)),
         }
     }
 }

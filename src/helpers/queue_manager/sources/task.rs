@@ -1,16 +1,18 @@
-//! Task sources (`TASK`): a task spawned elsewhere; its value becomes the feed.
+//! Task sources (`TASK`): a task spawned elsewhere, or the task `add_coroutine` spawns;
+//! its value becomes the feed when it finishes.
 //!
-//! [`PendingSource`] is what the manager holds for anything that runs as a task (user
-//! tasks and spawned futures): a handle to wait on and cancel, and the outcome to take.
+//! [`PendingSource`] is what the manager holds for anything that runs as a task: a
+//! handle to wait on and cancel, and the outcome to take.
 
 use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use super::{Body, Step, yielded};
-use crate::helpers::error::Outcome;
+use super::panicked;
+use crate::helpers::error::{Failure, Outcome};
 use crate::helpers::queue_manager::feed::Feed;
 use crate::helpers::task::{AnyTask, Task};
 
-/// A source that runs as a task and is stepped once, when the task is done.
+/// A source that runs as a task and is taken once, when the task is done.
 pub(crate) trait PendingSource<V>: Send {
     /// The task, to wait on and cancel.
     fn handle(&self) -> AnyTask;
@@ -54,15 +56,18 @@ where
         match self.0.outcome() {
             Some(Ok(v)) => Ok(v.clone().into()),
             Some(Err(f)) => Err(f.clone()),
-            None => Err(crate::helpers::error::Failure::Cancelled),
+            None => Err(Failure::Cancelled),
         }
     }
 }
 
-/// Steps a finished task: its feed, or its failure.
-pub(crate) fn step<V>(mut p: Box<dyn PendingSource<V>>) -> Step<V> {
-    match p.take() {
-        Ok(feed) => yielded(feed, None::<Body<V>>),
-        Err(f) => Step::Fail(f, false),
+/// Takes a finished task's feed, or its failure; a panic (in `Clone` or `Into`) is a
+/// failure, and so is [`Feed::Error`].
+pub(crate) fn take<V>(p: &mut Box<dyn PendingSource<V>>) -> Result<Feed<V>, Failure> {
+    match catch_unwind(AssertUnwindSafe(|| p.take())) {
+        Ok(Ok(Feed::Error(e))) => Err(Failure::Error(e)),
+        Ok(Ok(feed)) => Ok(feed),
+        Ok(Err(f)) => Err(f),
+        Err(payload) => Err(panicked(payload)),
     }
 }
