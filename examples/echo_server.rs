@@ -52,44 +52,38 @@ async fn main() {
             .name("stats")
             .build()
             .expect("a valid schedule");
-        server.async_as_background(
-            async move {
-                while let Some((i, _)) = ticks.next().await {
-                    println!(
-                        "  stats #{i}: {} connections, {} lines",
-                        stats.connections.load(Relaxed),
-                        stats.lines.load(Relaxed)
-                    );
-                }
-            },
-            true,
-        )
+        server.async_as_background(async move {
+            while let Some((i, _)) = ticks.next().await {
+                println!(
+                    "  stats #{i}: {} connections, {} lines",
+                    stats.connections.load(Relaxed),
+                    stats.lines.load(Relaxed)
+                );
+            }
+        })
     };
 
     // The accept loop: one held task per connection, each on its own child context.
     let accept = {
         let ctx = server.clone();
         let stats = stats.clone();
-        server.async_as_background(
-            async move {
-                loop {
-                    let (socket, peer) = tokio::select! {
-                        _ = ctx.wait() => break,
-                        accepted = listener.accept() => accepted.expect("accept"),
-                    };
-                    stats.connections.fetch_add(1, Relaxed);
-                    let stats = stats.clone();
-                    handle.add_scoped(
-                        move |holder_ctx| {
-                            let conn = holder_ctx.child(format!("conn {}", peer.port()));
-                            serve(socket, conn, stats)
-                        },
-                        false,
-                    );
-                }
-            },
-            true,
-        )
+        server.async_as_background(async move {
+            loop {
+                let (socket, peer) = tokio::select! {
+                    _ = ctx.wait() => break,
+                    accepted = listener.accept() => accepted.expect("accept"),
+                };
+                stats.connections.fetch_add(1, Relaxed);
+                let stats = stats.clone();
+                handle.add_scoped(
+                    move |holder_ctx| {
+                        let conn = holder_ctx.child(format!("conn {}", peer.port()));
+                        serve(socket, conn, stats)
+                    },
+                    false,
+                );
+            }
+        })
     };
 
     // Quick clients finish on their own.
