@@ -114,6 +114,8 @@ async fn main() {
     root.cancel();
     let dump = root.tree();
     println!("tree at shutdown:\n{dump}");
+    // Every connection still draining is in the dump (SEMANTICS CTX 13), in its own state.
+    assert_eq!(dump.matches("-->conn ").count(), LONG, "{dump}");
     holder.finish().await;
     accept.wait().await;
     ticker.wait().await;
