@@ -148,6 +148,9 @@ async fn serve(socket: TcpStream, ctx: hp::Ctx, stats: Arc<Stats>) {
         let line = tokio::select! {
             _ = ctx.wait() => {
                 let _ = write.write_all(b"bye\n").await;
+                // A drain period before closing (a real server would flush its
+                // buffers here): long enough that the dump taken at shutdown sees it.
+                tokio::time::sleep(Duration::from_millis(200)).await;
                 let _ = write.shutdown().await;
                 stats.goodbyes.fetch_add(1, Relaxed);
                 return;
