@@ -43,7 +43,7 @@ pub use queue_manager::{
 pub use results::{find_and_apply_result, noncancelled_results_from_futs};
 pub use scope::{AsyncContextManager, ensure_aexit, using};
 pub use sync_queue::{SyncQueue, SyncQueueIter, SyncQueueOptions, SyncRemaining, sync_queue};
-pub use task::{AnyTask, Task, TaskId, TaskOutcome};
+pub use task::{AnyTask, OutputTaken, Task, TaskId, TaskJoin};
 pub use task_holder::{
     TaskHolder, TaskHolderBuilder, TaskHolderHandle, task_holder, task_holder_scope,
 };

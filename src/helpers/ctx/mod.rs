@@ -343,7 +343,7 @@ impl Ctx {
         F: Future<Output = T> + Send + 'static,
     {
         let handle = self.runtime().unwrap_or_else(Handle::current);
-        let task = Task::spawn_on(&handle, None, fut);
+        let task = Task::spawn_on(fut, &handle);
         // Silent: nothing to register (the silent reporter does nothing), which keeps a
         // task holder's tasks free of a callback allocation.
         if !silent {

@@ -117,7 +117,7 @@ impl<V: Send + 'static> Feed<V> {
     /// A `TASK` source; the task's value (cloned from its outcome) becomes the feed.
     pub fn task<T>(task: Task<T>) -> Self
     where
-        T: Clone + Into<Feed<V>> + Send + Sync + 'static,
+        T: Into<Feed<V>> + Send + 'static,
     {
         Feed::Task(TaskFeed::new(task))
     }

@@ -126,7 +126,7 @@ impl<V: Send + 'static, C: Clone + Send + 'static> QueueFeeder<V, C> {
     /// outcome) is delivered when it finishes. The manager cancels it when it stops.
     pub fn add_task<T>(&self, task: Task<T>, context: impl Into<Option<C>>) -> SourceId
     where
-        T: Clone + Into<Feed<V>> + Send + Sync + 'static,
+        T: Into<Feed<V>> + Send + 'static,
     {
         let Ok((kind, body)) = Body::from_feed(Feed::task(task)) else {
             unreachable!("a task feed is a source")
