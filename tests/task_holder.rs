@@ -53,20 +53,14 @@ async fn finish_waits_for_every_task_and_does_not_cancel_them() {
     let ctx = hp::Ctx::beginning("app");
     let ts = hp::task_holder(&ctx);
     let start = Instant::now();
-    let a = ts.add_coroutine(
-        async {
-            sleep(s(5)).await;
-            "a"
-        },
-        false,
-    );
-    let b = ts.add_coroutine(
-        async {
-            sleep(s(3)).await;
-            3
-        },
-        false,
-    );
+    let a = ts.spawn(async {
+        sleep(s(5)).await;
+        "a"
+    });
+    let b = ts.spawn(async {
+        sleep(s(3)).await;
+        3
+    });
     assert_eq!(ts.pending(), 2);
     ts.finish().await;
     assert_eq!(start.elapsed(), s(5));
@@ -78,8 +72,8 @@ async fn finish_waits_for_every_task_and_does_not_cancel_them() {
 async fn finished_tasks_are_released_as_they_finish() {
     let ctx = hp::Ctx::beginning("app");
     let ts = hp::task_holder(&ctx);
-    let quick = ts.add_coroutine(async { sleep(s(1)).await }, false);
-    let slow = ts.add_coroutine(async { sleep(s(10)).await }, false);
+    let quick = ts.spawn(async { sleep(s(1)).await });
+    let slow = ts.spawn(async { sleep(s(10)).await });
     assert!(ts.contains(&quick) && ts.contains(&slow));
     sleep(s(2)).await;
     assert_eq!(ts.pending(), 1);
@@ -96,7 +90,7 @@ async fn a_long_lived_holder_holds_only_pending_tasks() {
     let ts = hp::task_holder(&ctx);
     for round in 0..100u64 {
         for _ in 0..1_000 {
-            ts.add_coroutine(async {}, true);
+            ts.spawn_silent(async {});
         }
         assert_eq!(ts.pending(), 1_000);
         tokio::task::yield_now().await;
@@ -116,20 +110,14 @@ async fn iteration_yields_held_tasks_of_any_type_in_insertion_order() {
         sleep(s(9)).await;
         1.5f64
     });
-    let a = ts.add_coroutine(
-        async {
-            sleep(s(9)).await;
-            1u8
-        },
-        false,
-    );
-    let b = ts.add_coroutine(
-        async {
-            sleep(s(9)).await;
-            "b".to_string()
-        },
-        false,
-    );
+    let a = ts.spawn(async {
+        sleep(s(9)).await;
+        1u8
+    });
+    let b = ts.spawn(async {
+        sleep(s(9)).await;
+        "b".to_string()
+    });
     let outside = ts.add_task(outside);
     assert!(ts.contains(&outside));
     let ids: Vec<hp::TaskId> = (&*ts).into_iter().map(|t| t.id()).collect();
@@ -146,7 +134,7 @@ async fn pending_is_zero_inside_the_done_callback_of_the_last_task() {
     let ts = hp::task_holder(&ctx);
     let handle = ts.handle();
     let seen = Arc::new(Mutex::new(None));
-    let task = ts.add_coroutine(async { sleep(s(1)).await }, false);
+    let task = ts.spawn(async { sleep(s(1)).await });
     let (h, s2, id) = (handle.clone(), seen.clone(), task.id());
     task.add_done_callback(move |_| *s2.lock().unwrap() = Some((h.pending(), h.contains_id(id))));
     ts.finish().await;
@@ -161,30 +149,21 @@ async fn finish_waits_for_tasks_added_from_inside_held_tasks_and_done_callbacks(
     let start = Instant::now();
     let ran = Arc::new(AtomicUsize::new(0));
     let (h, r) = (handle.clone(), ran.clone());
-    ts.add_coroutine(
-        async move {
-            sleep(s(2)).await;
-            let r2 = r.clone();
-            h.add_coroutine(
-                async move {
-                    sleep(s(3)).await;
-                    r2.fetch_add(1, Ordering::SeqCst);
-                },
-                false,
-            );
-        },
-        false,
-    );
-    let last = ts.add_coroutine(async { sleep(s(1)).await }, false);
+    ts.spawn(async move {
+        sleep(s(2)).await;
+        let r2 = r.clone();
+        h.spawn(async move {
+            sleep(s(3)).await;
+            r2.fetch_add(1, Ordering::SeqCst);
+        });
+    });
+    let last = ts.spawn(async { sleep(s(1)).await });
     let (h, r) = (handle.clone(), ran.clone());
     last.add_done_callback(move |_| {
-        h.add_coroutine(
-            async move {
-                sleep(s(7)).await;
-                r.fetch_add(1, Ordering::SeqCst);
-            },
-            false,
-        );
+        h.spawn(async move {
+            sleep(s(7)).await;
+            r.fetch_add(1, Ordering::SeqCst);
+        });
     });
     ts.finish().await;
     assert_eq!(
@@ -194,7 +173,7 @@ async fn finish_waits_for_tasks_added_from_inside_held_tasks_and_done_callbacks(
     );
     assert_eq!(ran.load(Ordering::SeqCst), 2);
     assert!(handle.is_closed());
-    let late = handle.add_coroutine(async { 1 }, false);
+    let late = handle.spawn(async { 1 });
     late.wait().await;
     assert!(
         late.cancelled(),
@@ -211,13 +190,10 @@ async fn cancelling_the_ctx_during_finish_cancels_tasks_and_waits_for_their_clea
     let mut tasks = Vec::new();
     for _ in 0..3 {
         let d = OnDrop(dropped.clone());
-        tasks.push(ts.add_coroutine(
-            async move {
-                let _d = d;
-                sleep(s(60)).await
-            },
-            false,
-        ));
+        tasks.push(ts.spawn(async move {
+            let _d = d;
+            sleep(s(60)).await
+        }));
     }
     let c = ctx.clone();
     tokio::spawn(async move {
@@ -241,20 +217,17 @@ async fn scoped_work_cleans_up_asynchronously_before_finish_returns() {
     let ts = hp::task_holder(&ctx);
     let cleaned = Arc::new(AtomicUsize::new(0));
     let c2 = cleaned.clone();
-    let scoped = ts.add_scoped(
-        |ctx| async move {
-            tokio::select! {
-                _ = ctx.wait() => {
-                    sleep(s(1)).await; // asynchronous cleanup
-                    c2.fetch_add(1, Ordering::SeqCst);
-                    "cleaned up"
-                }
-                _ = sleep(s(60)) => "finished",
+    let scoped = ts.spawn_scoped("work", |ctx| async move {
+        tokio::select! {
+            _ = ctx.wait() => {
+                sleep(s(1)).await; // asynchronous cleanup
+                c2.fetch_add(1, Ordering::SeqCst);
+                "cleaned up"
             }
-        },
-        false,
-    );
-    let plain = ts.add_coroutine(async { sleep(s(60)).await }, false);
+            _ = sleep(s(60)) => "finished",
+        }
+    });
+    let plain = ts.spawn(async { sleep(s(60)).await });
     let c = ctx.clone();
     tokio::spawn(async move {
         sleep(s(2)).await;
@@ -279,14 +252,11 @@ async fn a_failing_scoped_body_signals_scoped_work_through_the_ctx() {
     let seen = Arc::new(Mutex::new(None));
     let s2 = seen.clone();
     let out: Result<(), hp::Error> = hp::task_holder_scope(&ctx, async |ts| {
-        ts.add_scoped(
-            move |ctx| async move {
-                let how = ctx.wait().await;
-                sleep(s(2)).await;
-                *s2.lock().unwrap() = Some(how.is_cancelled());
-            },
-            false,
-        );
+        ts.spawn_scoped("work", move |ctx| async move {
+            let how = ctx.wait().await;
+            sleep(s(2)).await;
+            *s2.lock().unwrap() = Some(how.is_cancelled());
+        });
         Err(hp::Error::msg("body failed"))
     })
     .await;
@@ -300,12 +270,12 @@ async fn a_failing_scoped_body_signals_scoped_work_through_the_ctx() {
 async fn a_done_ctx_cancels_held_tasks_at_once_and_new_work_too() {
     let ctx = hp::Ctx::beginning("app");
     let ts = hp::task_holder(&ctx);
-    let t = ts.add_coroutine(async { sleep(s(60)).await }, false);
+    let t = ts.spawn(async { sleep(s(60)).await });
     ctx.cancel();
     t.wait().await;
     assert!(t.cancelled());
     assert_eq!(ts.pending(), 0);
-    let late = ts.add_coroutine(async {}, false);
+    let late = ts.spawn(async {});
     late.wait().await;
     assert!(late.cancelled());
     assert!(!ts.contains(&late));
@@ -320,13 +290,10 @@ async fn dropping_the_holder_cancels_what_is_left() {
     let holder_ctx = ts.ctx().clone();
     let dropped = Arc::new(AtomicUsize::new(0));
     let d = OnDrop(dropped.clone());
-    let t = ts.add_coroutine(
-        async move {
-            let _d = d;
-            sleep(s(60)).await
-        },
-        false,
-    );
+    let t = ts.spawn(async move {
+        let _d = d;
+        sleep(s(60)).await
+    });
     drop(ts);
     t.wait().await;
     assert!(t.cancelled());
@@ -342,7 +309,7 @@ async fn dropping_the_holder_cancels_what_is_left() {
 async fn dropping_the_finish_future_cancels_what_is_left() {
     let ctx = hp::Ctx::beginning("app");
     let ts = hp::task_holder(&ctx);
-    let t = ts.add_coroutine(async { sleep(s(60)).await }, false);
+    let t = ts.spawn(async { sleep(s(60)).await });
     let start = Instant::now();
     let out = tokio::time::timeout(s(3), ts.finish()).await;
     assert!(out.is_err());
@@ -356,25 +323,19 @@ async fn failing_and_panicking_tasks_are_logged_and_the_holder_still_finishes() 
     let log = Captured::default();
     let ctx = hp::Ctx::beginning_with("app", hp::CtxOptions::new().log(log.clone()));
     let ts = hp::task_holder(&ctx);
-    let bad = ts.add_coroutine(async { Err::<(), _>(hp::Error::msg("nope")) }, false);
-    let failed: hp::Task<()> = ts.add_coroutine(
-        async {
-            sleep(s(1)).await;
-            std::future::ready(()).await;
-            if true {
-                panic!("boom");
-            }
-        },
-        false,
-    );
-    let quiet: hp::Task<()> = ts.add_coroutine(async { panic!("quiet") }, true);
-    let ok = ts.add_coroutine(
-        async {
-            sleep(s(2)).await;
-            7
-        },
-        false,
-    );
+    let bad = ts.spawn(async { Err::<(), _>(hp::Error::msg("nope")) });
+    let failed: hp::Task<()> = ts.spawn(async {
+        sleep(s(1)).await;
+        std::future::ready(()).await;
+        if true {
+            panic!("boom");
+        }
+    });
+    let quiet: hp::Task<()> = ts.spawn_silent(async { panic!("quiet") });
+    let ok = ts.spawn(async {
+        sleep(s(2)).await;
+        7
+    });
     ts.finish().await;
     // A future that returns `Err` is a result, not a failure; panics are failures.
     assert!(bad.result().unwrap().is_err());
@@ -398,7 +359,7 @@ async fn the_scoped_form_returns_the_body_value_after_every_task_finished() {
     let ctx = hp::Ctx::beginning("app");
     let start = Instant::now();
     let out = hp::task_holder_scope(&ctx, async |ts| {
-        ts.add_coroutine(async { sleep(s(4)).await }, false);
+        ts.spawn(async { sleep(s(4)).await });
         Ok::<_, hp::Error>("body")
     })
     .await;
@@ -413,13 +374,10 @@ async fn a_failing_scoped_body_cancels_every_task_and_returns_its_error() {
     let d = OnDrop(dropped.clone());
     let start = Instant::now();
     let out: Result<(), hp::Error> = hp::task_holder_scope(&ctx, async |ts| {
-        ts.add_coroutine(
-            async move {
-                let _d = d;
-                sleep(s(60)).await
-            },
-            false,
-        );
+        ts.spawn(async move {
+            let _d = d;
+            sleep(s(60)).await
+        });
         sleep(s(1)).await;
         Err(std::io::Error::other("body failed"))
     })
@@ -436,7 +394,7 @@ async fn a_panicking_scoped_body_cancels_every_task_and_returns_the_panic() {
     let task = Arc::new(Mutex::new(None));
     let t2 = task.clone();
     let out: Result<(), hp::Error> = hp::task_holder_scope(&ctx, async move |ts| {
-        *t2.lock().unwrap() = Some(ts.add_coroutine(async { sleep(s(60)).await }, false));
+        *t2.lock().unwrap() = Some(ts.spawn(async { sleep(s(60)).await }));
         if true {
             panic!("body panicked");
         }
@@ -458,7 +416,7 @@ async fn the_scoped_form_takes_options_and_a_cancelled_ctx_still_returns_the_val
         .name("scope")
         .scope(async |ts| {
             assert_eq!(ts.ctx().name(), "app-->scope");
-            ts.add_coroutine(async { sleep(s(60)).await }, false);
+            ts.spawn(async { sleep(s(60)).await });
             c.cancel();
             Ok::<_, hp::Error>(5)
         })
@@ -475,15 +433,12 @@ async fn a_limit_runs_at_most_that_many_tasks_at_once() {
     let most = Arc::new(AtomicUsize::new(0));
     for _ in 0..5 {
         let (r, m) = (running.clone(), most.clone());
-        ts.add_coroutine(
-            async move {
-                let now = r.fetch_add(1, Ordering::SeqCst) + 1;
-                m.fetch_max(now, Ordering::SeqCst);
-                sleep(s(1)).await;
-                r.fetch_sub(1, Ordering::SeqCst);
-            },
-            false,
-        );
+        ts.spawn(async move {
+            let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+            m.fetch_max(now, Ordering::SeqCst);
+            sleep(s(1)).await;
+            r.fetch_sub(1, Ordering::SeqCst);
+        });
     }
     assert_eq!(ts.pending(), 5, "waiting tasks count as pending");
     let start = Instant::now();
@@ -497,7 +452,7 @@ async fn a_zero_limit_is_treated_as_one() {
     let ctx = hp::Ctx::beginning("app");
     let ts = hp::TaskHolder::builder(&ctx).limit(0).build();
     for _ in 0..3 {
-        ts.add_coroutine(async { sleep(s(1)).await }, false);
+        ts.spawn(async { sleep(s(1)).await });
     }
     let start = Instant::now();
     ts.finish().await;
@@ -533,20 +488,14 @@ fn multi_thread_finish_waits_for_every_task_including_nested_ones() {
         let done = Arc::new(AtomicUsize::new(0));
         for _ in 0..1_000 {
             let (h, d) = (ts.handle(), done.clone());
-            ts.add_coroutine(
-                async move {
-                    tokio::task::yield_now().await;
-                    let d2 = d.clone();
-                    h.add_coroutine(
-                        async move {
-                            d2.fetch_add(1, Ordering::SeqCst);
-                        },
-                        false,
-                    );
-                    d.fetch_add(1, Ordering::SeqCst);
-                },
-                false,
-            );
+            ts.spawn(async move {
+                tokio::task::yield_now().await;
+                let d2 = d.clone();
+                h.spawn(async move {
+                    d2.fetch_add(1, Ordering::SeqCst);
+                });
+                d.fetch_add(1, Ordering::SeqCst);
+            });
         }
         ts.finish().await;
         assert_eq!(done.load(Ordering::SeqCst), 2_000);
@@ -562,13 +511,10 @@ fn multi_thread_cancelling_the_ctx_during_finish_waits_for_every_cleanup() {
         let tasks: Vec<_> = (0..500)
             .map(|_| {
                 let d = OnDrop(dropped.clone());
-                ts.add_coroutine(
-                    async move {
-                        let _d = d;
-                        std::future::pending::<()>().await
-                    },
-                    false,
-                )
+                ts.spawn(async move {
+                    let _d = d;
+                    std::future::pending::<()>().await
+                })
             })
             .collect();
         let c = ctx.clone();
@@ -589,15 +535,17 @@ fn multi_thread_failing_tasks_are_logged_and_released() {
         let ctx = hp::Ctx::beginning_with("app", hp::CtxOptions::new().log(log.clone()));
         let ts = hp::task_holder(&ctx);
         for i in 0..100 {
-            ts.add_coroutine(
-                async move {
-                    tokio::task::yield_now().await;
-                    if i % 10 == 0 {
-                        panic!("task {i}");
-                    }
-                },
-                i % 20 == 0,
-            );
+            let work = async move {
+                tokio::task::yield_now().await;
+                if i % 10 == 0 {
+                    panic!("task {i}");
+                }
+            };
+            if i % 20 == 0 {
+                ts.spawn_silent(work);
+            } else {
+                ts.spawn(work);
+            }
         }
         ts.finish().await;
         // 10 panicked; the 5 with i % 20 == 0 were silent.
@@ -614,13 +562,10 @@ fn multi_thread_scoped_form_is_send_and_cancels_on_error() {
         let out: Result<(), hp::Error> = hp::task_holder_scope(&ctx, async move |ts| {
             for _ in 0..100 {
                 let g = OnDrop(d.clone());
-                ts.add_coroutine(
-                    async move {
-                        let _g = g;
-                        std::future::pending::<()>().await
-                    },
-                    false,
-                );
+                ts.spawn(async move {
+                    let _g = g;
+                    std::future::pending::<()>().await
+                });
             }
             tokio::task::yield_now().await;
             Err(hp::Error::msg("stop"))
@@ -639,12 +584,9 @@ fn multi_thread_many_short_tasks_leave_nothing_held() {
         let done = Arc::new(AtomicUsize::new(0));
         for _ in 0..20_000 {
             let d = done.clone();
-            ts.add_coroutine(
-                async move {
-                    d.fetch_add(1, Ordering::Relaxed);
-                },
-                true,
-            );
+            ts.spawn_silent(async move {
+                d.fetch_add(1, Ordering::Relaxed);
+            });
         }
         while done.load(Ordering::Relaxed) < 20_000 {
             tokio::task::yield_now().await;

@@ -22,8 +22,8 @@ pub async fn run() {
     let start = Instant::now();
 
     let out = hp::task_holder_scope(&ctx, async |ts| {
-        ts.add_coroutine(async { sleep(Duration::from_secs(2)).await }, false);
-        let quick = ts.add_coroutine(async { "quick" }, false);
+        ts.spawn(async { sleep(Duration::from_secs(2)).await });
+        let quick = ts.spawn(async { "quick" });
         println!("  holding {} tasks", ts.pending());
         println!(
             "  quick -> {:?}; still held: {}",
@@ -42,7 +42,7 @@ pub async fn run() {
         .name("workers")
         .limit(2)
         .build();
-    let failing = ts.add_coroutine(async { panic!("worker failed") }, false);
+    let failing = ts.spawn(async { panic!("worker failed") });
     failing.wait().await;
     println!(
         "  a failing task is logged and released: {}",
@@ -50,13 +50,10 @@ pub async fn run() {
     );
     for name in ["a", "b", "c"] {
         let cleanup = Cleanup(name); // moved into the future: dropped with it
-        ts.add_coroutine(
-            async move {
-                let _cleanup = cleanup;
-                sleep(Duration::from_secs(60)).await;
-            },
-            false,
-        );
+        ts.spawn(async move {
+            let _cleanup = cleanup;
+            sleep(Duration::from_secs(60)).await;
+        });
     }
     let held: Vec<String> = ts.iter().map(|t| format!("{t:?}")).collect();
     println!("  held in insertion order (2 running, 1 waiting its turn): {held:?}");

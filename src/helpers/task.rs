@@ -216,7 +216,10 @@ impl<T> Shared<T> {
         }
         let (abort, settle) = {
             let mut c = lock(&self.control);
-            (c.abort.take(), std::mem::replace(&mut c.settle, Settle::Passed))
+            (
+                c.abort.take(),
+                std::mem::replace(&mut c.settle, Settle::Passed),
+            )
         };
         drop(abort);
         match settle {
@@ -265,9 +268,7 @@ impl<T> Shared<T> {
                 let out = std::mem::replace(&mut *lock(&self.output), Output::Taken);
                 Some(match out {
                     Output::Ready(v) => Ok(v),
-                    Output::Pending | Output::Taken => {
-                        Err(Failure::Error(Error::new(OutputTaken)))
-                    }
+                    Output::Pending | Output::Taken => Err(Failure::Error(Error::new(OutputTaken))),
                 })
             }
         }
@@ -438,9 +439,7 @@ impl<T> Task<T> {
             Some(Err(f)) => Err(f.clone().into()),
             Some(Ok(())) => match &*lock(&self.shared.output) {
                 Output::Ready(v) => Ok(v.clone()),
-                Output::Pending | Output::Taken => {
-                    Err(StatusError::Error(Error::new(OutputTaken)))
-                }
+                Output::Pending | Output::Taken => Err(StatusError::Error(Error::new(OutputTaken))),
             },
         }
     }
@@ -756,5 +755,14 @@ impl<T: Send + 'static> From<Task<T>> for AnyTask {
 impl<T: Send + 'static> From<&Task<T>> for AnyTask {
     fn from(t: &Task<T>) -> Self {
         t.erased()
+    }
+}
+
+/// Awaiting a task by reference joins it too: its output by value ([`Task::join`]).
+impl<T: Send + 'static> IntoFuture for &Task<T> {
+    type Output = Outcome<T>;
+    type IntoFuture = TaskJoin<T>;
+    fn into_future(self) -> TaskJoin<T> {
+        self.join()
     }
 }
