@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use machinery::helpers as hp;
+
+mod common;
 use tokio::time::{Instant, sleep};
 
 fn s(n: u64) -> Duration {
@@ -597,5 +599,67 @@ fn multi_thread_many_short_tasks_leave_nothing_held() {
         }
         assert_eq!(ts.iter().count(), 0);
         ts.finish().await;
+    });
+}
+
+/// Each of `n` quick tasks gets a done callback that adds one more task through the
+/// holder's handle; returns how many of those finished (not cancelled) once `finish`
+/// returned, and how many were added.
+async fn round_of_tasks_added_from_done_callbacks(n: usize) -> (usize, usize) {
+    let ctx = hp::Ctx::beginning("app");
+    let ts = hp::task_holder(&ctx);
+    let added = Arc::new(Mutex::new(Vec::new()));
+    for _ in 0..n {
+        let t = ts.spawn(async { tokio::task::yield_now().await });
+        let (h, a) = (ts.handle(), added.clone());
+        t.add_done_callback(move |_| {
+            let more = h.spawn(async { tokio::task::yield_now().await });
+            a.lock().unwrap().push(more);
+        });
+    }
+    ts.finish().await;
+    let added = added.lock().unwrap();
+    let finished = added.iter().filter(|t| t.done() && !t.cancelled()).count();
+    (finished, added.len())
+}
+
+#[tokio::test]
+async fn finish_waits_for_tasks_added_from_done_callbacks_current_thread() {
+    for _ in 0..50 {
+        assert_eq!(round_of_tasks_added_from_done_callbacks(24).await, (24, 24));
+    }
+}
+
+#[test]
+fn finish_waits_for_tasks_added_from_done_callbacks_multi_thread() {
+    // 200 rounds of 24: the 4 800 tasks of the report, where 29 used to be cancelled
+    // because finish saw the holder empty before the user's callback ran.
+    common::multi_thread(async {
+        for _ in 0..200 {
+            assert_eq!(round_of_tasks_added_from_done_callbacks(24).await, (24, 24));
+        }
+    });
+}
+
+#[test]
+fn finish_waits_for_a_slow_done_callback_that_adds_work_multi_thread() {
+    // The callback runs on the thread that finished the task while `finish` polls on the
+    // other worker: the callback sleeps before adding, so `finish` surely checks meanwhile.
+    common::multi_thread(async {
+        for _ in 0..20 {
+            let ctx = hp::Ctx::beginning("app");
+            let ts = hp::task_holder(&ctx);
+            let t = ts.spawn(async {});
+            let h = ts.handle();
+            let added = Arc::new(Mutex::new(None));
+            let a = added.clone();
+            t.add_done_callback(move |_| {
+                std::thread::sleep(Duration::from_millis(5));
+                *a.lock().unwrap() = Some(h.spawn(async { 7 }));
+            });
+            ts.finish().await;
+            let more = added.lock().unwrap().take().expect("the callback ran");
+            assert_eq!(more.try_join().expect("finished").unwrap(), 7);
+        }
     });
 }
