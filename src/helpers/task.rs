@@ -146,12 +146,13 @@ impl<T> Hash for Task<T> {
 }
 
 pin_project_lite::pin_project! {
-    /// The spawned future: runs the user's future, then stores its outcome. Fields drop
-    /// in declaration order, so when the runtime drops an aborted task the user's future
-    /// is dropped (its cleanup runs) before `guard` marks the task cancelled.
+    /// The spawned future: runs the user's future, drops it, then stores its outcome.
+    /// Either way the user's future is dropped (its cleanup ran) before the task is
+    /// done: on completion here, and when the runtime drops an aborted task because
+    /// fields drop in declaration order, `fut` before `guard` marks the task cancelled.
     struct Body<F: Future> {
         #[pin]
-        fut: CatchUnwind<AssertUnwindSafe<F>>,
+        fut: Option<CatchUnwind<AssertUnwindSafe<F>>>,
         guard: Guard<F::Output>,
     }
 }
@@ -170,11 +171,18 @@ impl<T> Drop for Guard<T> {
 impl<F: Future> Future for Body<F> {
     type Output = ();
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = self.project();
-        match this.fut.poll(cx) {
+        let mut this = self.project();
+        let Some(fut) = this.fut.as_mut().as_pin_mut() else {
+            return Poll::Ready(());
+        };
+        match fut.poll(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(r) => {
                 let outcome = r.map_err(|p| Failure::Error(Error::from_panic(p)));
+                // The finished future's `Drop` is user code (it may add work to a holder):
+                // it runs before the task is done, and a panic in it is caught and
+                // logged; the output stands.
+                run_caught("dropping a finished task's future", || this.fut.set(None));
                 this.guard.shared.finish(outcome);
                 Poll::Ready(())
             }
@@ -354,7 +362,7 @@ impl<T: Send + 'static> Task<T> {
     {
         let shared = Arc::new(Shared::new(name));
         let body = Body {
-            fut: AssertUnwindSafe(fut).catch_unwind(),
+            fut: Some(AssertUnwindSafe(fut).catch_unwind()),
             guard: Guard {
                 shared: shared.clone(),
             },
