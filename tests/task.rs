@@ -340,3 +340,81 @@ async fn a_task_can_be_awaited_by_reference_and_wait_is_cancel_safe() {
     gate.set();
     assert_eq!((&t).await.unwrap(), 3);
 }
+
+#[tokio::test]
+async fn outputs_need_neither_clone_nor_sync_and_are_joined_by_value() {
+    // `io::Result<()>` is not Clone; `Cell` is not Sync: both can be task outputs.
+    let io = hp::Task::spawn(async { std::io::Result::Ok(()) });
+    assert!(io.join().await.unwrap().is_ok());
+    let failed = hp::Task::spawn(async {
+        Err::<(), _>(std::io::Error::new(std::io::ErrorKind::Other, "disk"))
+    });
+    assert_eq!(failed.await.unwrap().unwrap_err().to_string(), "disk");
+    let cell = hp::Task::spawn(async { std::cell::Cell::new(3) });
+    assert_eq!(cell.await.unwrap().get(), 3);
+    // A failure is given to every joiner; only an output is taken once.
+    let boom = hp::Task::spawn(async { panic!("boom") });
+    boom.wait().await;
+    assert!(boom.join().await.unwrap_err().to_string().contains("boom"));
+    assert!(boom.join().await.unwrap_err().to_string().contains("boom"));
+}
+
+#[tokio::test]
+async fn an_output_nobody_joined_is_dropped_with_the_last_handle() {
+    let dropped = Arc::new(AtomicUsize::new(0));
+    struct Noted(Arc<AtomicUsize>);
+    impl Drop for Noted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
+    let d = dropped.clone();
+    let t = hp::Task::spawn(async move { Noted(d) });
+    t.wait().await;
+    tokio::task::yield_now().await; // the runtime lets go of the task's body
+    assert_eq!(dropped.load(SeqCst), 0, "the output waits for a joiner");
+    drop(t);
+    assert_eq!(dropped.load(SeqCst), 1);
+}
+
+#[tokio::test]
+async fn tasks_and_erased_tasks_are_equal_and_hashed_by_identity() {
+    use std::collections::HashSet;
+    let a = hp::Task::spawn(async { 1u8 });
+    let b = hp::Task::spawn(async { 1u8 });
+    assert_eq!(a, a.clone());
+    assert_ne!(a, b);
+    let set: HashSet<_> = [a.clone(), a.clone(), b.clone()].into_iter().collect();
+    assert_eq!(set.len(), 2);
+    let erased: HashSet<hp::AnyTask> = [a.erased(), a.erased(), b.erased()].into();
+    assert_eq!(erased.len(), 2);
+    assert_eq!(a.erased(), hp::AnyTask::from(&a));
+    // Back to the typed handle, only with the right output type.
+    let back = a.erased().downcast::<u8>().unwrap();
+    assert_eq!(back, a);
+    assert!(a.erased().downcast::<u16>().is_err());
+    assert_eq!(back.join().await.unwrap(), 1);
+}
+
+#[test]
+fn spawn_local_runs_a_non_send_future_in_a_local_set() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async {
+        let shared = std::rc::Rc::new(5u32); // !Send
+        let s = shared.clone();
+        let t = hp::Task::spawn_local_named("local", async move {
+            tokio::task::yield_now().await;
+            *s + 1
+        });
+        assert_eq!(t.name().as_deref(), Some("local"));
+        assert_eq!(t.join().await.unwrap(), 6);
+        let stuck = hp::Task::spawn_local(std::future::pending::<()>());
+        assert!(stuck.cancel());
+        stuck.wait().await;
+        assert!(stuck.cancelled());
+        assert_eq!(*shared, 5);
+    });
+}

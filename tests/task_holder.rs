@@ -663,3 +663,162 @@ fn finish_waits_for_a_slow_done_callback_that_adds_work_multi_thread() {
         }
     });
 }
+
+#[tokio::test(start_paused = true)]
+async fn each_scoped_task_gets_its_own_child_ctx_named_after_it() {
+    let ctx = hp::Ctx::beginning("server");
+    let ts = hp::TaskHolder::builder(&ctx).name("conns").build();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut ctxs = Vec::new();
+    for peer in ["alice", "bob"] {
+        let (log, keep) = (seen.clone(), Arc::new(Mutex::new(None)));
+        let k = keep.clone();
+        let t = ts.spawn_scoped(peer, move |c: hp::Ctx| async move {
+            *k.lock().unwrap() = Some(c.clone());
+            c.wait().await;
+            sleep(s(1)).await; // finishes its line after the cancel
+            log.lock().unwrap().push(c.name().to_string());
+        });
+        assert_eq!(t.name().as_deref(), Some(peer));
+        ctxs.push((t, keep));
+    }
+    sleep(s(1)).await;
+    // Cancelling one task's ctx stops only that one.
+    let alice = ctxs[0].1.lock().unwrap().clone().unwrap();
+    assert_eq!(alice.name(), "server-->conns-->alice");
+    alice.cancel();
+    sleep(s(2)).await;
+    assert!(ctxs[0].0.done() && !ctxs[1].0.done());
+    // Shutdown: the holder's ctx reaches the rest; finish waits for the goodbye.
+    let start = Instant::now();
+    ts.cancel_all();
+    ts.finish().await;
+    assert_eq!(start.elapsed(), s(1));
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["server-->conns-->alice", "server-->conns-->bob"]
+    );
+    // A task's ctx is cancelled when the task ends, however it ends.
+    let bob = ctxs[1].1.lock().unwrap().clone().unwrap();
+    assert!(bob.done());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_scoped_tasks_ctx_is_cancelled_when_the_task_returns() {
+    let ctx = hp::Ctx::beginning("app");
+    let ts = hp::task_holder(&ctx);
+    let kept = Arc::new(Mutex::new(None));
+    let k = kept.clone();
+    let t = ts.spawn_scoped("quick", move |c| async move {
+        *k.lock().unwrap() = Some(c.clone());
+        3
+    });
+    assert_eq!(t.join().await.unwrap(), 3);
+    assert!(kept.lock().unwrap().as_ref().unwrap().cancelled());
+    assert!(!ts.ctx().done(), "the holder's ctx goes on");
+    ts.finish().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_scoped_form_accepts_an_anyhow_body() {
+    let ctx = hp::Ctx::beginning("app");
+    let ok = hp::task_holder_scope(&ctx, async |ts| {
+        let t = ts.spawn(async { 2 });
+        anyhow::Ok(t.await? + 1)
+    })
+    .await;
+    assert_eq!(ok.unwrap(), 3);
+    let kept = Arc::new(Mutex::new(None));
+    let k = kept.clone();
+    let err = hp::TaskHolder::builder(&ctx)
+        .name("anyhow")
+        .scope(async move |ts| {
+            *k.lock().unwrap() = Some(ts.spawn(sleep(s(10))));
+            anyhow::bail!("config missing: {}", "port");
+            #[allow(unreachable_code)]
+            Ok(())
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "config missing: port");
+    assert!(kept.lock().unwrap().as_ref().unwrap().cancelled());
+    // An hp::Error passed through anyhow-free boxes is not wrapped twice.
+    let e = hp::Error::msg("same");
+    let e2 = e.clone();
+    let back = hp::task_holder_scope(&ctx, async move |_| Err::<(), _>(e2))
+        .await
+        .unwrap_err();
+    assert!(back.same(&e));
+}
+
+#[tokio::test(start_paused = true)]
+async fn join_next_gives_finished_tasks_in_completion_order() {
+    let ctx = hp::Ctx::beginning("app");
+    let ts = hp::TaskHolder::builder(&ctx).joinable().build();
+    for (i, secs) in [(0u32, 3u64), (1, 1), (2, 2)] {
+        ts.spawn(async move {
+            sleep(s(secs)).await;
+            i
+        });
+    }
+    let failing = ts.spawn_silent(async {
+        sleep(s(4)).await;
+        panic!("late boom")
+    });
+    let mut order = Vec::new();
+    while let Some(t) = ts.join_next().await {
+        match t.clone().downcast::<u32>() {
+            Ok(t) => order.push(t.join().await.unwrap()),
+            Err(t) => assert_eq!(t, failing.erased()),
+        }
+        assert!(!ts.contains_id(t.id()), "a finished task is no longer held");
+    }
+    assert_eq!(order, [1, 2, 0]);
+    assert!(failing.failure().is_some());
+    ts.finish().await;
+    // A holder that is not joinable keeps nothing to join.
+    let plain = hp::task_holder(&ctx);
+    plain.spawn(async {});
+    assert!(plain.join_next().await.is_none());
+    plain.finish().await;
+}
+
+#[test]
+fn spawn_local_holds_non_send_futures_in_a_local_set() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tokio::task::LocalSet::new().block_on(&rt, async {
+        let ctx = hp::Ctx::beginning("app");
+        let ts = hp::task_holder(&ctx);
+        let rc = std::rc::Rc::new(std::cell::Cell::new(0)); // !Send
+        for _ in 0..3 {
+            let rc = rc.clone();
+            ts.spawn_local(async move {
+                tokio::task::yield_now().await;
+                rc.set(rc.get() + 1);
+            });
+        }
+        let quiet = ts.spawn_local_silent(async { panic!("quiet") });
+        assert_eq!(ts.pending(), 4);
+        ts.finish().await;
+        assert_eq!(rc.get(), 3);
+        assert!(quiet.failure().is_some());
+    });
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_holder_extends_with_tasks_spawned_elsewhere() {
+    let ctx = hp::Ctx::beginning("app");
+    let mut ts = hp::task_holder(&ctx);
+    let tasks: Vec<_> = (1..=3u64)
+        .map(|i| hp::Task::spawn(async move { sleep(s(i)).await }))
+        .collect();
+    ts.extend(tasks.iter().cloned());
+    assert_eq!(ts.pending(), 3);
+    assert!(tasks.iter().all(|t| ts.contains(t)));
+    let start = Instant::now();
+    ts.finish().await;
+    assert_eq!(start.elapsed(), s(3));
+}
