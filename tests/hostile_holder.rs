@@ -570,3 +570,60 @@ fn cancelling_the_ctx_at_each_point_of_a_scoped_holder_ends_every_task() {
         }
     });
 }
+
+/// A logger that panics on every report.
+struct PanickingLogger;
+
+impl hp::Logger for PanickingLogger {
+    fn info(&self, _: &str, _: &str) {
+        panic!("logger boom");
+    }
+    fn exception(&self, _: &str, _: &str, _: Option<&hp::Error>) {
+        panic!("logger boom");
+    }
+}
+
+#[test]
+fn a_panicking_logger_does_not_keep_failed_tasks_held() {
+    // The report of a failed task runs the context's logger (user code) before the
+    // holder releases the task: its panic must not skip the release, or finish hangs.
+    both_runtimes(|| async {
+        let ctx = hp::Ctx::beginning_with("app", hp::CtxOptions::new().log(PanickingLogger));
+        let ts = hp::task_holder(&ctx);
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                ts.spawn(async {
+                    tokio::task::yield_now().await;
+                    panic!("task boom")
+                })
+            })
+            .collect();
+        ts.finish().await;
+        assert!(tasks.iter().all(|t| t.failure().is_some()));
+    });
+}
+
+#[test]
+fn a_panicking_clone_of_an_output_leaves_the_output_in_place() {
+    // `result()` clones the output; a panicking `Clone` is the caller's panic, and the
+    // output stays for the joiner.
+    #[derive(Debug)]
+    struct BadClone(u8);
+    impl Clone for BadClone {
+        fn clone(&self) -> Self {
+            panic!("clone boom")
+        }
+    }
+    with_watchdog(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let t = hp::Task::spawn(async { BadClone(4) });
+                t.wait().await;
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| t.result()));
+                assert!(r.is_err());
+                assert_eq!(t.join().await.unwrap().0, 4);
+            });
+    });
+}

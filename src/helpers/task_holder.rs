@@ -310,7 +310,9 @@ const SHIFT: u32 = 3;
 impl DoneHook for Tracker {
     fn on_done(&self, key: u64, failure: Option<&Failure>) {
         if key & REPORT != 0 {
-            self.report.report(failure);
+            // The context's logger is user code: a panic in it must not skip the release
+            // and settle below (finish would wait for ever).
+            run_caught("task holder failure report", || self.report.report(failure));
         }
         if key & (HELD | SETTLE) != 0 {
             if let Some(inner) = self.inner.upgrade() {
