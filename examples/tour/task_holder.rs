@@ -25,9 +25,10 @@ pub async fn run() {
         ts.spawn(async { sleep(Duration::from_secs(2)).await });
         let quick = ts.spawn(async { "quick" });
         println!("  holding {} tasks", ts.pending());
+        // Joining gives the output by value (any `T: Send`, as a JoinHandle).
         println!(
             "  quick -> {:?}; still held: {}",
-            quick.clone().await,
+            quick.join().await,
             ts.contains(&quick)
         );
         Ok::<_, hp::Error>("scope body done")
@@ -55,8 +56,15 @@ pub async fn run() {
             sleep(Duration::from_secs(60)).await;
         });
     }
+    // Scoped work gets its own child context, named after the task: cancellation reaches
+    // it there and it finishes what it is doing (graceful shutdown).
+    ts.spawn_scoped("connection", |c: hp::Ctx| async move {
+        c.wait().await;
+        sleep(Duration::from_secs(1)).await; // answers the line in hand
+        println!("  {} said goodbye", c.name());
+    });
     let held: Vec<String> = ts.iter().map(|t| format!("{t:?}")).collect();
-    println!("  held in insertion order (2 running, 1 waiting its turn): {held:?}");
+    println!("  held in insertion order (2 running, 2 waiting their turn): {held:?}");
 
     let c = ctx.ctx().clone();
     tokio::spawn(async move {
