@@ -469,12 +469,10 @@ impl Inner {
 }
 
 /// `fut` after taking its turn under `limit`.
-fn limited<F: Future>(limit: Arc<Semaphore>, fut: F) -> impl Future<Output = F::Output> {
-    async move {
-        // The semaphore is never closed, so acquiring cannot fail.
-        let _turn = limit.acquire_owned().await;
-        fut.await
-    }
+async fn limited<F: Future>(limit: Arc<Semaphore>, fut: F) -> F::Output {
+    // The semaphore is never closed, so acquiring cannot fail.
+    let _turn = limit.acquire_owned().await;
+    fut.await
 }
 
 /// A cloneable handle to a holder for adding work from anywhere (inside held tasks, say).
