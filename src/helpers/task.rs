@@ -92,6 +92,8 @@ enum Output<T> {
     Pending,
     Ready(T),
     Taken,
+    /// How the body failed, parked until the task is marked done.
+    Failed(Failure),
 }
 
 /// Hooks told once the task's done callbacks have all run (a task holder's "settled").
@@ -146,13 +148,23 @@ impl<T> Hash for Task<T> {
 }
 
 pin_project_lite::pin_project! {
-    /// The spawned future: runs the user's future, drops it, then stores its outcome.
-    /// Either way the user's future is dropped (its cleanup ran) before the task is
-    /// done: on completion here, and when the runtime drops an aborted task because
-    /// fields drop in declaration order, `fut` before `guard` marks the task cancelled.
+    /// The spawned future. Its user's future is dropped (its cleanup ran) before the task
+    /// is done, however it ends: on completion the outcome is parked in the task's output
+    /// slot and `running` is dropped (the future, then `guard`, which finishes the task
+    /// with the parked outcome); when the runtime drops an aborted task, fields drop in
+    /// declaration order, `fut` before `guard`, which finds nothing parked: cancelled.
+    /// (One `Option` around both keeps the body as small as the future plus a pointer:
+    /// tokio's task cell grows in steps of 128 bytes.)
     struct Body<F: Future> {
         #[pin]
-        fut: Option<CatchUnwind<AssertUnwindSafe<F>>>,
+        running: Option<Running<F>>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    struct Running<F: Future> {
+        #[pin]
+        fut: CatchUnwind<AssertUnwindSafe<F>>,
         guard: Guard<F::Output>,
     }
 }
@@ -163,27 +175,29 @@ struct Guard<T> {
 
 impl<T> Drop for Guard<T> {
     fn drop(&mut self) {
-        // A no-op when the future finished; otherwise it was dropped unfinished: cancelled.
-        self.shared.finish(Err(Failure::Cancelled));
+        // The outcome parked by `Body::poll`, or cancelled: the future was dropped unfinished.
+        self.shared.finish_parked();
     }
 }
 
 impl<F: Future> Future for Body<F> {
     type Output = ();
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let mut this = self.project();
-        let Some(fut) = this.fut.as_mut().as_pin_mut() else {
+        let mut running = self.project().running;
+        let Some(this) = running.as_mut().as_pin_mut() else {
             return Poll::Ready(());
         };
-        match fut.poll(cx) {
+        let this = this.project();
+        match this.fut.poll(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(r) => {
-                let outcome = r.map_err(|p| Failure::Error(Error::from_panic(p)));
-                // The finished future's `Drop` is user code (it may add work to a holder):
-                // it runs before the task is done, and a panic in it is caught and
-                // logged; the output stands.
-                run_caught("dropping a finished task's future", || this.fut.set(None));
-                this.guard.shared.finish(outcome);
+                this.guard
+                    .shared
+                    .park(r.map_err(|p| Failure::Error(Error::from_panic(p))));
+                // Drops the finished future (user code: it may add work to a holder, so
+                // it runs before the task is done; a panic in it is caught and logged,
+                // the outcome stands), then the guard, which finishes the task.
+                run_caught("dropping a finished task's future", || running.set(None));
                 Poll::Ready(())
             }
         }
@@ -204,21 +218,38 @@ impl<T> Shared<T> {
         }
     }
 
-    /// Stores the output, marks the task done (running its done callbacks), then tells the
-    /// settle hooks: a holder counts the task as finished only after its callbacks ran,
-    /// so work they add is still waited for.
-    fn finish(&self, outcome: Outcome<T>) {
-        if self.core.done() {
-            return; // only the body finishes a task, and only once
-        }
-        let status = match outcome {
-            Ok(value) => {
-                // Replaces `Pending`: nothing of the user's is dropped under the lock.
-                *lock(&self.output) = Output::Ready(value);
-                Ok(())
-            }
-            Err(f) => Err(f),
+    /// Parks the body's outcome until the finished future has been dropped.
+    fn park(&self, outcome: Outcome<T>) {
+        // Replaces `Pending`: nothing of the user's is dropped under the lock.
+        *lock(&self.output) = match outcome {
+            Ok(value) => Output::Ready(value),
+            Err(f) => Output::Failed(f),
         };
+    }
+
+    /// Marks the task done with the parked outcome (cancelled if none was parked), runs
+    /// its done callbacks, then tells the settle hooks: a holder counts the task as
+    /// finished only after its callbacks ran, so work they add is still waited for.
+    fn finish_parked(&self) {
+        if self.core.done() {
+            return; // only the body's guard finishes a task, and only once
+        }
+        let status = {
+            let mut output = lock(&self.output);
+            match &*output {
+                Output::Ready(_) => Ok(()),
+                Output::Failed(_) => match std::mem::replace(&mut *output, Output::Taken) {
+                    Output::Failed(f) => Err(f),
+                    _ => unreachable!("matched above"),
+                },
+                Output::Pending | Output::Taken => Err(Failure::Cancelled),
+            }
+        };
+        self.finish(status);
+    }
+
+    /// Marks the task done with `status`, runs its done callbacks, then the settle hooks.
+    fn finish(&self, status: Outcome<()>) {
         if !self.core.complete(status) {
             return;
         }
@@ -276,7 +307,9 @@ impl<T> Shared<T> {
                 let out = std::mem::replace(&mut *lock(&self.output), Output::Taken);
                 Some(match out {
                     Output::Ready(v) => Ok(v),
-                    Output::Pending | Output::Taken => Err(Failure::Error(Error::new(OutputTaken))),
+                    Output::Pending | Output::Taken | Output::Failed(_) => {
+                        Err(Failure::Error(Error::new(OutputTaken)))
+                    }
                 })
             }
         }
@@ -362,10 +395,12 @@ impl<T: Send + 'static> Task<T> {
     {
         let shared = Arc::new(Shared::new(name));
         let body = Body {
-            fut: Some(AssertUnwindSafe(fut).catch_unwind()),
-            guard: Guard {
-                shared: shared.clone(),
-            },
+            running: Some(Running {
+                fut: AssertUnwindSafe(fut).catch_unwind(),
+                guard: Guard {
+                    shared: shared.clone(),
+                },
+            }),
         };
         let join = spawn(body);
         {
@@ -389,7 +424,8 @@ impl<T: Send + 'static> Task<T> {
     }
 
     pub fn model_finish(&self, outcome: Outcome<T>) {
-        self.shared.finish(outcome);
+        self.shared.park(outcome);
+        self.shared.finish_parked();
     }
 }
 
@@ -447,7 +483,9 @@ impl<T> Task<T> {
             Some(Err(f)) => Err(f.clone().into()),
             Some(Ok(())) => match &*lock(&self.shared.output) {
                 Output::Ready(v) => Ok(v.clone()),
-                Output::Pending | Output::Taken => Err(StatusError::Error(Error::new(OutputTaken))),
+                Output::Pending | Output::Taken | Output::Failed(_) => {
+                    Err(StatusError::Error(Error::new(OutputTaken)))
+                }
             },
         }
     }
