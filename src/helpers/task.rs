@@ -18,7 +18,9 @@
 //! # Cancellation
 //! [`Task::cancel`] asks the runtime to drop the future. The task becomes done (cancelled)
 //! only after the future has been dropped, so `task.wait().await` after `cancel()`
-//! returns once the future's `Drop` cleanup has run.
+//! returns once the future's `Drop` cleanup has run. A future that completes is likewise
+//! dropped before the task is done: whatever its `Drop` does (adding work to a
+//! [task holder](super::task_holder), say) happens before anyone sees the task finished.
 //!
 //! # Drop
 //! Dropping a `Task` handle detaches the task: it runs on, and its done callbacks (a
