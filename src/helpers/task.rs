@@ -107,8 +107,10 @@ enum Settle {
     Passed,
 }
 
-/// What `finish` takes once: the abort handle and the settle hooks.
-struct Control {
+/// A task's mutable state, under one lock: the output, the abort handle and the settle
+/// hooks.
+struct Control<T> {
+    output: Output<T>,
     abort: Option<AbortHandle>,
     settle: Settle,
 }
@@ -116,8 +118,7 @@ struct Control {
 struct Shared<T> {
     /// How it finished (the output itself sits in `output`), and the done callbacks.
     core: Completion<()>,
-    output: Mutex<Output<T>>,
-    control: Mutex<Control>,
+    control: Mutex<Control<T>>,
     id: TaskId,
     _live: Live<TASKS>,
 }
@@ -210,8 +211,8 @@ impl<T> Shared<T> {
     fn new(name: Option<&str>) -> Self {
         Shared {
             core: Completion::new(name.map(Arc::from)),
-            output: Mutex::new(Output::Pending),
             control: Mutex::new(Control {
+                output: Output::Pending,
                 abort: None,
                 settle: Settle::None,
             }),
@@ -223,7 +224,7 @@ impl<T> Shared<T> {
     /// Parks the body's outcome until the finished future has been dropped.
     fn park(&self, outcome: Outcome<T>) {
         // Replaces `Pending`: nothing of the user's is dropped under the lock.
-        *lock(&self.output) = match outcome {
+        lock(&self.control).output = match outcome {
             Ok(value) => Output::Ready(value),
             Err(f) => Output::Failed(f),
         };
@@ -237,10 +238,10 @@ impl<T> Shared<T> {
             return; // only the body's guard finishes a task, and only once
         }
         let status = {
-            let mut output = lock(&self.output);
-            match &*output {
+            let mut control = lock(&self.control);
+            match &control.output {
                 Output::Ready(_) => Ok(()),
-                Output::Failed(_) => match std::mem::replace(&mut *output, Output::Taken) {
+                Output::Failed(_) => match std::mem::replace(&mut control.output, Output::Taken) {
                     Output::Failed(f) => Err(f),
                     _ => unreachable!("matched above"),
                 },
@@ -306,7 +307,7 @@ impl<T> Shared<T> {
         match self.core.outcome()? {
             Err(f) => Some(Err(f.clone())),
             Ok(()) => {
-                let out = std::mem::replace(&mut *lock(&self.output), Output::Taken);
+                let out = std::mem::replace(&mut lock(&self.control).output, Output::Taken);
                 Some(match out {
                     Output::Ready(v) => Ok(v),
                     Output::Pending | Output::Taken | Output::Failed(_) => {
@@ -470,8 +471,8 @@ impl<T> Task<T> {
 
     /// Its output, cloned; the output stays for [`Task::join`].
     ///
-    /// `T::clone` runs under the lock of this task's output slot, so a `Clone` impl must
-    /// not join or read this same task.
+    /// `T::clone` runs under this task's own state lock, so a `Clone` impl must not call
+    /// back into this same task (join, read, cancel or register on it).
     ///
     /// # Errors
     /// [`StatusError::Pending`], [`StatusError::Cancelled`], or [`StatusError::Error`]
@@ -483,7 +484,7 @@ impl<T> Task<T> {
         match self.shared.core.outcome() {
             None => Err(StatusError::Pending),
             Some(Err(f)) => Err(f.clone().into()),
-            Some(Ok(())) => match &*lock(&self.shared.output) {
+            Some(Ok(())) => match &lock(&self.shared.control).output {
                 Output::Ready(v) => Ok(v.clone()),
                 Output::Pending | Output::Taken | Output::Failed(_) => {
                     Err(StatusError::Error(Error::new(OutputTaken)))
