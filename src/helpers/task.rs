@@ -20,7 +20,7 @@
 //! only after the future has been dropped, so `task.wait().await` after `cancel()`
 //! returns once the future's `Drop` cleanup has run. A future that completes is likewise
 //! dropped before the task is done: whatever its `Drop` does (adding work to a
-//! [task holder](super::task_holder), say) happens before anyone sees the task finished.
+//! [task holder](mod@super::task_holder), say) happens before anyone sees the task finished.
 //!
 //! # Drop
 //! Dropping a `Task` handle detaches the task: it runs on, and its done callbacks (a
