@@ -334,7 +334,7 @@ impl<T: Send + 'static> Task<T> {
     where
         F: Future<Output = T> + Send + 'static,
     {
-        Self::start(None, fut, |body| Handle::current().spawn(body))
+        Self::start(None, fut, tokio::spawn)
     }
 
     /// Spawns `fut` on the current runtime under `name`.
@@ -346,7 +346,20 @@ impl<T: Send + 'static> Task<T> {
     where
         F: Future<Output = T> + Send + 'static,
     {
-        Self::start(Some(name), fut, |body| Handle::current().spawn(body))
+        Self::start(Some(name), fut, tokio::spawn)
+    }
+
+    /// Spawns `fut` on the current runtime, or on `handle`'s when given: what a task
+    /// holder does with its context's runtime.
+    #[track_caller]
+    pub(crate) fn spawn_maybe_on<F>(name: Option<&str>, fut: F, handle: Option<&Handle>) -> Task<T>
+    where
+        F: Future<Output = T> + Send + 'static,
+    {
+        match handle {
+            Some(handle) => Self::start(name, fut, |body| handle.spawn(body)),
+            None => Self::start(name, fut, tokio::spawn),
+        }
     }
 
     /// Spawns `fut` on `handle`'s runtime.

@@ -209,6 +209,7 @@ impl TaskHolderBuilder {
             empty: Notify::new(),
             joinable: Notify::new(),
             limit: self.limit.map(|n| Arc::new(Semaphore::new(n))),
+            runtime: ctx.runtime(),
             tracker: Arc::new(Tracker {
                 inner: weak.clone(),
                 report: ctx.failure_reporter(),
@@ -273,6 +274,8 @@ struct Inner {
     /// Notified when a task finishes (for `join_next`).
     joinable: Notify,
     limit: Option<Arc<Semaphore>>,
+    /// The context's runtime, looked up once (`None`: the current one).
+    runtime: Option<Handle>,
     /// Every held task's hooks (shared, so no allocation per task).
     tracker: Arc<Tracker>,
     ctx: Ctx,
@@ -356,23 +359,19 @@ impl Inner {
 
     /// Spawns `fut` on the holder's context's runtime (else the current one), waiting for
     /// its turn under the limit. Failures are reported by `track`, not here.
+    ///
+    /// # Panics
+    /// Without a runtime.
     #[track_caller]
     fn spawn<T, F>(&self, name: Option<&str>, fut: F) -> Task<T>
     where
         T: Send + 'static,
         F: Future<Output = T> + Send + 'static,
     {
-        let handle = self.ctx.runtime().unwrap_or_else(Handle::current);
-        match (&self.limit, name) {
-            (None, None) => Task::spawn_on(fut, &handle),
-            (None, Some(name)) => Task::spawn_named_on(name, fut, &handle),
-            (Some(limit), name) => {
-                let limited = limited(limit.clone(), fut);
-                match name {
-                    None => Task::spawn_on(limited, &handle),
-                    Some(name) => Task::spawn_named_on(name, limited, &handle),
-                }
-            }
+        let handle = self.runtime.as_ref();
+        match &self.limit {
+            None => Task::spawn_maybe_on(name, fut, handle),
+            Some(limit) => Task::spawn_maybe_on(name, limited(limit.clone(), fut), handle),
         }
     }
 
