@@ -122,8 +122,8 @@ impl<V: Send + 'static, C: Clone + Send + 'static> QueueFeeder<V, C> {
         self.shared.add(QueueInput::Coroutine, body, context.into())
     }
 
-    /// Adds a task spawned elsewhere (a `TASK` source); its value (cloned from its
-    /// outcome) is delivered when it finishes. The manager cancels it when it stops.
+    /// Adds a task spawned elsewhere (a `TASK` source); its output (joined: taken by
+    /// value) is delivered when it finishes. The manager cancels it when it stops.
     pub fn add_task<T>(&self, task: Task<T>, context: impl Into<Option<C>>) -> SourceId
     where
         T: Into<Feed<V>> + Send + 'static,
