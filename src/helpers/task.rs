@@ -208,13 +208,13 @@ impl<F: Future> Future for Body<F> {
 }
 
 impl<T> Shared<T> {
-    fn new(name: Option<&str>) -> Self {
+    fn new(name: Option<&str>, settle: Settle) -> Self {
         Shared {
             core: Completion::new(name.map(Arc::from)),
             control: Mutex::new(Control {
                 output: Output::Pending,
                 abort: None,
-                settle: Settle::None,
+                settle,
             }),
             id: TaskId(NEXT_TASK.fetch_add(1, Relaxed)),
             _live: Live::new(),
@@ -352,14 +352,33 @@ impl<T: Send + 'static> Task<T> {
     /// Spawns `fut` on the current runtime, or on `handle`'s when given: what a task
     /// holder does with its context's runtime.
     #[track_caller]
-    pub(crate) fn spawn_maybe_on<F>(name: Option<&str>, fut: F, handle: Option<&Handle>) -> Task<T>
+    ///
+    /// `settle`: `owner.on_done(key, None)` runs once every done callback has run, as
+    /// [`Task::add_settle_hook`] registers it, but without taking the task's lock.
+    pub(crate) fn spawn_maybe_on<F>(
+        name: Option<&str>,
+        fut: F,
+        handle: Option<&Handle>,
+        settle: (Arc<dyn DoneHook>, u64),
+    ) -> Task<T>
     where
         F: Future<Output = T> + Send + 'static,
     {
+        let settle = Settle::One(settle.0, settle.1);
         match handle {
-            Some(handle) => Self::start(name, fut, |body| handle.spawn(body)),
-            None => Self::start(name, fut, tokio::spawn),
+            Some(handle) => Self::start_settled(name, fut, |body| handle.spawn(body), settle),
+            None => Self::start_settled(name, fut, tokio::spawn, settle),
         }
+    }
+
+    /// [`Task::spawn_local`] with a settle hook registered from the start.
+    #[track_caller]
+    pub(crate) fn spawn_local_settled<F>(fut: F, settle: (Arc<dyn DoneHook>, u64)) -> Task<T>
+    where
+        F: Future<Output = T> + 'static,
+    {
+        let settle = Settle::One(settle.0, settle.1);
+        Self::start_settled(None, fut, tokio::task::spawn_local, settle)
     }
 
     /// Spawns `fut` on `handle`'s runtime.
@@ -409,7 +428,18 @@ impl<T: Send + 'static> Task<T> {
         F: Future<Output = T> + 'static,
         S: FnOnce(Body<F>) -> tokio::task::JoinHandle<()>,
     {
-        let shared = Arc::new(Shared::new(name));
+        Self::start_settled(name, fut, spawn, Settle::None)
+    }
+
+    /// Like `start`, with a settle hook registered from the start (a task holder's: no
+    /// lock to take to register it).
+    #[track_caller]
+    fn start_settled<F, S>(name: Option<&str>, fut: F, spawn: S, settle: Settle) -> Task<T>
+    where
+        F: Future<Output = T> + 'static,
+        S: FnOnce(Body<F>) -> tokio::task::JoinHandle<()>,
+    {
+        let shared = Arc::new(Shared::new(name, settle));
         let body = Body {
             running: Some(Running {
                 fut: AssertUnwindSafe(fut).catch_unwind(),
@@ -435,7 +465,7 @@ impl<T: Send + 'static> Task<T> {
 impl<T: Send + 'static> Task<T> {
     pub fn model_pending() -> Task<T> {
         Task {
-            shared: Arc::new(Shared::new(None)),
+            shared: Arc::new(Shared::new(None, Settle::None)),
         }
     }
 

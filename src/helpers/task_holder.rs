@@ -131,8 +131,9 @@ use super::debug::{HOLDERS, Live};
 use super::error::{BoxError, Error, Failure};
 use super::protocols::CallbackHandle;
 use super::task::{AnyTask, Task, TaskId};
-use crate::sync::{Arc, Mutex, Weak, lock};
+use crate::sync::{Arc, AtomicUsize, Mutex, Weak, lock};
 use held::Held;
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
 
 /// A holder of tasks on `ctx`; see the [module docs](self).
 ///
@@ -206,13 +207,14 @@ impl TaskHolderBuilder {
                 joined: self.joinable.then(VecDeque::new),
                 ..State::default()
             }),
-            empty: Notify::new(),
-            joinable: Notify::new(),
             limit: self.limit.map(|n| Arc::new(Semaphore::new(n))),
             runtime: ctx.runtime(),
             tracker: Arc::new(Tracker {
                 inner: weak.clone(),
                 report: ctx.failure_reporter(),
+                unsettled: AtomicUsize::new(0),
+                empty: Notify::new(),
+                joinable: Notify::new(),
             }),
             ctx,
             _live: Live::new(),
@@ -258,9 +260,6 @@ impl TaskHolderBuilder {
 struct State {
     /// The pending tasks, in insertion order.
     tasks: Held,
-    /// Tracked tasks whose done callbacks have not all run yet. Finishing waits for this
-    /// to reach zero, not merely for `tasks` to empty: a done callback may add work.
-    unsettled: usize,
     /// No new work: finished, or cancelling everything.
     closed: bool,
     /// Finished tasks in completion order, for `join_next` (a `joinable` holder only).
@@ -269,10 +268,6 @@ struct State {
 
 struct Inner {
     state: Mutex<State>,
-    /// Notified when the last tracked task settles.
-    empty: Notify,
-    /// Notified when a task finishes (for `join_next`).
-    joinable: Notify,
     limit: Option<Arc<Semaphore>>,
     /// The context's runtime, looked up once (`None`: the current one).
     runtime: Option<Handle>,
@@ -303,6 +298,17 @@ impl Drop for Inner {
 struct Tracker {
     inner: Weak<Inner>,
     report: FailureReporter,
+    /// Tracked tasks whose done callbacks have not all run yet. Finishing waits for this
+    /// to reach zero, not merely for the held tasks to be released: a done callback may
+    /// add work. Raised before the holder spawns a task (whose settle hook is registered
+    /// from the start, so it cannot settle before it is counted), or under the state lock
+    /// by `add_task` while the holder is open; lowered by each settle, lock-free. A task
+    /// counted while `finish` closes the holder is rejected and settles as it ends.
+    unsettled: AtomicUsize,
+    /// Notified when the last tracked task settles.
+    empty: Notify,
+    /// Notified when a task finishes (for `join_next`).
+    joinable: Notify,
 }
 
 const REPORT: u64 = 1;
@@ -317,15 +323,24 @@ impl DoneHook for Tracker {
             // and settle below (finish would wait for ever).
             run_caught("task holder failure report", || self.report.report(failure));
         }
-        if key & (HELD | SETTLE) != 0 {
+        if key & HELD != 0 {
             if let Some(inner) = self.inner.upgrade() {
-                if key & HELD != 0 {
-                    inner.release(key >> SHIFT);
-                }
-                if key & SETTLE != 0 {
-                    inner.settle();
-                }
+                inner.release(key >> SHIFT);
             }
+        }
+        if key & SETTLE != 0 {
+            self.settle();
+        }
+    }
+}
+
+impl Tracker {
+    /// Every done callback of a tracked task has run: when none is left, finishing may end.
+    fn settle(&self) {
+        // AcqRel: the callbacks' effects happen before `try_close` sees the count drop.
+        if self.unsettled.fetch_sub(1, AcqRel) == 1 {
+            self.empty.notify_waiters();
+            self.joinable.notify_waiters();
         }
     }
 }
@@ -334,6 +349,19 @@ impl Inner {
     /// Holds `task` until it finishes (logging its failure if `report`); cancels it
     /// instead when the holder is closed.
     fn track<T: Send + 'static>(&self, task: &Task<T>, abortable: bool, report: bool) {
+        self.track_settled(task, abortable, report, false);
+    }
+
+    /// `track` for a task whose settle hook was registered when it was spawned
+    /// (`settled_from_start`): it was counted as unsettled before it was spawned (so it
+    /// cannot settle before it is counted), and it settles once in any case, rejected too.
+    fn track_settled<T: Send + 'static>(
+        &self,
+        task: &Task<T>,
+        abortable: bool,
+        report: bool,
+        settled_from_start: bool,
+    ) {
         let report = if report { REPORT } else { 0 };
         let seq = {
             let mut st = lock(&self.state);
@@ -346,14 +374,16 @@ impl Inner {
                 }
                 return;
             }
-            st.unsettled += 1;
+            if !settled_from_start {
+                self.tracker.unsettled.fetch_add(1, Relaxed);
+            }
             st.tasks.insert(task.erased(), task.id(), abortable)
         };
         // Registered after inserting: a task that already finished releases itself now.
         task.add_done_hook(self.tracker.clone(), seq << SHIFT | HELD | report);
         // Settled once its done callbacks (the user's too) have run, or now if they have.
-        if !task.add_settle_hook(self.tracker.clone(), SETTLE) {
-            self.settle();
+        if !settled_from_start && !task.add_settle_hook(self.tracker.clone(), SETTLE) {
+            self.tracker.settle();
         }
     }
 
@@ -369,10 +399,14 @@ impl Inner {
         F: Future<Output = T> + Send + 'static,
     {
         let handle = self.runtime.as_ref();
-        match &self.limit {
-            None => Task::spawn_maybe_on(name, fut, handle),
-            Some(limit) => Task::spawn_maybe_on(name, limited(limit.clone(), fut), handle),
-        }
+        let counted = self.count_unsettled();
+        let settle = (self.tracker.clone() as Arc<dyn DoneHook>, SETTLE);
+        let task = match &self.limit {
+            None => Task::spawn_maybe_on(name, fut, handle, settle),
+            Some(limit) => Task::spawn_maybe_on(name, limited(limit.clone(), fut), handle, settle),
+        };
+        std::mem::forget(counted); // the task's settle hook uncounts it
+        task
     }
 
     /// Spawns a `!Send` future on the current `LocalSet`, under the limit.
@@ -382,10 +416,21 @@ impl Inner {
         T: Send + 'static,
         F: Future<Output = T> + 'static,
     {
-        match &self.limit {
-            None => Task::spawn_local(fut),
-            Some(limit) => Task::spawn_local(limited(limit.clone(), fut)),
-        }
+        let counted = self.count_unsettled();
+        let settle = (self.tracker.clone() as Arc<dyn DoneHook>, SETTLE);
+        let task = match &self.limit {
+            None => Task::spawn_local_settled(fut, settle),
+            Some(limit) => Task::spawn_local_settled(limited(limit.clone(), fut), settle),
+        };
+        std::mem::forget(counted); // the task's settle hook uncounts it
+        task
+    }
+
+    /// Counts a task about to be spawned as unsettled; uncounts it if the spawn panics
+    /// (no runtime), unless forgotten.
+    fn count_unsettled(&self) -> Counted<'_> {
+        self.tracker.unsettled.fetch_add(1, Relaxed);
+        Counted(&self.tracker)
     }
 
     /// A held task finished: it is no longer pending (already inside its callbacks).
@@ -402,23 +447,10 @@ impl Inner {
             }
         };
         if removed.is_none() {
-            self.joinable.notify_waiters();
+            self.tracker.joinable.notify_waiters();
         }
         // The handle is released outside the lock; it may drop the task's output.
         drop(removed);
-    }
-
-    /// Every done callback of a tracked task has run: when none is left, finishing may end.
-    fn settle(&self) {
-        let idle = {
-            let mut st = lock(&self.state);
-            st.unsettled -= 1;
-            st.unsettled == 0
-        };
-        if idle {
-            self.empty.notify_waiters();
-            self.joinable.notify_waiters();
-        }
     }
 
     /// Cancels the holder's context (scoped work sees it and returns) and aborts the
@@ -445,16 +477,18 @@ impl Inner {
     /// Closes the holder if every tracked task has settled.
     fn try_close(&self) -> bool {
         let mut st = lock(&self.state);
-        if st.unsettled == 0 {
+        // Under the state lock: a task counted after this check is rejected by `track`.
+        let idle = self.tracker.unsettled.load(Acquire) == 0;
+        if idle {
             st.closed = true;
         }
-        st.closed && st.unsettled == 0
+        idle
     }
 
     /// Waits until every tracked task has settled, then closes the holder.
     async fn wait_empty(&self) {
         loop {
-            let notified = self.empty.notified();
+            let notified = self.tracker.empty.notified();
             tokio::pin!(notified);
             // Register before checking: a settle between the check and the await is
             // not lost (`notify_waiters` wakes enabled waiters).
@@ -464,6 +498,15 @@ impl Inner {
             }
             notified.await;
         }
+    }
+}
+
+/// One unsettled count held by a spawn in progress; see `Inner::count_unsettled`.
+struct Counted<'a>(&'a Tracker);
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.settle();
     }
 }
 
@@ -509,7 +552,7 @@ impl TaskHolderHandle {
         F: Future<Output = T> + Send + 'static,
     {
         let task = self.inner.spawn(None, fut);
-        self.inner.track(&task, true, true);
+        self.inner.track_settled(&task, true, true, true);
         task
     }
 
@@ -525,7 +568,7 @@ impl TaskHolderHandle {
         F: Future<Output = T> + Send + 'static,
     {
         let task = self.inner.spawn(None, fut);
-        self.inner.track(&task, true, false);
+        self.inner.track_settled(&task, true, false, true);
         task
     }
 
@@ -542,7 +585,7 @@ impl TaskHolderHandle {
         F: Future<Output = T> + 'static,
     {
         let task = self.inner.spawn_local(fut);
-        self.inner.track(&task, true, true);
+        self.inner.track_settled(&task, true, true, true);
         task
     }
 
@@ -557,7 +600,7 @@ impl TaskHolderHandle {
         F: Future<Output = T> + 'static,
     {
         let task = self.inner.spawn_local(fut);
-        self.inner.track(&task, true, false);
+        self.inner.track_settled(&task, true, false, true);
         task
     }
 
@@ -614,7 +657,7 @@ impl TaskHolderHandle {
             // Do not even start it: it would run on a context that is already done.
             drop(work);
             let task = self.inner.spawn(Some(&name), std::future::pending::<T>());
-            self.inner.track(&task, true, report);
+            self.inner.track_settled(&task, true, report, true);
             return task;
         }
         let guard = self.inner.ctx.child(name.clone()).drop_guard();
@@ -624,7 +667,7 @@ impl TaskHolderHandle {
             fut.await
         };
         let task = self.inner.spawn(Some(&name), fut);
-        self.inner.track(&task, false, report);
+        self.inner.track_settled(&task, false, report, true);
         task
     }
 
@@ -668,12 +711,12 @@ impl TaskHolderHandle {
     /// Cancel safe: a task is taken only in the poll that returns it.
     pub async fn join_next(&self) -> Option<AnyTask> {
         loop {
-            let notified = self.inner.joinable.notified();
+            let notified = self.inner.tracker.joinable.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             {
                 let mut st = lock(&self.inner.state);
-                let idle = st.tasks.is_empty() && st.unsettled == 0;
+                let idle = st.tasks.is_empty() && self.inner.tracker.unsettled.load(Acquire) == 0;
                 let joined = st.joined.as_mut()?;
                 if let Some(task) = joined.pop_front() {
                     return Some(task);
