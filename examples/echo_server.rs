@@ -75,13 +75,11 @@ async fn main() {
                 };
                 stats.connections.fetch_add(1, Relaxed);
                 let stats = stats.clone();
-                handle.add_scoped(
-                    move |holder_ctx| {
-                        let conn = holder_ctx.child(format!("conn {}", peer.port()));
-                        serve(socket, conn, stats)
-                    },
-                    false,
-                );
+                // Each connection task gets its own child context, named after it:
+                // cancelling the server reaches it, and the tree shows it.
+                handle.spawn_scoped(format!("conn {}", peer.port()), move |conn| {
+                    serve(socket, conn, stats)
+                });
             }
         })
     };

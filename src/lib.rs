@@ -45,15 +45,12 @@
 //! let producer = queue.handle();
 //! let ts = hp::task_holder(&root);
 //! let ticks = hp::tick(Duration::from_secs(1), &root).max_iterations(3).build().unwrap();
-//! ts.add_coroutine(
-//!     async move {
-//!         let mut ticks = ticks;
-//!         while let Some((i, _)) = ticks.next().await {
-//!             producer.append(i);
-//!         }
-//!     },
-//!     false,
-//! );
+//! ts.spawn(async move {
+//!     let mut ticks = ticks;
+//!     while let Some((i, _)) = ticks.next().await {
+//!         producer.append(i);
+//!     }
+//! });
 //! ts.finish().await;
 //! assert_eq!(queue.remaining().collect::<Vec<_>>(), [1, 2, 3]);
 //!

@@ -243,12 +243,9 @@ async fn adding_to_a_finished_holder_cancels_the_task_at_once() {
     ts.finish().await;
     let ran = Arc::new(AtomicUsize::new(0));
     let r = ran.clone();
-    let task = handle.add_coroutine(
-        async move {
-            r.fetch_add(1, SeqCst);
-        },
-        true,
-    );
+    let task = handle.spawn_silent(async move {
+        r.fetch_add(1, SeqCst);
+    });
     assert!(matches!(task.await, Err(hp::Failure::Cancelled)));
     assert_eq!(ran.load(SeqCst), 0);
     assert_eq!(handle.pending(), 0);
@@ -260,7 +257,7 @@ async fn adding_to_a_dropped_holder_cancels_the_task_at_once() {
     let ts = hp::task_holder(&ctx);
     let handle = ts.handle();
     drop(ts);
-    let task = handle.add_coroutine(sleep(s(1)), true);
+    let task = handle.spawn_silent(sleep(s(1)));
     assert!(matches!(task.await, Err(hp::Failure::Cancelled)));
     assert!(handle.is_closed());
 }
@@ -341,8 +338,8 @@ async fn dropping_a_waiting_async_with_timeout_drops_the_work() {
 async fn dropping_a_holder_finish_future_mid_way_cancels_what_is_left() {
     let ctx = hp::Ctx::beginning("app");
     let ts = hp::task_holder(&ctx);
-    let long = ts.add_coroutine(sleep(s(100)), true);
-    let short = ts.add_coroutine(sleep(s(1)), true);
+    let long = ts.spawn_silent(sleep(s(100)));
+    let short = ts.spawn_silent(sleep(s(1)));
     assert!(tokio::time::timeout(s(2), ts.finish()).await.is_err());
     assert!(short.done() && !short.cancelled());
     assert!(matches!(long.await, Err(hp::Failure::Cancelled)));
@@ -413,7 +410,7 @@ async fn cancelling_a_task_twice_returns_false_the_second_time() {
 async fn cancelling_a_holder_twice_is_harmless() {
     let ctx = hp::Ctx::beginning("app");
     let ts = hp::task_holder(&ctx);
-    let t = ts.add_coroutine(sleep(s(10)), true);
+    let t = ts.spawn_silent(sleep(s(10)));
     ts.cancel_all();
     ts.cancel_all();
     ts.finish().await;

@@ -411,7 +411,7 @@ fn handles_are_send_and_sync() {
     is_send_sync::<hp::FutOutcome<u8>>();
     is_send_sync::<hp::Event>();
     is_send_sync::<hp::Task<u8>>();
-    is_send_sync::<hp::TaskOutcome<u8>>();
+    is_send_sync::<hp::TaskJoin<u8>>();
     is_send_sync::<hp::AnyTask>();
     is_send_sync::<hp::TaskId>();
     is_send_sync::<hp::Error>();

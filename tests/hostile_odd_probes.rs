@@ -408,18 +408,15 @@ fn finish_waits_for_tasks_added_from_done_callbacks_on_the_multi_thread_runtime(
         let finished = Arc::new(AtomicUsize::new(0));
         let added = Arc::new(AtomicUsize::new(0));
         for _ in 0..200 {
-            let t = ts.add_coroutine(tokio::task::yield_now(), false);
+            let t = ts.spawn(tokio::task::yield_now());
             let (h, f, a) = (handle.clone(), finished.clone(), added.clone());
             t.add_done_callback(move |_| {
                 let f2 = f.clone();
                 a.fetch_add(1, SeqCst);
-                h.add_coroutine(
-                    async move {
-                        tokio::task::yield_now().await;
-                        f2.fetch_add(1, SeqCst);
-                    },
-                    false,
-                );
+                h.spawn(async move {
+                    tokio::task::yield_now().await;
+                    f2.fetch_add(1, SeqCst);
+                });
             });
         }
         ts.finish().await;
@@ -434,7 +431,7 @@ async fn pending_is_zero_inside_the_done_callback_of_the_last_task() {
     let ts = hp::task_holder(&ctx);
     let handle = ts.handle();
     let seen = Arc::new(Mutex::new(None));
-    let t = ts.add_coroutine(async { tokio::time::sleep(secs(1)).await }, false);
+    let t = ts.spawn(async { tokio::time::sleep(secs(1)).await });
     let s = seen.clone();
     t.add_done_callback(move |_| *s.lock().unwrap() = Some(handle.pending()));
     assert!(ts.contains(&t));
@@ -446,21 +443,15 @@ async fn pending_is_zero_inside_the_done_callback_of_the_last_task() {
 async fn held_tasks_iterate_in_insertion_order_and_leave_when_finished() {
     let ctx = hp::Ctx::beginning("a");
     let ts = hp::task_holder(&ctx);
-    let a = ts.add_coroutine(async { tokio::time::sleep(secs(3)).await }, false);
-    let b = ts.add_coroutine(
-        async {
-            tokio::time::sleep(secs(1)).await;
-            "b"
-        },
-        false,
-    );
-    let c = ts.add_coroutine(
-        async {
-            tokio::time::sleep(secs(2)).await;
-            3u8
-        },
-        false,
-    );
+    let a = ts.spawn(async { tokio::time::sleep(secs(3)).await });
+    let b = ts.spawn(async {
+        tokio::time::sleep(secs(1)).await;
+        "b"
+    });
+    let c = ts.spawn(async {
+        tokio::time::sleep(secs(2)).await;
+        3u8
+    });
     let ids: Vec<hp::TaskId> = ts.iter().map(|t| t.id()).collect();
     assert_eq!(ids, [a.id(), b.id(), c.id()]);
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -476,15 +467,12 @@ async fn a_done_context_cancels_held_tasks_and_finish_waits_for_their_cleanup() 
     let ts = hp::task_holder(&root);
     let cleaned = Arc::new(AtomicUsize::new(0));
     let c = cleaned.clone();
-    let scoped = ts.add_scoped(
-        move |ctx| async move {
-            ctx.wait().await;
-            tokio::time::sleep(secs(1)).await;
-            c.fetch_add(1, SeqCst);
-        },
-        false,
-    );
-    let plain = ts.add_coroutine(std::future::pending::<()>(), false);
+    let scoped = ts.spawn_scoped("cleaner", move |ctx| async move {
+        ctx.wait().await;
+        tokio::time::sleep(secs(1)).await;
+        c.fetch_add(1, SeqCst);
+    });
+    let plain = ts.spawn(std::future::pending::<()>());
     tokio::time::sleep(secs(1)).await;
     root.cancel();
     let start = tokio::time::Instant::now();
@@ -503,7 +491,7 @@ async fn a_failing_scoped_body_cancels_the_held_tasks_and_returns_its_error() {
     let e = hp::Error::msg("body failed");
     let e2 = e.clone();
     let out: Result<(), hp::Error> = hp::task_holder_scope(&root, async move |ts| {
-        *h.lock().unwrap() = Some(ts.add_coroutine(std::future::pending::<()>(), false));
+        *h.lock().unwrap() = Some(ts.spawn(std::future::pending::<()>()));
         Err(e2)
     })
     .await;
@@ -515,7 +503,7 @@ async fn a_failing_scoped_body_cancels_the_held_tasks_and_returns_its_error() {
 async fn dropping_the_finish_future_cancels_what_is_left() {
     let root = hp::Ctx::beginning("a");
     let ts = hp::task_holder(&root);
-    let t = ts.add_coroutine(std::future::pending::<()>(), false);
+    let t = ts.spawn(std::future::pending::<()>());
     let cut = tokio::time::timeout(secs(1), ts.finish()).await;
     assert!(cut.is_err());
     tokio::task::yield_now().await;
@@ -528,12 +516,9 @@ struct AddsOnDrop(hp::TaskHolderHandle, Arc<AtomicUsize>);
 impl Drop for AddsOnDrop {
     fn drop(&mut self) {
         let ran = self.1.clone();
-        self.0.add_coroutine(
-            async move {
-                ran.fetch_add(1, SeqCst);
-            },
-            false,
-        );
+        self.0.spawn(async move {
+            ran.fetch_add(1, SeqCst);
+        });
     }
 }
 
@@ -543,13 +528,10 @@ async fn a_held_future_whose_drop_adds_to_the_holder_does_not_deadlock() {
     let ts = hp::task_holder(&root);
     let ran = Arc::new(AtomicUsize::new(0));
     let value = AddsOnDrop(ts.handle(), ran.clone());
-    ts.add_coroutine(
-        async move {
-            let _value = value;
-            tokio::time::sleep(secs(1)).await;
-        },
-        false,
-    );
+    ts.spawn(async move {
+        let _value = value;
+        tokio::time::sleep(secs(1)).await;
+    });
     tokio::time::timeout(secs(10), ts.finish()).await.unwrap();
     assert_eq!(ran.load(SeqCst), 1);
 }
@@ -560,7 +542,7 @@ fn a_holder_of_100_000_finished_tasks_holds_none() {
         let ctx = hp::Ctx::beginning("a");
         let ts = hp::task_holder(&ctx);
         for _ in 0..100_000 {
-            ts.add_coroutine(async {}, false);
+            ts.spawn(async {});
         }
         while ts.pending() > 0 {
             tokio::task::yield_now().await;
@@ -576,7 +558,7 @@ fn a_holder_of_100_000_finished_tasks_holds_none() {
 async fn dropping_the_holder_cancels_what_is_left() {
     let root = hp::Ctx::beginning("a");
     let ts = hp::task_holder(&root);
-    let t = ts.add_coroutine(std::future::pending::<()>(), false);
+    let t = ts.spawn(std::future::pending::<()>());
     drop(ts);
     tokio::time::sleep(secs(1)).await;
     assert!(t.cancelled());
@@ -600,7 +582,7 @@ async fn a_panicking_scoped_body_cancels_the_held_tasks_and_returns_the_panic() 
     let held = Arc::new(Mutex::new(None));
     let h = held.clone();
     let out: Result<(), hp::Error> = hp::task_holder_scope(&root, async move |ts| {
-        *h.lock().unwrap() = Some(ts.add_coroutine(std::future::pending::<()>(), false));
+        *h.lock().unwrap() = Some(ts.spawn(std::future::pending::<()>()));
         if always() {
             panic!("body boom");
         }

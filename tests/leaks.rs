@@ -152,22 +152,19 @@ fn a_task_holder_under_churn_frees_every_task_and_itself() {
         let h = ts.handle();
         for i in 0..2_000u64 {
             let h2 = h.clone();
-            ts.add_coroutine(
-                async move {
-                    sleep(Duration::from_millis(i % 3)).await;
-                    if i % 10 == 0 {
-                        h2.add_coroutine(async {}, true);
-                    }
-                },
-                true,
-            );
+            ts.spawn_silent(async move {
+                sleep(Duration::from_millis(i % 3)).await;
+                if i % 10 == 0 {
+                    h2.spawn_silent(async {});
+                }
+            });
         }
         ts.finish().await;
         assert_eq!(h.pending(), 0);
         // A dropped holder cancels and frees what it held.
         let ts = hp::task_holder(&ctx);
         for _ in 0..500 {
-            ts.add_coroutine(sleep(Duration::from_secs(3600)), true);
+            ts.spawn_silent(sleep(Duration::from_secs(3600)));
         }
         drop(ts);
     });

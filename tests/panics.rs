@@ -244,25 +244,19 @@ async fn a_panicking_holder_task_is_reported_and_the_holder_finishes_the_rest() 
     let reports = Reports::default();
     let ctx = hp::Ctx::beginning_with("app", hp::CtxOptions::new().log(reports.clone()));
     let ts = hp::task_holder(&ctx);
-    let bad = ts.add_coroutine(async { panic!("holder task boom") }, false);
+    let bad = ts.spawn(async { panic!("holder task boom") });
     let good: Vec<_> = (0..20u64)
         .map(|i| {
-            ts.add_coroutine(
-                async move {
-                    sleep(Duration::from_millis(i % 3)).await;
-                    i
-                },
-                false,
-            )
+            ts.spawn(async move {
+                sleep(Duration::from_millis(i % 3)).await;
+                i
+            })
         })
         .collect();
     tokio::time::timeout(Duration::from_secs(10), ts.finish())
         .await
         .unwrap();
-    assert!(is_panicked(
-        bad.outcome().unwrap().as_ref().unwrap_err(),
-        "holder task boom"
-    ));
+    assert!(is_panicked(&bad.failure().unwrap(), "holder task boom"));
     for (i, t) in good.iter().enumerate() {
         assert_eq!(t.result().unwrap(), i as u64);
     }
@@ -281,8 +275,7 @@ async fn a_panicking_holder_scope_body_cancels_its_tasks_and_returns_the_panic()
         hp::task_holder_scope(
             &ctx,
             async move |ts: &hp::TaskHolder| -> Result<(), hp::Error> {
-                *h2.lock().unwrap() =
-                    Some(ts.add_coroutine(sleep(Duration::from_secs(3600)), true));
+                *h2.lock().unwrap() = Some(ts.spawn_silent(sleep(Duration::from_secs(3600))));
                 panic!("body boom")
             },
         ),

@@ -36,17 +36,14 @@ fn add_work(h: &hp::TaskHolderHandle, tally: &Arc<Tally>, seed: u64, depth: u32)
     let (h2, t2) = (h.clone(), tally.clone());
     let spawn_more = depth < 3 && rng.below(3) == 0;
     match rng.below(3) {
-        0 | 1 => tally.keep(h.add_coroutine(
-            async move {
-                tokio::time::sleep(pause).await;
-                if spawn_more {
-                    add_work(&h2, &t2, seed.wrapping_mul(31), depth + 1);
-                }
-            },
-            true,
-        )),
-        _ => tally.keep(h.add_scoped(
-            move |ctx: hp::Ctx| async move {
+        0 | 1 => tally.keep(h.spawn_silent(async move {
+            tokio::time::sleep(pause).await;
+            if spawn_more {
+                add_work(&h2, &t2, seed.wrapping_mul(31), depth + 1);
+            }
+        })),
+        _ => tally.keep(
+            h.spawn_scoped_silent("work", move |ctx: hp::Ctx| async move {
                 tokio::select! {
                     _ = tokio::time::sleep(pause) => {}
                     _ = ctx.wait() => {}
@@ -54,9 +51,8 @@ fn add_work(h: &hp::TaskHolderHandle, tally: &Arc<Tally>, seed: u64, depth: u32)
                 if spawn_more {
                     add_work(&h2, &t2, seed.wrapping_mul(17), depth + 1);
                 }
-            },
-            true,
-        )),
+            }),
+        ),
     }
 }
 

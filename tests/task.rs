@@ -17,11 +17,17 @@ impl Drop for Resource {
 #[tokio::test]
 async fn a_task_finishes_with_its_value() {
     let t = hp::Task::spawn(async { 40 + 2 });
-    assert_eq!(t.clone().await.unwrap(), 42);
+    t.wait().await;
     assert!(t.done() && !t.cancelled());
-    assert_eq!(t.result().unwrap(), 42);
+    assert_eq!(t.result().unwrap(), 42, "a clone; the output stays");
     assert!(t.exception().unwrap().is_none());
-    assert!(matches!(t.outcome(), Some(Ok(42))));
+    assert!(t.failure().is_none());
+    assert_eq!(t.clone().await.unwrap(), 42, "joined by value");
+    // The first join took the output: later joins and reads say so.
+    let taken = |e: &hp::Error| e.is::<hp::OutputTaken>();
+    assert!(matches!(t.join().await, Err(hp::Failure::Error(e)) if taken(&e)));
+    assert!(matches!(t.try_join(), Some(Err(hp::Failure::Error(e))) if taken(&e)));
+    assert!(matches!(t.result(), Err(hp::StatusError::Error(e)) if taken(&e)));
     assert!(t.name().is_none());
     assert!(!t.cancel(), "cancel of a done task is a no-op");
 }
@@ -32,7 +38,7 @@ async fn a_pending_task_reports_pending() {
     assert!(!t.done());
     assert!(matches!(t.result(), Err(hp::StatusError::Pending)));
     assert!(matches!(t.exception(), Err(hp::StatusError::Pending)));
-    assert!(t.outcome().is_none());
+    assert!(t.try_join().is_none() && t.failure().is_none());
     t.wait().await;
     assert!(t.done());
 }
@@ -132,18 +138,18 @@ async fn done_callbacks_run_in_order_once_and_see_the_outcome() {
     });
     for i in 0..3 {
         let l = log.clone();
-        t.add_done_callback(move |o| l.lock().unwrap().push((i, *o.as_ref().unwrap())));
+        t.add_done_callback(move |o| l.lock().unwrap().push((i, o.is_ok())));
     }
     let l = log.clone();
-    let h = t.add_done_callback(move |_| l.lock().unwrap().push((99, 0)));
+    let h = t.add_done_callback(move |_| l.lock().unwrap().push((99, false)));
     assert_eq!(t.remove_done_callback(h), 1);
     assert_eq!(t.remove_done_callback(h), 0);
     gate.set();
     t.wait().await;
-    assert_eq!(*log.lock().unwrap(), [(0, 7), (1, 7), (2, 7)]);
+    assert_eq!(*log.lock().unwrap(), [(0, true), (1, true), (2, true)]);
     // Added after completion: runs before add returns.
     let l = log.clone();
-    t.add_done_callback(move |_| l.lock().unwrap().push((3, 7)));
+    t.add_done_callback(move |_| l.lock().unwrap().push((3, true)));
     assert_eq!(log.lock().unwrap().len(), 4);
 }
 
@@ -167,40 +173,66 @@ async fn a_panicking_done_callback_does_not_stop_the_others_or_the_task() {
 #[tokio::test]
 async fn spawn_on_and_names_and_ids() {
     let handle = tokio::runtime::Handle::current();
-    let a = hp::Task::spawn_on(&handle, Some("a"), async { 1 });
-    let b = hp::Task::spawn_on(&handle, None, async { 2 });
+    let a = hp::Task::spawn_named_on("a", async { 1 }, &handle);
+    let b = hp::Task::spawn_on(async { 2 }, &handle);
     assert_ne!(a.id(), b.id());
     assert_eq!(a.id(), a.clone().id());
     assert_eq!(a.name().as_deref(), Some("a"));
     b.set_future_name("later");
     assert_eq!(b.future_name().as_deref(), Some("later"));
-    assert_eq!(a.clone().await.unwrap() + b.clone().await.unwrap(), 3);
+    assert_eq!(a.join().await.unwrap() + b.join().await.unwrap(), 3);
     assert_eq!(format!("{a:?}"), "<Future#a(result)>");
 }
 
 #[tokio::test]
-async fn many_awaiters_get_the_outcome_current_thread() {
+async fn many_waiters_read_the_result_and_exactly_one_joiner_takes_it_current_thread() {
     let gate = hp::Event::new();
     let g = gate.clone();
     let t = hp::Task::spawn(async move {
         g.wait().await;
-        Arc::new(5u8)
+        5u8
     });
-    let waiters: Vec<_> = (0..100)
+    let readers: Vec<_> = (0..100)
         .map(|_| {
             let t = t.clone();
-            tokio::spawn(async move { *t.await.unwrap() })
+            tokio::spawn(async move {
+                t.wait().await;
+                t.result().unwrap()
+            })
         })
         .collect();
     tokio::task::yield_now().await;
     gate.set();
-    for w in waiters {
-        assert_eq!(w.await.unwrap(), 5);
+    for r in readers {
+        assert_eq!(r.await.unwrap(), 5);
     }
+    let joiners: Vec<_> = (0..10)
+        .map(|_| tokio::spawn(t.clone().into_future()))
+        .collect();
+    let mut got = Vec::new();
+    for j in joiners {
+        got.push(j.await.unwrap().ok());
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            Some(5)
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn many_awaiters_get_the_outcome_multi_thread() {
+async fn many_joiners_exactly_one_takes_the_output_multi_thread() {
     tokio::time::timeout(Duration::from_secs(20), async {
         for _ in 0..20 {
             let t = hp::Task::spawn(async { tokio::task::yield_now().await });
@@ -210,9 +242,11 @@ async fn many_awaiters_get_the_outcome_multi_thread() {
                     tokio::spawn(async move { t.await.is_ok() })
                 })
                 .collect();
+            let mut took = 0;
             for w in waiters {
-                assert!(w.await.unwrap());
+                took += usize::from(w.await.unwrap());
             }
+            assert_eq!(took, 1);
         }
     })
     .await
@@ -305,4 +339,82 @@ async fn a_task_can_be_awaited_by_reference_and_wait_is_cancel_safe() {
     assert!(!t.done());
     gate.set();
     assert_eq!((&t).await.unwrap(), 3);
+}
+
+#[tokio::test]
+async fn outputs_need_neither_clone_nor_sync_and_are_joined_by_value() {
+    // `io::Result<()>` is not Clone; `Cell` is not Sync: both can be task outputs.
+    let io = hp::Task::spawn(async { std::io::Result::Ok(()) });
+    assert!(io.join().await.unwrap().is_ok());
+    let failed = hp::Task::spawn(async { Err::<(), _>(std::io::Error::other("disk")) });
+    assert_eq!(failed.await.unwrap().unwrap_err().to_string(), "disk");
+    let cell = hp::Task::spawn(async { std::cell::Cell::new(3) });
+    assert_eq!(cell.await.unwrap().get(), 3);
+    // A failure is given to every joiner; only an output is taken once.
+    let boom = hp::Task::spawn(async { panic!("boom") });
+    boom.wait().await;
+    assert!(boom.join().await.unwrap_err().to_string().contains("boom"));
+    assert!(boom.join().await.unwrap_err().to_string().contains("boom"));
+}
+
+#[tokio::test]
+async fn an_output_nobody_joined_is_dropped_with_the_last_handle() {
+    let dropped = Arc::new(AtomicUsize::new(0));
+    struct Noted(Arc<AtomicUsize>);
+    impl Drop for Noted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
+    let d = dropped.clone();
+    let t = hp::Task::spawn(async move { Noted(d) });
+    t.wait().await;
+    tokio::task::yield_now().await; // the runtime lets go of the task's body
+    assert_eq!(dropped.load(SeqCst), 0, "the output waits for a joiner");
+    drop(t);
+    assert_eq!(dropped.load(SeqCst), 1);
+}
+
+#[tokio::test]
+// Hash and Eq read only the task's immutable identity; clippy sees the interior state.
+#[allow(clippy::mutable_key_type)]
+async fn tasks_and_erased_tasks_are_equal_and_hashed_by_identity() {
+    use std::collections::HashSet;
+    let a = hp::Task::spawn(async { 1u8 });
+    let b = hp::Task::spawn(async { 1u8 });
+    assert_eq!(a, a.clone());
+    assert_ne!(a, b);
+    let set: HashSet<_> = [a.clone(), a.clone(), b.clone()].into_iter().collect();
+    assert_eq!(set.len(), 2);
+    let erased: HashSet<hp::AnyTask> = [a.erased(), a.erased(), b.erased()].into();
+    assert_eq!(erased.len(), 2);
+    assert_eq!(a.erased(), hp::AnyTask::from(&a));
+    // Back to the typed handle, only with the right output type.
+    let back = a.erased().downcast::<u8>().unwrap();
+    assert_eq!(back, a);
+    assert!(a.erased().downcast::<u16>().is_err());
+    assert_eq!(back.join().await.unwrap(), 1);
+}
+
+#[test]
+fn spawn_local_runs_a_non_send_future_in_a_local_set() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async {
+        let shared = std::rc::Rc::new(5u32); // !Send
+        let s = shared.clone();
+        let t = hp::Task::spawn_local_named("local", async move {
+            tokio::task::yield_now().await;
+            *s + 1
+        });
+        assert_eq!(t.name().as_deref(), Some("local"));
+        assert_eq!(t.join().await.unwrap(), 6);
+        let stuck = hp::Task::spawn_local(std::future::pending::<()>());
+        assert!(stuck.cancel());
+        stuck.wait().await;
+        assert!(stuck.cancelled());
+        assert_eq!(*shared, 5);
+    });
 }

@@ -97,12 +97,9 @@ async fn holder() -> (Duration, i64) {
     let holder = hp::task_holder(&ctx);
     for i in 0..SPAWNS {
         // Not silent: the seed's default (silent measured the same).
-        holder.add_coroutine(
-            async move {
-                black_box(i);
-            },
-            false,
-        );
+        holder.spawn(async move {
+            black_box(i);
+        });
     }
     let peak = heap_bytes() - before;
     holder.finish().await;
@@ -176,7 +173,7 @@ async fn detached(imp: &str) -> (i64, usize) {
                 ran.fetch_add(1, Relaxed);
             };
             match imp {
-                OURS => drop(holder.add_coroutine(work, true)),
+                OURS => drop(holder.spawn_silent(work)),
                 "tokio JoinSet" => drop(set.spawn(work)),
                 _ => drop(tracker.spawn(work)),
             }

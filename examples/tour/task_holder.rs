@@ -22,12 +22,13 @@ pub async fn run() {
     let start = Instant::now();
 
     let out = hp::task_holder_scope(&ctx, async |ts| {
-        ts.add_coroutine(async { sleep(Duration::from_secs(2)).await }, false);
-        let quick = ts.add_coroutine(async { "quick" }, false);
+        ts.spawn(async { sleep(Duration::from_secs(2)).await });
+        let quick = ts.spawn(async { "quick" });
         println!("  holding {} tasks", ts.pending());
+        // Joining gives the output by value (any `T: Send`, as a JoinHandle).
         println!(
             "  quick -> {:?}; still held: {}",
-            quick.clone().await,
+            quick.join().await,
             ts.contains(&quick)
         );
         Ok::<_, hp::Error>("scope body done")
@@ -42,7 +43,7 @@ pub async fn run() {
         .name("workers")
         .limit(2)
         .build();
-    let failing = ts.add_coroutine(async { panic!("worker failed") }, false);
+    let failing = ts.spawn(async { panic!("worker failed") });
     failing.wait().await;
     println!(
         "  a failing task is logged and released: {}",
@@ -50,16 +51,20 @@ pub async fn run() {
     );
     for name in ["a", "b", "c"] {
         let cleanup = Cleanup(name); // moved into the future: dropped with it
-        ts.add_coroutine(
-            async move {
-                let _cleanup = cleanup;
-                sleep(Duration::from_secs(60)).await;
-            },
-            false,
-        );
+        ts.spawn(async move {
+            let _cleanup = cleanup;
+            sleep(Duration::from_secs(60)).await;
+        });
     }
+    // Scoped work gets its own child context, named after the task: cancellation reaches
+    // it there and it finishes what it is doing (graceful shutdown).
+    ts.spawn_scoped("connection", |c: hp::Ctx| async move {
+        c.wait().await;
+        sleep(Duration::from_secs(1)).await; // answers the line in hand
+        println!("  {} said goodbye", c.name());
+    });
     let held: Vec<String> = ts.iter().map(|t| format!("{t:?}")).collect();
-    println!("  held in insertion order (2 running, 1 waiting its turn): {held:?}");
+    println!("  held in insertion order (2 running, 2 waiting their turn): {held:?}");
 
     let c = ctx.ctx().clone();
     tokio::spawn(async move {

@@ -47,7 +47,7 @@ pub use scope::{AsyncContextManager, ensure_aexit, using};
 pub use sync_queue::{
     SyncGetError, SyncQueue, SyncQueueIter, SyncQueueOptions, SyncRemaining, sync_queue,
 };
-pub use task::{AnyTask, Task, TaskId, TaskOutcome};
+pub use task::{AnyTask, OutputTaken, Task, TaskId, TaskJoin};
 pub use task_holder::{
     TaskHolder, TaskHolderBuilder, TaskHolderHandle, task_holder, task_holder_scope,
 };

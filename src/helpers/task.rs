@@ -4,14 +4,32 @@
 //! an error if the future panicked (the panic is caught and becomes
 //! [`Panicked`](super::Panicked)), or cancelled.
 //!
+//! # Output
+//! The output belongs to whoever joins the task, as with a `JoinHandle`:
+//! [`Task::join`] (or awaiting the task) gives it by value, so any `T: Send + 'static` can
+//! be a task's output (an `io::Result<()>`, a socket, a `Vec` too big to copy). A task
+//! handle is cloneable; the first join takes the output and later ones get
+//! [`OutputTaken`]. For an output that is `Clone`, [`Task::result`] reads a clone without
+//! taking it, as asyncio's `Task.result()` does.
+//!
+//! Done callbacks see how the task finished ([`Outcome<()>`](super::Outcome): a result or
+//! the failure), not the output itself, which stays for the joiner.
+//!
 //! # Cancellation
 //! [`Task::cancel`] asks the runtime to drop the future. The task becomes done (cancelled)
 //! only after the future has been dropped, so `task.wait().await` after `cancel()`
-//! returns once the future's `Drop` cleanup has run.
+//! returns once the future's `Drop` cleanup has run. A future that completes is likewise
+//! dropped before the task is done: whatever its `Drop` does (adding work to a
+//! [task holder](mod@super::task_holder), say) happens before anyone sees the task finished.
 //!
 //! # Drop
 //! Dropping a `Task` handle detaches the task: it runs on, and its done callbacks (a
 //! reporter, say) still run. `cancel()` and [task holders](super) bound a task's life.
+//! An output nobody joined is dropped with the last handle.
+//!
+//! # Equality
+//! Two handles are equal when they are handles to one task (`PartialEq`, `Eq` and `Hash` by
+//! identity, as [`TaskId`]).
 //!
 //! # Example
 //! ```
@@ -20,8 +38,14 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
 //! let task = hp::Task::spawn_named("adder", async { 1 + 2 });
-//! assert_eq!(task.clone().await.unwrap(), 3);
+//! task.wait().await;
 //! assert_eq!(hp::fut_to_string(&task), "<Future#adder(result)>");
+//! assert_eq!(task.result().unwrap(), 3); // a clone: the output stays
+//! assert_eq!(task.join().await.unwrap(), 3); // by value
+//!
+//! // Outputs need not be `Clone` or `Sync`.
+//! let io = hp::Task::spawn(async { std::io::Result::Ok(std::cell::Cell::new(5)) });
+//! assert_eq!(io.await.unwrap().unwrap().get(), 5);
 //!
 //! let sleeper = hp::Task::spawn(std::future::pending::<()>());
 //! assert!(sleeper.cancel());
@@ -32,6 +56,7 @@
 
 use std::fmt;
 use std::future::{Future, IntoFuture};
+use std::hash::{Hash, Hasher};
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -43,6 +68,7 @@ use futures_util::future::CatchUnwind;
 use tokio::runtime::Handle;
 use tokio::task::AbortHandle;
 
+use super::callbacks::{self, run_caught};
 use super::completion::{Completion, DoneHook};
 use super::debug::{Live, TASKS};
 use super::error::{Error, Failure, Outcome, StatusError};
@@ -58,9 +84,41 @@ pub struct TaskId(u64);
 
 static NEXT_TASK: AtomicU64 = AtomicU64::new(1);
 
+/// The error a join gets when another join already took the task's output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the task's output was already taken by another join")]
+pub struct OutputTaken;
+
+/// Where the output waits for its joiner.
+enum Output<T> {
+    Pending,
+    Ready(T),
+    Taken,
+    /// How the body failed, parked until the task is marked done.
+    Failed(Failure),
+}
+
+/// Hooks told once the task's done callbacks have all run (a task holder's "settled").
+enum Settle {
+    None,
+    One(Arc<dyn DoneHook>, u64),
+    Many(Vec<(Arc<dyn DoneHook>, u64)>),
+    /// The callbacks have run: a hook added now is told by its caller instead.
+    Passed,
+}
+
+/// A task's mutable state, under one lock: the output, the abort handle and the settle
+/// hooks.
+struct Control<T> {
+    output: Output<T>,
+    abort: Option<AbortHandle>,
+    settle: Settle,
+}
+
 struct Shared<T: 'static> {
-    core: Completion<T>,
-    abort: Mutex<Option<AbortHandle>>,
+    /// How it finished (the output itself sits in `output`), and the done callbacks.
+    core: Completion<()>,
+    control: Mutex<Control<T>>,
     id: TaskId,
     _live: Live<TASKS>,
 }
@@ -78,11 +136,39 @@ impl<T> Clone for Task<T> {
     }
 }
 
+impl<T> PartialEq for Task<T> {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+}
+
+impl<T> Eq for Task<T> {}
+
+impl<T> Hash for Task<T> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.shared.id.hash(state);
+    }
+}
+
 pin_project_lite::pin_project! {
-    /// The spawned future: runs the user's future, then stores its outcome. Fields drop
-    /// in declaration order, so when the runtime drops an aborted task the user's future
-    /// is dropped (its cleanup runs) before `guard` marks the task cancelled.
+    /// The spawned future. Its user's future is dropped (its cleanup ran) before the task
+    /// is done, however it ends: on completion the outcome is parked in the task's output
+    /// slot and `running` is dropped (the future, then `guard`, which finishes the task
+    /// with the parked outcome); when the runtime drops an aborted task, fields drop in
+    /// declaration order, `fut` before `guard`, which finds nothing parked: cancelled.
+    /// (One `Option` around both keeps the body as small as the future plus a pointer:
+    /// tokio's task cell grows in steps of 128 bytes.)
     struct Body<F: Future>
+    where
+        F::Output: 'static,
+    {
+        #[pin]
+        running: Option<Running<F>>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    struct Running<F: Future>
     where
         F::Output: 'static,
     {
@@ -96,32 +182,107 @@ struct Guard<T: 'static> {
     shared: Arc<Shared<T>>,
 }
 
-impl<T> Drop for Guard<T> {
+impl<T: 'static> Drop for Guard<T> {
     fn drop(&mut self) {
-        // A no-op when the future finished; otherwise it was dropped unfinished: cancelled.
-        self.shared.finish(Err(Failure::Cancelled));
+        // The outcome parked by `Body::poll`, or cancelled: the future was dropped unfinished.
+        self.shared.finish_parked();
     }
 }
 
 impl<F: Future> Future for Body<F> {
     type Output = ();
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = self.project();
+        let mut running = self.project().running;
+        let Some(this) = running.as_mut().as_pin_mut() else {
+            return Poll::Ready(());
+        };
+        let this = this.project();
         match this.fut.poll(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(r) => {
-                let outcome = r.map_err(|p| Failure::Error(Error::from_panic(p)));
-                this.guard.shared.finish(outcome);
+                this.guard
+                    .shared
+                    .park(r.map_err(|p| Failure::Error(Error::from_panic(p))));
+                // Drops the finished future (user code: it may add work to a holder, so
+                // it runs before the task is done; a panic in it is caught and logged,
+                // the outcome stands), then the guard, which finishes the task.
+                run_caught("dropping a finished task's future", || running.set(None));
                 Poll::Ready(())
             }
         }
     }
 }
 
-impl<T> Shared<T> {
-    fn finish(self: &Arc<Self>, outcome: Outcome<T>) {
-        if Completion::complete(self, |s| &s.core, outcome) {
-            lock(&self.abort).take();
+impl<T: 'static> Shared<T> {
+    fn new(name: Option<&str>, settle: Settle) -> Self {
+        Shared {
+            core: Completion::new(name.map(Arc::from)),
+            control: Mutex::new(Control {
+                output: Output::Pending,
+                abort: None,
+                settle,
+            }),
+            id: TaskId(NEXT_TASK.fetch_add(1, Relaxed)),
+            _live: Live::new(),
+        }
+    }
+
+    /// Parks the body's outcome until the finished future has been dropped.
+    fn park(&self, outcome: Outcome<T>) {
+        // Replaces `Pending`: nothing of the user's is dropped under the lock.
+        lock(&self.control).output = match outcome {
+            Ok(value) => Output::Ready(value),
+            Err(f) => Output::Failed(f),
+        };
+    }
+
+    /// Marks the task done with the parked outcome (cancelled if none was parked), runs
+    /// its done callbacks, then tells the settle hooks: a holder counts the task as
+    /// finished only after its callbacks ran, so work they add is still waited for.
+    fn finish_parked(self: &Arc<Self>) {
+        if self.core.done() {
+            return; // only the body's guard finishes a task, and only once
+        }
+        let status = {
+            let mut control = lock(&self.control);
+            match &control.output {
+                Output::Ready(_) => Ok(()),
+                Output::Failed(_) => match std::mem::replace(&mut control.output, Output::Taken) {
+                    Output::Failed(f) => Err(f),
+                    _ => unreachable!("matched above"),
+                },
+                Output::Pending | Output::Taken => Err(Failure::Cancelled),
+            }
+        };
+        self.finish(status);
+    }
+
+    /// Marks the task done with `status`, runs its done callbacks, then the settle hooks.
+    ///
+    /// When this finish happens inside other finishing work on this thread (CTX rule 3),
+    /// the done callbacks are queued for the outermost finishing call; the settle hooks
+    /// are then queued behind them, so a holder still counts the task as settled only
+    /// after its callbacks ran.
+    fn finish(self: &Arc<Self>, status: Outcome<()>) {
+        if !Completion::complete(self, |s| &s.core, status) {
+            return;
+        }
+        let (abort, settle) = {
+            let mut c = lock(&self.control);
+            (
+                c.abort.take(),
+                std::mem::replace(&mut c.settle, Settle::Passed),
+            )
+        };
+        drop(abort);
+        match settle {
+            Settle::None | Settle::Passed => {}
+            Settle::One(owner, key) => {
+                callbacks::run_or_defer(move || settled(&owner, key));
+            }
+            Settle::Many(hooks) => callbacks::run_or_defer(move || {
+                hooks.iter().for_each(|(o, k)| settled(o, *k));
+            }),
         }
     }
 
@@ -129,7 +290,7 @@ impl<T> Shared<T> {
         if self.core.done() {
             return false;
         }
-        match &*lock(&self.abort) {
+        match &lock(&self.control).abort {
             Some(h) => {
                 h.abort();
                 true
@@ -137,9 +298,48 @@ impl<T> Shared<T> {
             None => false,
         }
     }
+
+    fn add_settle_hook(&self, owner: Arc<dyn DoneHook>, key: u64) -> bool {
+        let mut control = lock(&self.control);
+        let settle = std::mem::replace(&mut control.settle, Settle::None);
+        control.settle = match settle {
+            Settle::Passed => {
+                control.settle = Settle::Passed;
+                return false;
+            }
+            Settle::None => Settle::One(owner, key),
+            Settle::One(o, k) => Settle::Many(vec![(o, k), (owner, key)]),
+            Settle::Many(mut hooks) => {
+                hooks.push((owner, key));
+                Settle::Many(hooks)
+            }
+        };
+        true
+    }
+
+    /// Takes the output if the task finished with one.
+    fn take(&self) -> Option<Outcome<T>> {
+        match self.core.outcome()? {
+            Err(f) => Some(Err(f.clone())),
+            Ok(()) => {
+                let out = std::mem::replace(&mut lock(&self.control).output, Output::Taken);
+                Some(match out {
+                    Output::Ready(v) => Ok(v),
+                    Output::Pending | Output::Taken | Output::Failed(_) => {
+                        Err(Failure::Error(Error::new(OutputTaken)))
+                    }
+                })
+            }
+        }
+    }
 }
 
-impl<T: Send + Sync + 'static> Task<T> {
+/// Tells one settle hook (our own holders' code; caught all the same).
+fn settled(owner: &Arc<dyn DoneHook>, key: u64) {
+    run_caught("task holder bookkeeping", || owner.on_done(key, None));
+}
+
+impl<T: Send + 'static> Task<T> {
     /// Spawns `fut` on the current tokio runtime.
     ///
     /// # Panics
@@ -149,7 +349,7 @@ impl<T: Send + Sync + 'static> Task<T> {
     where
         F: Future<Output = T> + Send + 'static,
     {
-        Self::spawn_on(&Handle::current(), None, fut)
+        Self::start(None, fut, tokio::spawn)
     }
 
     /// Spawns `fut` on the current runtime under `name`.
@@ -161,34 +361,132 @@ impl<T: Send + Sync + 'static> Task<T> {
     where
         F: Future<Output = T> + Send + 'static,
     {
-        Self::spawn_on(&Handle::current(), Some(name), fut)
+        Self::start(Some(name), fut, tokio::spawn)
     }
 
-    /// Spawns `fut` on `handle`'s runtime, optionally named.
-    pub fn spawn_on<F>(handle: &Handle, name: Option<&str>, fut: F) -> Task<T>
+    /// Spawns `fut` on the current runtime, or on `handle`'s when given: what a task
+    /// holder does with its context's runtime.
+    #[track_caller]
+    ///
+    /// `settle`: `owner.on_done(key, None)` runs once every done callback has run, as
+    /// [`Task::add_settle_hook`] registers it, but without taking the task's lock.
+    pub(crate) fn spawn_maybe_on<F>(
+        name: Option<&str>,
+        fut: F,
+        handle: Option<&Handle>,
+        settle: (Arc<dyn DoneHook>, u64),
+    ) -> Task<T>
     where
         F: Future<Output = T> + Send + 'static,
     {
-        let shared = Arc::new(Shared {
-            core: Completion::new(name.map(Arc::from)),
-            abort: Mutex::new(None),
-            id: TaskId(NEXT_TASK.fetch_add(1, Relaxed)),
-            _live: Live::new(),
-        });
+        let settle = Settle::One(settle.0, settle.1);
+        match handle {
+            Some(handle) => Self::start_settled(name, fut, |body| handle.spawn(body), settle),
+            None => Self::start_settled(name, fut, tokio::spawn, settle),
+        }
+    }
+
+    /// [`Task::spawn_local`] with a settle hook registered from the start.
+    #[track_caller]
+    pub(crate) fn spawn_local_settled<F>(fut: F, settle: (Arc<dyn DoneHook>, u64)) -> Task<T>
+    where
+        F: Future<Output = T> + 'static,
+    {
+        let settle = Settle::One(settle.0, settle.1);
+        Self::start_settled(None, fut, tokio::task::spawn_local, settle)
+    }
+
+    /// Spawns `fut` on `handle`'s runtime.
+    pub fn spawn_on<F>(fut: F, handle: &Handle) -> Task<T>
+    where
+        F: Future<Output = T> + Send + 'static,
+    {
+        Self::start(None, fut, |body| handle.spawn(body))
+    }
+
+    /// Spawns `fut` on `handle`'s runtime under `name`.
+    pub fn spawn_named_on<F>(name: &str, fut: F, handle: &Handle) -> Task<T>
+    where
+        F: Future<Output = T> + Send + 'static,
+    {
+        Self::start(Some(name), fut, |body| handle.spawn(body))
+    }
+
+    /// Spawns a `!Send` future on the current [`LocalSet`](tokio::task::LocalSet), as
+    /// `tokio::task::spawn_local` does.
+    ///
+    /// # Panics
+    /// Outside a `LocalSet`, as `tokio::task::spawn_local` does.
+    #[track_caller]
+    pub fn spawn_local<F>(fut: F) -> Task<T>
+    where
+        F: Future<Output = T> + 'static,
+    {
+        Self::start(None, fut, tokio::task::spawn_local)
+    }
+
+    /// Like [`Task::spawn_local`], under `name`.
+    ///
+    /// # Panics
+    /// Outside a `LocalSet`.
+    #[track_caller]
+    pub fn spawn_local_named<F>(name: &str, fut: F) -> Task<T>
+    where
+        F: Future<Output = T> + 'static,
+    {
+        Self::start(Some(name), fut, tokio::task::spawn_local)
+    }
+
+    #[track_caller]
+    fn start<F, S>(name: Option<&str>, fut: F, spawn: S) -> Task<T>
+    where
+        F: Future<Output = T> + 'static,
+        S: FnOnce(Body<F>) -> tokio::task::JoinHandle<()>,
+    {
+        Self::start_settled(name, fut, spawn, Settle::None)
+    }
+
+    /// Like `start`, with a settle hook registered from the start (a task holder's: no
+    /// lock to take to register it).
+    #[track_caller]
+    fn start_settled<F, S>(name: Option<&str>, fut: F, spawn: S, settle: Settle) -> Task<T>
+    where
+        F: Future<Output = T> + 'static,
+        S: FnOnce(Body<F>) -> tokio::task::JoinHandle<()>,
+    {
+        let shared = Arc::new(Shared::new(name, settle));
         let body = Body {
-            fut: AssertUnwindSafe(fut).catch_unwind(),
-            guard: Guard {
-                shared: shared.clone(),
-            },
+            running: Some(Running {
+                fut: AssertUnwindSafe(fut).catch_unwind(),
+                guard: Guard {
+                    shared: shared.clone(),
+                },
+            }),
         };
-        let join = handle.spawn(body);
+        let join = spawn(body);
         {
-            let mut slot = lock(&shared.abort);
+            let mut control = lock(&shared.control);
             if !shared.core.done() {
-                *slot = Some(join.abort_handle());
+                control.abort = Some(join.abort_handle());
             }
         }
         Task { shared }
+    }
+}
+
+/// Only for the loom models: a task with no runtime, finished by hand.
+#[cfg(machinery_loom)]
+#[doc(hidden)]
+impl<T: Send + 'static> Task<T> {
+    pub fn model_pending() -> Task<T> {
+        Task {
+            shared: Arc::new(Shared::new(None, Settle::None)),
+        }
+    }
+
+    pub fn model_finish(&self, outcome: Outcome<T>) {
+        self.shared.park(outcome);
+        self.shared.finish_parked();
     }
 }
 
@@ -223,20 +521,55 @@ impl<T> Task<T> {
         self.shared.core.exception()
     }
 
-    /// Its result, cloned.
+    /// How it failed, if it finished without an output (`None` while pending or after a
+    /// result).
+    pub fn failure(&self) -> Option<Failure> {
+        self.shared.core.outcome()?.as_ref().err().cloned()
+    }
+
+    /// Its output, cloned; the output stays for [`Task::join`].
+    ///
+    /// `T::clone` runs under this task's own state lock, so a `Clone` impl must not call
+    /// back into this same task (join, read, cancel or register on it).
     ///
     /// # Errors
-    /// [`StatusError::Pending`], [`StatusError::Cancelled`], or [`StatusError::Error`].
+    /// [`StatusError::Pending`], [`StatusError::Cancelled`], or [`StatusError::Error`]
+    /// (its failure, or [`OutputTaken`] once a join took the output).
     pub fn result(&self) -> Result<T, StatusError>
     where
         T: Clone,
     {
-        self.shared.core.result()
+        match self.shared.core.outcome() {
+            None => Err(StatusError::Pending),
+            Some(Err(f)) => Err(f.clone().into()),
+            Some(Ok(())) => match &lock(&self.shared.control).output {
+                Output::Ready(v) => Ok(v.clone()),
+                Output::Pending | Output::Taken | Output::Failed(_) => {
+                    Err(StatusError::Error(Error::new(OutputTaken)))
+                }
+            },
+        }
     }
 
-    /// Its outcome by reference, once finished.
-    pub fn outcome(&self) -> Option<&Outcome<T>> {
-        self.shared.core.outcome()
+    /// Waits for the task and takes its output by value, as awaiting a `JoinHandle` does.
+    ///
+    /// Gives the failure if it failed or was cancelled, and [`OutputTaken`] (as an
+    /// error) if another join already took the output.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: the output is taken only in the poll that returns it.
+    pub fn join(&self) -> TaskJoin<T>
+    where
+        T: Send + 'static,
+    {
+        TaskJoin {
+            wait: WaitDone::new(self.clone()),
+        }
+    }
+
+    /// Takes the output if the task has finished; `None` while it runs. See [`Task::join`].
+    pub fn try_join(&self) -> Option<Outcome<T>> {
+        self.shared.take()
     }
 
     /// Its name, if it has one.
@@ -244,10 +577,14 @@ impl<T> Task<T> {
         self.shared.core.name()
     }
 
-    /// Runs `cb` with the outcome once finished (at once if already finished).
+    /// Runs `cb` with how the task finished once it has (at once if it already has).
+    ///
+    /// The callback sees the result or failure but not the output, which stays for
+    /// [`Task::join`]. Callbacks run in registration order on the thread that finished
+    /// the task, outside every lock; a panicking one is caught and logged.
     pub fn add_done_callback(
         &self,
-        cb: impl FnOnce(&Outcome<T>) + Send + 'static,
+        cb: impl FnOnce(&Outcome<()>) + Send + 'static,
     ) -> CallbackHandle {
         Completion::add_callback(&self.shared, |s| &s.core, None, Box::new(cb))
     }
@@ -262,13 +599,19 @@ impl<T> Task<T> {
         self.shared.core.add_hook(owner, key)
     }
 
-    /// Waits for completion without taking the outcome.
+    /// Registers `owner.on_done(key, None)` to run once every done callback of this task
+    /// has run. `false` (nothing registered) if that point has passed already.
+    pub(crate) fn add_settle_hook(&self, owner: Arc<dyn DoneHook>, key: u64) -> bool {
+        self.shared.add_settle_hook(owner, key)
+    }
+
+    /// Waits for completion without taking the output.
     ///
     /// # Cancel safety
     /// Cancel safe.
     pub fn wait(&self) -> WaitDone<&Self>
     where
-        T: Send + Sync + 'static,
+        T: Send + 'static,
     {
         WaitDone::new(self)
     }
@@ -276,7 +619,7 @@ impl<T> Task<T> {
     /// A type-erased handle, for holding tasks of different output types together.
     pub fn erased(&self) -> AnyTask
     where
-        T: Send + Sync + 'static,
+        T: Send + 'static,
     {
         AnyTask {
             inner: self.shared.clone(),
@@ -284,7 +627,7 @@ impl<T> Task<T> {
     }
 }
 
-impl<T: Send + Sync + 'static> WaitByCallback for Task<T> {
+impl<T: Send + 'static> WaitByCallback for Task<T> {
     fn done(&self) -> bool {
         self.shared.core.done()
     }
@@ -292,7 +635,7 @@ impl<T: Send + Sync + 'static> WaitByCallback for Task<T> {
         self.shared.cancel()
     }
     fn add_done_callback(&self, cb: DoneCallback) -> CallbackHandle {
-        self.shared.core.add_done(cb)
+        self.shared.core.add_done(Box::new(cb))
     }
     fn remove_done_callback(&self, handle: CallbackHandle) -> usize {
         self.shared.core.remove_callback(handle)
@@ -310,7 +653,7 @@ impl<T: Clone> FutureStatus<T> for Task<T> {
         self.shared.core.exception()
     }
     fn result(&self) -> Result<T, StatusError> {
-        self.shared.core.result()
+        Task::result(self)
     }
 }
 
@@ -335,48 +678,45 @@ impl<T> fmt::Debug for Task<T> {
     }
 }
 
-/// Awaiting a [`Task`]: resolves to a clone of its outcome.
+/// Joining a [`Task`]: resolves to its output by value ([`Task::join`]).
 ///
 /// # Cancel safety
-/// Cancel safe: dropping it leaves the task running and removes its callback.
+/// Cancel safe: dropping it leaves the task running, its output in place, and removes
+/// its callback.
 #[must_use = "futures do nothing unless polled"]
-pub struct TaskOutcome<T: Send + Sync + 'static> {
-    task: Task<T>,
+pub struct TaskJoin<T: Send + 'static> {
     wait: WaitDone<Task<T>>,
 }
 
-impl<T: Send + Sync + 'static> fmt::Debug for TaskOutcome<T> {
+impl<T: Send + 'static> fmt::Debug for TaskJoin<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("TaskOutcome").field(&self.task).finish()
+        f.debug_tuple("TaskJoin").finish()
     }
 }
 
-impl<T: Clone + Send + Sync + 'static> Future for TaskOutcome<T> {
+impl<T: Send + 'static> Future for TaskJoin<T> {
     type Output = Outcome<T>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome<T>> {
         match Pin::new(&mut self.wait).poll(cx) {
-            Poll::Ready(()) => Poll::Ready(self.task.outcome().expect("done").clone()),
+            Poll::Ready(()) => Poll::Ready(
+                self.wait
+                    .target()
+                    .try_join()
+                    .unwrap_or(Err(Failure::Cancelled)),
+            ),
             Poll::Pending => Poll::Pending,
         }
     }
 }
 
-impl<T: Clone + Send + Sync + 'static> IntoFuture for Task<T> {
+/// Awaiting a task joins it: its output by value ([`Task::join`]).
+impl<T: Send + 'static> IntoFuture for Task<T> {
     type Output = Outcome<T>;
-    type IntoFuture = TaskOutcome<T>;
-    fn into_future(self) -> TaskOutcome<T> {
-        TaskOutcome {
-            wait: WaitDone::new(self.clone()),
-            task: self,
+    type IntoFuture = TaskJoin<T>;
+    fn into_future(self) -> TaskJoin<T> {
+        TaskJoin {
+            wait: WaitDone::new(self),
         }
-    }
-}
-
-impl<T: Clone + Send + Sync + 'static> IntoFuture for &Task<T> {
-    type Output = Outcome<T>;
-    type IntoFuture = TaskOutcome<T>;
-    fn into_future(self) -> TaskOutcome<T> {
-        self.clone().into_future()
     }
 }
 
@@ -389,9 +729,10 @@ trait Erased: Send + Sync {
     fn id(&self) -> TaskId;
     fn view(&self) -> (Option<Arc<str>>, FutureState);
     fn failure(&self) -> Option<Failure>;
+    fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync>;
 }
 
-impl<T: Send + Sync + 'static> Erased for Shared<T> {
+impl<T: Send + 'static> Erased for Shared<T> {
     fn done(&self) -> bool {
         self.core.done()
     }
@@ -399,7 +740,7 @@ impl<T: Send + Sync + 'static> Erased for Shared<T> {
         Shared::cancel(self)
     }
     fn add_callback(&self, cb: DoneCallback) -> CallbackHandle {
-        self.core.add_done(cb)
+        self.core.add_done(Box::new(cb))
     }
     fn remove_callback(&self, handle: CallbackHandle) -> usize {
         self.core.remove_callback(handle)
@@ -413,12 +754,31 @@ impl<T: Send + Sync + 'static> Erased for Shared<T> {
     fn failure(&self) -> Option<Failure> {
         self.core.outcome().and_then(|o| o.as_ref().err().cloned())
     }
+    fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
+        self
+    }
 }
 
 /// A type-erased, cloneable task handle: what task holders iterate over.
+///
+/// Equal (and hashed) by identity: two handles to one task are equal, whatever their type.
 #[derive(Clone)]
 pub struct AnyTask {
     inner: Arc<dyn Erased>,
+}
+
+impl PartialEq for AnyTask {
+    fn eq(&self, other: &Self) -> bool {
+        self.inner.id() == other.inner.id()
+    }
+}
+
+impl Eq for AnyTask {}
+
+impl Hash for AnyTask {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.inner.id().hash(state);
+    }
 }
 
 impl AnyTask {
@@ -446,6 +806,17 @@ impl AnyTask {
     pub fn name(&self) -> Option<Arc<str>> {
         self.inner.view().0
     }
+    /// The typed handle, if the task's output is a `T`; else this handle back.
+    ///
+    /// # Errors
+    /// The handle itself when the output type is not `T`.
+    pub fn downcast<T: Send + 'static>(self) -> Result<Task<T>, AnyTask> {
+        match self.inner.clone().into_any().downcast::<Shared<T>>() {
+            Ok(shared) => Ok(Task { shared }),
+            Err(_) => Err(self),
+        }
+    }
+
     /// Waits for completion.
     ///
     /// # Cancel safety
@@ -482,14 +853,23 @@ impl fmt::Debug for AnyTask {
     }
 }
 
-impl<T: Send + Sync + 'static> From<Task<T>> for AnyTask {
+impl<T: Send + 'static> From<Task<T>> for AnyTask {
     fn from(t: Task<T>) -> Self {
         t.erased()
     }
 }
 
-impl<T: Send + Sync + 'static> From<&Task<T>> for AnyTask {
+impl<T: Send + 'static> From<&Task<T>> for AnyTask {
     fn from(t: &Task<T>) -> Self {
         t.erased()
+    }
+}
+
+/// Awaiting a task by reference joins it too: its output by value ([`Task::join`]).
+impl<T: Send + 'static> IntoFuture for &Task<T> {
+    type Output = Outcome<T>;
+    type IntoFuture = TaskJoin<T>;
+    fn into_future(self) -> TaskJoin<T> {
+        self.join()
     }
 }

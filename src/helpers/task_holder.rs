@@ -2,8 +2,9 @@
 //!
 //! `hp::task_holder(&ctx)` gives a [`TaskHolder`]; `hp::task_holder_scope(&ctx, async |ts|
 //! ...)` runs a body with one and finishes it afterwards (the seed's `async with
-//! hp.task_holder(ctx=ctx) as ts:`). [`TaskHolder::builder`] adds the seed's `name` option
-//! and a limit on how many held tasks run at once (beyond the seed).
+//! hp.task_holder(ctx=ctx) as ts:`). [`TaskHolder::builder`] adds the seed's `name` option,
+//! a limit on how many held tasks run at once, and `joinable` for results in completion
+//! order (beyond the seed).
 //!
 //! # Example
 //! ```
@@ -14,25 +15,77 @@
 //! # async fn main() {
 //! let ctx = hp::Ctx::beginning("app");
 //! let total = hp::task_holder_scope(&ctx, async |ts| {
-//!     let a = ts.add_coroutine(async { tokio::time::sleep(Duration::from_secs(5)).await; 2 }, false);
-//!     let b = ts.add_coroutine(async { 3 }, false);
+//!     let a = ts.spawn(async { tokio::time::sleep(Duration::from_secs(5)).await; 2 });
+//!     let b = ts.spawn(async { 3 });
 //!     assert_eq!(ts.pending(), 2);
-//!     Ok::<_, hp::Error>(a.await.unwrap() + b.await.unwrap())
+//!     Ok::<_, hp::Error>(a.await? + b.await?)
 //! })
 //! .await;
 //! assert_eq!(total.unwrap(), 5);
 //! # }
 //! ```
 //!
+//! # Which form to use
+//! - [`spawn`](TaskHolderHandle::spawn) (the seed's `add_coroutine`): a plain future. When
+//!   the holder is cancelled the runtime drops it at its current `.await`, so its cleanup
+//!   is whatever its `Drop` does. For work that can stop anywhere: a computation, a request
+//!   whose answer nobody will read.
+//! - [`spawn_scoped`](TaskHolderHandle::spawn_scoped): `work(ctx)` gets its own child
+//!   context, named after the task, and is never dropped by the holder: cancellation
+//!   reaches it through `ctx`, and it decides where to stop. For work that must finish a
+//!   step or clean up asynchronously: a connection that answers the line it is reading and
+//!   says goodbye, a writer that flushes. Its context also lets one task be stopped alone
+//!   (`task`'s `ctx.cancel()` from inside, or the whole holder from outside).
+//! - [`add_task`](TaskHolderHandle::add_task): a [`Task`] spawned elsewhere.
+//! - [`spawn_local`](TaskHolderHandle::spawn_local): a `!Send` future inside a `LocalSet`.
+//!
+//! The `_silent` forms do not log failures (the seed's `silent=True`).
+//!
+//! # Graceful shutdown
+//! A server holds one scoped task per connection; at shutdown it cancels the holder's
+//! context and `finish` returns once every connection has finished its current line.
+//! ```
+//! use machinery::helpers as hp;
+//! use std::sync::{Arc, Mutex};
+//! use std::time::Duration;
+//! use tokio::time::sleep;
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! let server = hp::Ctx::beginning("server");
+//! let ts = hp::TaskHolder::builder(&server).name("connections").build();
+//! let log = Arc::new(Mutex::new(Vec::new()));
+//! for peer in ["alice", "bob"] {
+//!     let log = log.clone();
+//!     ts.spawn_scoped(peer, move |ctx| async move {
+//!         let mut line = 0;
+//!         while !ctx.done() {
+//!             sleep(Duration::from_secs(1)).await; // read and answer one line
+//!             line += 1;
+//!         }
+//!         // Cancelled between lines: the line in hand was answered; say goodbye.
+//!         log.lock().unwrap().push(format!("{}: bye after {line} lines", ctx.name()));
+//!     });
+//! }
+//! sleep(Duration::from_millis(2500)).await;
+//! ts.cancel_all(); // shutdown: every connection's context is cancelled
+//! ts.finish().await; // returns when each connection has said goodbye
+//! let mut log = log.lock().unwrap().clone();
+//! log.sort();
+//! assert_eq!(log, ["server-->connections-->alice: bye after 3 lines",
+//!                  "server-->connections-->bob: bye after 3 lines"]);
+//! # }
+//! ```
+//!
 //! # Finishing
 //! [`TaskHolder::finish`] (and the end of a scoped body) waits for every held task,
 //! including tasks added while finishing, from inside held tasks (through a
-//! [`TaskHolderHandle`]) or from a done callback of a held task. Tasks are not cancelled
-//! by finishing; if the holder's context is done, or the scoped body fails or panics, every
-//! task is cancelled and finishing waits until each has ended: a plain future (added with
-//! `add_coroutine` or `add_task`) is dropped by the runtime, so its `Drop` cleanup ran; work
-//! added with [`TaskHolderHandle::add_scoped`] is given the holder's context instead, is
-//! never dropped by the holder, and is awaited while it cleans up asynchronously.
+//! [`TaskHolderHandle`]) or from a done callback of a held task: a task counts as finished
+//! for `finish` only once all of its done callbacks have run. Tasks are not cancelled by
+//! finishing; if the holder's context is done, or the scoped body fails or panics, every
+//! task is cancelled and finishing waits until each has ended: a plain future is dropped by
+//! the runtime, so its `Drop` cleanup ran; scoped work sees its context cancelled, is never
+//! dropped by the holder, and is awaited while it cleans up asynchronously.
 //!
 //! Once finished (or once its context is done) the holder takes no new work: a task added
 //! then is cancelled at once and not held.
@@ -43,19 +96,24 @@
 //! dropped by the runtime; nothing waits for that.
 //!
 //! # Memory
-//! Finished tasks are released as they finish (a done callback on each removes it), so a
+//! Finished tasks are released as they finish (a done hook on each removes it), so a
 //! holder that lives for hours and runs millions of short tasks holds only the pending
-//! ones. Tokio's `JoinSet` keeps every finished task until it is joined.
+//! ones. Tokio's `JoinSet` keeps every finished task until it is joined; a
+//! [`joinable`](TaskHolderBuilder::joinable) holder does the same for
+//! [`join_next`](TaskHolderHandle::join_next).
 //!
 //! # Compared with `JoinSet` and `TaskTracker`
-//! 1. Memory: like `TaskTracker`, and unlike `JoinSet`, finished tasks cost nothing.
-//! 2. Results: each add returns a [`Task`] handle to await or drop; `JoinSet` hands
-//!    results back in completion order instead.
+//! 1. Memory: like `TaskTracker`, and unlike `JoinSet`, finished tasks cost nothing
+//!    (unless the holder is `joinable`).
+//! 2. Results: each spawn returns a [`Task`] handle to join (its output by value) or drop;
+//!    a `joinable` holder also hands finished tasks back in completion order.
 //! 3. Cancellation: a context finishing cancels the held tasks; `TaskTracker` never
 //!    cancels, `JoinSet` only when dropped or asked.
-//! 4. Errors: failures of `add_coroutine` tasks are logged through the context's logger
-//!    unless `silent`.
+//! 4. Errors: failures of tasks spawned here are logged through the context's logger
+//!    unless spawned with a `_silent` method.
 
+use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -66,15 +124,16 @@ use futures_util::FutureExt;
 use tokio::runtime::Handle;
 use tokio::sync::{Notify, Semaphore};
 
+use super::callbacks::run_caught;
 use super::completion::DoneHook;
 use super::ctx::{Ctx, CtxGuard, FailureReporter};
 use super::debug::{HOLDERS, Live};
-use super::error::Error;
-use super::error::Failure;
+use super::error::{BoxError, Error, Failure};
 use super::protocols::CallbackHandle;
 use super::task::{AnyTask, Task, TaskId};
-use crate::sync::{Arc, Mutex, Weak, lock};
+use crate::sync::{Arc, AtomicUsize, Mutex, Weak, lock};
 use held::Held;
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
 
 /// A holder of tasks on `ctx`; see the [module docs](self).
 ///
@@ -91,37 +150,51 @@ pub fn task_holder(ctx: &Ctx) -> TaskHolder {
 /// (a panic as [`Panicked`](super::Panicked)) is returned. If `ctx` is done, the tasks are
 /// cancelled and awaited, and the body's value is still returned.
 ///
+/// The body's error may be any `E: Into<`[`BoxError`]`>`: an [`Error`], an
+/// `anyhow::Error`, an `eyre::Report`'s boxed form, a `std::io::Error`, a `String`. It is
+/// converted with [`Error::from_boxed`], which does not wrap an `Error` twice.
+///
 /// # Cancel safety
 /// Dropping the returned future cancels every task still held.
 pub async fn task_holder_scope<T, E, F>(ctx: &Ctx, body: F) -> Result<T, Error>
 where
     F: AsyncFnOnce(&TaskHolder) -> Result<T, E>,
-    E: Into<Error>,
+    E: Into<BoxError>,
 {
     TaskHolder::builder(ctx).scope(body).await
 }
 
-/// Options of a task holder: the seed's `name`, and a concurrency limit.
+/// Options of a task holder: the seed's `name`, a concurrency limit, and whether finished
+/// tasks wait for [`TaskHolderHandle::join_next`].
 #[derive(Debug)]
 #[must_use = "a builder does nothing until `build` or `scope` is called"]
 pub struct TaskHolderBuilder {
     ctx: Ctx,
-    name: std::borrow::Cow<'static, str>,
+    name: Cow<'static, str>,
     limit: Option<usize>,
+    joinable: bool,
 }
 
 impl TaskHolderBuilder {
     /// Names the holder's child context (`"task_holder"` by default).
-    pub fn name(mut self, name: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
         self.name = name.into();
         self
     }
 
-    /// At most `n` tasks added with `add_coroutine` run at once; further ones wait their
-    /// turn (they count as pending). Zero is treated as one. Tasks given to `add_task` are
+    /// At most `n` tasks spawned by the holder run at once; further ones wait their turn
+    /// (they count as pending). Zero is treated as one. Tasks given to `add_task` are
     /// already running and are not limited.
     pub fn limit(mut self, n: usize) -> Self {
         self.limit = Some(n.max(1));
+        self
+    }
+
+    /// Finished tasks also wait, in completion order, for
+    /// [`join_next`](TaskHolderHandle::join_next) (as a `JoinSet` keeps them) instead of
+    /// being forgotten as they finish. They still stop being pending, held and iterated.
+    pub fn joinable(mut self) -> Self {
+        self.joinable = true;
         self
     }
 
@@ -130,12 +203,18 @@ impl TaskHolderBuilder {
         let guard = self.ctx.child(self.name).drop_guard();
         let ctx = guard.ctx().clone();
         let inner = Arc::new_cyclic(|weak| Inner {
-            state: Mutex::new(State::default()),
-            empty: Notify::new(),
+            state: Mutex::new(State {
+                joined: self.joinable.then(VecDeque::new),
+                ..State::default()
+            }),
             limit: self.limit.map(|n| Arc::new(Semaphore::new(n))),
+            runtime: ctx.runtime(),
             tracker: Arc::new(Tracker {
                 inner: weak.clone(),
                 report: ctx.failure_reporter(),
+                unsettled: AtomicUsize::new(0),
+                empty: Notify::new(),
+                joinable: Notify::new(),
             }),
             ctx,
             _live: Live::new(),
@@ -160,13 +239,13 @@ impl TaskHolderBuilder {
     pub async fn scope<T, E, F>(self, body: F) -> Result<T, Error>
     where
         F: AsyncFnOnce(&TaskHolder) -> Result<T, E>,
-        E: Into<Error>,
+        E: Into<BoxError>,
     {
         let holder = self.build();
         let out = AssertUnwindSafe(body(&holder)).catch_unwind().await;
         let out = match out {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(e.into()),
+            Ok(Err(e)) => Err(Error::from_boxed(e.into())),
             Err(panic) => Err(Error::from_panic(panic)),
         };
         if out.is_err() {
@@ -183,39 +262,85 @@ struct State {
     tasks: Held,
     /// No new work: finished, or cancelling everything.
     closed: bool,
+    /// Finished tasks in completion order, for `join_next` (a `joinable` holder only).
+    joined: Option<VecDeque<AnyTask>>,
 }
 
 struct Inner {
     state: Mutex<State>,
-    /// Notified when the last pending task is released.
-    empty: Notify,
     limit: Option<Arc<Semaphore>>,
-    /// Every held task's one done callback (shared, so no allocation per task).
+    /// The context's runtime, looked up once (`None`: the current one).
+    runtime: Option<Handle>,
+    /// Every held task's hooks (shared, so no allocation per task).
     tracker: Arc<Tracker>,
     ctx: Ctx,
     _live: Live<HOLDERS>,
 }
 
-/// What a held task's done callback does, by its key: bit 0 set: log a failure (the
-/// reporter of `add_coroutine` without `silent`, run first as if registered first);
-/// bit 1 set: release the held entry whose sequence number is `key >> 2`.
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The last handle went away with tasks still held (their hooks only hold a `Weak`).
+        // Dropping a task handle may drop its output: user code, one at a time, caught.
+        let state = std::mem::take(&mut *lock(&self.state));
+        let mut tasks = state.tasks.tasks();
+        tasks.extend(state.joined.into_iter().flatten());
+        drop(state.tasks);
+        for task in tasks {
+            run_caught("dropping a held task", || drop(task));
+        }
+    }
+}
+
+/// What a held task's hooks do, by key. Bit 0: log a failure (the reporter of a task
+/// spawned without `_silent`, run first as if registered first). Bit 1: release the held
+/// entry whose sequence number is `key >> 3`. Bit 2 (a settle hook, run after every done
+/// callback of the task): count the task as settled.
 struct Tracker {
     inner: Weak<Inner>,
     report: FailureReporter,
+    /// Tracked tasks whose done callbacks have not all run yet. Finishing waits for this
+    /// to reach zero, not merely for the held tasks to be released: a done callback may
+    /// add work. Raised before the holder spawns a task (whose settle hook is registered
+    /// from the start, so it cannot settle before it is counted), or under the state lock
+    /// by `add_task` while the holder is open; lowered by each settle, lock-free. A task
+    /// counted while `finish` closes the holder is rejected and settles as it ends.
+    unsettled: AtomicUsize,
+    /// Notified when the last tracked task settles.
+    empty: Notify,
+    /// Notified when a task finishes (for `join_next`).
+    joinable: Notify,
 }
 
 const REPORT: u64 = 1;
 const HELD: u64 = 2;
+const SETTLE: u64 = 4;
+const SHIFT: u32 = 3;
 
 impl DoneHook for Tracker {
     fn on_done(&self, key: u64, failure: Option<&Failure>) {
         if key & REPORT != 0 {
-            self.report.report(failure);
+            // The context's logger is user code: a panic in it must not skip the release
+            // and settle below (finish would wait for ever).
+            run_caught("task holder failure report", || self.report.report(failure));
         }
         if key & HELD != 0 {
             if let Some(inner) = self.inner.upgrade() {
-                inner.release(key >> 2);
+                inner.release(key >> SHIFT);
             }
+        }
+        if key & SETTLE != 0 {
+            self.settle();
+        }
+    }
+}
+
+impl Tracker {
+    /// Every done callback of a tracked task has run: when none is left, finishing may end.
+    fn settle(&self) {
+        // AcqRel: the callbacks' effects happen before `try_close` sees the count drop.
+        if self.unsettled.fetch_sub(1, AcqRel) == 1 {
+            self.empty.notify_waiters();
+            self.joinable.notify_waiters();
         }
     }
 }
@@ -223,7 +348,20 @@ impl DoneHook for Tracker {
 impl Inner {
     /// Holds `task` until it finishes (logging its failure if `report`); cancels it
     /// instead when the holder is closed.
-    fn track<T: Send + Sync + 'static>(&self, task: &Task<T>, abortable: bool, report: bool) {
+    fn track<T: Send + 'static>(&self, task: &Task<T>, abortable: bool, report: bool) {
+        self.track_settled(task, abortable, report, false);
+    }
+
+    /// `track` for a task whose settle hook was registered when it was spawned
+    /// (`settled_from_start`): it was counted as unsettled before it was spawned (so it
+    /// cannot settle before it is counted), and it settles once in any case, rejected too.
+    fn track_settled<T: Send + 'static>(
+        &self,
+        task: &Task<T>,
+        abortable: bool,
+        report: bool,
+        settled_from_start: bool,
+    ) {
         let report = if report { REPORT } else { 0 };
         let seq = {
             let mut st = lock(&self.state);
@@ -236,45 +374,83 @@ impl Inner {
                 }
                 return;
             }
+            if !settled_from_start {
+                self.tracker.unsettled.fetch_add(1, Relaxed);
+            }
             st.tasks.insert(task.erased(), task.id(), abortable)
         };
         // Registered after inserting: a task that already finished releases itself now.
-        task.add_done_hook(self.tracker.clone(), seq << 2 | HELD | report);
+        task.add_done_hook(self.tracker.clone(), seq << SHIFT | HELD | report);
+        // Settled once its done callbacks (the user's too) have run, or now if they have.
+        if !settled_from_start && !task.add_settle_hook(self.tracker.clone(), SETTLE) {
+            self.tracker.settle();
+        }
     }
 
     /// Spawns `fut` on the holder's context's runtime (else the current one), waiting for
     /// its turn under the limit. Failures are reported by `track`, not here.
+    ///
+    /// # Panics
+    /// Without a runtime.
     #[track_caller]
-    fn spawn<T, F>(&self, fut: F) -> Task<T>
+    fn spawn<T, F>(&self, name: Option<&str>, fut: F) -> Task<T>
     where
-        T: Send + Sync + 'static,
+        T: Send + 'static,
         F: Future<Output = T> + Send + 'static,
     {
-        let handle = self.ctx.runtime().unwrap_or_else(Handle::current);
-        match &self.limit {
-            None => Task::spawn_on(&handle, None, fut),
-            Some(limit) => {
-                let limit = limit.clone();
-                let limited = async move {
-                    // The semaphore is never closed, so acquiring cannot fail.
-                    let _turn = limit.acquire_owned().await;
-                    fut.await
-                };
-                Task::spawn_on(&handle, None, limited)
-            }
-        }
+        let handle = self.runtime.as_ref();
+        let counted = self.count_unsettled();
+        let settle = (self.tracker.clone() as Arc<dyn DoneHook>, SETTLE);
+        let task = match &self.limit {
+            None => Task::spawn_maybe_on(name, fut, handle, settle),
+            Some(limit) => Task::spawn_maybe_on(name, limited(limit.clone(), fut), handle, settle),
+        };
+        std::mem::forget(counted); // the task's settle hook uncounts it
+        task
     }
 
+    /// Spawns a `!Send` future on the current `LocalSet`, under the limit.
+    #[track_caller]
+    fn spawn_local<T, F>(&self, fut: F) -> Task<T>
+    where
+        T: Send + 'static,
+        F: Future<Output = T> + 'static,
+    {
+        let counted = self.count_unsettled();
+        let settle = (self.tracker.clone() as Arc<dyn DoneHook>, SETTLE);
+        let task = match &self.limit {
+            None => Task::spawn_local_settled(fut, settle),
+            Some(limit) => Task::spawn_local_settled(limited(limit.clone(), fut), settle),
+        };
+        std::mem::forget(counted); // the task's settle hook uncounts it
+        task
+    }
+
+    /// Counts a task about to be spawned as unsettled; uncounts it if the spawn panics
+    /// (no runtime), unless forgotten.
+    fn count_unsettled(&self) -> Counted<'_> {
+        self.tracker.unsettled.fetch_add(1, Relaxed);
+        Counted(&self.tracker)
+    }
+
+    /// A held task finished: it is no longer pending (already inside its callbacks).
     fn release(&self, seq: u64) {
-        let (removed, now_empty) = {
+        let removed = {
             let mut st = lock(&self.state);
             let removed = st.tasks.remove(seq);
-            (removed, st.tasks.is_empty())
+            match (&mut st.joined, removed) {
+                (Some(joined), Some(task)) => {
+                    joined.push_back(task);
+                    None
+                }
+                (_, removed) => removed,
+            }
         };
-        drop(removed); // the task handle is released outside the lock
-        if now_empty {
-            self.empty.notify_waiters();
+        if removed.is_none() {
+            self.tracker.joinable.notify_waiters();
         }
+        // The handle is released outside the lock; it may drop the task's output.
+        drop(removed);
     }
 
     /// Cancels the holder's context (scoped work sees it and returns) and aborts the
@@ -293,27 +469,52 @@ impl Inner {
         };
         for t in tasks {
             t.cancel();
+            // Possibly the last handle: its output's `Drop` is user code.
+            run_caught("dropping a held task", || drop(t));
         }
     }
 
-    /// Waits until nothing is pending, then closes the holder.
+    /// Closes the holder if every tracked task has settled.
+    fn try_close(&self) -> bool {
+        let mut st = lock(&self.state);
+        // Under the state lock: a task counted after this check is rejected by `track`.
+        let idle = self.tracker.unsettled.load(Acquire) == 0;
+        if idle {
+            st.closed = true;
+        }
+        idle
+    }
+
+    /// Waits until every tracked task has settled, then closes the holder.
     async fn wait_empty(&self) {
         loop {
-            let notified = self.empty.notified();
+            let notified = self.tracker.empty.notified();
             tokio::pin!(notified);
-            // Register before checking: a release between the check and the await is
+            // Register before checking: a settle between the check and the await is
             // not lost (`notify_waiters` wakes enabled waiters).
             notified.as_mut().enable();
-            {
-                let mut st = lock(&self.state);
-                if st.tasks.is_empty() {
-                    st.closed = true;
-                    return;
-                }
+            if self.try_close() {
+                return;
             }
             notified.await;
         }
     }
+}
+
+/// One unsettled count held by a spawn in progress; see `Inner::count_unsettled`.
+struct Counted<'a>(&'a Tracker);
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.settle();
+    }
+}
+
+/// `fut` after taking its turn under `limit`.
+async fn limited<F: Future>(limit: Arc<Semaphore>, fut: F) -> F::Output {
+    // The semaphore is never closed, so acquiring cannot fail.
+    let _turn = limit.acquire_owned().await;
+    fut.await
 }
 
 /// A cloneable handle to a holder for adding work from anywhere (inside held tasks, say).
@@ -337,73 +538,154 @@ impl fmt::Debug for TaskHolderHandle {
 impl TaskHolderHandle {
     /// Spawns `fut` as a held task and returns its handle (the seed's `add_coroutine`).
     ///
-    /// Errors and panics are logged through the holder's context unless `silent`
-    /// (the seed's default is not silent). With a [limit](TaskHolderBuilder::limit) the
-    /// future waits for its turn before it starts. On a finished or cancelled holder the
-    /// task is cancelled at once and not held.
+    /// Errors and panics are logged through the holder's context (the seed's default);
+    /// [`spawn_silent`](Self::spawn_silent) does not log them. With a
+    /// [limit](TaskHolderBuilder::limit) the future waits for its turn before it starts.
+    /// On a finished or cancelled holder the task is cancelled at once and not held.
     ///
     /// # Panics
     /// Without a tokio runtime (the context's or the current one).
     #[track_caller]
-    pub fn add_coroutine<T, F>(&self, fut: F, silent: bool) -> Task<T>
+    pub fn spawn<T, F>(&self, fut: F) -> Task<T>
     where
-        T: Send + Sync + 'static,
+        T: Send + 'static,
         F: Future<Output = T> + Send + 'static,
     {
-        let task = self.inner.spawn(fut);
-        self.inner.track(&task, true, !silent);
+        let task = self.inner.spawn(None, fut);
+        self.inner.track_settled(&task, true, true, true);
         task
     }
 
-    /// Spawns `work(ctx)` as a held task, where `ctx` is the holder's context; for work
-    /// that cleans up asynchronously.
-    ///
-    /// The holder never aborts it: when the holder's context is done (cancelled, its
-    /// parent finished, the scoped body failed, or the holder was dropped) the work is
-    /// expected to notice `ctx` (e.g. `select!` on `ctx.wait()`), clean up and return, and
-    /// [`TaskHolder::finish`] waits for that. Work that ignores `ctx` keeps `finish`
-    /// waiting. Errors are logged unless `silent`; the [limit](TaskHolderBuilder::limit)
-    /// applies. On a finished or cancelled holder the task is cancelled at once.
+    /// Like [`spawn`](Self::spawn), but failures are not logged (the seed's
+    /// `add_coroutine(coro, silent=True)`).
     ///
     /// # Panics
     /// Without a tokio runtime (the context's or the current one).
     #[track_caller]
-    pub fn add_scoped<T, F, Fut>(&self, work: F, silent: bool) -> Task<T>
+    pub fn spawn_silent<T, F>(&self, fut: F) -> Task<T>
     where
-        T: Send + Sync + 'static,
+        T: Send + 'static,
+        F: Future<Output = T> + Send + 'static,
+    {
+        let task = self.inner.spawn(None, fut);
+        self.inner.track_settled(&task, true, false, true);
+        task
+    }
+
+    /// Spawns a `!Send` future as a held task on the current
+    /// [`LocalSet`](tokio::task::LocalSet) (as `JoinSet::spawn_local`); failures are
+    /// logged as with [`spawn`](Self::spawn).
+    ///
+    /// # Panics
+    /// Outside a `LocalSet`.
+    #[track_caller]
+    pub fn spawn_local<T, F>(&self, fut: F) -> Task<T>
+    where
+        T: Send + 'static,
+        F: Future<Output = T> + 'static,
+    {
+        let task = self.inner.spawn_local(fut);
+        self.inner.track_settled(&task, true, true, true);
+        task
+    }
+
+    /// Like [`spawn_local`](Self::spawn_local), but failures are not logged.
+    ///
+    /// # Panics
+    /// Outside a `LocalSet`.
+    #[track_caller]
+    pub fn spawn_local_silent<T, F>(&self, fut: F) -> Task<T>
+    where
+        T: Send + 'static,
+        F: Future<Output = T> + 'static,
+    {
+        let task = self.inner.spawn_local(fut);
+        self.inner.track_settled(&task, true, false, true);
+        task
+    }
+
+    /// Spawns `work(ctx)` as a held task named `name`, where `ctx` is a child of the
+    /// holder's context named `name` too: for work that shuts down gracefully.
+    ///
+    /// The holder never aborts it: when the task's context is done (the holder's context
+    /// cancelled, its parent finished, the scoped body failed, or the holder was dropped)
+    /// the work is expected to notice (e.g. `select!` on `ctx.wait()`), finish what it is
+    /// doing, clean up and return, and [`TaskHolder::finish`] waits for that. Work that
+    /// ignores `ctx` keeps `finish` waiting. The context is cancelled when the task ends
+    /// (however it ends). Failures are logged ([`spawn_scoped_silent`](Self::spawn_scoped_silent)
+    /// does not log them); the [limit](TaskHolderBuilder::limit) applies. On a finished or
+    /// cancelled holder `work` is not called, and the task is cancelled at once.
+    ///
+    /// # Panics
+    /// Without a tokio runtime (the context's or the current one).
+    #[track_caller]
+    pub fn spawn_scoped<T, F, Fut>(&self, name: impl Into<Cow<'static, str>>, work: F) -> Task<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Ctx) -> Fut,
+        Fut: Future<Output = T> + Send + 'static,
+    {
+        self.scoped(name.into(), work, true)
+    }
+
+    /// Like [`spawn_scoped`](Self::spawn_scoped), but failures are not logged.
+    ///
+    /// # Panics
+    /// Without a tokio runtime (the context's or the current one).
+    #[track_caller]
+    pub fn spawn_scoped_silent<T, F, Fut>(
+        &self,
+        name: impl Into<Cow<'static, str>>,
+        work: F,
+    ) -> Task<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Ctx) -> Fut,
+        Fut: Future<Output = T> + Send + 'static,
+    {
+        self.scoped(name.into(), work, false)
+    }
+
+    #[track_caller]
+    fn scoped<T, F, Fut>(&self, name: Cow<'static, str>, work: F, report: bool) -> Task<T>
+    where
+        T: Send + 'static,
         F: FnOnce(Ctx) -> Fut,
         Fut: Future<Output = T> + Send + 'static,
     {
         if self.is_closed() {
             // Do not even start it: it would run on a context that is already done.
-            let task = self
-                .inner
-                .ctx
-                .async_as_background(std::future::pending::<T>()); // cancelled: never reported
-            task.cancel();
+            drop(work);
+            let task = self.inner.spawn(Some(&name), std::future::pending::<T>());
+            self.inner.track_settled(&task, true, report, true);
             return task;
         }
-        let fut = work(self.inner.ctx.clone());
-        let task = self.inner.spawn(fut);
-        self.inner.track(&task, false, !silent);
+        let guard = self.inner.ctx.child(name.clone()).drop_guard();
+        let fut = work(guard.ctx().clone());
+        let fut = async move {
+            let _guard = guard; // cancels the task's context when the task ends
+            fut.await
+        };
+        let task = self.inner.spawn(Some(&name), fut);
+        self.inner.track_settled(&task, false, report, true);
         task
     }
 
     /// Holds a task spawned elsewhere until it finishes, and returns it (the seed's
     /// `add_task`). Its failures are not logged by the holder.
-    pub fn add_task<T: Send + Sync + 'static>(&self, task: Task<T>) -> Task<T> {
+    pub fn add_task<T: Send + 'static>(&self, task: Task<T>) -> Task<T> {
         self.inner.track(&task, true, false);
         task
     }
 
     /// How many held tasks have not finished. Already 0 inside the done callbacks of
-    /// the last one (registered after it was added).
+    /// the last one.
     pub fn pending(&self) -> usize {
         lock(&self.inner.state).tasks.len()
     }
 
-    /// Whether `task` is held: true for a pending task added here (with either
-    /// `add_coroutine` or `add_task`), false once it finished and was released.
+    /// Whether `task` is held: true for a pending task added here (spawned here or given
+    /// to `add_task`), false once it finished and was released.
     pub fn contains<T>(&self, task: &Task<T>) -> bool {
         self.contains_id(task.id())
     }
@@ -416,6 +698,35 @@ impl TaskHolderHandle {
     /// The held tasks, in the order they were added, as type-erased handles (a snapshot).
     pub fn iter(&self) -> std::vec::IntoIter<AnyTask> {
         lock(&self.inner.state).tasks.tasks().into_iter()
+    }
+
+    /// The next finished task, in completion order, as `JoinSet::join_next` gives it;
+    /// `None` once nothing is pending or waiting to be joined.
+    ///
+    /// Needs a [`joinable`](TaskHolderBuilder::joinable) holder (others forget tasks as
+    /// they finish, so this returns `None` at once). The task's output is taken with
+    /// [`AnyTask::downcast`] and [`Task::join`]. Several callers each get different tasks.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a task is taken only in the poll that returns it.
+    pub async fn join_next(&self) -> Option<AnyTask> {
+        loop {
+            let notified = self.inner.tracker.joinable.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut st = lock(&self.inner.state);
+                let idle = st.tasks.is_empty() && self.inner.tracker.unsettled.load(Acquire) == 0;
+                let joined = st.joined.as_mut()?;
+                if let Some(task) = joined.pop_front() {
+                    return Some(task);
+                }
+                if idle {
+                    return None;
+                }
+            }
+            notified.await;
+        }
     }
 
     /// The holder's child context (named by [`TaskHolderBuilder::name`]).
@@ -434,6 +745,22 @@ impl IntoIterator for &TaskHolderHandle {
     type IntoIter = std::vec::IntoIter<AnyTask>;
     fn into_iter(self) -> Self::IntoIter {
         self.iter()
+    }
+}
+
+/// Holds each task (as [`add_task`](TaskHolderHandle::add_task) does).
+impl<T: Send + 'static> Extend<Task<T>> for TaskHolderHandle {
+    fn extend<I: IntoIterator<Item = Task<T>>>(&mut self, iter: I) {
+        for task in iter {
+            self.add_task(task);
+        }
+    }
+}
+
+/// Holds each task (as [`add_task`](TaskHolderHandle::add_task) does).
+impl<T: Send + 'static> Extend<Task<T>> for TaskHolder {
+    fn extend<I: IntoIterator<Item = Task<T>>>(&mut self, iter: I) {
+        self.handle.extend(iter);
     }
 }
 
@@ -471,12 +798,13 @@ impl IntoIterator for &TaskHolder {
 }
 
 impl TaskHolder {
-    /// A builder for the `name` and `limit` options.
+    /// A builder for the `name`, `limit` and `joinable` options.
     pub fn builder(ctx: &Ctx) -> TaskHolderBuilder {
         TaskHolderBuilder {
             ctx: ctx.clone(),
             name: "task_holder".into(),
             limit: None,
+            joinable: false,
         }
     }
 
@@ -491,8 +819,9 @@ impl TaskHolder {
         self.handle.inner.cancel_all();
     }
 
-    /// Waits until every held task has finished, including tasks added meanwhile; then
-    /// the holder takes no new work. If the holder's context is done (before or during
+    /// Waits until every held task has finished and its done callbacks have run,
+    /// including tasks added meanwhile (from held tasks or from those callbacks); then the
+    /// holder takes no new work. If the holder's context is done (before or during
     /// this), the tasks are cancelled and this returns once each has been dropped.
     ///
     /// # Cancel safety
@@ -500,12 +829,20 @@ impl TaskHolder {
     pub async fn finish(self) {
         self.handle.inner.wait_empty().await;
     }
+
+    /// Only for the loom models: one check of what `finish` waits for; closes the holder
+    /// and returns `true` once every tracked task has settled.
+    #[cfg(machinery_loom)]
+    #[doc(hidden)]
+    pub fn model_try_finish(&self) -> bool {
+        self.handle.inner.try_close()
+    }
 }
 
 impl Drop for TaskHolder {
     fn drop(&mut self) {
         self.guard.remove_done_callback(self.on_done);
         self.handle.inner.cancel_all();
-        // `guard` drops next and cancels the holder's context.
+        // `guard` drops next and cancels the holder's child context.
     }
 }

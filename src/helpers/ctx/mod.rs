@@ -367,7 +367,7 @@ impl Ctx {
         let handle = self.runtime().unwrap_or_else(Handle::current);
         // Silent: nothing to register (the silent reporter does nothing), which keeps a
         // task holder's tasks free of a callback allocation.
-        Task::spawn_on(&handle, None, fut)
+        Task::spawn_on(fut, &handle)
     }
 
     /// Spawns `fut` as a [`Task`] with [`Ctx::reporter`] attached (the seed's

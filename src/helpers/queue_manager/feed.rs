@@ -134,10 +134,10 @@ impl<V: Send + 'static> Feed<V> {
         Feed::Future(Box::pin(async move { fut.await.into() }))
     }
 
-    /// A `TASK` source; the task's value (cloned from its outcome) becomes the feed.
+    /// A `TASK` source; the task's output (joined: taken by value) becomes the feed.
     pub fn task<T>(task: Task<T>) -> Self
     where
-        T: Clone + Into<Feed<V>> + Send + Sync + 'static,
+        T: Into<Feed<V>> + Send + 'static,
     {
         Feed::Task(TaskFeed::new(task))
     }

@@ -158,11 +158,11 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> QueueFeeder<V, C> {
     }
 
     /// Adds a task spawned elsewhere (a `TASK` source): when it finishes (at once if it
-    /// has), its value (cloned from its outcome) is extended, or its failure is a
+    /// has), its output (joined: taken by value) is extended, or its failure is a
     /// `Failure` at the back. The manager cancels it when it stops.
     pub fn add_task<T>(&self, task: Task<T>) -> SourceId
     where
-        T: Clone + Into<Feed<V>> + Send + Sync + 'static,
+        T: Into<Feed<V>> + Send + 'static,
     {
         self.shared.add_source(Feed::task(task), None)
     }
@@ -170,7 +170,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> QueueFeeder<V, C> {
     /// [`add_task`](Self::add_task) with a context for its results.
     pub fn add_task_with_context<T>(&self, task: Task<T>, context: C) -> SourceId
     where
-        T: Clone + Into<Feed<V>> + Send + Sync + 'static,
+        T: Into<Feed<V>> + Send + 'static,
     {
         self.shared
             .add_source(Feed::task(task), Some(Arc::new(context)))

@@ -33,10 +33,13 @@ pub(crate) fn spawn<V: Send + 'static>(
 ) -> Box<dyn PendingSource<V>> {
     let slot = Arc::new(Mutex::new(None));
     let fill = slot.clone();
-    let task = Task::spawn_on(handle, None, async move {
-        let feed = fut.await;
-        *lock(&fill) = Some(feed);
-    });
+    let task = Task::spawn_on(
+        async move {
+            let feed = fut.await;
+            *lock(&fill) = Some(feed);
+        },
+        handle,
+    );
     Box::new(Spawned { task, slot })
 }
 
@@ -46,11 +49,11 @@ impl<V: Send + 'static> PendingSource<V> for Spawned<V> {
     }
 
     fn take(&mut self) -> Outcome<Feed<V>> {
-        match self.task.outcome() {
+        match self.task.try_join() {
             Some(Ok(())) => lock(&self.slot).take().ok_or_else(|| {
                 Failure::Error(Error::msg("queue manager: future output taken twice"))
             }),
-            Some(Err(f)) => Err(f.clone()),
+            Some(Err(f)) => Err(f),
             None => Err(Failure::Cancelled),
         }
     }

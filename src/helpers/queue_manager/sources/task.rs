@@ -26,7 +26,7 @@ pub struct TaskFeed<V>(Box<dyn PendingSource<V>>);
 impl<V> TaskFeed<V> {
     pub(crate) fn new<T>(task: Task<T>) -> Self
     where
-        T: Clone + Into<Feed<V>> + Send + Sync + 'static,
+        T: Into<Feed<V>> + Send + 'static,
     {
         TaskFeed(Box::new(UserTask(task)))
     }
@@ -46,17 +46,16 @@ struct UserTask<T: 'static>(Task<T>);
 
 impl<V, T> PendingSource<V> for UserTask<T>
 where
-    T: Clone + Into<Feed<V>> + Send + Sync + 'static,
+    T: Into<Feed<V>> + Send + 'static,
 {
     fn handle(&self) -> AnyTask {
         self.0.erased()
     }
 
     fn take(&mut self) -> Outcome<Feed<V>> {
-        match self.0.outcome() {
-            Some(Ok(v)) => Ok(v.clone().into()),
-            Some(Err(f)) => Err(f.clone()),
-            None => Err(Failure::Cancelled),
+        match self.0.try_join() {
+            Some(outcome) => outcome.map(Into::into),
+            None => Err(crate::helpers::error::Failure::Cancelled),
         }
     }
 }
