@@ -1,0 +1,298 @@
+//! Hostile review probes, written from SEMANTICS.md and the rustdoc only: the queue
+//! manager's turn model worked out by hand, re-entrant `Drop`s, panics in user code,
+//! chains of 100 000, wake paths, several consumers, cancellation at await points, both
+//! runtimes.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use machinery::helpers::{self as hp, Feed, QueueManagerResult as R};
+use tokio::time::Instant;
+
+use common::Boom;
+
+/// One result as a line: `ok V [chain] @ctx`, `fail E [chain]`, `end E [chain]`,
+/// `stopped E` (`-` for no error).
+fn line<C: std::fmt::Display>(r: &R<i32, C>) -> String {
+    fn e(f: &Option<hp::Failure>) -> String {
+        f.as_ref().map_or("-".to_owned(), ToString::to_string)
+    }
+    match r {
+        R::Success {
+            value,
+            sources,
+            context,
+        } => format!("ok {value} {sources:?} @{context}"),
+        R::Failure { error, sources, .. } => format!("fail {error} {sources:?}"),
+        R::IterationStop { error, sources, .. } => format!("end {} {sources:?}", e(error)),
+        R::Stopped { error } => format!("stopped {}", e(error)),
+    }
+}
+
+async fn drain<C: std::fmt::Display + Clone + Send + Sync + 'static>(
+    s: &mut hp::Streamer<i32, C>,
+) -> Vec<String> {
+    let mut seen = Vec::new();
+    while let Some(r) = s.next().await {
+        seen.push(line(&r));
+    }
+    seen
+}
+
+fn ticker_stream(
+    n: i32,
+    every: Duration,
+) -> impl futures::Stream<Item = i32> + Send + 'static {
+    futures::stream::unfold(0, move |i| async move {
+        if i < n {
+            tokio::time::sleep(every).await;
+            Some((i, i + 1))
+        } else {
+            None
+        }
+    })
+}
+
+// ---------------------------------------------------------------- turn model
+
+/// Values, a sync iterator, a function returning a function returning a function, and
+/// a ready stream. Worked by hand (St n: step of n, Cf: call, E x: extend, S x: result):
+/// start [St1, Cf', St3]
+/// St1:1 -> [Cf', St3, E1, St1]; Cf' adds #4, returns f'' -> [St3, E1, St1, Cf'']
+/// St3:7 -> [E1, St1, Cf'', E7, St3]; E1 -> [St1, Cf'', E7, St3, S1]
+/// St1:2 -> [Cf'', E7, St3, S1, E2, St1]; Cf'' adds #5, returns 5 -> [.., S5]
+/// E7 -> [St3, S1, E2, St1, S5, S7]; St3:8 -> [S1, E2, St1, S5, S7, E8, St3]
+/// S1; E2 -> [St1, S5, S7, E8, St3, S2]; St1 done -> [S5, S7, E8, St3, S2, IS1]
+/// S5; S7; E8 -> [St3, S2, IS1, S8]; St3 done -> [S2, IS1, S8, IS3]; S2 IS1 S8 IS3.
+#[tokio::test(start_paused = true)]
+async fn turns_iterator_function_chain_and_ready_stream() {
+    let ctx = hp::Ctx::beginning("t");
+    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    f.add_sync_iterator([1, 2]);
+    f.add_sync_function(|| Feed::function(|| Feed::function(|| 5)));
+    f.add_async_generator(futures::stream::iter([7, 8]));
+    f.set_as_finished_if_out_of_sources();
+    assert_eq!(
+        drain(&mut s).await,
+        [
+            "ok 1 [SYNC_ITERATOR#1] @-",
+            "ok 5 [SYNC_FUNCTION#5, SYNC_FUNCTION#4, SYNC_FUNCTION#2] @-",
+            "ok 7 [ASYNC_GENERATOR#3] @-",
+            "ok 2 [SYNC_ITERATOR#1] @-",
+            "end - [SYNC_ITERATOR#1]",
+            "ok 8 [ASYNC_GENERATOR#3] @-",
+            "end - [ASYNC_GENERATOR#3]",
+            "stopped -",
+        ]
+    );
+}
+
+/// A future resolving to a stream: COROUTINE#1 spawns TASK#2; its output (a stream)
+/// becomes ASYNC_GENERATOR#3 under TASK#2. [St3] -> [E1, St3] -> [St3, S1] ->
+/// [S1, E2, St3] -> S1; [St3, S2] -> [S2, IS3] -> S2, IS3, then Stopped.
+#[tokio::test(start_paused = true)]
+async fn turns_future_resolving_to_a_stream() {
+    let ctx = hp::Ctx::beginning("t");
+    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    f.add_coroutine(async { Feed::stream(futures::stream::iter([1, 2])) });
+    f.set_as_finished_if_out_of_sources();
+    assert_eq!(
+        drain(&mut s).await,
+        [
+            "ok 1 [ASYNC_GENERATOR#3, TASK#2, COROUTINE#1] @-",
+            "ok 2 [ASYNC_GENERATOR#3, TASK#2, COROUTINE#1] @-",
+            "end - [ASYNC_GENERATOR#3, TASK#2, COROUTINE#1]",
+            "stopped -",
+        ]
+    );
+}
+
+/// A stream that is not ready when its step is taken waits for its own waker while a
+/// sync iterator takes its turns; each item surfaces at the instant the stream woke.
+#[tokio::test(start_paused = true)]
+async fn turns_pending_stream_interleaves_with_iterator_at_exact_instants() {
+    let ctx = hp::Ctx::beginning("t");
+    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let t0 = Instant::now();
+    f.add_async_generator(ticker_stream(2, Duration::from_secs(1)));
+    f.add_sync_iterator([10, 11, 12]);
+    f.set_as_finished_if_out_of_sources();
+    let mut seen = Vec::new();
+    while let Some(r) = s.next().await {
+        seen.push(format!("{} t={}", line(&r), (Instant::now() - t0).as_secs()));
+    }
+    assert_eq!(
+        seen,
+        [
+            "ok 10 [SYNC_ITERATOR#2] @- t=0",
+            "ok 11 [SYNC_ITERATOR#2] @- t=0",
+            "ok 12 [SYNC_ITERATOR#2] @- t=0",
+            "end - [SYNC_ITERATOR#2] t=0",
+            "ok 0 [ASYNC_GENERATOR#1] @- t=1",
+            "ok 1 [ASYNC_GENERATOR#1] @- t=2",
+            "end - [ASYNC_GENERATOR#1] t=2",
+            "stopped - t=2",
+        ]
+    );
+}
+
+/// Stop in the middle: Stopped goes to the front, queued entries are still taken in
+/// order (steps end their sources with the ctx's failure, extensions deliver), and a
+/// value added after the stop is delivered.
+/// After S1 the queue is [E2, St1, S10, E20, St2]; cancel -> [Stopped, E2, St1, S10,
+/// E20, St2]; add_value(99) -> [.., S99]. Stopped; E2 -> [.., S2]; St1 -> [.., IS1(c)];
+/// S10; E20 -> [.., S20]; St2 -> [.., IS2(c)]; S99, S2, IS1, S20, IS2; end.
+#[tokio::test(start_paused = true)]
+async fn turns_stop_in_the_middle_keeps_queued_order() {
+    let ctx = hp::Ctx::beginning("t");
+    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    f.add_sync_iterator([1, 2, 3]);
+    f.add_sync_iterator([10, 20]);
+    let first = s.next().await.unwrap();
+    assert_eq!(line(&first), "ok 1 [SYNC_ITERATOR#1] @-");
+    s.ctx().cancel();
+    f.add_value(99);
+    assert_eq!(
+        drain(&mut s).await,
+        [
+            "stopped cancelled",
+            "ok 10 [SYNC_ITERATOR#2] @-",
+            "ok 99 [VALUE#3] @-",
+            "ok 2 [SYNC_ITERATOR#1] @-",
+            "end cancelled [SYNC_ITERATOR#1]",
+            "ok 20 [SYNC_ITERATOR#2] @-",
+            "end cancelled [SYNC_ITERATOR#2]",
+        ]
+    );
+    let cut: Vec<String> = s
+        .cut_short()
+        .iter()
+        .map(|c| format!("{:?}", c.sources))
+        .collect();
+    assert_eq!(cut, ["[SYNC_ITERATOR#1]", "[SYNC_ITERATOR#2]"]);
+}
+
+/// A failing iterator: Failure, then IterationStop(error), never advanced again; after
+/// it (a step that produced nothing) `set_as_finished_if_out_of_sources` still ends.
+#[tokio::test(start_paused = true)]
+async fn turns_error_in_iterator_then_finished_after_a_step_that_produced_nothing() {
+    let ctx = hp::Ctx::beginning("t");
+    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let advanced = Arc::new(AtomicUsize::new(0));
+    let a = advanced.clone();
+    let items = vec![Feed::Value(1), Feed::error(Boom("bad")), Feed::Value(3)];
+    f.add_sync_iterator(items.into_iter().inspect(move |_| {
+        a.fetch_add(1, SeqCst);
+    }));
+    f.set_as_finished_if_out_of_sources();
+    assert_eq!(
+        drain(&mut s).await,
+        [
+            "ok 1 [SYNC_ITERATOR#1] @-",
+            "fail bad [SYNC_ITERATOR#1]",
+            "end bad [SYNC_ITERATOR#1]",
+            "stopped -",
+        ]
+    );
+    assert_eq!(advanced.load(SeqCst), 2);
+}
+
+/// `set_as_finished_if_out_of_sources` called from another task while the consumer
+/// waits on an empty queue: Stopped comes at once (no hang).
+#[tokio::test(start_paused = true)]
+async fn finished_while_consumer_waits_on_empty_queue() {
+    let ctx = hp::Ctx::beginning("t");
+    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let t0 = Instant::now();
+    let consumer = tokio::spawn(async move {
+        let seen = drain(&mut s).await;
+        (seen, Instant::now())
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    f.add_value(4);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    f.set_as_finished_if_out_of_sources();
+    let (seen, at) = tokio::time::timeout(Duration::from_secs(60), consumer)
+        .await
+        .expect("consumer woken")
+        .unwrap();
+    assert_eq!(seen, ["ok 4 [VALUE#1] @-", "stopped -"]);
+    assert_eq!(at - t0, Duration::from_secs(5));
+}
+
+/// A value the consumer adds while handling the last result comes before Stopped.
+#[tokio::test(start_paused = true)]
+async fn finished_value_added_while_handling_last_result_comes_first() {
+    let ctx = hp::Ctx::beginning("t");
+    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    f.add_value(1);
+    f.set_as_finished_if_out_of_sources();
+    let mut seen = Vec::new();
+    while let Some(r) = s.next().await {
+        if r.value() == Some(&1) {
+            f.add_value(2);
+        }
+        seen.push(line(&r));
+    }
+    assert_eq!(seen, ["ok 1 [VALUE#1] @-", "ok 2 [VALUE#2] @-", "stopped -"]);
+}
+
+/// The breaker ends the stream before the next entry; results already produced stay for
+/// `remaining()`; no source is advanced after it is set.
+#[tokio::test(start_paused = true)]
+async fn breaker_keeps_results_and_advances_nothing() {
+    let ctx = hp::Ctx::beginning("t");
+    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let advanced = Arc::new(AtomicUsize::new(0));
+    let a = advanced.clone();
+    f.add_value(5);
+    f.add_value(6);
+    f.add_sync_iterator((0..).inspect(move |_| {
+        a.fetch_add(1, SeqCst);
+    }));
+    assert_eq!(line(&s.next().await.unwrap()), "ok 5 [VALUE#1] @-");
+    s.breaker().set();
+    assert!(s.next().await.is_none());
+    let rest: Vec<String> = s.remaining().map(|r| line(&r)).collect();
+    assert_eq!(rest, ["ok 6 [VALUE#2] @-"]);
+    assert_eq!(advanced.load(SeqCst), 0);
+}
+
+/// Contexts: the one given with the first source of the chain, else a fresh
+/// `make_empty_context()` per result; a produced feed's own context wins.
+#[tokio::test(start_paused = true)]
+async fn contexts_per_source_and_fresh_empty_context_per_result() {
+    let ctx = hp::Ctx::beginning("t");
+    let made = Arc::new(AtomicUsize::new(0));
+    let m = made.clone();
+    let (mut s, f) = hp::queue_manager::<i32, String>(&ctx, move || {
+        format!("e{}", m.fetch_add(1, SeqCst))
+    });
+    f.add_value(1);
+    f.add_value_with_context(2, "a".to_owned());
+    f.add_sync_function_with_context(|| Feed::generator([3]), "b".to_owned());
+    f.add_value(Feed::function(|| Feed::Value(4).with_context("c".to_owned())));
+    f.add_value(5);
+    f.set_as_finished_if_out_of_sources();
+    // [S1, S2, St4(gen under fn#3), C(#5's fn), S5]
+    // S1, S2; St4:3 -> [C, S5, E3, St4]; C -> value 4 with ctx c -> [S5, E3, St4, S4]
+    // S5; E3 -> [St4, S4, S3]; St4 end -> [S4, S3, IS4]
+    let seen = drain(&mut s).await;
+    assert_eq!(
+        seen,
+        [
+            "ok 1 [VALUE#1] @e0",
+            "ok 2 [VALUE#2] @a",
+            "ok 5 [VALUE#6] @e1",
+            "ok 4 [SYNC_FUNCTION#7, VALUE#5] @c",
+            "ok 3 [SYNC_GENERATOR#4, SYNC_FUNCTION#3] @b",
+            "end - [SYNC_GENERATOR#4, SYNC_FUNCTION#3]",
+            "stopped -",
+        ]
+    );
+    assert_eq!(made.load(SeqCst), 2);
+}
