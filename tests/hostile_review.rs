@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -295,4 +295,321 @@ async fn contexts_per_source_and_fresh_empty_context_per_result() {
         ]
     );
     assert_eq!(made.load(SeqCst), 2);
+}
+
+// ---------------------------------------------------------------- panics in sources
+
+/// A panicking sync function is a Failure at the back inside the call; a panicking
+/// iterator gives Failure then IterationStop(that error) and is never advanced again.
+/// [St1, F2]; St1:0 -> [F2, E0, St1]; F2; E0 -> [St1, S0]; St1 panics -> [S0, F1, IS1].
+#[tokio::test(start_paused = true)]
+async fn panics_in_function_and_iterator_are_failures_in_turn() {
+    let ctx = hp::Ctx::beginning("t");
+    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let advanced = Arc::new(AtomicUsize::new(0));
+    let a = advanced.clone();
+    f.add_sync_iterator((0..3).map(move |i| {
+        a.fetch_add(1, SeqCst);
+        if i == 1 {
+            panic!("it");
+        }
+        i
+    }));
+    f.add_sync_function(|| -> i32 { panic!("fn") });
+    f.set_as_finished_if_out_of_sources();
+    assert_eq!(
+        drain(&mut s).await,
+        [
+            "fail panicked: fn [SYNC_FUNCTION#2]",
+            "ok 0 [SYNC_ITERATOR#1] @-",
+            "fail panicked: it [SYNC_ITERATOR#1]",
+            "end panicked: it [SYNC_ITERATOR#1]",
+            "stopped -",
+        ]
+    );
+    assert_eq!(advanced.load(SeqCst), 2);
+}
+
+/// A stream whose poll panics and a coroutine that panics: Failures, the stream also
+/// ends; the manager then finishes.
+#[tokio::test(start_paused = true)]
+async fn panics_in_stream_poll_and_coroutine_are_failures() {
+    let ctx = hp::Ctx::beginning("t");
+    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    f.add_async_generator(futures::stream::poll_fn(|_| -> std::task::Poll<Option<i32>> {
+        panic!("st")
+    }));
+    f.add_coroutine(async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if true {
+            panic!("co");
+        }
+        1
+    });
+    f.set_as_finished_if_out_of_sources();
+    assert_eq!(
+        drain(&mut s).await,
+        [
+            "fail panicked: st [ASYNC_GENERATOR#1]",
+            "end panicked: st [ASYNC_GENERATOR#1]",
+            "fail panicked: co [TASK#3, COROUTINE#2]",
+            "stopped -",
+        ]
+    );
+}
+
+// ---------------------------------------------------------------- re-entrant drops
+
+/// Runs `f` once when dropped (user code in a `Drop`).
+struct OnDrop(Option<Box<dyn FnOnce() + Send>>);
+
+impl OnDrop {
+    fn new(f: impl FnOnce() + Send + 'static) -> Self {
+        OnDrop(Some(Box::new(f)))
+    }
+}
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
+
+/// An iterator that runs `OnDrop` when the manager drops it.
+struct DropIter {
+    items: std::vec::IntoIter<i32>,
+    _on_drop: OnDrop,
+}
+
+impl Iterator for DropIter {
+    type Item = i32;
+    fn next(&mut self) -> Option<i32> {
+        self.items.next()
+    }
+}
+
+/// A source whose `Drop` adds a source to the same manager and cancels another context:
+/// no deadlock, the added value is delivered, the manager still finishes.
+#[tokio::test(start_paused = true)]
+async fn drop_of_exhausted_source_adds_a_source_and_cancels_a_ctx() {
+    let ctx = hp::Ctx::beginning("t");
+    let other = ctx.child("other");
+    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (f2, o2) = (f.clone(), other.clone());
+    f.add_sync_iterator(DropIter {
+        items: vec![1].into_iter(),
+        _on_drop: OnDrop::new(move || {
+            f2.add_value(100);
+            o2.cancel();
+        }),
+    });
+    f.set_as_finished_if_out_of_sources();
+    let mut seen = tokio::time::timeout(Duration::from_secs(10), drain(&mut s))
+        .await
+        .expect("no hang");
+    assert_eq!(seen.pop().as_deref(), Some("stopped -"));
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "end - [SYNC_ITERATOR#1]",
+            "ok 1 [SYNC_ITERATOR#1] @-",
+            "ok 100 [VALUE#2] @-"
+        ]
+    );
+    assert!(other.cancelled());
+}
+
+/// A source whose `Drop` panics: logged, the manager carries on (later sources deliver,
+/// Stopped comes).
+#[tokio::test(start_paused = true)]
+async fn drop_of_source_that_panics_does_not_stop_the_manager() {
+    let ctx = hp::Ctx::beginning("t");
+    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    f.add_sync_iterator(DropIter {
+        items: vec![1].into_iter(),
+        _on_drop: OnDrop::new(|| panic!("drop")),
+    });
+    f.add_sync_iterator([2]);
+    f.set_as_finished_if_out_of_sources();
+    let seen = tokio::time::timeout(Duration::from_secs(10), drain(&mut s))
+        .await
+        .expect("no hang");
+    assert_eq!(
+        seen,
+        [
+            // [St1, St2] -> [St2, E1, St1] -> [E1, St1, E2, St2] -> [St1, E2, St2, S1]
+            // -> [E2, St2, S1, IS1] (#1 dropped: its Drop panics) -> [St2, S1, IS1, S2]
+            // -> [S1, IS1, S2, IS2]
+            "ok 1 [SYNC_ITERATOR#1] @-",
+            "end - [SYNC_ITERATOR#1]",
+            "ok 2 [SYNC_ITERATOR#2] @-",
+            "end - [SYNC_ITERATOR#2]",
+            "stopped -",
+        ]
+    );
+}
+
+/// Dropping the streamer drops live sources whose `Drop` re-enters the feeder, cancels
+/// the manager's parent context and panics: no deadlock, nothing left live, the feeder
+/// still answers afterwards.
+#[tokio::test(start_paused = true)]
+async fn drop_of_streamer_with_reentrant_and_panicking_source_drops() {
+    let ctx = hp::Ctx::beginning("t");
+    let parent = ctx.child("p");
+    let (s, f) = hp::queue_manager::<i32, &str>(&parent, || "-");
+    let dropped = Arc::new(AtomicUsize::new(0));
+    for k in 0..3 {
+        let (f2, p2, d2) = (f.clone(), parent.clone(), dropped.clone());
+        let pending = futures::stream::pending::<i32>();
+        let guard = OnDrop::new(move || {
+            d2.fetch_add(1, SeqCst);
+            f2.add_value(k);
+            f2.add_sync_iterator([k]);
+            p2.cancel();
+            if k == 1 {
+                panic!("drop {k}");
+            }
+        });
+        f.add_async_generator(pending.map(move |x| {
+            let _ = &guard;
+            x
+        }));
+    }
+    let (f3, d3) = (f.clone(), dropped.clone());
+    f.add_coroutine(async move {
+        let _g = OnDrop::new(move || {
+            d3.fetch_add(1, SeqCst);
+            f3.add_value(9);
+        });
+        std::future::pending::<i32>().await
+    });
+    tokio::task::yield_now().await;
+    drop(s);
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(dropped.load(SeqCst), 4);
+    assert!(f.is_stopped());
+    assert_eq!(f.live_sources(), 0);
+    assert!(parent.cancelled());
+    f.add_value(1);
+}
+
+/// A queue item whose `Drop` appends to the same queue through a handle and cancels the
+/// queue's context, and one whose `Drop` panics: dropping the queue drops all of them
+/// (no deadlock, appends refused after the drop), the panic is caught.
+#[tokio::test(start_paused = true)]
+async fn queue_drop_with_reentrant_item_drops() {
+    let ctx = hp::Ctx::beginning("t");
+    let q = hp::queue::<OnDrop>(&ctx).build();
+    let h = q.handle();
+    let qctx = q.ctx().clone();
+    let refused = Arc::new(AtomicUsize::new(0));
+    let dropped = Arc::new(AtomicUsize::new(0));
+    for k in 0..4 {
+        let (h2, c2, r2, d2) = (h.clone(), qctx.clone(), refused.clone(), dropped.clone());
+        q.append(OnDrop::new(move || {
+            d2.fetch_add(1, SeqCst);
+            if !h2.append(OnDrop::new(|| {})) {
+                r2.fetch_add(1, SeqCst);
+            }
+            c2.cancel();
+            if k == 2 {
+                panic!("item drop");
+            }
+        }));
+    }
+    let (h3, d3) = (h.clone(), dropped.clone());
+    q.append_instruction(move || {
+        let _keep = &h3;
+        unreachable!("never run");
+    });
+    let _ = d3;
+    drop(q);
+    assert_eq!(dropped.load(SeqCst), 4);
+    assert_eq!(refused.load(SeqCst), 4);
+    assert!(qctx.cancelled());
+    assert!(!h.append(OnDrop::new(|| {})));
+}
+
+/// A consumer's instruction and hook that panic: caught, the consumer carries on and
+/// sees every item in order; a hook's append is yielded.
+#[tokio::test(start_paused = true)]
+async fn queue_panicking_instruction_and_hook_do_not_stop_the_consumer() {
+    let ctx = hp::Ctx::beginning("t");
+    let mut q = hp::queue::<i32>(&ctx).build();
+    let hooked = Arc::new(AtomicUsize::new(0));
+    let hk = hooked.clone();
+    q.process_after_yielded(move |lq| {
+        let n = hk.fetch_add(1, SeqCst);
+        if n == 0 {
+            lq.append(100);
+            panic!("hook");
+        }
+    });
+    q.append(1);
+    q.append_instruction(|| panic!("instruction"));
+    q.append(2);
+    let h = q.handle();
+    let mut seen = Vec::new();
+    {
+        let mut all = q.get_all();
+        while let Some(x) = tokio::time::timeout(Duration::from_secs(1), all.next())
+            .await
+            .ok()
+            .flatten()
+        {
+            seen.push(x);
+            if seen.len() == 3 {
+                h.breaker().set();
+            }
+        }
+    }
+    assert_eq!(seen, [1, 2, 100]);
+    assert_eq!(hooked.load(SeqCst), 3);
+}
+
+/// Context callbacks: one panics, one drops the last handle of another context (whose
+/// own callback cancels a third), one drops a guard. All run before `cancel()` returns,
+/// each exactly once, in registration order.
+#[test]
+fn ctx_callbacks_panic_and_reenter_through_drops() {
+    let root = hp::Ctx::beginning("r");
+    let a = root.child("a");
+    let other = root.child("other");
+    let third = root.child("third");
+    let guarded = root.child("g").drop_guard();
+    let guarded_ctx = guarded.ctx().clone();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let t2 = third.clone();
+    let o = order.clone();
+    other.add_done_callback(move |f| {
+        o.lock().unwrap().push(format!("other {f}"));
+        t2.cancel();
+    });
+    let o = order.clone();
+    a.add_done_callback(move |_| o.lock().unwrap().push("1".to_owned()));
+    a.add_done_callback(|_| panic!("cb"));
+    let o = order.clone();
+    a.add_done_callback(move |_| {
+        drop(other);
+        o.lock().unwrap().push("3".to_owned());
+    });
+    let o = order.clone();
+    a.add_on_done(move |_, _| {
+        drop(guarded);
+        o.lock().unwrap().push("4".to_owned());
+    });
+    assert!(a.cancel());
+    // Finishing started inside a callback (dropping `other`'s last handle) is queued
+    // and runs after a's callbacks, before the outer cancel() returns (CTX rule 3).
+    let got = order.lock().unwrap().clone();
+    assert_eq!(got, ["1", "3", "4", "other cancelled"]);
+    assert!(third.cancelled());
+    assert!(guarded_ctx.cancelled());
+    assert!(!a.cancel());
+    assert_eq!(order.lock().unwrap().len(), 4);
 }
