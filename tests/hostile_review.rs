@@ -613,3 +613,264 @@ fn ctx_callbacks_panic_and_reenter_through_drops() {
     assert!(!a.cancel());
     assert_eq!(order.lock().unwrap().len(), 4);
 }
+
+// ---------------------------------------------------------------- chains of 100 000
+
+const N: usize = 100_000;
+
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Callback i cancels context i+1: 100 000 links on a 2 MiB stack.
+#[test]
+fn chain_ctx_callbacks_cancel_the_next_100k() {
+    common::in_child_process("chain_ctx_callbacks_cancel_the_next_100k", || {
+        let root = hp::Ctx::beginning("r");
+        let ctxs: Vec<hp::Ctx> = (0..N).map(|_| root.child("c")).collect();
+        let ran = Arc::new(AtomicUsize::new(0));
+        for i in 0..N {
+            let next = ctxs.get(i + 1).cloned();
+            let ran = ran.clone();
+            ctxs[i].add_done_callback(move |_| {
+                ran.fetch_add(1, SeqCst);
+                if let Some(n) = next {
+                    n.cancel();
+                }
+            });
+        }
+        assert!(ctxs[0].cancel());
+        assert_eq!(ran.load(SeqCst), N);
+        assert!(ctxs[N - 1].cancelled());
+    });
+}
+
+/// A 100 000-deep context chain held only by its leaf: the leaf's drop finishes and
+/// unregisters every level (callbacks run once each); `tree()` and `Debug` work while
+/// it is alive; cancelling the root with it alive is iterative too.
+#[test]
+fn chain_nested_ctx_100k_deep_drop_leaf_and_cancel_root() {
+    common::in_child_process("chain_nested_ctx_100k_deep_drop_leaf_and_cancel_root", || {
+        let root = hp::Ctx::beginning("r");
+        let ran = Arc::new(AtomicUsize::new(0));
+        let build = |ran: &Arc<AtomicUsize>| {
+            let mut c = root.child("0");
+            for _ in 1..N {
+                let r = ran.clone();
+                c.add_done_callback(move |_| {
+                    r.fetch_add(1, SeqCst);
+                });
+                c = c.child("x");
+            }
+            c
+        };
+        let leaf = build(&ran);
+        assert_eq!(root.child_count(), 1);
+        let tree = root.tree();
+        assert!(tree.lines().count() >= N, "tree lists every level");
+        let longest = tree.lines().map(str::len).max().unwrap();
+        assert!(longest < 400, "tree lines stay bounded: {longest}");
+        drop(leaf);
+        assert_eq!(ran.load(SeqCst), N - 1);
+        assert_eq!(root.child_count(), 0);
+
+        let ran2 = Arc::new(AtomicUsize::new(0));
+        let leaf = build(&ran2);
+        root.cancel();
+        assert_eq!(ran2.load(SeqCst), N - 1);
+        assert!(leaf.cancelled());
+        drop(leaf);
+        assert_eq!(root.child_count(), 0);
+    });
+}
+
+/// Fut i's callback sets Fut i+1; event i's callback sets event i+1.
+#[test]
+fn chain_futures_and_events_100k() {
+    common::in_child_process("chain_futures_and_events_100k", || {
+        let futs: Vec<hp::Fut<u32>> = (0..N).map(|_| hp::Fut::new()).collect();
+        for i in 0..N - 1 {
+            let next = futs[i + 1].clone();
+            futs[i].add_done_callback(move |o| {
+                let v = match o {
+                    hp::Outcome::Ok(v) => *v,
+                    _ => 0,
+                };
+                next.set_result(v + 1);
+            });
+        }
+        futs[0].set_result(0);
+        assert_eq!(futs[N - 1].result().unwrap(), (N - 1) as u32);
+
+        let evs: Vec<hp::Event> = (0..N).map(|_| hp::Event::new()).collect();
+        for i in 0..N - 1 {
+            let next = evs[i + 1].clone();
+            evs[i].add_done_callback(move || next.set());
+        }
+        evs[0].set();
+        assert!(evs[N - 1].is_set());
+    });
+}
+
+fn instruction_link(h: hp::QueueHandle<u32>, n: usize) {
+    if n == 0 {
+        h.append(7);
+    } else {
+        let h2 = h.clone();
+        h.append_instruction(move || instruction_link(h2, n - 1));
+    }
+}
+
+/// An instruction that appends the next instruction, 100 000 times, then an item: the
+/// consumer (async iteration and `remaining()`) gets the item.
+#[test]
+fn chain_queue_instructions_appending_instructions_100k() {
+    common::in_child_process(
+        "chain_queue_instructions_appending_instructions_100k",
+        || {
+            current_thread().block_on(async {
+                let ctx = hp::Ctx::beginning("r");
+                let mut q = hp::queue::<u32>(&ctx).build();
+                instruction_link(q.handle(), N);
+                assert_eq!(q.get_all().next().await, Some(7));
+                instruction_link(q.handle(), N);
+                assert_eq!(q.remaining().collect::<Vec<_>>(), [7]);
+            });
+        },
+    );
+}
+
+#[allow(dead_code)] // held only to be dropped
+struct Nest(Option<hp::Queue<Nest>>);
+#[allow(dead_code)] // held only to be dropped
+struct SyncNest(Option<hp::SyncQueue<SyncNest>>);
+
+/// A queue holding the only handle of a queue holding ... 100 000 deep: dropping the
+/// outermost drops them all iteratively (async and sync queues).
+#[test]
+fn chain_nested_queues_100k_drop() {
+    common::in_child_process("chain_nested_queues_100k_drop", || {
+        let ctx = hp::Ctx::beginning("r");
+        let mut q = hp::queue::<Nest>(&ctx).build();
+        for _ in 0..N {
+            let outer = hp::queue::<Nest>(&ctx).build();
+            outer.append(Nest(Some(q)));
+            q = outer;
+        }
+        drop(q);
+        assert_eq!(ctx.child_count(), 0);
+        let mut s = hp::sync_queue::<SyncNest>(&ctx).build();
+        for _ in 0..N {
+            let outer = hp::sync_queue::<SyncNest>(&ctx).build();
+            outer.append(SyncNest(Some(s)));
+            s = outer;
+        }
+        drop(s);
+        assert_eq!(ctx.child_count(), 0);
+    });
+}
+
+fn hop(n: u32) -> Feed<i32> {
+    if n == 0 {
+        Feed::Value(0)
+    } else {
+        Feed::function(move || hop(n - 1))
+    }
+}
+
+/// A function that returns the next function, 1 000 000 times (SEMANTICS' robustness
+/// rule), added as a value and as a sync function.
+#[test]
+fn chain_qm_functions_returning_functions_1m() {
+    common::in_child_process("chain_qm_functions_returning_functions_1m", || {
+        current_thread().block_on(async {
+            let ctx = hp::Ctx::beginning("r");
+            let (mut s, f) = hp::queue_manager::<i32, ()>(&ctx, || ());
+            f.add_value(hop(1_000_000));
+            f.add_sync_function(|| hop(1_000_000));
+            f.set_as_finished_if_out_of_sources();
+            let mut depths = Vec::new();
+            while let Some(r) = s.next().await {
+                if let R::Success { sources, .. } = &r {
+                    depths.push(sources.depth());
+                } else {
+                    assert!(r.is_stopped());
+                }
+            }
+            assert_eq!(depths, [1_000_001, 1_000_001]);
+        });
+    });
+}
+
+fn nested_stream(n: u32) -> Feed<i32> {
+    if n == 0 {
+        Feed::Value(0)
+    } else {
+        Feed::stream(futures::stream::once(async move { nested_stream(n - 1) }))
+    }
+}
+
+fn nested_generator(n: u32) -> Feed<i32> {
+    if n == 0 {
+        Feed::Value(1)
+    } else {
+        Feed::generator(std::iter::once_with(move || nested_generator(n - 1)))
+    }
+}
+
+fn nested_future(n: u32) -> Feed<i32> {
+    if n == 0 {
+        Feed::Value(2)
+    } else {
+        Feed::future(async move { nested_future(n - 1) })
+    }
+}
+
+/// Sources producing sources 100 000 deep: streams of streams, generators of
+/// generators, futures resolving to futures; each ends once, the value arrives with the
+/// full depth, and the manager then finishes; a stop in the middle of such chains ends
+/// them without recursion.
+#[test]
+fn chain_qm_sources_producing_sources_100k() {
+    common::in_child_process("chain_qm_sources_producing_sources_100k", || {
+        current_thread().block_on(async {
+            let ctx = hp::Ctx::beginning("r");
+            let (mut s, f) = hp::queue_manager::<i32, ()>(&ctx, || ());
+            f.add_value(nested_stream(N as u32));
+            f.add_value(nested_generator(N as u32));
+            f.add_value(nested_future(N as u32));
+            f.set_as_finished_if_out_of_sources();
+            let (mut ok, mut ends, mut other) = (Vec::new(), 0, 0);
+            while let Some(r) = s.next().await {
+                match &r {
+                    R::Success { sources, value, .. } => ok.push((*value, sources.depth())),
+                    R::IterationStop { error: None, .. } => ends += 1,
+                    R::Stopped { error: None } => {}
+                    _ => other += 1,
+                }
+            }
+            ok.sort();
+            let d = N as u64 + 1;
+            // the future chain: each level is COROUTINE then TASK
+            assert_eq!(ok, [(0, d), (1, d), (2, 2 * N as u64 + 1)]);
+            assert_eq!((ends, other), (2 * N, 0));
+
+            let (mut s, f) = hp::queue_manager::<i32, ()>(&ctx, || ());
+            f.add_value(nested_stream(N as u32));
+            f.add_value(nested_generator(N as u32));
+            f.add_value(nested_future(N as u32));
+            for _ in 0..N {
+                if s.next().await.is_none() {
+                    break;
+                }
+            }
+            s.ctx().cancel();
+            while s.next().await.is_some() {}
+            drop(s);
+            assert_eq!(f.live_sources(), 0);
+        });
+    });
+}
