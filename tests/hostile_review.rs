@@ -874,3 +874,359 @@ fn chain_qm_sources_producing_sources_100k() {
         });
     });
 }
+
+// ---------------------------------------------------------------- wake paths
+
+/// Every route by which an item (or the end) becomes available wakes a consumer that
+/// waits on an empty async queue. Returns what the consumer saw.
+async fn async_queue_wake(route: u8) -> Vec<i32> {
+    let root = hp::Ctx::beginning("r");
+    let parent = root.child("p");
+    let mut q = hp::queue::<i32>(&parent).build();
+    let h = q.handle();
+    let qctx = q.ctx().clone();
+    let consumer = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        let mut all = q.get_all();
+        while let Some(x) = all.next().await {
+            seen.push(x);
+            if seen.len() == 2 {
+                break;
+            }
+        }
+        seen
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    match route {
+        0 => {
+            h.append(1);
+            h.append(2);
+        }
+        1 => {
+            // (two fronts would race with the consumer on the multi-thread runtime)
+            h.append_front(1);
+            h.append(2);
+        }
+        2 => {
+            let h2 = h.clone();
+            h.append_instruction(move || {
+                h2.append(1);
+                h2.append(2);
+            });
+        }
+        3 => {
+            let h2 = h.clone();
+            h.append_instruction_front(move || {
+                h2.append_front(2);
+                h2.append_front(1);
+            });
+        }
+        4 => {
+            let h2 = h.clone();
+            std::thread::spawn(move || {
+                h2.append(1);
+                h2.append(2);
+            })
+            .join()
+            .unwrap();
+        }
+        5 => {
+            qctx.cancel();
+        }
+        6 => {
+            h.breaker().set();
+        }
+        7 => {
+            parent.cancel();
+        }
+        _ => unreachable!(),
+    }
+    tokio::time::timeout(Duration::from_secs(5), consumer)
+        .await
+        .unwrap_or_else(|_| panic!("route {route}: the waiting consumer was not woken"))
+        .unwrap()
+}
+
+const WAKE_EXPECT: [&[i32]; 8] = [&[1, 2], &[1, 2], &[1, 2], &[1, 2], &[1, 2], &[], &[], &[]];
+
+#[tokio::test(start_paused = true)]
+async fn wake_async_queue_every_route_current_thread() {
+    for (route, want) in WAKE_EXPECT.iter().enumerate() {
+        assert_eq!(async_queue_wake(route as u8).await, *want, "route {route}");
+    }
+}
+
+#[test]
+fn wake_async_queue_every_route_multi_thread() {
+    common::multi_thread(async {
+        for _ in 0..20 {
+            for (route, want) in WAKE_EXPECT.iter().enumerate() {
+                assert_eq!(async_queue_wake(route as u8).await, *want, "route {route}");
+            }
+        }
+    });
+}
+
+/// With `empty_on_finished`, items appended after the context finished (while the
+/// consumer drains) are yielded; the iteration ends when the queue is empty.
+#[tokio::test(start_paused = true)]
+async fn async_queue_empty_on_finished_yields_what_is_appended_during_the_drain() {
+    let ctx = hp::Ctx::beginning("r");
+    let mut q = hp::queue::<i32>(&ctx).empty_on_finished(true).build();
+    let h = q.handle();
+    q.append(1);
+    let h2 = h.clone();
+    q.append_instruction(move || {
+        h2.append(3);
+    });
+    q.append(2);
+    ctx.cancel();
+    let mut seen = Vec::new();
+    let mut all = q.get_all();
+    while let Some(x) = all.next().await {
+        if x == 1 {
+            h.append(4);
+        }
+        seen.push(x);
+    }
+    // [1, I, 2]; 1 is yielded, the consumer appends 4 -> [I, 2, 4]; I appends 3.
+    assert_eq!(seen, [1, 2, 4, 3]);
+}
+
+/// Sync queue: an item appended, or the context finishing, wakes a blocked consumer at
+/// once whatever its `timeout` (zero, default, one hour), and `get` with a long timeout.
+#[test]
+fn wake_sync_queue_blocked_consumer_any_timeout() {
+    common::with_watchdog(|| {
+        for timeout in [
+            Some(Duration::ZERO),
+            None,
+            Some(Duration::from_secs(3600)),
+        ] {
+            for route in 0..4 {
+                let root = hp::Ctx::beginning("r");
+                let parent = root.child("p");
+                let mut b = hp::sync_queue::<i32>(&parent);
+                if let Some(t) = timeout {
+                    b = b.timeout(t);
+                }
+                let q = b.build();
+                let q2 = q.clone();
+                let started = std::time::Instant::now();
+                let consumer = std::thread::spawn(move || {
+                    if route == 3 {
+                        return q2.get(Duration::from_secs(3600)).ok().into_iter().collect();
+                    }
+                    let mut seen = Vec::new();
+                    for x in &q2 {
+                        seen.push(x);
+                        if seen.len() == 2 {
+                            break;
+                        }
+                    }
+                    seen
+                });
+                std::thread::sleep(Duration::from_millis(30));
+                match route {
+                    0 | 3 => {
+                        q.append(1);
+                        q.append(2);
+                    }
+                    1 => {
+                        q.ctx().cancel();
+                    }
+                    _ => {
+                        parent.cancel();
+                    }
+                }
+                let seen = consumer.join().unwrap();
+                let want: &[i32] = match route {
+                    0 => &[1, 2],
+                    3 => &[1],
+                    _ => &[],
+                };
+                assert_eq!(seen, want, "route {route} timeout {timeout:?}");
+                assert!(
+                    started.elapsed() < Duration::from_secs(5),
+                    "route {route} timeout {timeout:?}: woken late"
+                );
+            }
+        }
+    });
+}
+
+/// `get` on an empty queue with timeout zero: Timeout; with an item: the item; after the
+/// context finished: Finished (with `empty_on_finished`: the items first).
+#[test]
+fn sync_queue_get_outcomes() {
+    let ctx = hp::Ctx::beginning("r");
+    let q = hp::sync_queue::<i32>(&ctx).build();
+    assert_eq!(q.get(Duration::ZERO), Err(hp::SyncGetError::Timeout));
+    q.append(5);
+    assert_eq!(q.get(Duration::ZERO), Ok(5));
+    q.append(6);
+    ctx.cancel();
+    assert_eq!(q.get(Duration::ZERO), Err(hp::SyncGetError::Finished));
+    assert_eq!(q.remaining().collect::<Vec<_>>(), [6]);
+
+    let ctx = hp::Ctx::beginning("r");
+    let q = hp::sync_queue::<i32>(&ctx).empty_on_finished(true).build();
+    q.append(7);
+    ctx.cancel();
+    assert_eq!(q.get(Duration::from_secs(3600)), Ok(7));
+    assert_eq!(q.get(Duration::from_secs(3600)), Err(hp::SyncGetError::Finished));
+}
+
+/// Four consumers and two producers share one sync queue: every item exactly once.
+#[test]
+fn sync_queue_several_consumers_every_item_once() {
+    common::with_watchdog(|| {
+        for empty_on_finished in [true, false] {
+            let ctx = hp::Ctx::beginning("r");
+            let q = hp::sync_queue::<u32>(&ctx)
+                .empty_on_finished(empty_on_finished)
+                .build();
+            let consumers: Vec<_> = (0..4)
+                .map(|_| {
+                    let q = q.clone();
+                    std::thread::spawn(move || q.get_all().collect::<Vec<_>>())
+                })
+                .collect();
+            let producers: Vec<_> = (0..2u32)
+                .map(|p| {
+                    let q = q.clone();
+                    std::thread::spawn(move || {
+                        for i in 0..10_000 {
+                            q.append(p * 10_000 + i);
+                        }
+                    })
+                })
+                .collect();
+            for p in producers {
+                p.join().unwrap();
+            }
+            ctx.cancel();
+            let mut all: Vec<u32> = consumers
+                .into_iter()
+                .flat_map(|c| c.join().unwrap())
+                .collect();
+            all.extend(q.remaining());
+            all.sort_unstable();
+            assert_eq!(all, (0..20_000).collect::<Vec<_>>());
+        }
+    });
+}
+
+/// An item taken at the instant the context finishes is yielded or kept, never lost.
+#[test]
+fn sync_queue_item_at_the_instant_of_finishing_is_never_lost() {
+    common::with_watchdog(|| {
+        let mut rng = common::Rng(0x5eed);
+        for _ in 0..300 {
+            let ctx = hp::Ctx::beginning("r");
+            let q = hp::sync_queue::<u32>(&ctx).timeout(Duration::ZERO).build();
+            let cut = rng.below(50) as u32;
+            let (q2, c2) = (q.clone(), ctx.clone());
+            let producer = std::thread::spawn(move || {
+                for i in 0..50 {
+                    if i == cut {
+                        c2.cancel();
+                    }
+                    q2.append(i);
+                }
+            });
+            let mut seen: Vec<u32> = q.get_all().collect();
+            producer.join().unwrap();
+            seen.extend(q.remaining());
+            seen.sort_unstable();
+            assert_eq!(seen, (0..50).collect::<Vec<_>>());
+        }
+    });
+}
+
+/// The queue manager wakes a waiting consumer by every route: a value added from another
+/// task, from another thread, a task finishing, a stream waking, a stop, and
+/// `set_as_finished_if_out_of_sources`.
+async fn qm_wake(route: u8) -> Vec<String> {
+    let ctx = hp::Ctx::beginning("r");
+    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (tx, rx) = tokio::sync::oneshot::channel::<i32>();
+    let gate = Arc::new(tokio::sync::Notify::new());
+    match route {
+        2 => {
+            f.add_coroutine(async move { rx.await.unwrap_or(-1) });
+        }
+        3 => {
+            let g = gate.clone();
+            f.add_async_generator(
+                futures::stream::once(async move {
+                    g.notified().await;
+                    5
+                })
+                .boxed(),
+            );
+        }
+        _ => {}
+    }
+    let consumer = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while let Some(r) = s.next().await {
+            let stop = r.is_stopped() || matches!(r, R::Success { .. });
+            seen.push(line(&r));
+            if stop {
+                break;
+            }
+        }
+        seen
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    match route {
+        0 => {
+            f.add_value(1);
+        }
+        1 => {
+            let f2 = f.clone();
+            std::thread::spawn(move || {
+                f2.add_value(1);
+            })
+            .join()
+            .unwrap();
+        }
+        2 => tx.send(5).unwrap(),
+        3 => gate.notify_one(),
+        4 => ctx.cancel().then_some(()).unwrap(),
+        5 => f.set_as_finished_if_out_of_sources(),
+        _ => unreachable!(),
+    }
+    tokio::time::timeout(Duration::from_secs(5), consumer)
+        .await
+        .unwrap_or_else(|_| panic!("route {route}: the waiting consumer was not woken"))
+        .unwrap()
+}
+
+const QM_WAKE_EXPECT: [&str; 6] = [
+    "ok 1 [VALUE#1] @-",
+    "ok 1 [VALUE#1] @-",
+    "ok 5 [TASK#2, COROUTINE#1] @-",
+    "ok 5 [ASYNC_GENERATOR#1] @-",
+    "stopped cancelled",
+    "stopped -",
+];
+
+#[tokio::test(start_paused = true)]
+async fn wake_queue_manager_every_route_current_thread() {
+    for (route, want) in QM_WAKE_EXPECT.iter().enumerate() {
+        assert_eq!(qm_wake(route as u8).await, [*want], "route {route}");
+    }
+}
+
+#[test]
+fn wake_queue_manager_every_route_multi_thread() {
+    common::multi_thread(async {
+        for _ in 0..20 {
+            for (route, want) in QM_WAKE_EXPECT.iter().enumerate() {
+                assert_eq!(qm_wake(route as u8).await, [*want], "route {route}");
+            }
+        }
+    });
+}
