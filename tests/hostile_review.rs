@@ -1809,3 +1809,285 @@ async fn ticker_paused_from_the_first_poll_keeps_the_grid_of_the_first_poll() {
         [(1, 7_000, 3_000), (2, 10_000, 5_000)]
     );
 }
+
+// ---------------------------------------------------------------- more queue manager rules
+
+/// A stop while a stream waits for its waker and a task runs: Stopped at the front, the
+/// queued IterationStop, then the waiting stream's IterationStop and the task's Failure
+/// (both at once, in the order added), all carrying the cancellation; Stopped comes once
+/// although the manager is then closed; sources added after the stop follow the rules.
+/// [St1, St4] -> St1 pending -> [St4]; St4:1 -> [E1, St4] -> [St4, S1] -> [S1, IS4]; S1.
+#[tokio::test(start_paused = true)]
+async fn stop_with_waiting_stream_and_running_task() {
+    let ctx = hp::Ctx::beginning("t");
+    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    f.add_async_generator(ticker_stream(5, Duration::from_secs(100)));
+    f.add_coroutine(async {
+        tokio::time::sleep(Duration::from_secs(100)).await;
+        1
+    });
+    f.add_sync_iterator([1]);
+    assert_eq!(line(&s.next().await.unwrap()), "ok 1 [SYNC_ITERATOR#4] @-");
+    s.ctx().cancel();
+    s.ctx().cancel();
+    assert_eq!(
+        drain(&mut s).await,
+        [
+            "stopped cancelled",
+            "end - [SYNC_ITERATOR#4]",
+            "end cancelled [ASYNC_GENERATOR#1]",
+            "fail cancelled [TASK#3, COROUTINE#2]",
+        ]
+    );
+    assert_eq!(f.live_sources(), 0);
+    // after the stop: an iterator ends with the stop's failure when its step is taken, a
+    // finished task delivers, a value is delivered, a future is not spawned (a failure)
+    let done = hp::Task::spawn(async { 7 });
+    let _ = (&done).await;
+    f.add_sync_iterator([1]);
+    f.add_task(done);
+    f.add_value(8);
+    let spawned = Arc::new(AtomicBool::new(false));
+    let sp = spawned.clone();
+    f.add_coroutine(async move {
+        sp.store(true, SeqCst);
+        9
+    });
+    s.resume();
+    let seen = drain(&mut s).await;
+    // [St5, S7, S8, F8] -> St5 finds the manager stopped -> [S7, S8, F8, IS5]
+    assert_eq!(
+        seen,
+        [
+            "ok 7 [TASK#6] @-",
+            "ok 8 [VALUE#7] @-",
+            "fail cancelled [COROUTINE#8]",
+            "end cancelled [SYNC_ITERATOR#5]"
+        ]
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!spawned.load(SeqCst));
+    s.close().await;
+}
+
+/// A task source: finished already -> delivered inside the call; failed, panicked or
+/// cancelled -> Failure; `set_as_finished` waits for a live stream.
+/// [St1, S5]; St1:1 -> [S5, E1, St1]; S5; E1 -> [St1, S1]; St1 -> [S1, IS1].
+#[tokio::test(start_paused = true)]
+async fn task_sources_in_turn_and_finished_waits_for_live_stream() {
+    let ctx = hp::Ctx::beginning("t");
+    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let five = hp::Task::spawn(async { 5 });
+    let _ = (&five).await;
+    f.add_sync_iterator([1]);
+    f.add_task(five);
+    f.add_async_generator(ticker_stream(1, Duration::from_secs(3)));
+    f.set_as_finished_if_out_of_sources();
+    let t0 = Instant::now();
+    let mut seen = Vec::new();
+    while let Some(r) = s.next().await {
+        seen.push(format!("{} t={}", line(&r), (Instant::now() - t0).as_secs()));
+    }
+    // [St1, S5, St3]; St1:1 -> [S5, St3, E1, St1]; S5; St3 pending; E1 -> [St1, S1];
+    // St1 -> [S1, IS1]; S1; IS1; wait; at 3: 0 -> [E0, St3] -> [St3, S0] -> [S0, IS3]
+    assert_eq!(
+        seen,
+        [
+            "ok 5 [TASK#2] @- t=0",
+            "ok 1 [SYNC_ITERATOR#1] @- t=0",
+            "end - [SYNC_ITERATOR#1] t=0",
+            "ok 0 [ASYNC_GENERATOR#3] @- t=3",
+            "end - [ASYNC_GENERATOR#3] t=3",
+            "stopped - t=3",
+        ]
+    );
+
+    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let bad: hp::Task<i32> = hp::Task::spawn(async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        panic!("task")
+    });
+    let cancelled: hp::Task<i32> = hp::Task::spawn(std::future::pending());
+    f.add_task(bad);
+    f.add_task(cancelled.clone());
+    cancelled.cancel();
+    f.set_as_finished_if_out_of_sources();
+    assert_eq!(
+        drain(&mut s).await,
+        [
+            "fail cancelled [TASK#2]",
+            "fail panicked: task [TASK#1]",
+            "stopped -"
+        ]
+    );
+}
+
+/// Values whose `Drop` re-enters the manager (adds a value, cancels its context) while
+/// the streamer is dropped with them queued, and `make_empty_context` panicking once:
+/// that result is lost, the next poll goes on.
+#[tokio::test(start_paused = true)]
+async fn result_drops_reenter_and_make_empty_context_panics_once() {
+    let ctx = hp::Ctx::beginning("t");
+    let (s, f) = hp::queue_manager::<OnDrop, ()>(&ctx, || ());
+    let dropped = Arc::new(AtomicUsize::new(0));
+    for _ in 0..3 {
+        let (f2, c2, d2) = (f.clone(), ctx.clone(), dropped.clone());
+        f.add_value(OnDrop::new(move || {
+            d2.fetch_add(1, SeqCst);
+            f2.add_value(OnDrop::new(|| {}));
+            c2.cancel();
+        }));
+    }
+    drop(s);
+    assert_eq!(dropped.load(SeqCst), 3);
+
+    use futures::FutureExt;
+    let ctx = hp::Ctx::beginning("t");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let (mut s, f) = hp::queue_manager::<i32, u32>(&ctx, move || {
+        if c.fetch_add(1, SeqCst) == 1 {
+            panic!("make_empty_context");
+        }
+        7
+    });
+    f.add_value(1);
+    f.add_value(2);
+    f.add_value(3);
+    f.set_as_finished_if_out_of_sources();
+    assert_eq!(s.next().await.and_then(R::into_value), Some(1));
+    let second = std::panic::AssertUnwindSafe(s.next()).catch_unwind().await;
+    assert!(second.is_err());
+    assert_eq!(s.next().await.and_then(R::into_value), Some(3));
+    assert!(s.next().await.is_some_and(|r| r.is_stopped()));
+}
+
+/// Several producer threads and tasks feed one manager while the consumer takes: every
+/// value exactly once, then Stopped (multi-thread runtime).
+#[test]
+fn qm_concurrent_producers_every_value_once() {
+    common::multi_thread(async {
+        let ctx = hp::Ctx::beginning("t");
+        let (mut s, f) = hp::queue_manager::<i32, ()>(&ctx, || ());
+        let consumer = tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(r) = s.next().await {
+                match r {
+                    R::Success { value, .. } => got.push(value),
+                    R::Stopped { error: None } => {}
+                    R::IterationStop { error: None, .. } => {}
+                    _ => panic!("unexpected result"),
+                }
+            }
+            got
+        });
+        let mut threads = Vec::new();
+        for p in 0..3 {
+            let f = f.clone();
+            threads.push(std::thread::spawn(move || {
+                for i in 0..2_000 {
+                    match i % 3 {
+                        0 => f.add_value(p * 10_000 + i),
+                        1 => f.add_sync_function(move || p * 10_000 + i),
+                        _ => f.add_sync_iterator([p * 10_000 + i]),
+                    };
+                }
+            }));
+        }
+        for i in 0..500 {
+            f.add_coroutine(async move { 90_000 + i });
+            f.add_async_generator(futures::stream::iter([95_000 + i]));
+        }
+        for t in threads {
+            t.join().unwrap();
+        }
+        f.set_as_finished_if_out_of_sources();
+        let mut got = consumer.await.unwrap();
+        got.sort_unstable();
+        let mut want: Vec<i32> = (0..3)
+            .flat_map(|p| (0..2_000).map(move |i| p * 10_000 + i))
+            .chain((0..500).map(|i| 90_000 + i))
+            .chain((0..500).map(|i| 95_000 + i))
+            .collect();
+        want.sort_unstable();
+        assert_eq!(got, want);
+    });
+}
+
+// ---------------------------------------------------------------- more queue rules
+
+/// With `empty_on_finished`, a breaker set in the middle does not end the iteration
+/// while anything is queued; it ends (without waiting) once the queue is empty.
+#[tokio::test(start_paused = true)]
+async fn queue_empty_on_finished_breaker_drains_then_ends() {
+    let ctx = hp::Ctx::beginning("t");
+    let mut q = hp::queue::<i32>(&ctx).empty_on_finished(true).build();
+    for i in 1..=3 {
+        q.append(i);
+    }
+    let h = q.handle();
+    let mut seen = Vec::new();
+    let mut all = q.get_all();
+    while let Some(x) = tokio::time::timeout(Duration::from_secs(1), all.next())
+        .await
+        .expect("ends without waiting")
+    {
+        if x == 1 {
+            h.breaker().set();
+        }
+        seen.push(x);
+    }
+    assert_eq!(seen, [1, 2, 3]);
+}
+
+/// `iterations()` starts a new iteration after each end (breaker cleared).
+#[tokio::test(start_paused = true)]
+async fn queue_iterations_restart_after_breaker() {
+    let ctx = hp::Ctx::beginning("t");
+    let mut q = hp::queue::<i32>(&ctx).build();
+    let h = q.handle();
+    for i in 1..=3 {
+        q.append(i);
+    }
+    let mut it = q.iterations();
+    assert_eq!(it.next().await, Some(1));
+    h.breaker().set();
+    assert_eq!(it.next().await, None);
+    assert_eq!(it.next().await, Some(2));
+    assert_eq!(it.next().await, Some(3));
+}
+
+/// A hook and an instruction capturing values whose `Drop` re-enters the queue (append
+/// through a handle) and panics, dropped with the queue or after running.
+#[tokio::test(start_paused = true)]
+async fn queue_hook_and_instruction_captures_reenter_on_drop() {
+    let ctx = hp::Ctx::beginning("t");
+    let mut q = hp::queue::<i32>(&ctx).build();
+    let h = q.handle();
+    let refused = Arc::new(AtomicUsize::new(0));
+    let (h2, r2) = (h.clone(), refused.clone());
+    let g = OnDrop::new(move || {
+        if !h2.append(1) {
+            r2.fetch_add(1, SeqCst);
+        }
+    });
+    q.process_after_yielded(move |_| {
+        let _ = &g;
+    });
+    // an instruction whose captured value re-enters and panics once the instruction ran
+    let h3 = h.clone();
+    let g2 = OnDrop::new(move || {
+        h3.append(42);
+        panic!("capture drop");
+    });
+    q.append_instruction(move || {
+        let _g = g2;
+    });
+    q.append(5);
+    let mut all = q.get_all();
+    assert_eq!(all.next().await, Some(5));
+    assert_eq!(all.next().await, Some(42));
+    drop(all);
+    drop(q);
+    assert_eq!(refused.load(SeqCst), 1);
+}
