@@ -2091,3 +2091,129 @@ async fn queue_hook_and_instruction_captures_reenter_on_drop() {
     drop(q);
     assert_eq!(refused.load(SeqCst), 1);
 }
+
+/// While the consumer holds a private batch, the handle's `len` counts it, and an item or
+/// instruction appended at the front by a producer is still the very next entry.
+#[tokio::test(start_paused = true)]
+async fn queue_front_appends_and_len_while_consumer_holds_a_batch() {
+    let ctx = hp::Ctx::beginning("t");
+    let mut q = hp::queue::<i32>(&ctx).build();
+    let h = q.handle();
+    for i in 1..=4 {
+        q.append(i);
+    }
+    let h2 = h.clone();
+    let mut all = q.get_all();
+    assert_eq!(all.next().await, Some(1));
+    assert_eq!((h.len(), h.is_empty()), (3, false));
+    h.append_front(0);
+    assert_eq!(h.len(), 4);
+    assert_eq!(all.next().await, Some(0));
+    h.append_instruction_front(move || {
+        h2.append_front(-1);
+    });
+    assert_eq!(all.next().await, Some(-1));
+    assert_eq!(all.next().await, Some(2));
+    h.breaker().set();
+    assert_eq!(all.next().await, None);
+    drop(all);
+    assert_eq!(q.len(), 2);
+    assert_eq!(q.remaining().collect::<Vec<_>>(), [3, 4]);
+}
+
+/// `change_after` / `change_once` through the control handle while the consumer waits
+/// for a far grid point: the consumer is woken for the new one; a change whose next tick
+/// is already past ticks at once.
+#[tokio::test(start_paused = true)]
+async fn ticker_change_while_waiting_wakes_the_consumer() {
+    let ctx = hp::Ctx::beginning("a");
+    let t0 = Instant::now();
+    let mut t = hp::tick(Duration::from_secs(10), &ctx).build().unwrap();
+    let c = t.control();
+    assert_eq!(ticks(&mut t, t0, 1).await, [(1, 0, 10_000)]);
+    let c2 = c.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        c2.change_after(Duration::from_secs(3)).unwrap();
+    });
+    // next at 0 + 3 = 3, then the grid continues every 3: 6
+    assert_eq!(
+        ticks(&mut t, t0, 2).await,
+        [(2, 3_000, 3_000), (3, 6_000, 3_000)]
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await; // now 11
+    c.change_once(Duration::from_secs(1)).unwrap(); // next at 6 + 1 = 7: already past
+    // a one-off: the tick comes at once (11), then the original grid (3-period from 3)
+    // resumes: first point strictly... at least 100 ms after 11 -> 12
+    assert_eq!(
+        ticks(&mut t, t0, 2).await,
+        [(4, 11_000, 1_000), (5, 12_000, 3_000)]
+    );
+}
+
+/// `async_with_timeout` on a done context returns its outcome without polling the work;
+/// the scoped form's `timeout_event` is seen by a waiting task before the work observes
+/// its context finishing.
+#[tokio::test(start_paused = true)]
+async fn async_with_timeout_done_ctx_and_event_before_the_work_sees_it() {
+    let ctx = hp::Ctx::beginning("t");
+    let done = ctx.child("d");
+    done.set_exception(Boom("gone"));
+    let polled = Arc::new(AtomicBool::new(false));
+    let p = polled.clone();
+    let out = done
+        .async_with_timeout(async move {
+            p.store(true, SeqCst);
+            1
+        })
+        .await;
+    assert_eq!(out.unwrap_err().to_string(), "gone");
+    assert!(!polled.load(SeqCst));
+
+    let order = Arc::new(Mutex::new(Vec::<&str>::new()));
+    let ev = hp::Event::new();
+    let (o, e2) = (order.clone(), ev.clone());
+    tokio::spawn(async move {
+        e2.wait().await;
+        o.lock().unwrap().push("event seen");
+    });
+    let o = order.clone();
+    let out = ctx
+        .async_with_timeout_scoped(move |c: hp::Ctx| async move {
+            c.wait().await;
+            o.lock().unwrap().push("work saw its ctx finish");
+            5
+        })
+        .timeout(Duration::from_secs(2))
+        .timeout_event(&ev)
+        .await;
+    assert!(out.as_ref().is_err() || matches!(out, Ok(5)));
+    assert!(ev.is_set());
+    assert_eq!(
+        *order.lock().unwrap(),
+        ["event seen", "work saw its ctx finish"]
+    );
+}
+
+/// A produced feed with a context of the wrong type: not run, a Failure with the
+/// producer's context.
+#[tokio::test(start_paused = true)]
+async fn feed_with_context_of_wrong_type_is_a_failure() {
+    let ctx = hp::Ctx::beginning("t");
+    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let ran = Arc::new(AtomicBool::new(false));
+    let r = ran.clone();
+    f.add_value_with_context(
+        Feed::function(move || {
+            r.store(true, SeqCst);
+            1
+        })
+        .with_context(5_u64),
+        "given",
+    );
+    f.set_as_finished_if_out_of_sources();
+    let first = s.next().await.unwrap();
+    assert!(matches!(first, R::Failure { context: "given", .. }), "{}", line(&first));
+    assert!(s.next().await.is_some_and(|r| r.is_stopped()));
+    assert!(!ran.load(SeqCst));
+}
