@@ -43,10 +43,7 @@ async fn drain<C: std::fmt::Display + Clone + Send + Sync + 'static>(
     seen
 }
 
-fn ticker_stream(
-    n: i32,
-    every: Duration,
-) -> impl futures::Stream<Item = i32> + Send + 'static {
+fn ticker_stream(n: i32, every: Duration) -> impl futures::Stream<Item = i32> + Send + 'static {
     futures::stream::unfold(0, move |i| async move {
         if i < n {
             tokio::time::sleep(every).await;
@@ -123,7 +120,11 @@ async fn turns_pending_stream_interleaves_with_iterator_at_exact_instants() {
     f.set_as_finished_if_out_of_sources();
     let mut seen = Vec::new();
     while let Some(r) = s.next().await {
-        seen.push(format!("{} t={}", line(&r), (Instant::now() - t0).as_secs()));
+        seen.push(format!(
+            "{} t={}",
+            line(&r),
+            (Instant::now() - t0).as_secs()
+        ));
     }
     assert_eq!(
         seen,
@@ -238,7 +239,10 @@ async fn finished_value_added_while_handling_last_result_comes_first() {
         }
         seen.push(line(&r));
     }
-    assert_eq!(seen, ["ok 1 [VALUE#1] @-", "ok 2 [VALUE#2] @-", "stopped -"]);
+    assert_eq!(
+        seen,
+        ["ok 1 [VALUE#1] @-", "ok 2 [VALUE#2] @-", "stopped -"]
+    );
 }
 
 /// The breaker ends the stream before the next entry; results already produced stay for
@@ -269,13 +273,14 @@ async fn contexts_per_source_and_fresh_empty_context_per_result() {
     let ctx = hp::Ctx::beginning("t");
     let made = Arc::new(AtomicUsize::new(0));
     let m = made.clone();
-    let (mut s, f) = hp::queue_manager::<i32, String>(&ctx, move || {
-        format!("e{}", m.fetch_add(1, SeqCst))
-    });
+    let (mut s, f) =
+        hp::queue_manager::<i32, String>(&ctx, move || format!("e{}", m.fetch_add(1, SeqCst)));
     f.add_value(1);
     f.add_value_with_context(2, "a".to_owned());
     f.add_sync_function_with_context(|| Feed::generator([3]), "b".to_owned());
-    f.add_value(Feed::function(|| Feed::Value(4).with_context("c".to_owned())));
+    f.add_value(Feed::function(|| {
+        Feed::Value(4).with_context("c".to_owned())
+    }));
     f.add_value(5);
     f.set_as_finished_if_out_of_sources();
     // [S1, S2, St4(gen under fn#3), C(#5's fn), S5]
@@ -336,9 +341,9 @@ async fn panics_in_function_and_iterator_are_failures_in_turn() {
 async fn panics_in_stream_poll_and_coroutine_are_failures() {
     let ctx = hp::Ctx::beginning("t");
     let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
-    f.add_async_generator(futures::stream::poll_fn(|_| -> std::task::Poll<Option<i32>> {
-        panic!("st")
-    }));
+    f.add_async_generator(futures::stream::poll_fn(
+        |_| -> std::task::Poll<Option<i32>> { panic!("st") },
+    ));
     f.add_coroutine(async {
         tokio::time::sleep(Duration::from_secs(1)).await;
         if true {
@@ -653,38 +658,41 @@ fn chain_ctx_callbacks_cancel_the_next_100k() {
 /// it is alive; cancelling the root with it alive is iterative too.
 #[test]
 fn chain_nested_ctx_100k_deep_drop_leaf_and_cancel_root() {
-    common::in_child_process("chain_nested_ctx_100k_deep_drop_leaf_and_cancel_root", || {
-        let root = hp::Ctx::beginning("r");
-        let ran = Arc::new(AtomicUsize::new(0));
-        let build = |ran: &Arc<AtomicUsize>| {
-            let mut c = root.child("0");
-            for _ in 1..N {
-                let r = ran.clone();
-                c.add_done_callback(move |_| {
-                    r.fetch_add(1, SeqCst);
-                });
-                c = c.child("x");
-            }
-            c
-        };
-        let leaf = build(&ran);
-        assert_eq!(root.child_count(), 1);
-        let tree = root.tree();
-        assert!(tree.lines().count() >= N, "tree lists every level");
-        let longest = tree.lines().map(str::len).max().unwrap();
-        assert!(longest < 400, "tree lines stay bounded: {longest}");
-        drop(leaf);
-        assert_eq!(ran.load(SeqCst), N - 1);
-        assert_eq!(root.child_count(), 0);
+    common::in_child_process(
+        "chain_nested_ctx_100k_deep_drop_leaf_and_cancel_root",
+        || {
+            let root = hp::Ctx::beginning("r");
+            let ran = Arc::new(AtomicUsize::new(0));
+            let build = |ran: &Arc<AtomicUsize>| {
+                let mut c = root.child("0");
+                for _ in 1..N {
+                    let r = ran.clone();
+                    c.add_done_callback(move |_| {
+                        r.fetch_add(1, SeqCst);
+                    });
+                    c = c.child("x");
+                }
+                c
+            };
+            let leaf = build(&ran);
+            assert_eq!(root.child_count(), 1);
+            let tree = root.tree();
+            assert!(tree.lines().count() >= N, "tree lists every level");
+            let longest = tree.lines().map(str::len).max().unwrap();
+            assert!(longest < 400, "tree lines stay bounded: {longest}");
+            drop(leaf);
+            assert_eq!(ran.load(SeqCst), N - 1);
+            assert_eq!(root.child_count(), 0);
 
-        let ran2 = Arc::new(AtomicUsize::new(0));
-        let leaf = build(&ran2);
-        root.cancel();
-        assert_eq!(ran2.load(SeqCst), N - 1);
-        assert!(leaf.cancelled());
-        drop(leaf);
-        assert_eq!(root.child_count(), 0);
-    });
+            let ran2 = Arc::new(AtomicUsize::new(0));
+            let leaf = build(&ran2);
+            root.cancel();
+            assert_eq!(ran2.load(SeqCst), N - 1);
+            assert!(leaf.cancelled());
+            drop(leaf);
+            assert_eq!(root.child_count(), 0);
+        },
+    );
 }
 
 /// Fut i's callback sets Fut i+1; event i's callback sets event i+1.
@@ -998,11 +1006,7 @@ async fn async_queue_empty_on_finished_yields_what_is_appended_during_the_drain(
 #[test]
 fn wake_sync_queue_blocked_consumer_any_timeout() {
     common::with_watchdog(|| {
-        for timeout in [
-            Some(Duration::ZERO),
-            None,
-            Some(Duration::from_secs(3600)),
-        ] {
+        for timeout in [Some(Duration::ZERO), None, Some(Duration::from_secs(3600))] {
             for route in 0..4 {
                 let root = hp::Ctx::beginning("r");
                 let parent = root.child("p");
@@ -1074,7 +1078,10 @@ fn sync_queue_get_outcomes() {
     q.append(7);
     ctx.cancel();
     assert_eq!(q.get(Duration::from_secs(3600)), Ok(7));
-    assert_eq!(q.get(Duration::from_secs(3600)), Err(hp::SyncGetError::Finished));
+    assert_eq!(
+        q.get(Duration::from_secs(3600)),
+        Err(hp::SyncGetError::Finished)
+    );
 }
 
 /// Four consumers and two producers share one sync queue: every item exactly once.
@@ -1368,7 +1375,11 @@ async fn cancel_close_future_still_cancels_running_tasks() {
         );
         if await_it {
             s.close().await;
-            assert_eq!(dropped.load(SeqCst), 1, "close returned before the task ended");
+            assert_eq!(
+                dropped.load(SeqCst),
+                1,
+                "close returned before the task ended"
+            );
         } else {
             let mut close = Box::pin(s.close());
             let _ = futures::poll!(close.as_mut());
@@ -1390,8 +1401,11 @@ async fn scoped_manager_body_error_closes_and_returns_it() {
     let ctx = hp::Ctx::beginning("t");
     let dropped = Arc::new(AtomicUsize::new(0));
     let d = dropped.clone();
-    let out: Result<(), hp::Error> =
-        hp::queue_manager_scoped::<i32, (), _, _, _, _>(&ctx, "m", || (), |mut s, f| async move {
+    let out: Result<(), hp::Error> = hp::queue_manager_scoped::<i32, (), _, _, _, _>(
+        &ctx,
+        "m",
+        || (),
+        |mut s, f| async move {
             // (the guard is made outside the future: it may be dropped unpolled)
             let g = OnDrop::new(move || {
                 d.fetch_add(1, SeqCst);
@@ -1403,8 +1417,9 @@ async fn scoped_manager_body_error_closes_and_returns_it() {
             f.add_value(1);
             assert_eq!(s.next().await.and_then(R::into_value), Some(1));
             Err::<(), _>(Boom("body"))
-        })
-        .await;
+        },
+    )
+    .await;
     assert_eq!(out.unwrap_err().to_string(), "body");
     assert_eq!(dropped.load(SeqCst), 1);
 }
@@ -1886,7 +1901,11 @@ async fn task_sources_in_turn_and_finished_waits_for_live_stream() {
     let t0 = Instant::now();
     let mut seen = Vec::new();
     while let Some(r) = s.next().await {
-        seen.push(format!("{} t={}", line(&r), (Instant::now() - t0).as_secs()));
+        seen.push(format!(
+            "{} t={}",
+            line(&r),
+            (Instant::now() - t0).as_secs()
+        ));
     }
     // [St1, S5, St3]; St1:1 -> [S5, St3, E1, St1]; S5; St3 pending; E1 -> [St1, S1];
     // St1 -> [S1, IS1]; S1; IS1; wait; at 3: 0 -> [E0, St3] -> [St3, S0] -> [S0, IS3]
@@ -2213,7 +2232,179 @@ async fn feed_with_context_of_wrong_type_is_a_failure() {
     );
     f.set_as_finished_if_out_of_sources();
     let first = s.next().await.unwrap();
-    assert!(matches!(first, R::Failure { context: "given", .. }), "{}", line(&first));
+    assert!(
+        matches!(
+            first,
+            R::Failure {
+                context: "given",
+                ..
+            }
+        ),
+        "{}",
+        line(&first)
+    );
     assert!(s.next().await.is_some_and(|r| r.is_stopped()));
     assert!(!ran.load(SeqCst));
+}
+
+/// User code running inside a step (an iterator's `next`, a function called inside
+/// `add_sync_function`, a stream's poll) re-enters the feeder: no deadlock, and the
+/// order follows the rules. Inside add_sync_function#1: VALUE#2 -> [S10]; then 20 ->
+/// [S10, S20]. Iterator#3 whose next() adds VALUE#4 -> [S10, S20, St3];
+/// S10, S20; St3: adds S30, yields 1 -> [S30, E1, St3]; S30; E1 -> [St3, S1];
+/// St3: exhausted -> [S1, IS3].
+#[tokio::test(start_paused = true)]
+async fn user_code_inside_steps_reenters_the_feeder() {
+    let ctx = hp::Ctx::beginning("t");
+    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let f2 = f.clone();
+    f.add_sync_function(move || {
+        f2.add_value(10);
+        20
+    });
+    let f3 = f.clone();
+    let mut first = true;
+    f.add_sync_iterator(std::iter::from_fn(move || {
+        if std::mem::take(&mut first) {
+            f3.add_value(30);
+            Some(1)
+        } else {
+            f3.set_as_finished_if_out_of_sources();
+            None
+        }
+    }));
+    assert_eq!(
+        drain(&mut s).await,
+        [
+            "ok 10 [VALUE#2] @-",
+            "ok 20 [SYNC_FUNCTION#1] @-",
+            "ok 30 [VALUE#4] @-",
+            "ok 1 [SYNC_ITERATOR#3] @-",
+            "end - [SYNC_ITERATOR#3]",
+            "stopped -",
+        ]
+    );
+}
+
+/// An iterator whose `next` stops the manager (cancels its context) and still returns an
+/// item: Stopped goes to the front of what is queued, the item is delivered, then the
+/// iterator ends with the cancellation. [St1] -> [E1, St1] -> [St1, S1]; St1 cancels:
+/// [Stopped, S1], returns 2 -> [Stopped, S1, E2, St1].
+#[tokio::test(start_paused = true)]
+async fn stop_from_inside_a_step() {
+    let ctx = hp::Ctx::beginning("t");
+    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let mctx = s.ctx().clone();
+    let mut n = 0;
+    f.add_sync_iterator(std::iter::from_fn(move || {
+        n += 1;
+        if n == 2 {
+            mctx.cancel();
+        }
+        Some(n)
+    }));
+    assert_eq!(
+        drain(&mut s).await,
+        [
+            "stopped cancelled",
+            "ok 1 [SYNC_ITERATOR#1] @-",
+            "ok 2 [SYNC_ITERATOR#1] @-",
+            "end cancelled [SYNC_ITERATOR#1]",
+        ]
+    );
+}
+
+/// The breaker set while the consumer waits on an empty queue wakes it (the stream
+/// ends); clearing it and `resume()` continue in order.
+#[tokio::test(start_paused = true)]
+async fn breaker_wakes_a_waiting_consumer_and_resume_continues() {
+    let ctx = hp::Ctx::beginning("t");
+    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let breaker = s.breaker().clone();
+    let consumer = tokio::spawn(async move {
+        let first = s.next().await.is_none();
+        (first, s)
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    breaker.set();
+    let (ended, mut s) = tokio::time::timeout(Duration::from_secs(5), consumer)
+        .await
+        .expect("the breaker wakes the waiting consumer")
+        .unwrap();
+    assert!(ended);
+    f.add_value(1);
+    f.add_value(2);
+    assert!(s.next().await.is_none(), "fused until resumed");
+    s.breaker().clear();
+    s.resume();
+    f.set_as_finished_if_out_of_sources();
+    assert_eq!(
+        drain(&mut s).await,
+        ["ok 1 [VALUE#1] @-", "ok 2 [VALUE#2] @-", "stopped -"]
+    );
+}
+
+/// Callbacks that read the tree, format contexts, add callbacks to the context being
+/// finished and create children of it: no deadlock; the late callback runs at once with
+/// the outcome, and a child of a done context is done.
+#[test]
+fn ctx_callbacks_read_and_extend_the_finishing_context() {
+    let root = hp::Ctx::beginning("r");
+    let a = root.child("a");
+    let b = a.child("b");
+    let log = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (r2, b2, l2) = (root.clone(), b.clone(), log.clone());
+    b.add_done_callback(move |_| {
+        let tree = r2.tree();
+        let dbg = format!("{b2:?}");
+        l2.lock()
+            .unwrap()
+            .push(format!("tree has b: {} debug: {dbg}", tree.contains("b")));
+        let l3 = l2.clone();
+        b2.add_done_callback(move |f| l3.lock().unwrap().push(format!("late {f}")));
+        let child = b2.child("c");
+        l2.lock()
+            .unwrap()
+            .push(format!("child done: {}", child.done()));
+    });
+    a.cancel();
+    assert_eq!(
+        *log.lock().unwrap(),
+        [
+            "tree has b: true debug: CTX[r-->a-->b](PENDING(FUT{r})|CANCELLED(FUT{r-->a})|PENDING(FUT{r-->a-->b}))",
+            "late cancelled",
+            "child done: true",
+        ]
+    );
+}
+
+/// A sync function is a live source while it runs: `set_as_finished_if_out_of_sources`
+/// called from inside it (directly added, or a produced function run by its call
+/// instruction) must not put Stopped ahead of the value it is about to return.
+#[tokio::test(start_paused = true)]
+async fn finished_called_from_inside_a_running_sync_function() {
+    let ctx = hp::Ctx::beginning("t");
+    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let f2 = f.clone();
+    f.add_sync_function(move || {
+        let live = f2.live_sources();
+        f2.set_as_finished_if_out_of_sources();
+        live as i32
+    });
+    assert_eq!(
+        drain(&mut s).await,
+        ["ok 1 [SYNC_FUNCTION#1] @-", "stopped -"]
+    );
+
+    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let f2 = f.clone();
+    f.add_value(Feed::function(move || {
+        let live = f2.live_sources();
+        f2.set_as_finished_if_out_of_sources();
+        live as i32
+    }));
+    assert_eq!(
+        drain(&mut s).await,
+        ["ok 1 [SYNC_FUNCTION#2, VALUE#1] @-", "stopped -"]
+    );
 }
