@@ -2408,3 +2408,171 @@ async fn finished_called_from_inside_a_running_sync_function() {
         ["ok 1 [SYNC_FUNCTION#2, VALUE#1] @-", "stopped -"]
     );
 }
+
+/// `set_as_finished_if_out_of_sources` with no sources queues Stopped at once; a value
+/// added before the consumer takes it is still delivered after it, then the stream ends.
+#[tokio::test(start_paused = true)]
+async fn finished_with_no_sources_then_a_value_before_the_consumer_takes_it() {
+    let ctx = hp::Ctx::beginning("t");
+    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    f.set_as_finished_if_out_of_sources();
+    f.add_value(1);
+    assert_eq!(drain(&mut s).await, ["stopped -", "ok 1 [VALUE#1] @-"]);
+}
+
+/// Rule 13: the tree shows finished children that still exist, with their own state.
+#[test]
+fn ctx_tree_and_child_count_include_finished_live_children() {
+    let root = hp::Ctx::beginning("r");
+    let a = root.child("a");
+    let b = root.child("b");
+    a.cancel();
+    assert_eq!(root.child_count(), 2);
+    let tree = root.tree();
+    assert!(tree.contains("a") && tree.contains("b"), "{tree}");
+    assert!(tree.contains("r-->a [cancelled]"), "{tree}");
+    drop(a);
+    assert_eq!(root.child_count(), 1);
+    drop(b);
+    assert_eq!(root.child_count(), 0);
+}
+
+// ---------------------------------------------------------------- generators
+
+/// `stop_async_generator`'s four cases (SEMANTICS, odd helpers), with cleanup that
+/// re-enters the crate (cancels a context, appends to a queue) from a `Drop`.
+#[tokio::test(start_paused = true)]
+async fn stop_async_generator_cases_with_reentrant_cleanup() {
+    let ctx = hp::Ctx::beginning("t");
+    let q = hp::queue::<i32>(&ctx).build();
+    // suspended, does not catch: cleanup runs, the thrown failure is returned
+    let (c2, h2) = (ctx.child("c"), q.handle());
+    let c3 = c2.clone();
+    let mut g = hp::AsyncGenerator::new(move |co: hp::Co<u32>| async move {
+        let _cleanup = OnDrop::new(move || {
+            c2.cancel();
+            h2.append(1);
+        });
+        for i in 0.. {
+            co.yield_(i).await?;
+        }
+        Ok::<(), hp::Failure>(())
+    });
+    assert_eq!(g.asend(()).await.unwrap(), Some(0));
+    assert!(
+        hp::stop_async_generator(&mut g)
+            .await
+            .unwrap_err()
+            .is_cancelled()
+    );
+    assert!(c3.cancelled());
+    assert_eq!(q.len(), 1);
+    assert!(
+        hp::stop_async_generator(&mut g).await.is_ok(),
+        "finished: Ok"
+    );
+
+    // never started: the body never runs, the thrown failure is returned
+    let ran = Arc::new(AtomicBool::new(false));
+    let r = ran.clone();
+    let mut g = hp::AsyncGenerator::new(move |co: hp::Co<u32>| async move {
+        r.store(true, SeqCst);
+        co.yield_(1).await?;
+        Ok::<(), hp::Failure>(())
+    });
+    let err = hp::stop_async_generator(&mut g)
+        .throw(hp::Error::msg("exc"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "exc");
+    assert!(!ran.load(SeqCst));
+
+    // catches and yields again: receives provide, is closed, Ok
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let g2 = got.clone();
+    let mut g = hp::AsyncGenerator::new(move |co: hp::Co<u32, u32>| async move {
+        let mut v = 0;
+        loop {
+            match co.yield_(v).await {
+                Ok(s) => {
+                    g2.lock().unwrap().push(format!("sent {s}"));
+                    v = s;
+                }
+                Err(f) if f.is_cancelled() => {
+                    g2.lock().unwrap().push("caught".to_owned());
+                    v = 100;
+                }
+                Err(other) => {
+                    g2.lock().unwrap().push(format!("closing: {other}"));
+                    return Err::<(), _>(other);
+                }
+            }
+        }
+    });
+    assert_eq!(g.asend(0).await.unwrap(), Some(0));
+    hp::stop_async_generator(&mut g).provide(7).await.unwrap();
+    assert!(g.finished());
+    let got = got.lock().unwrap().clone();
+    assert_eq!(&got[..2], ["caught", "sent 7"]);
+    assert_eq!(got.len(), 3, "{got:?}");
+}
+
+/// A generator body that panics ends with Panicked; the next call says exhausted; a
+/// panic in its `Drop` while the generator itself is dropped is caught.
+#[tokio::test(start_paused = true)]
+async fn generator_panics_in_body_and_drop() {
+    let mut g = hp::AsyncGenerator::new(|co: hp::Co<u32>| async move {
+        co.yield_(1).await?;
+        if true {
+            panic!("body");
+        }
+        Ok::<(), hp::Failure>(())
+    });
+    assert_eq!(g.asend(()).await.unwrap(), Some(1));
+    let err = g.asend(()).await.unwrap_err();
+    assert!(err.error().is_some_and(|e| e.is::<hp::Panicked>()), "{err}");
+    assert_eq!(g.asend(()).await.unwrap(), None);
+
+    let mut g = hp::AsyncGenerator::new(|co: hp::Co<u32>| async move {
+        let _bad = OnDrop::new(|| panic!("drop"));
+        co.yield_(1).await?;
+        Ok::<(), hp::Failure>(())
+    });
+    assert_eq!(g.asend(()).await.unwrap(), Some(1));
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(g)));
+    // either caught inside or resumed: the process must not abort and later code runs
+    let _ = dropped;
+}
+
+fn relay(n: usize) -> hp::AsyncGenerator<u32, ()> {
+    hp::AsyncGenerator::new(move |co: hp::Co<u32>| async move {
+        if n == 0 {
+            for i in 0..3 {
+                co.yield_(i).await?;
+            }
+            return Ok::<(), hp::Failure>(());
+        }
+        let mut inner = relay(n - 1);
+        while let Some(v) = inner.asend(()).await? {
+            co.yield_(v + 1).await?;
+        }
+        Ok(())
+    })
+}
+
+/// A pipeline of 100 000 nested generators relaying values, stopped in the middle and
+/// dropped, on a 2 MiB stack.
+#[test]
+fn chain_generator_pipeline_100k() {
+    common::in_child_process("chain_generator_pipeline_100k", || {
+        current_thread().block_on(async {
+            let mut g = relay(N);
+            assert_eq!(g.asend(()).await.unwrap(), Some(N as u32));
+            assert_eq!(g.asend(()).await.unwrap(), Some(N as u32 + 1));
+            assert!(hp::stop_async_generator(&mut g).await.is_err());
+            let mut g = relay(N);
+            assert_eq!(g.asend(()).await.unwrap(), Some(N as u32));
+            drop(g);
+        });
+    });
+}
