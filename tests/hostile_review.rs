@@ -2575,3 +2575,134 @@ fn chain_generator_pipeline_100k() {
         });
     });
 }
+
+/// Hooks: a front append from a hook is the very next item even while the consumer
+/// holds a batch; a hook that appends after the last item (the consumer then asks for
+/// more) is not missed: the consumer does not wait.
+#[tokio::test(start_paused = true)]
+async fn queue_hook_appends_are_seen_at_once() {
+    let ctx = hp::Ctx::beginning("t");
+    let mut q = hp::queue::<i32>(&ctx).build();
+    let mut calls = 0;
+    q.process_after_yielded(move |lq| {
+        calls += 1;
+        match calls {
+            1 => {
+                lq.append_front(10);
+            }
+            4 => {
+                lq.append(20);
+            }
+            _ => {}
+        }
+    });
+    for i in 1..=3 {
+        q.append(i);
+    }
+    let mut seen = Vec::new();
+    let mut all = q.get_all();
+    while let Ok(Some(x)) = tokio::time::timeout(Duration::from_secs(1), all.next()).await {
+        seen.push(x);
+    }
+    // 1, hook#1 -> 10 at the front; 10, #2; 2, #3; 3, then asking runs #4: appends 20
+    assert_eq!(seen, [1, 10, 2, 3, 20]);
+}
+
+/// An instruction that sets the breaker ends the iteration before the next item; one
+/// that cancels the context with `empty_on_finished` does not stop the drain; a done
+/// context at the start ends at once and leaves everything for `remaining`.
+#[tokio::test(start_paused = true)]
+async fn queue_instructions_that_break_or_finish() {
+    let ctx = hp::Ctx::beginning("t");
+    let mut q = hp::queue::<i32>(&ctx).build();
+    let h = q.handle();
+    q.append_instruction(move || h.breaker().set());
+    q.append(1);
+    assert_eq!(q.get_all().next().await, None);
+    assert_eq!(q.remaining().collect::<Vec<_>>(), [1]);
+
+    let mut q = hp::queue::<i32>(&ctx).empty_on_finished(true).build();
+    let c = q.ctx().clone();
+    q.append(1);
+    q.append_instruction(move || {
+        c.cancel();
+    });
+    q.append(2);
+    let mut seen = Vec::new();
+    let mut all = q.get_all();
+    while let Some(x) = all.next().await {
+        seen.push(x);
+    }
+    assert_eq!(seen, [1, 2]);
+
+    let done = ctx.child("done");
+    let mut q = hp::queue::<i32>(&done).build();
+    q.append(1);
+    q.append(2);
+    done.cancel();
+    assert_eq!(q.get_all().next().await, None);
+    assert_eq!(q.remaining().collect::<Vec<_>>(), [1, 2]);
+}
+
+/// A stream that wakes itself on every poll without an item cannot keep the queue from
+/// moving: an iterator alongside it is delivered, and a stop ends both.
+#[tokio::test(start_paused = true)]
+async fn qm_self_waking_stream_does_not_starve_the_queue() {
+    let ctx = hp::Ctx::beginning("t");
+    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let polls = Arc::new(AtomicUsize::new(0));
+    let p = polls.clone();
+    f.add_async_generator(futures::stream::poll_fn(move |cx| {
+        p.fetch_add(1, SeqCst);
+        cx.waker().wake_by_ref();
+        std::task::Poll::<Option<i32>>::Pending
+    }));
+    f.add_sync_iterator([1, 2, 3]);
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let r = tokio::time::timeout(Duration::from_secs(1), s.next())
+            .await
+            .expect("the queue moves")
+            .unwrap();
+        seen.push(line(&r));
+    }
+    assert_eq!(
+        seen,
+        [
+            "ok 1 [SYNC_ITERATOR#2] @-",
+            "ok 2 [SYNC_ITERATOR#2] @-",
+            "ok 3 [SYNC_ITERATOR#2] @-",
+            "end - [SYNC_ITERATOR#2]",
+        ]
+    );
+    s.ctx().cancel();
+    let rest = tokio::time::timeout(Duration::from_secs(1), drain(&mut s))
+        .await
+        .expect("stop ends the self-waking stream");
+    assert_eq!(rest, ["stopped cancelled", "end cancelled [ASYNC_GENERATOR#1]"]);
+    assert!(polls.load(SeqCst) > 1);
+}
+
+/// An endless ready stream: the breaker still ends the stream (no source advanced after),
+/// and `remaining()` hands out only results already produced.
+#[tokio::test(start_paused = true)]
+async fn qm_endless_ready_stream_and_the_breaker() {
+    let ctx = hp::Ctx::beginning("t");
+    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let polls = Arc::new(AtomicUsize::new(0));
+    let p = polls.clone();
+    f.add_async_generator(futures::stream::iter(0..).inspect(move |_| {
+        p.fetch_add(1, SeqCst);
+    }));
+    // [St1] -> [E0, St1] -> [St1, S0] -> [S0, E1, St1]: S0 after two polls... each
+    // result is yielded when the stream has been polled once more than the results seen
+    for want in 0..5 {
+        let r = s.next().await.unwrap();
+        assert_eq!(r.value(), Some(&want));
+    }
+    let before = polls.load(SeqCst);
+    s.breaker().set();
+    assert!(s.next().await.is_none());
+    assert_eq!(polls.load(SeqCst), before);
+    assert_eq!(s.remaining().count(), 0);
+}
