@@ -2679,7 +2679,10 @@ async fn qm_self_waking_stream_does_not_starve_the_queue() {
     let rest = tokio::time::timeout(Duration::from_secs(1), drain(&mut s))
         .await
         .expect("stop ends the self-waking stream");
-    assert_eq!(rest, ["stopped cancelled", "end cancelled [ASYNC_GENERATOR#1]"]);
+    assert_eq!(
+        rest,
+        ["stopped cancelled", "end cancelled [ASYNC_GENERATOR#1]"]
+    );
     assert!(polls.load(SeqCst) > 1);
 }
 
@@ -2705,4 +2708,91 @@ async fn qm_endless_ready_stream_and_the_breaker() {
     assert!(s.next().await.is_none());
     assert_eq!(polls.load(SeqCst), before);
     assert_eq!(s.remaining().count(), 0);
+}
+
+/// Many coroutines and streams on the multi-thread runtime, stopped from another task in
+/// the middle: every coroutine ends exactly once (its value or the cancellation), every
+/// stream ends exactly once (after at most its items), Stopped comes once, nothing stays
+/// live.
+#[test]
+fn qm_stop_in_the_middle_multi_thread_every_source_ends_once() {
+    use std::collections::HashMap;
+    common::multi_thread(async {
+        for round in 0..5u64 {
+            let ctx = hp::Ctx::beginning("t");
+            let (mut s, f) = hp::queue_manager::<i32, ()>(&ctx, || ());
+            let mut rng = common::Rng(round + 1);
+            let mut coroutines = HashMap::new();
+            let mut streams = HashMap::new();
+            for i in 0..200 {
+                let ms = rng.below(20);
+                let id = f.add_coroutine(async move {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    i
+                });
+                coroutines.insert(id, 0);
+                let ms = rng.below(10);
+                let id = f.add_async_generator(ticker_stream(3, Duration::from_millis(ms)));
+                streams.insert(id, (0, 0));
+            }
+            let stopper = s.ctx().clone();
+            let mut seen = 0;
+            let mut stopped = 0;
+            while let Some(r) = s.next().await {
+                seen += 1;
+                if seen == 150 {
+                    let c = stopper.clone();
+                    tokio::spawn(async move { c.cancel() });
+                }
+                match &r {
+                    R::Stopped { error } => {
+                        assert!(error.as_ref().is_some_and(|e| e.is_cancelled()));
+                        stopped += 1;
+                        continue;
+                    }
+                    R::Success { sources, .. } => {
+                        let added = sources.added();
+                        if let Some(n) = coroutines.get_mut(&added) {
+                            *n += 1;
+                        } else {
+                            streams.get_mut(&added).unwrap().0 += 1;
+                        }
+                    }
+                    R::Failure { sources, error, .. } => {
+                        assert!(error.is_cancelled());
+                        *coroutines.get_mut(&sources.added()).unwrap() += 1;
+                    }
+                    R::IterationStop { sources, .. } => {
+                        streams.get_mut(&sources.added()).unwrap().1 += 1;
+                    }
+                }
+            }
+            assert_eq!(stopped, 1);
+            assert!(coroutines.values().all(|&n| n == 1), "{coroutines:?}");
+            assert!(
+                streams
+                    .values()
+                    .all(|&(items, ends)| items <= 3 && ends == 1),
+                "{streams:?}"
+            );
+            assert_eq!(f.live_sources(), 0);
+            s.close().await;
+        }
+    });
+}
+
+/// Stopped(None) already queued when the context is cancelled: the manager stops once,
+/// so the consumer sees one Stopped, the context's (at the front, exactly once).
+#[tokio::test(start_paused = true)]
+async fn finished_then_cancelled_before_the_consumer_takes_stopped() {
+    let ctx = hp::Ctx::beginning("t");
+    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    f.set_as_finished_if_out_of_sources();
+    s.ctx().cancel();
+    let seen = drain(&mut s).await;
+    assert_eq!(
+        seen.iter().filter(|l| l.starts_with("stopped")).count(),
+        1,
+        "{seen:?}"
+    );
 }
