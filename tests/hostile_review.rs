@@ -2796,3 +2796,78 @@ async fn finished_then_cancelled_before_the_consumer_takes_stopped() {
         "{seen:?}"
     );
 }
+
+// ---------------------------------------------------------------- result helpers
+
+/// Clones of one error count once; an equal-text distinct error is another; cancelled and
+/// pending futures are ignored; results in order. A done callback on a pending future
+/// that re-enters `find_and_apply_result` on the same group only passes the outcome on.
+#[test]
+fn results_identity_of_errors_and_reentrant_callbacks() {
+    let e1 = hp::Error::msg("same");
+    let futs: Vec<hp::Fut<u8>> = (0..6).map(|_| hp::Fut::new()).collect();
+    futs[0].set_exception(e1.clone());
+    futs[1].set_result(5);
+    futs[2].set_exception(e1.clone());
+    futs[3].cancel();
+    futs[4].set_exception(hp::Error::msg("same"));
+    let (err, results) = hp::noncancelled_results_from_futs(&futs);
+    assert_eq!(results, [5]);
+    let err = err.unwrap();
+    let group = err.downcast_ref::<hp::ErrorGroup>().expect("a group");
+    assert_eq!(group.errors.len(), 2);
+    assert!(group.errors[0].same(&e1));
+    assert!(!group.errors[1].same(&e1));
+
+    let final_fut = hp::Fut::<u8>::new();
+    let group_futs: Vec<hp::Fut<u8>> = (0..3).map(|_| hp::Fut::new()).collect();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (c, f2, g2) = (calls.clone(), final_fut.clone(), group_futs.clone());
+    group_futs[2].add_done_callback(move |_| {
+        c.fetch_add(1, SeqCst);
+        assert!(!hp::find_and_apply_result(&f2, &g2));
+    });
+    group_futs[0].set_result(9);
+    assert!(hp::find_and_apply_result(&final_fut, &group_futs));
+    assert_eq!(final_fut.result().unwrap(), 9);
+    assert!(group_futs.iter().all(|f| f.result().ok() == Some(9)));
+    assert_eq!(calls.load(SeqCst), 1);
+}
+
+// ---------------------------------------------------------------- sync queue drops
+
+/// Dropping the last handle of a sync queue drops its items one by one: an item whose
+/// `Drop` panics does not stop the others, one whose `Drop` appends to another sync
+/// queue and cancels a context re-enters without deadlock; iterating consumers of the
+/// other queue see the appended items.
+#[test]
+fn sync_queue_last_handle_drop_with_reentrant_and_panicking_items() {
+    common::with_watchdog(|| {
+        let ctx = hp::Ctx::beginning("r");
+        let other = hp::sync_queue::<u32>(&ctx).build();
+        let flag = ctx.child("flag");
+        let q = hp::sync_queue::<OnDrop>(&ctx).build();
+        let dropped = Arc::new(AtomicUsize::new(0));
+        for k in 0..5u32 {
+            let (o, fl, d) = (other.clone(), flag.clone(), dropped.clone());
+            q.append(OnDrop::new(move || {
+                d.fetch_add(1, SeqCst);
+                o.append(k);
+                fl.cancel();
+                if k == 1 {
+                    panic!("item drop");
+                }
+            }));
+        }
+        let consumer = {
+            let other = other.clone();
+            std::thread::spawn(move || other.get_all().take(5).collect::<Vec<_>>())
+        };
+        drop(q);
+        assert_eq!(dropped.load(SeqCst), 5);
+        assert!(flag.cancelled());
+        let mut got = consumer.join().unwrap();
+        got.sort_unstable();
+        assert_eq!(got, [0, 1, 2, 3, 4]);
+    });
+}
