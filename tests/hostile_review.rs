@@ -2871,3 +2871,105 @@ fn sync_queue_last_handle_drop_with_reentrant_and_panicking_items() {
         assert_eq!(got, [0, 1, 2, 3, 4]);
     });
 }
+
+// ---------------------------------------------------------------- more ticker rules
+
+/// A consumer busy past `max_time` gets no tick at or after it: the stream ends.
+#[tokio::test(start_paused = true)]
+async fn ticker_no_tick_at_or_after_max_time_for_a_late_consumer() {
+    let ctx = hp::Ctx::beginning("a");
+    for late in [10, 11] {
+        let t0 = Instant::now();
+        let mut t = hp::tick(Duration::from_secs(3), &ctx)
+            .max_time(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        assert_eq!(ticks(&mut t, t0, 1).await, [(1, 0, 3_000)]);
+        tokio::time::sleep(Duration::from_secs(late)).await;
+        assert_eq!(t.next().await, None, "late {late}");
+    }
+    let mut t = hp::tick(Duration::from_secs(3), &ctx)
+        .max_iterations(0)
+        .build()
+        .unwrap();
+    assert_eq!(t.next().await, None);
+}
+
+/// `min_wait` zero and off differ for a late tick landing exactly on a grid point (the
+/// builder's own example): every 5, the tick for 10 yielded at 15 is followed by the
+/// tick for 15 at once with zero, by the tick at 20 with off.
+#[tokio::test(start_paused = true)]
+async fn ticker_min_wait_zero_and_off_on_a_late_grid_point() {
+    let ctx = hp::Ctx::beginning("a");
+    for (min_wait, want) in [
+        (Some(Duration::ZERO), [(3, 15_000, 0), (4, 15_000, 5_000)]),
+        (None, [(3, 15_000, 5_000), (4, 20_000, 5_000)]),
+    ] {
+        let t0 = Instant::now();
+        let mut t = hp::tick(Duration::from_secs(5), &ctx)
+            .min_wait(min_wait)
+            .build()
+            .unwrap();
+        assert_eq!(ticks(&mut t, t0, 1).await, [(1, 0, 5_000)]);
+        tokio::time::sleep(Duration::from_secs(9)).await; // 9: the tick for 5 is late
+        let late = ticks(&mut t, t0, 1).await;
+        assert_eq!(late[0].0, 2);
+        assert_eq!(late[0].1, 9_000);
+        // the next tick is at 10; be busy until 15 -> the tick for 10 yielded at 15
+        tokio::time::sleep_until(t0 + Duration::from_secs(15)).await;
+        assert_eq!(ticks(&mut t, t0, 2).await, want, "min_wait {min_wait:?}");
+    }
+}
+
+/// `every` zero with `min_wait` zero ticks back to back but lets other tasks run between
+/// ticks; `change_after(0)` on a ticker with `min_wait` off is refused and changes
+/// nothing; dropping a paused ticker consumes no permit.
+#[tokio::test(start_paused = true)]
+async fn ticker_back_to_back_yields_refused_change_and_drop_while_paused() {
+    let ctx = hp::Ctx::beginning("a");
+    let mut t = hp::tick(Duration::ZERO, &ctx)
+        .min_wait(Duration::ZERO)
+        .build()
+        .unwrap();
+    let ran = Arc::new(AtomicBool::new(false));
+    let r = ran.clone();
+    tokio::spawn(async move { r.store(true, SeqCst) });
+    let mut seen_flag_at = None;
+    for i in 0..5 {
+        t.next().await.unwrap();
+        if seen_flag_at.is_none() && ran.load(SeqCst) {
+            seen_flag_at = Some(i);
+        }
+    }
+    assert!(seen_flag_at.is_some_and(|i| i < 4), "{seen_flag_at:?}");
+
+    let t0 = Instant::now();
+    let mut t = hp::tick(Duration::from_secs(3), &ctx)
+        .min_wait(None)
+        .build()
+        .unwrap();
+    assert_eq!(ticks(&mut t, t0, 1).await, [(1, 0, 3_000)]);
+    assert_eq!(
+        t.change_after(Duration::ZERO),
+        Err(hp::TickerError::ZeroEveryWithoutMinWait)
+    );
+    assert_eq!(ticks(&mut t, t0, 1).await, [(2, 3_000, 3_000)]);
+
+    let pauser = Arc::new(tokio::sync::Semaphore::new(0));
+    let mut t = hp::tick(Duration::from_secs(1), &ctx)
+        .pauser(pauser.clone())
+        .build()
+        .unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), t.next())
+            .await
+            .is_err()
+    );
+    drop(t);
+    tokio::task::yield_now().await;
+    pauser.add_permits(2);
+    for _ in 0..5 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(pauser.available_permits(), 2);
+}
