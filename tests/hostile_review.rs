@@ -2973,3 +2973,65 @@ async fn ticker_back_to_back_yields_refused_change_and_drop_while_paused() {
     }
     assert_eq!(pauser.available_permits(), 2);
 }
+
+/// Formatting a 100 000-deep context (`Debug`, `name`, `Display` of its failure chain)
+/// and `wait()` on it do not recurse with the depth.
+#[test]
+fn chain_deep_ctx_formatting_100k() {
+    common::in_child_process("chain_deep_ctx_formatting_100k", || {
+        let root = hp::Ctx::beginning("r");
+        let mut c = root.child("0");
+        for _ in 1..N {
+            c = c.child("x");
+        }
+        let dbg = format!("{c:?}");
+        assert!(dbg.starts_with("CTX["), "{}", &dbg[..40]);
+        assert!(c.name().len() >= N);
+        root.set_exception(Boom("top"));
+        assert_eq!(c.exception().unwrap().unwrap().to_string(), "top");
+        let f = current_thread().block_on(c.wait());
+        assert_eq!(f.to_string(), "top");
+        drop(c);
+        assert_eq!(root.child_count(), 0);
+    });
+}
+
+/// `timeout_event` is set exactly when the timeout cut the work short: work that ends at
+/// the very instant of the timeout either returns its value (event not set) or is cut
+/// (event set), never both; a parent finishing first does not set it.
+#[tokio::test(start_paused = true)]
+async fn async_with_timeout_event_only_when_cut_short() {
+    let ctx = hp::Ctx::beginning("t");
+    for work_secs in [1, 2, 3] {
+        let ev = hp::Event::new();
+        let out = ctx
+            .async_with_timeout(async move {
+                tokio::time::sleep(Duration::from_secs(work_secs)).await;
+                7
+            })
+            .timeout(Duration::from_secs(2))
+            .timeout_event(&ev)
+            .await;
+        assert_eq!(out.is_ok(), !ev.is_set(), "work {work_secs}: {out:?}");
+        if work_secs == 1 {
+            assert!(matches!(out, Ok(7)));
+        }
+        if work_secs == 3 {
+            assert!(out.unwrap_err().is_cancelled());
+        }
+    }
+    let parent = ctx.child("p");
+    let p2 = parent.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        p2.set_exception(Boom("parent"));
+    });
+    let ev = hp::Event::new();
+    let out = parent
+        .async_with_timeout(tokio::time::sleep(Duration::from_secs(10)))
+        .timeout(Duration::from_secs(5))
+        .timeout_event(&ev)
+        .await;
+    assert_eq!(out.unwrap_err().to_string(), "parent");
+    assert!(!ev.is_set());
+}
