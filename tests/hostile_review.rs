@@ -3035,3 +3035,61 @@ async fn async_with_timeout_event_only_when_cut_short() {
     assert_eq!(out.unwrap_err().to_string(), "parent");
     assert!(!ev.is_set());
 }
+
+/// Producers on four threads append items, front items and instructions that append
+/// while the consumer takes them on the multi-thread runtime; a cancel with
+/// `empty_on_finished` after they joined ends the iteration only once everything was
+/// yielded: every item exactly once.
+#[test]
+fn async_queue_concurrent_producers_every_item_once() {
+    common::multi_thread(async {
+        for _ in 0..3 {
+            let ctx = hp::Ctx::beginning("t");
+            let mut q = hp::queue::<u32>(&ctx).empty_on_finished(true).build();
+            let qctx = q.ctx().clone();
+            let h = q.handle();
+            let consumer = tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut all = q.get_all();
+                while let Some(x) = all.next().await {
+                    got.push(x);
+                }
+                got
+            });
+            let producers: Vec<_> = (0..4u32)
+                .map(|p| {
+                    let h = h.clone();
+                    std::thread::spawn(move || {
+                        for i in 0..3_000 {
+                            let v = p * 10_000 + i;
+                            match i % 3 {
+                                0 => {
+                                    h.append(v);
+                                }
+                                1 => {
+                                    h.append_front(v);
+                                }
+                                _ => {
+                                    let h2 = h.clone();
+                                    h.append_instruction(move || {
+                                        h2.append(v);
+                                    });
+                                }
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for p in producers {
+                p.join().unwrap();
+            }
+            qctx.cancel();
+            let mut got = consumer.await.unwrap();
+            got.sort_unstable();
+            let want: Vec<u32> = (0..4u32)
+                .flat_map(|p| (0..3_000).map(move |i| p * 10_000 + i))
+                .collect();
+            assert_eq!(got, want);
+        }
+    });
+}
