@@ -3093,3 +3093,53 @@ fn async_queue_concurrent_producers_every_item_once() {
         }
     });
 }
+
+/// A task output whose `Clone` panics (the manager clones the task's value): the
+/// source fails with the panic, the manager carries on.
+#[derive(Debug)]
+struct PanicClone(i32);
+
+impl Clone for PanicClone {
+    fn clone(&self) -> Self {
+        panic!("clone")
+    }
+}
+
+impl From<PanicClone> for Feed<i32> {
+    fn from(p: PanicClone) -> Self {
+        Feed::Value(p.0)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn task_value_clone_panics_is_a_failure() {
+    let ctx = hp::Ctx::beginning("t");
+    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let t = hp::Task::spawn(async { PanicClone(1) });
+    f.add_task(t);
+    f.add_value(2);
+    f.set_as_finished_if_out_of_sources();
+    let seen = tokio::time::timeout(Duration::from_secs(5), drain(&mut s))
+        .await
+        .expect("no hang");
+    assert_eq!(
+        seen,
+        ["ok 2 [VALUE#2] @-", "fail panicked: clone [TASK#1]", "stopped -"]
+    );
+}
+
+/// A manager made outside any runtime: a coroutine added there fails with a clear error
+/// (no panic), the rest is delivered when a runtime later polls the streamer.
+#[test]
+fn coroutine_added_without_a_runtime_fails_clearly() {
+    let ctx = hp::Ctx::beginning("t");
+    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    f.add_coroutine(async { 1 });
+    f.add_value(2);
+    f.set_as_finished_if_out_of_sources();
+    let seen = current_thread().block_on(drain(&mut s));
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(seen[0].starts_with("fail ") && seen[0].ends_with("COROUTINE#1]"), "{seen:?}");
+    assert!(seen[0].contains("runtime"), "a clear error: {seen:?}");
+    assert_eq!(seen[1..], ["ok 2 [VALUE#3] @-", "stopped -"]);
+}
