@@ -3124,7 +3124,11 @@ async fn task_value_clone_panics_is_a_failure() {
         .expect("no hang");
     assert_eq!(
         seen,
-        ["ok 2 [VALUE#2] @-", "fail panicked: clone [TASK#1]", "stopped -"]
+        [
+            "ok 2 [VALUE#2] @-",
+            "fail panicked: clone [TASK#1]",
+            "stopped -"
+        ]
     );
 }
 
@@ -3139,7 +3143,65 @@ fn coroutine_added_without_a_runtime_fails_clearly() {
     f.set_as_finished_if_out_of_sources();
     let seen = current_thread().block_on(drain(&mut s));
     assert_eq!(seen.len(), 3, "{seen:?}");
-    assert!(seen[0].starts_with("fail ") && seen[0].ends_with("COROUTINE#1]"), "{seen:?}");
+    assert!(
+        seen[0].starts_with("fail ") && seen[0].ends_with("COROUTINE#1]"),
+        "{seen:?}"
+    );
     assert!(seen[0].contains("runtime"), "a clear error: {seen:?}");
     assert_eq!(seen[1..], ["ok 2 [VALUE#3] @-", "stopped -"]);
+}
+
+/// The breaker set by user code inside a step (an iterator's `next`): the stream ends
+/// before the next entry is taken, and no other source is advanced after it was set.
+/// [StA, StB]; StA sets the breaker and yields 1 -> [StB, E1, StA]: end here.
+#[tokio::test(start_paused = true)]
+async fn breaker_set_inside_a_step_advances_no_other_source() {
+    let ctx = hp::Ctx::beginning("t");
+    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let breaker = s.breaker().clone();
+    let mut first = true;
+    f.add_sync_iterator(std::iter::from_fn(move || {
+        if std::mem::take(&mut first) {
+            breaker.set();
+        }
+        Some(1)
+    }));
+    let advanced = Arc::new(AtomicUsize::new(0));
+    let a = advanced.clone();
+    f.add_sync_iterator((10..).inspect(move |_| {
+        a.fetch_add(1, SeqCst);
+    }));
+    assert!(s.next().await.is_none());
+    assert_eq!(
+        advanced.load(SeqCst),
+        0,
+        "a source was advanced after the breaker"
+    );
+    assert_eq!(s.remaining().count(), 0);
+}
+
+/// The breaker set by a stream's poll, and by a produced function's call: same rule.
+#[tokio::test(start_paused = true)]
+async fn breaker_set_inside_a_stream_poll_or_a_call_advances_nothing_more() {
+    let ctx = hp::Ctx::beginning("t");
+    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let breaker = s.breaker().clone();
+    f.add_value(Feed::function(move || {
+        breaker.set();
+        1
+    }));
+    let advanced = Arc::new(AtomicUsize::new(0));
+    let a = advanced.clone();
+    f.add_async_generator(futures::stream::iter(10..).inspect(move |_| {
+        a.fetch_add(1, SeqCst);
+    }));
+    // [C, StB]; C sets the breaker, 1 -> [StB, S1]: end here
+    assert!(s.next().await.is_none());
+    assert_eq!(
+        advanced.load(SeqCst),
+        0,
+        "a source was advanced after the breaker"
+    );
+    let rest: Vec<String> = s.remaining().map(|r| line(&r)).collect();
+    assert_eq!(rest, ["ok 1 [SYNC_FUNCTION#3, VALUE#1] @-"]);
 }
