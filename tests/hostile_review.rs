@@ -3205,3 +3205,30 @@ async fn breaker_set_inside_a_stream_poll_or_a_call_advances_nothing_more() {
     let rest: Vec<String> = s.remaining().map(|r| line(&r)).collect();
     assert_eq!(rest, ["ok 1 [SYNC_FUNCTION#3, VALUE#1] @-"]);
 }
+
+/// The breaker set by a source's `Drop` (run when the manager drops the exhausted
+/// source): no other source is advanced after it was set.
+/// [StA, StB]; StA: exhausted -> [StB, ISA], A dropped (sets the breaker): end here.
+#[tokio::test(start_paused = true)]
+async fn breaker_set_by_a_source_drop_advances_no_other_source() {
+    let ctx = hp::Ctx::beginning("t");
+    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let breaker = s.breaker().clone();
+    f.add_sync_iterator(DropIter {
+        items: Vec::new().into_iter(),
+        _on_drop: OnDrop::new(move || breaker.set()),
+    });
+    let advanced = Arc::new(AtomicUsize::new(0));
+    let a = advanced.clone();
+    f.add_sync_iterator((10..).inspect(move |_| {
+        a.fetch_add(1, SeqCst);
+    }));
+    assert!(s.next().await.is_none());
+    assert_eq!(
+        advanced.load(SeqCst),
+        0,
+        "a source was advanced after the breaker"
+    );
+    let rest: Vec<String> = s.remaining().map(|r| line(&r)).collect();
+    assert_eq!(rest, ["end - [SYNC_ITERATOR#1]"]);
+}

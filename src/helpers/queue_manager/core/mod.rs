@@ -404,9 +404,10 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Shared<V, C> {
     }
 
     /// Hands back a source the consumer stepped; with `then` (the consumer's waker) also
-    /// decides the next move in the same lock. (Deferred work only ever adds at the back
-    /// of the queue, or wakes the consumer registered here, so running it after the
-    /// decision keeps the order.)
+    /// decides the next move in the same lock, unless handing it back left deferred
+    /// work: that work runs user code (a `Drop` of an ended source may set the
+    /// streamer's breaker), so the consumer then decides afresh after it, checking the
+    /// breaker first (`None`).
     pub(crate) fn stepped(
         &self,
         key: usize,
@@ -419,7 +420,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Shared<V, C> {
         let next = {
             let mut st = self.lock();
             st.stepped(key, number, body, polled, &mut d);
-            then.map(|w| st.next(w, &mut d))
+            then.filter(|_| d.is_empty()).map(|w| st.next(w, &mut d))
         };
         self.run(d);
         next
@@ -440,7 +441,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Shared<V, C> {
             // The consumer called the function its `Call` entry gave it (`next`).
             st.running_functions -= 1;
             st.called(out, chain, ctx, &mut d);
-            then.map(|w| st.next(w, &mut d))
+            then.filter(|_| d.is_empty()).map(|w| st.next(w, &mut d))
         };
         self.run(d);
         next
