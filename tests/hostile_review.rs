@@ -3232,3 +3232,34 @@ async fn breaker_set_by_a_source_drop_advances_no_other_source() {
     let rest: Vec<String> = s.remaining().map(|r| line(&r)).collect();
     assert_eq!(rest, ["end - [SYNC_ITERATOR#1]"]);
 }
+
+/// A source's `Drop` that stops the manager: the next step finds the manager stopped
+/// (its source ends with the cancellation, never advanced).
+/// [StA, StB]; StA exhausted -> [StB, ISA]; A's Drop stops -> [Stopped, StB, ISA];
+/// Stopped; StB -> [ISA, ISB(c)].
+#[tokio::test(start_paused = true)]
+async fn stop_by_a_source_drop_advances_no_other_source() {
+    let ctx = hp::Ctx::beginning("t");
+    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let mctx = s.ctx().clone();
+    f.add_sync_iterator(DropIter {
+        items: Vec::new().into_iter(),
+        _on_drop: OnDrop::new(move || {
+            mctx.cancel();
+        }),
+    });
+    let advanced = Arc::new(AtomicUsize::new(0));
+    let a = advanced.clone();
+    f.add_sync_iterator((10..).inspect(move |_| {
+        a.fetch_add(1, SeqCst);
+    }));
+    assert_eq!(
+        drain(&mut s).await,
+        [
+            "stopped cancelled",
+            "end - [SYNC_ITERATOR#1]",
+            "end cancelled [SYNC_ITERATOR#2]"
+        ]
+    );
+    assert_eq!(advanced.load(SeqCst), 0);
+}
