@@ -3263,3 +3263,41 @@ async fn stop_by_a_source_drop_advances_no_other_source() {
     );
     assert_eq!(advanced.load(SeqCst), 0);
 }
+
+/// `get(Duration::MAX)` and an `empty_on_finished` iteration blocked on an empty queue
+/// both end at once when the context finishes (whatever the queue's `timeout`).
+#[test]
+fn sync_queue_long_waits_end_when_the_ctx_finishes() {
+    common::with_watchdog(|| {
+        for empty_on_finished in [false, true] {
+            let ctx = hp::Ctx::beginning("r");
+            let q = hp::sync_queue::<u32>(&ctx)
+                .timeout(Duration::from_secs(3600))
+                .empty_on_finished(empty_on_finished)
+                .build();
+            let (q1, q2) = (q.clone(), q.clone());
+            let getter = std::thread::spawn(move || q1.get(Duration::MAX));
+            let iter = std::thread::spawn(move || q2.get_all().collect::<Vec<_>>());
+            std::thread::sleep(Duration::from_millis(30));
+            let t0 = std::time::Instant::now();
+            ctx.cancel();
+            assert_eq!(getter.join().unwrap(), Err(hp::SyncGetError::Finished));
+            assert_eq!(iter.join().unwrap(), Vec::<u32>::new());
+            assert!(t0.elapsed() < Duration::from_secs(5));
+        }
+    });
+}
+
+/// The user drops its own handle of the context given to a manager: the manager's child
+/// context keeps it alive, nothing stops, values are delivered.
+#[tokio::test(start_paused = true)]
+async fn manager_outlives_the_users_ctx_handle() {
+    let ctx = hp::Ctx::beginning("t");
+    let parent = ctx.child("p");
+    let (mut s, f) = hp::queue_manager::<i32, &str>(&parent, || "-");
+    drop(parent);
+    f.add_value(1);
+    f.set_as_finished_if_out_of_sources();
+    assert_eq!(drain(&mut s).await, ["ok 1 [VALUE#1] @-", "stopped -"]);
+    assert!(!s.ctx().done());
+}
