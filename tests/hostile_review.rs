@@ -3301,3 +3301,44 @@ async fn manager_outlives_the_users_ctx_handle() {
     assert_eq!(drain(&mut s).await, ["ok 1 [VALUE#1] @-", "stopped -"]);
     assert!(!s.ctx().done());
 }
+
+/// The context finished by user code the consumer runs (an instruction, a hook) ends the
+/// iteration before the next item, also one already in the consumer's batch.
+#[tokio::test(start_paused = true)]
+async fn queue_ctx_finished_by_an_instruction_or_hook_ends_before_the_next_item() {
+    let ctx = hp::Ctx::beginning("t");
+    let mut q = hp::queue::<i32>(&ctx).build();
+    let c = q.ctx().clone();
+    q.append(1);
+    q.append_instruction(move || {
+        c.cancel();
+    });
+    q.append(2);
+    q.append(3);
+    let mut seen = Vec::new();
+    {
+        let mut all = q.get_all();
+        while let Some(x) = all.next().await {
+            seen.push(x);
+        }
+    }
+    assert_eq!(seen, [1]);
+    assert_eq!(q.remaining().collect::<Vec<_>>(), [2, 3]);
+
+    let mut q = hp::queue::<i32>(&ctx).build();
+    let c = q.ctx().clone();
+    q.process_after_yielded(move |_| {
+        c.cancel();
+    });
+    q.append(1);
+    q.append(2);
+    let mut seen = Vec::new();
+    {
+        let mut all = q.get_all();
+        while let Some(x) = all.next().await {
+            seen.push(x);
+        }
+    }
+    assert_eq!(seen, [1]);
+    assert_eq!(q.remaining().collect::<Vec<_>>(), [2]);
+}
