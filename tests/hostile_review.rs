@@ -3342,3 +3342,74 @@ async fn queue_ctx_finished_by_an_instruction_or_hook_ends_before_the_next_item(
     assert_eq!(seen, [1]);
     assert_eq!(q.remaining().collect::<Vec<_>>(), [2]);
 }
+
+// ---------------------------------------------------------------- scope
+
+#[derive(Default)]
+struct Cm {
+    enter_panics: bool,
+    exit_fails: bool,
+    log: Vec<String>,
+}
+
+impl hp::AsyncContextManager for Cm {
+    type Value = u32;
+
+    async fn enter(&mut self) -> Result<u32, hp::Error> {
+        self.log.push("enter".into());
+        if self.enter_panics {
+            panic!("enter");
+        }
+        Ok(1)
+    }
+
+    async fn exit(&mut self, error: Option<&hp::Error>) -> Result<(), hp::Error> {
+        self.log.push(format!(
+            "exit({})",
+            error.map_or("-".into(), |e| e.to_string())
+        ));
+        if self.exit_fails {
+            return Err(hp::Error::msg("exit failed"));
+        }
+        Ok(())
+    }
+}
+
+/// `using`: exit runs exactly once after a body that fails or panics, and after an
+/// `enter` that panics; a failing exit's error wins.
+#[tokio::test(start_paused = true)]
+async fn using_runs_exit_once_in_every_case() {
+    use futures::FutureExt;
+    let mut cm = Cm::default();
+    let out: Result<(), _> = hp::using(&mut cm, async |_| Err(hp::Error::msg("body"))).await;
+    assert_eq!(out.unwrap_err().to_string(), "body");
+    assert_eq!(cm.log, ["enter", "exit(body)"]);
+
+    let mut cm = Cm::default();
+    let out =
+        std::panic::AssertUnwindSafe(hp::using(&mut cm, async |_| -> Result<(), hp::Error> {
+            panic!("in body")
+        }))
+        .catch_unwind()
+        .await;
+    assert!(out.is_err(), "the panic continues");
+    assert_eq!(cm.log, ["enter", "exit(panicked: in body)"]);
+
+    let mut cm = Cm {
+        enter_panics: true,
+        ..Cm::default()
+    };
+    let out = std::panic::AssertUnwindSafe(hp::using(&mut cm, async |v| Ok(v)))
+        .catch_unwind()
+        .await;
+    assert!(out.is_err());
+    assert_eq!(cm.log, ["enter", "exit(panicked: enter)"]);
+
+    let mut cm = Cm {
+        exit_fails: true,
+        ..Cm::default()
+    };
+    let out: Result<(), _> = hp::using(&mut cm, async |_| Err(hp::Error::msg("body"))).await;
+    assert_eq!(out.unwrap_err().to_string(), "exit failed");
+    assert_eq!(cm.log, ["enter", "exit(body)"]);
+}
