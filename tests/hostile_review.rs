@@ -3413,3 +3413,52 @@ async fn using_runs_exit_once_in_every_case() {
     assert_eq!(out.unwrap_err().to_string(), "exit failed");
     assert_eq!(cm.log, ["enter", "exit(body)"]);
 }
+
+/// Breaker set from another task while the consumer runs an endless iterator and an
+/// endless stream (multi-thread), cleared and resumed ten times: each source's values
+/// arrive in order, none lost or repeated.
+#[test]
+fn breaker_cycles_lose_and_repeat_nothing_multi_thread() {
+    common::multi_thread(async {
+        let ctx = hp::Ctx::beginning("t");
+        let (mut s, f) = hp::queue_manager::<i32, ()>(&ctx, || ());
+        let it = f.add_sync_iterator(0..);
+        f.add_async_generator(futures::stream::iter(1_000_000..));
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for _ in 0..10 {
+            let breaker = s.breaker().clone();
+            let setter = tokio::spawn(async move {
+                tokio::task::yield_now().await;
+                breaker.set();
+            });
+            while let Some(r) = s.next().await {
+                if let R::Success { value, sources, .. } = r {
+                    if sources.added() == it {
+                        a.push(value);
+                    } else {
+                        b.push(value);
+                    }
+                }
+                tokio::task::yield_now().await;
+            }
+            setter.await.unwrap();
+            for r in s.remaining() {
+                if let R::Success { value, sources, .. } = r {
+                    if sources.added() == it {
+                        a.push(value);
+                    } else {
+                        b.push(value);
+                    }
+                }
+            }
+            s.breaker().clear();
+            s.resume();
+        }
+        assert!(!a.is_empty() && !b.is_empty());
+        assert_eq!(a, (0..a.len() as i32).collect::<Vec<_>>());
+        assert_eq!(
+            b,
+            (1_000_000..1_000_000 + b.len() as i32).collect::<Vec<_>>()
+        );
+    });
+}
