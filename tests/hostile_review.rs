@@ -3462,3 +3462,113 @@ fn breaker_cycles_lose_and_repeat_nothing_multi_thread() {
         );
     });
 }
+
+/// More wake routes for a consumer waiting on the manager: a task resolving to a stream
+/// (its first item), a stream woken from a std thread, and a value added by the `Drop`
+/// of a task's future when the user cancels the task.
+async fn qm_wake_more(route: u8) -> Vec<String> {
+    let ctx = hp::Ctx::beginning("r");
+    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let (stx, srx) = std::sync::mpsc::channel::<()>();
+    let mut task = None;
+    let mut waker_thread = None;
+    match route {
+        0 => {
+            f.add_coroutine(async move {
+                let _ = rx.await;
+                Feed::stream(futures::stream::iter([5]))
+            });
+        }
+        1 => {
+            let flag = Arc::new(AtomicBool::new(false));
+            let waker_slot: Arc<Mutex<Option<std::task::Waker>>> = Arc::new(Mutex::new(None));
+            let (fl, ws) = (flag.clone(), waker_slot.clone());
+            f.add_async_generator(futures::stream::poll_fn(move |cx| {
+                if fl.load(SeqCst) {
+                    return std::task::Poll::<Option<i32>>::Ready(None);
+                }
+                *ws.lock().unwrap() = Some(cx.waker().clone());
+                std::task::Poll::Pending
+            }));
+            waker_thread = Some(std::thread::spawn(move || {
+                let _ = srx.recv();
+                flag.store(true, SeqCst);
+                if let Some(w) = waker_slot.lock().unwrap().take() {
+                    w.wake();
+                }
+            }));
+        }
+        2 => {
+            let f2 = f.clone();
+            let g = OnDrop::new(move || {
+                f2.add_value(5);
+            });
+            let t = hp::Task::spawn(async move {
+                let _g = g;
+                std::future::pending::<i32>().await
+            });
+            task = Some(t.clone());
+            f.add_task(t);
+        }
+        _ => unreachable!(),
+    }
+    let consumer = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while let Some(r) = s.next().await {
+            let stop = matches!(r, R::Success { .. } | R::IterationStop { .. });
+            seen.push(line(&r));
+            if (route != 2 && stop) || seen.len() == 2 {
+                break;
+            }
+        }
+        seen
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    match route {
+        0 => tx.send(()).unwrap(),
+        1 => {
+            stx.send(()).unwrap();
+            // (joined before waiting: a paused clock would otherwise jump to the
+            // timeout while the thread is still on its way)
+            waker_thread.take().unwrap().join().unwrap();
+        }
+        _ => {
+            task.unwrap().cancel();
+        }
+    }
+    tokio::time::timeout(Duration::from_secs(5), consumer)
+        .await
+        .unwrap_or_else(|_| panic!("route {route}: the waiting consumer was not woken"))
+        .unwrap()
+}
+
+fn qm_wake_more_expect(route: u8, seen: &[String]) {
+    match route {
+        0 => assert_eq!(seen, ["ok 5 [ASYNC_GENERATOR#3, TASK#2, COROUTINE#1] @-"]),
+        1 => assert_eq!(seen, ["end - [ASYNC_GENERATOR#1]"]),
+        _ => {
+            let mut sorted = seen.to_vec();
+            sorted.sort();
+            assert_eq!(sorted, ["fail cancelled [TASK#1]", "ok 5 [VALUE#2] @-"]);
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn wake_queue_manager_more_routes_current_thread() {
+    for route in 0..3 {
+        qm_wake_more_expect(route, &qm_wake_more(route).await);
+    }
+}
+
+#[test]
+fn wake_queue_manager_more_routes_multi_thread() {
+    common::multi_thread(async {
+        for _ in 0..20 {
+            for route in 0..3 {
+                qm_wake_more_expect(route, &qm_wake_more(route).await);
+            }
+        }
+    });
+}
