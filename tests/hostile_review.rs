@@ -3607,3 +3607,56 @@ async fn close_stops_a_generator_source_as_stop_async_generator_does() {
         ["thrown cancelled", "async cleanup done"]
     );
 }
+
+/// A sync function running on another thread is live: `set_as_finished` called while it
+/// runs (and the consumer waits) gives Stopped only after its value (multi-thread).
+#[test]
+fn finished_while_a_sync_function_runs_on_another_thread() {
+    common::multi_thread(async {
+        for _ in 0..20 {
+            let ctx = hp::Ctx::beginning("t");
+            let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+            let consumer = tokio::spawn(async move { drain(&mut s).await });
+            let (in_tx, in_rx) = std::sync::mpsc::channel::<()>();
+            let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+            let f2 = f.clone();
+            let runner = std::thread::spawn(move || {
+                f2.add_sync_function(move || {
+                    in_tx.send(()).unwrap();
+                    go_rx.recv().unwrap();
+                    7
+                });
+            });
+            in_rx.recv().unwrap();
+            f.set_as_finished_if_out_of_sources();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            go_tx.send(()).unwrap();
+            runner.join().unwrap();
+            let seen = consumer.await.unwrap();
+            assert_eq!(seen, ["ok 7 [SYNC_FUNCTION#1] @-", "stopped -"]);
+        }
+    });
+}
+
+/// Callbacks that cancel the next context and then panic, 1 000 links: every context is
+/// still cancelled and every callback ran once.
+#[test]
+fn ctx_panicking_callback_chain_carries_on() {
+    let root = hp::Ctx::beginning("r");
+    let ctxs: Vec<hp::Ctx> = (0..1_000).map(|_| root.child("c")).collect();
+    let ran = Arc::new(AtomicUsize::new(0));
+    for i in 0..ctxs.len() {
+        let next = ctxs.get(i + 1).cloned();
+        let ran = ran.clone();
+        ctxs[i].add_done_callback(move |_| {
+            ran.fetch_add(1, SeqCst);
+            if let Some(n) = next {
+                n.cancel();
+            }
+            panic!("link {i}");
+        });
+    }
+    assert!(ctxs[0].cancel());
+    assert_eq!(ran.load(SeqCst), 1_000);
+    assert!(ctxs.iter().all(hp::Ctx::cancelled));
+}
