@@ -3660,3 +3660,51 @@ fn ctx_panicking_callback_chain_carries_on() {
     assert_eq!(ran.load(SeqCst), 1_000);
     assert!(ctxs.iter().all(hp::Ctx::cancelled));
 }
+
+/// A worker pool: two consumers blocked on an empty queue (timeout one hour); two items
+/// appended at once are handled at the same time by both (each consumer holds its item
+/// until the other has one too), for bursts appended before, while and after they sleep.
+#[test]
+fn sync_queue_worker_pool_spreads_a_burst() {
+    common::with_watchdog(|| {
+        for round in 0..50 {
+            let ctx = hp::Ctx::beginning("r");
+            let q = hp::sync_queue::<u32>(&ctx)
+                .timeout(Duration::from_secs(3600))
+                .build();
+            let (tx, rx) = std::sync::mpsc::channel::<u32>();
+            let go = Arc::new((Mutex::new(0u32), std::sync::Condvar::new()));
+            let workers: Vec<_> = (0..2)
+                .map(|_| {
+                    let (q, tx, go) = (q.clone(), tx.clone(), go.clone());
+                    std::thread::spawn(move || {
+                        let mut handled = 0;
+                        for item in &q {
+                            tx.send(item).unwrap();
+                            let (m, cv) = &*go;
+                            let mut n = m.lock().unwrap();
+                            *n += 1;
+                            cv.notify_all();
+                            while *n < 2 {
+                                n = cv.wait(n).unwrap();
+                            }
+                            handled += 1;
+                        }
+                        handled
+                    })
+                })
+                .collect();
+            if round % 2 == 1 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            q.append(1);
+            q.append(2);
+            let mut got = vec![rx.recv().unwrap(), rx.recv().unwrap()];
+            got.sort_unstable();
+            assert_eq!(got, [1, 2]);
+            ctx.cancel();
+            let handled: Vec<u32> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+            assert_eq!(handled, [1, 1], "round {round}");
+        }
+    });
+}
