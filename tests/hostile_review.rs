@@ -3708,3 +3708,51 @@ fn sync_queue_worker_pool_spreads_a_burst() {
         }
     });
 }
+
+/// Fut and Event callbacks that re-enter: a Fut callback capturing the Fut's last other
+/// handle, one that adds and removes callbacks on the same Fut, an Event callback that
+/// clears and sets its own event (runs the new registrations once), and a callback whose
+/// captured value's `Drop` cancels a context when the Fut is dropped unfinished.
+#[test]
+fn fut_and_event_callbacks_reenter() {
+    let f = hp::Fut::<u8>::new();
+    let log = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (l, f2) = (log.clone(), f.clone());
+    f.add_done_callback(move |_| {
+        let l2 = l.clone();
+        let h = f2.add_done_callback(move |_| l2.lock().unwrap().push("late".into()));
+        l.lock().unwrap().push(format!("removed late: {}", f2.remove_done_callback(h)));
+        drop(f2);
+    });
+    f.set_result(1);
+    assert_eq!(*log.lock().unwrap(), ["late", "removed late: 0"]);
+
+    let ev = hp::Event::new();
+    let count = Arc::new(AtomicUsize::new(0));
+    let (e2, c2) = (ev.clone(), count.clone());
+    ev.add_done_callback(move || {
+        c2.fetch_add(1, SeqCst);
+        e2.clear();
+        let c3 = c2.clone();
+        e2.add_done_callback(move || {
+            c3.fetch_add(10, SeqCst);
+        });
+        e2.set();
+    });
+    ev.set();
+    assert_eq!(count.load(SeqCst), 11);
+    assert!(ev.is_set());
+
+    let root = hp::Ctx::beginning("r");
+    let victim = root.child("v");
+    let v2 = victim.clone();
+    let g = OnDrop::new(move || {
+        v2.cancel();
+    });
+    let f = hp::Fut::<u8>::new();
+    f.add_done_callback(move |_| {
+        let _ = &g;
+    });
+    drop(f);
+    assert!(victim.cancelled(), "the callback (and what it holds) is dropped with the Fut");
+}
