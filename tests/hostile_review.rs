@@ -3756,3 +3756,33 @@ fn fut_and_event_callbacks_reenter() {
     drop(f);
     assert!(victim.cancelled(), "the callback (and what it holds) is dropped with the Fut");
 }
+
+/// A produced feed's own context covers its results and those of the sources it
+/// produces; the producer's other results keep the producer's context.
+/// [St1]; St1: gen(with b) -> [E, St1]; E -> St2 (under #1) -> [St1, St2];
+/// St1: 9 -> [St2, E9, St1]; St2: fn -> [E9, St1, Efn, St2]; E9 -> [.., S9];
+/// St1 done -> [Efn, St2, S9, IS1]; Efn -> Call -> [St2, S9, IS1, C];
+/// St2 done -> [S9, IS1, C, IS2]; S9, IS1; C: 5 -> [IS2, S5]; IS2, S5.
+#[tokio::test(start_paused = true)]
+async fn produced_feed_context_covers_its_subtree() {
+    let ctx = hp::Ctx::beginning("t");
+    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let inner = Feed::generator([Feed::function(|| 5)]).with_context("b");
+    f.add_sync_iterator_with_context([inner, Feed::Value(9)], "a");
+    f.set_as_finished_if_out_of_sources();
+    let mut seen = Vec::new();
+    while let Some(r) = s.next().await {
+        let c = r.context().copied().unwrap_or("");
+        seen.push(format!("{} @{c}", line(&r).split(" @").next().unwrap()));
+    }
+    assert_eq!(
+        seen,
+        [
+            "ok 9 [SYNC_ITERATOR#1] @a",
+            "end - [SYNC_ITERATOR#1] @a",
+            "end - [SYNC_GENERATOR#2, SYNC_ITERATOR#1] @b",
+            "ok 5 [SYNC_FUNCTION#3, SYNC_GENERATOR#2, SYNC_ITERATOR#1] @b",
+            "stopped - @",
+        ]
+    );
+}
