@@ -3721,7 +3721,9 @@ fn fut_and_event_callbacks_reenter() {
     f.add_done_callback(move |_| {
         let l2 = l.clone();
         let h = f2.add_done_callback(move |_| l2.lock().unwrap().push("late".into()));
-        l.lock().unwrap().push(format!("removed late: {}", f2.remove_done_callback(h)));
+        l.lock()
+            .unwrap()
+            .push(format!("removed late: {}", f2.remove_done_callback(h)));
         drop(f2);
     });
     f.set_result(1);
@@ -3754,7 +3756,10 @@ fn fut_and_event_callbacks_reenter() {
         let _ = &g;
     });
     drop(f);
-    assert!(victim.cancelled(), "the callback (and what it holds) is dropped with the Fut");
+    assert!(
+        victim.cancelled(),
+        "the callback (and what it holds) is dropped with the Fut"
+    );
 }
 
 /// A produced feed's own context covers its results and those of the sources it
