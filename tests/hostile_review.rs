@@ -3791,3 +3791,24 @@ async fn produced_feed_context_covers_its_subtree() {
         ]
     );
 }
+
+/// Changes made before the first tick: `change_once` applies to the second tick, then
+/// the original grid resumes; `change_after` replaces the period from the first tick.
+#[tokio::test(start_paused = true)]
+async fn ticker_changes_before_the_first_tick() {
+    let ctx = hp::Ctx::beginning("a");
+    let t0 = Instant::now();
+    let mut t = hp::tick(Duration::from_secs(3), &ctx).build().unwrap();
+    t.change_once(Duration::from_secs(5)).unwrap();
+    assert_eq!(
+        ticks(&mut t, t0, 3).await,
+        [(1, 0, 5_000), (2, 5_000, 1_000), (3, 6_000, 3_000)]
+    );
+    let t0 = Instant::now();
+    let mut t = hp::tick(Duration::from_secs(3), &ctx).build().unwrap();
+    t.change_after(Duration::from_secs(5)).unwrap();
+    assert_eq!(
+        ticks(&mut t, t0, 3).await,
+        [(1, 0, 5_000), (2, 5_000, 5_000), (3, 10_000, 5_000)]
+    );
+}
