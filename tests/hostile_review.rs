@@ -3812,3 +3812,40 @@ async fn ticker_changes_before_the_first_tick() {
         [(1, 0, 5_000), (2, 5_000, 5_000), (3, 10_000, 5_000)]
     );
 }
+
+/// A deadline already past finishes the child at once with DeadlineExceeded; a parent
+/// cancelled before the deadline wins (nearest own outcome: the parent's); the deadline
+/// timer of a dropped child does not keep anything alive or fire later.
+#[tokio::test(start_paused = true)]
+async fn ctx_deadlines_past_parent_first_and_dropped() {
+    let root = hp::Ctx::beginning("a");
+    let past = root.child_with_deadline("p", Instant::now());
+    assert!(past.done() && !past.cancelled());
+    assert!(past.exception().unwrap().unwrap().is::<hp::DeadlineExceeded>());
+
+    let parent = root.child("q");
+    let c = parent.child_with_timeout("c", Duration::from_secs(5));
+    let ran = Arc::new(AtomicUsize::new(0));
+    let r = ran.clone();
+    c.add_done_callback(move |f| {
+        assert!(f.is_cancelled());
+        r.fetch_add(1, SeqCst);
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    parent.cancel();
+    assert!(c.cancelled());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(c.cancelled(), "the deadline does not overwrite the parent's outcome");
+    assert_eq!(ran.load(SeqCst), 1);
+
+    let d = root.child_with_timeout("d", Duration::from_secs(5));
+    let r = ran.clone();
+    d.add_done_callback(move |_| {
+        r.fetch_add(1, SeqCst);
+    });
+    drop(d);
+    assert_eq!(ran.load(SeqCst), 2, "dropped: finished as cancelled at once");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(ran.load(SeqCst), 2);
+    assert_eq!(root.child_count(), 2);
+}
