@@ -3849,3 +3849,30 @@ async fn ctx_deadlines_past_parent_first_and_dropped() {
     assert_eq!(ran.load(SeqCst), 2);
     assert_eq!(root.child_count(), 2);
 }
+
+/// A finished task produced by an iterator is extended like a value (its value at the
+/// back at once); a pending one delivers when it finishes.
+/// [St1] -> [Et, St1]; Et: TASK#2 done -> [St1, S5]; St1: pending task ->
+/// [S5, Ep, St1]; S5; Ep: TASK#3 waits -> [St1]; St1 exhausted -> [IS1]; IS1; at 1 s: S6.
+#[tokio::test(start_paused = true)]
+async fn produced_tasks_finished_and_pending() {
+    let ctx = hp::Ctx::beginning("t");
+    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let done = hp::Task::spawn(async { 5 });
+    let _ = (&done).await;
+    let pending = hp::Task::spawn(async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        6
+    });
+    f.add_sync_iterator([Feed::task(done), Feed::task(pending)]);
+    f.set_as_finished_if_out_of_sources();
+    assert_eq!(
+        drain(&mut s).await,
+        [
+            "ok 5 [TASK#2, SYNC_ITERATOR#1] @-",
+            "end - [SYNC_ITERATOR#1]",
+            "ok 6 [TASK#3, SYNC_ITERATOR#1] @-",
+            "stopped -",
+        ]
+    );
+}
