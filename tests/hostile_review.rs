@@ -3876,3 +3876,61 @@ async fn produced_tasks_finished_and_pending() {
         ]
     );
 }
+
+/// `next()` cancelled at random points (a `select!` against a short random sleep) while
+/// coroutines, streams and iterators deliver: every value exactly once, then Stopped.
+async fn next_cancelled_at_random_points(seed: u64) {
+    let ctx = hp::Ctx::beginning("t");
+    let (mut s, f) = hp::queue_manager::<i32, ()>(&ctx, || ());
+    let mut rng = common::Rng(seed);
+    let mut want = Vec::new();
+    for i in 0..30 {
+        let ms = rng.below(30);
+        f.add_coroutine(async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            i
+        });
+        want.push(i);
+        let every = Duration::from_millis(rng.below(7) + 1);
+        f.add_async_generator(ticker_stream(3, every).map(move |x| 1_000 + i * 10 + x));
+        want.extend((0..3).map(|x| 1_000 + i * 10 + x));
+        f.add_sync_iterator([2_000 + i, 3_000 + i]);
+        want.extend([2_000 + i, 3_000 + i]);
+    }
+    f.set_as_finished_if_out_of_sources();
+    let mut got = Vec::new();
+    let mut cancelled = 0;
+    loop {
+        let ms = rng.below(3);
+        tokio::select! {
+            r = s.next() => match r {
+                Some(R::Success { value, .. }) => got.push(value),
+                Some(R::IterationStop { error: None, .. }) => {}
+                Some(R::Stopped { error: None }) => {}
+                Some(_) => panic!("unexpected result"),
+                None => break,
+            },
+            () = tokio::time::sleep(Duration::from_millis(ms)) => cancelled += 1,
+        }
+    }
+    got.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(got, want);
+    assert!(cancelled > 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancel_next_at_random_points_current_thread() {
+    for seed in 1..20 {
+        next_cancelled_at_random_points(seed).await;
+    }
+}
+
+#[test]
+fn cancel_next_at_random_points_multi_thread() {
+    common::multi_thread(async {
+        for seed in 1..10 {
+            next_cancelled_at_random_points(seed).await;
+        }
+    });
+}
