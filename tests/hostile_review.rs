@@ -3934,3 +3934,62 @@ fn cancel_next_at_random_points_multi_thread() {
         }
     });
 }
+
+/// The async queue's `next()` cancelled at random points while a producer task appends
+/// items, front items and instructions: every item exactly once.
+async fn queue_next_cancelled_at_random_points(seed: u64) {
+    let ctx = hp::Ctx::beginning("t");
+    let mut q = hp::queue::<u32>(&ctx).build();
+    let h = q.handle();
+    let producer = tokio::spawn(async move {
+        let mut rng = common::Rng(seed);
+        for i in 0..300u32 {
+            match rng.below(3) {
+                0 => {
+                    h.append(i);
+                }
+                1 => {
+                    h.append_front(i);
+                }
+                _ => {
+                    let h2 = h.clone();
+                    h.append_instruction(move || {
+                        h2.append(i);
+                    });
+                }
+            }
+            if rng.below(4) == 0 {
+                tokio::time::sleep(Duration::from_millis(rng.below(3))).await;
+            }
+        }
+    });
+    let mut rng = common::Rng(seed + 99);
+    let mut got = Vec::new();
+    let mut all = q.get_all();
+    while got.len() < 300 {
+        let ms = rng.below(3);
+        tokio::select! {
+            x = all.next() => got.push(x.expect("the iteration does not end")),
+            () = tokio::time::sleep(Duration::from_millis(ms)) => {}
+        }
+    }
+    producer.await.unwrap();
+    got.sort_unstable();
+    assert_eq!(got, (0..300).collect::<Vec<_>>());
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancel_queue_next_at_random_points_current_thread() {
+    for seed in 1..20 {
+        queue_next_cancelled_at_random_points(seed).await;
+    }
+}
+
+#[test]
+fn cancel_queue_next_at_random_points_multi_thread() {
+    common::multi_thread(async {
+        for seed in 1..10 {
+            queue_next_cancelled_at_random_points(seed).await;
+        }
+    });
+}
