@@ -3993,3 +3993,45 @@ fn cancel_queue_next_at_random_points_multi_thread() {
         }
     });
 }
+
+/// A stream that wakes while the consumer is busy is polled when the consumer asks for
+/// its next entry, before that entry: its item's extension and next step go to the back.
+/// A: items 100, 101 each 1 s after it is polled; B: endless iterator; the consumer
+/// spends 2 s on each result. Worked by hand (t = virtual seconds):
+/// t0: [StA, StB]; StA pending (wakes at 1); StB:0 -> [E0, StB] -> [StB, S0] ->
+///     [S0, E1, StB]; S0.
+/// t2: A woke: 100 -> [E1, StB, E100, StA]; E1 -> [StB, E100, StA, S1];
+///     StB:2 -> [E100, StA, S1, E2, StB]; E100 -> [StA, S1, E2, StB, S100];
+///     StA pending (wakes at 3) -> S1.
+/// t4: A: 101 -> [E2, StB, S100, E101, StA]; E2 -> [.., S2]; StB:3 -> [.., E3, StB];
+///     S100.
+/// t6: E101 -> [StA, S2, E3, StB, S101]; StA: exhausted -> [S2, E3, StB, S101, ISA]; S2.
+/// t8: E3 -> [StB, S101, ISA, S3]; StB:4 -> [S101, ISA, S3, E4, StB]; S101.
+/// t10: ISA. t12: S3.
+#[tokio::test(start_paused = true)]
+async fn turns_stream_woken_while_the_consumer_is_busy() {
+    let ctx = hp::Ctx::beginning("t");
+    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    f.add_async_generator(ticker_stream(2, Duration::from_secs(1)).map(|x| 100 + x));
+    f.add_sync_iterator(0..);
+    let t0 = Instant::now();
+    let mut seen = Vec::new();
+    for _ in 0..7 {
+        let r = s.next().await.unwrap();
+        seen.push(format!("{} t={}", line(&r), (Instant::now() - t0).as_secs()));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    assert_eq!(
+        seen,
+        [
+            "ok 0 [SYNC_ITERATOR#2] @- t=0",
+            "ok 1 [SYNC_ITERATOR#2] @- t=2",
+            "ok 100 [ASYNC_GENERATOR#1] @- t=4",
+            "ok 2 [SYNC_ITERATOR#2] @- t=6",
+            "ok 101 [ASYNC_GENERATOR#1] @- t=8",
+            "end - [ASYNC_GENERATOR#1] t=10",
+            "ok 3 [SYNC_ITERATOR#2] @- t=12",
+        ]
+    );
+    s.close().await;
+}
