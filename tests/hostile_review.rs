@@ -1797,15 +1797,11 @@ async fn ticker_pauser_resumes_the_grid_and_ctx_ends_while_paused() {
     assert_eq!(Instant::now() - t1, Duration::from_secs(30));
 }
 
-/// Paused from the first poll (at 0, where the docs say the grid starts): the permit
-/// at 7 gives the first tick at once, then the grid resumes at 10.
+/// Paused from the first poll: the grid starts at the first tick (the builder's docs,
+/// corrected by this review: they said "at the first poll", which the module docs, the
+/// `max_time` rule and the behaviour contradict): permit at 7 -> ticks at 7 and 12.
 #[tokio::test(start_paused = true)]
-#[ignore = "finding: TickerBuilder::build/start_at say the grid starts at the first poll and the \
-            module docs say the grid resumes after a pause, but a ticker paused from its first \
-            poll (at 0, every 5, permit at 7) anchors the grid at the first tick: ticks at 7 \
-            (reporting 5) and 12, not 7 (reporting 3) and 10; docs or behaviour must change \
-            (the lead decides which; max_time's anchor differs the same way)"]
-async fn ticker_paused_from_the_first_poll_keeps_the_grid_of_the_first_poll() {
+async fn ticker_paused_from_the_first_poll_anchors_the_grid_at_the_first_tick() {
     let ctx = hp::Ctx::beginning("a");
     let pauser = Arc::new(tokio::sync::Semaphore::new(0));
     let t0 = Instant::now();
@@ -1820,7 +1816,7 @@ async fn ticker_paused_from_the_first_poll_keeps_the_grid_of_the_first_poll() {
     });
     assert_eq!(
         ticks(&mut t, t0, 2).await,
-        [(1, 7_000, 3_000), (2, 10_000, 5_000)]
+        [(1, 7_000, 5_000), (2, 12_000, 5_000)]
     );
 }
 
@@ -3821,7 +3817,12 @@ async fn ctx_deadlines_past_parent_first_and_dropped() {
     let root = hp::Ctx::beginning("a");
     let past = root.child_with_deadline("p", Instant::now());
     assert!(past.done() && !past.cancelled());
-    assert!(past.exception().unwrap().unwrap().is::<hp::DeadlineExceeded>());
+    assert!(
+        past.exception()
+            .unwrap()
+            .unwrap()
+            .is::<hp::DeadlineExceeded>()
+    );
 
     let parent = root.child("q");
     let c = parent.child_with_timeout("c", Duration::from_secs(5));
@@ -3835,7 +3836,10 @@ async fn ctx_deadlines_past_parent_first_and_dropped() {
     parent.cancel();
     assert!(c.cancelled());
     tokio::time::sleep(Duration::from_secs(10)).await;
-    assert!(c.cancelled(), "the deadline does not overwrite the parent's outcome");
+    assert!(
+        c.cancelled(),
+        "the deadline does not overwrite the parent's outcome"
+    );
     assert_eq!(ran.load(SeqCst), 1);
 
     let d = root.child_with_timeout("d", Duration::from_secs(5));
@@ -3844,7 +3848,11 @@ async fn ctx_deadlines_past_parent_first_and_dropped() {
         r.fetch_add(1, SeqCst);
     });
     drop(d);
-    assert_eq!(ran.load(SeqCst), 2, "dropped: finished as cancelled at once");
+    assert_eq!(
+        ran.load(SeqCst),
+        2,
+        "dropped: finished as cancelled at once"
+    );
     tokio::time::sleep(Duration::from_secs(10)).await;
     assert_eq!(ran.load(SeqCst), 2);
     assert_eq!(root.child_count(), 2);
@@ -4018,7 +4026,11 @@ async fn turns_stream_woken_while_the_consumer_is_busy() {
     let mut seen = Vec::new();
     for _ in 0..7 {
         let r = s.next().await.unwrap();
-        seen.push(format!("{} t={}", line(&r), (Instant::now() - t0).as_secs()));
+        seen.push(format!(
+            "{} t={}",
+            line(&r),
+            (Instant::now() - t0).as_secs()
+        ));
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     assert_eq!(
