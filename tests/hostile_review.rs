@@ -4047,3 +4047,65 @@ async fn turns_stream_woken_while_the_consumer_is_busy() {
     );
     s.close().await;
 }
+
+/// Several waiters on one context, event, future and task (multi-thread): finishing each
+/// wakes every waiter; waiters dropped before it (cancelled) leave the others intact.
+#[test]
+fn several_waiters_all_woken_multi_thread() {
+    common::multi_thread(async {
+        for _ in 0..20 {
+            let root = hp::Ctx::beginning("r");
+            let c = root.child("c");
+            let ev = hp::Event::new();
+            let fut = hp::Fut::<u8>::new();
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let task = hp::Task::spawn(async move {
+                let _ = rx.await;
+                3u8
+            });
+            let woken = Arc::new(AtomicUsize::new(0));
+            let mut waiters = Vec::new();
+            for k in 0..8 {
+                let (c, ev, fut, task, w) = (
+                    c.clone(),
+                    ev.clone(),
+                    fut.clone(),
+                    task.clone(),
+                    woken.clone(),
+                );
+                waiters.push(tokio::spawn(async move {
+                    match k % 4 {
+                        0 => {
+                            c.wait().await;
+                        }
+                        1 => ev.wait().await,
+                        2 => fut.wait().await,
+                        _ => task.wait().await,
+                    }
+                    w.fetch_add(1, SeqCst);
+                }));
+            }
+            // a few waiters that give up (their futures dropped) before anything finishes
+            for _ in 0..4 {
+                let (c, ev) = (c.clone(), ev.clone());
+                let gave_up = tokio::spawn(async move {
+                    tokio::select! {
+                        _ = c.wait() => {}
+                        () = ev.wait() => {}
+                        () = tokio::task::yield_now() => {}
+                    }
+                });
+                gave_up.await.unwrap();
+            }
+            tokio::task::yield_now().await;
+            c.cancel();
+            ev.set();
+            fut.set_result(1);
+            tx.send(()).unwrap();
+            for w in waiters {
+                w.await.unwrap();
+            }
+            assert_eq!(woken.load(SeqCst), 8);
+        }
+    });
+}
