@@ -4109,3 +4109,34 @@ fn several_waiters_all_woken_multi_thread() {
         }
     });
 }
+
+/// A stop by an error of the parent context: Stopped, the ended iterator and the
+/// cancelled running task all carry that error (not "cancelled"), and `cut_short` lists
+/// both with their contexts.
+#[tokio::test(start_paused = true)]
+async fn stop_by_a_parent_error_carries_the_error() {
+    let ctx = hp::Ctx::beginning("t");
+    let parent = ctx.child("p");
+    let (mut s, f) = hp::queue_manager::<i32, &str>(&parent, || "-");
+    f.add_coroutine_with_context(std::future::pending::<i32>(), "co");
+    f.add_sync_iterator_with_context(0.., "it");
+    // [St3]: St3:0 -> [E0, St3] -> [St3, S0] -> [S0, E1, St3]; S0
+    assert_eq!(line(&s.next().await.unwrap()), "ok 0 [SYNC_ITERATOR#3] @it");
+    parent.set_exception(Boom("down"));
+    // [Stopped, E1, St3, F2(down)]; Stopped; E1 -> [St3, F2, S1]; St3 -> [F2, S1, IS3]
+    assert_eq!(
+        drain(&mut s).await,
+        [
+            "stopped down",
+            "fail down [TASK#2, COROUTINE#1]",
+            "ok 1 [SYNC_ITERATOR#3] @it",
+            "end down [SYNC_ITERATOR#3]",
+        ]
+    );
+    let cut: Vec<String> = s
+        .cut_short()
+        .iter()
+        .map(|c| format!("{:?} @{}", c.sources, c.context))
+        .collect();
+    assert_eq!(cut, ["[TASK#2, COROUTINE#1] @co", "[SYNC_ITERATOR#3] @it"]);
+}
