@@ -105,7 +105,8 @@
 //! # Stopping
 //! When the manager's context finishes (the one given, or its own child context:
 //! [`Streamer::ctx`]), `Stopped { error }` with the context's outcome goes to the front
-//! of the queue, exactly once, and the entries already queued are still taken in
+//! of the queue, exactly once (replacing a `Stopped { error: None }` still queued, so
+//! the consumer sees one `Stopped`), and the entries already queued are still taken in
 //! order: a step then finds the context done and ends its source with an
 //! `IterationStop` carrying the failure, an extension still delivers. Streams waiting
 //! for their waker end at once (an `IterationStop` at the back) and running tasks are

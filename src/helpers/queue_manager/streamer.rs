@@ -235,9 +235,12 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Stream for Streamer<V,
         loop {
             steps += 1;
             // After user code ran (a step, a call), the next move is decided in the same
-            // lock, unless the breaker was set meanwhile or the budget is spent. A move
-            // so decided is taken as it is: it may hold a result already off the queue.
-            let then = (steps < STEPS_PER_POLL && !this.breaker.is_set()).then_some(cx.waker());
+            // lock, unless the breaker was set meanwhile (also by that user code: it is
+            // read after the user code ran) or the budget is spent. A move so decided is
+            // taken as it is: it may hold a result already off the queue.
+            let then = |breaker: &Event| {
+                (steps < STEPS_PER_POLL && !breaker.is_set()).then_some(cx.waker())
+            };
             let decided = match now {
                 Next::Yield(raw) => return Poll::Ready(Some(this.shared.resolve(raw))),
                 Next::End => return this.end(),
@@ -249,10 +252,12 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Stream for Streamer<V,
                 }
                 Next::Step(key, number, mut body) => {
                     let polled = body.step();
+                    let then = then(&this.breaker);
                     this.shared.stepped(key, number, body, polled, then)
                 }
                 Next::Call(f, chain, ctx) => {
                     let out = function::call(f);
+                    let then = then(&this.breaker);
                     this.shared.called(out, chain, ctx, then)
                 }
                 Next::Continue => None,

@@ -163,7 +163,10 @@ impl fmt::Debug for TickerBuilder {
 impl TickerBuilder {
     /// Anchors the grid at `start` (as `tokio::time::interval_at`): the first tick is
     /// due at `start`, the grid is `start + k·every` and `max_time` counts from `start`.
-    /// By default the grid starts at the first poll. A `start` already past gives the
+    /// By default the grid starts at the first tick: the first poll, or, when the pauser
+    /// holds the first tick back, the moment it lets it through (paused from the first
+    /// poll at 0 with `every` 5, a permit at 7 gives ticks at 7 and 12). A `start`
+    /// already past gives the
     /// first tick at once (for the grid point `start`); missed grid points are not
     /// replayed.
     pub fn start_at(mut self, start: Instant) -> Self {
@@ -209,7 +212,8 @@ impl TickerBuilder {
     }
 
     /// Builds the ticker. Its child context exists from now on; the grid starts at the
-    /// first poll (or at [`start_at`](Self::start_at)).
+    /// first tick (the first poll unless the pauser holds it back), or at
+    /// [`start_at`](Self::start_at).
     ///
     /// # Errors
     /// [`TickerError::ZeroEveryWithoutMinWait`] for `every` zero with `min_wait` off.

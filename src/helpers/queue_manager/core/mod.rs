@@ -97,6 +97,11 @@ pub(crate) struct State<V, C> {
     /// the queue from moving.
     rewoken: Vec<(usize, u64)>,
     sources: Slab<Source<V, C>>,
+    /// Sync functions being called now (inside `add_sync_function`, or a produced
+    /// function's `Call`): live sources that are not in `sources`, so that
+    /// `set_as_finished_if_out_of_sources` called from inside one does not put `Stopped`
+    /// ahead of the feed it is about to return.
+    running_functions: usize,
     next_number: u64,
     consumer: Option<Waker>,
     finish_when_empty: bool,
@@ -207,6 +212,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Shared<V, C> {
                     woken: VecDeque::new(),
                     rewoken: Vec::new(),
                     sources: Slab::new(),
+                    running_functions: 0,
                     next_number: 0,
                     consumer: None,
                     finish_when_empty: false,
@@ -304,6 +310,9 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Shared<V, C> {
     pub(crate) fn add_function(&self, f: impl FnOnce() -> Feed<V>, context: Ctxt<C>) -> SourceId {
         let (id, closed) = {
             let mut st = self.lock();
+            if !st.closed {
+                st.running_functions += 1;
+            }
             (st.new_id(QueueInput::SyncFunction), st.closed)
         };
         if closed {
@@ -311,6 +320,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Shared<V, C> {
         }
         let out = sources::function::call(f);
         self.with_state(|st, d| {
+            st.running_functions -= 1;
             st.called(out, Sources::root(id), context, d);
             id
         });
@@ -340,6 +350,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Shared<V, C> {
             if st.stopped.is_none()
                 && !st.idle_stop_queued
                 && st.sources.is_empty()
+                && st.running_functions == 0
                 && st.queue.is_empty()
                 && st.woken.is_empty()
             {
@@ -351,7 +362,8 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Shared<V, C> {
     }
 
     pub(crate) fn live_sources(&self) -> usize {
-        self.lock().sources.len()
+        let st = self.lock();
+        st.sources.len() + st.running_functions
     }
 
     pub(crate) fn is_stopped(&self) -> bool {
@@ -392,9 +404,10 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Shared<V, C> {
     }
 
     /// Hands back a source the consumer stepped; with `then` (the consumer's waker) also
-    /// decides the next move in the same lock. (Deferred work only ever adds at the back
-    /// of the queue, or wakes the consumer registered here, so running it after the
-    /// decision keeps the order.)
+    /// decides the next move in the same lock, unless handing it back left deferred
+    /// work: that work runs user code (a `Drop` of an ended source may set the
+    /// streamer's breaker), so the consumer then decides afresh after it, checking the
+    /// breaker first (`None`).
     pub(crate) fn stepped(
         &self,
         key: usize,
@@ -407,7 +420,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Shared<V, C> {
         let next = {
             let mut st = self.lock();
             st.stepped(key, number, body, polled, &mut d);
-            then.map(|w| st.next(w, &mut d))
+            then.filter(|_| d.is_empty()).map(|w| st.next(w, &mut d))
         };
         self.run(d);
         next
@@ -425,8 +438,10 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Shared<V, C> {
         let mut d = Deferred::default();
         let next = {
             let mut st = self.lock();
+            // The consumer called the function its `Call` entry gave it (`next`).
+            st.running_functions -= 1;
             st.called(out, chain, ctx, &mut d);
-            then.map(|w| st.next(w, &mut d))
+            then.filter(|_| d.is_empty()).map(|w| st.next(w, &mut d))
         };
         self.run(d);
         next
@@ -674,6 +689,8 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
                 }
                 Some(Entry::Call(f, chain, ctx)) => {
                     let id = self.new_id(QueueInput::SyncFunction);
+                    // Live while the consumer calls it; `Shared::called` ends that.
+                    self.running_functions += 1;
                     return Next::Call(f, chain.child(id), ctx);
                 }
                 None => {
@@ -681,7 +698,11 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
                         self.idle_stop_queued = false;
                         return Next::End;
                     }
-                    if self.finish_when_empty && self.sources.is_empty() && self.woken.is_empty() {
+                    if self.finish_when_empty
+                        && self.sources.is_empty()
+                        && self.running_functions == 0
+                        && self.woken.is_empty()
+                    {
                         self.idle_stop_queued = true;
                         self.push(Raw::Stopped { error: None });
                         continue;

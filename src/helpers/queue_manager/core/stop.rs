@@ -6,7 +6,7 @@ use super::{Deferred, Entry, Raw, State, Turn};
 use crate::helpers::error::Failure;
 
 impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
-    /// `Stopped(failure)` at the front; waiting streams end with an `IterationStop`
+    /// `Stopped(failure)` at the front (replacing a queued `Stopped { error: None }`); waiting streams end with an `IterationStop`
     /// carrying `failure`, running tasks are cancelled with a `Failure` carrying it (in
     /// the order the sources were added). Iterators and streams with a step queued end
     /// when that step is taken; tasks that already finished still deliver.
@@ -15,6 +15,13 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
             return;
         }
         self.stopped = Some(failure.clone());
+        if self.idle_stop_queued {
+            // A `Stopped { error: None }` (`set_as_finished_if_out_of_sources`) still
+            // queued is superseded: the manager stops once, so the consumer sees one
+            // `Stopped`, this one.
+            self.queue
+                .retain(|e| !matches!(e, Entry::Result(Raw::Stopped { error: None })));
+        }
         self.queue.push_front(Entry::Result(Raw::Stopped {
             error: Some(failure.clone()),
         }));
