@@ -106,8 +106,9 @@ struct Chain {
 /// The chain of sources behind a result: the producing source first, then its parent,
 /// and so on back to the source that was added to the feeder.
 ///
-/// Cheap to clone (one reference count); build a `Vec` with [`Sources::to_vec`] or
-/// compare with a slice of `(QueueInput, SourceId)` pairs.
+/// Cheap to clone (a copy for the chain of an added source, else one reference count);
+/// build a `Vec` with [`Sources::to_vec`] or compare with a slice of
+/// `(QueueInput, SourceId)` pairs.
 ///
 /// # Bounded length (differs from the original)
 /// A source that produces the next source for ever (a paginator, a poller that
@@ -139,43 +140,57 @@ struct Chain {
 /// # }
 /// ```
 #[derive(Clone)]
-pub struct Sources(Arc<Chain>);
+pub struct Sources(Repr);
+
+/// A chain of one link (an added source's own results, the common case) is held inline,
+/// so cloning it per result costs no atomic reference count; longer chains are shared.
+#[derive(Clone)]
+enum Repr {
+    One(SourceId),
+    Chain(Arc<Chain>),
+}
 
 impl Sources {
     pub(crate) fn root(id: SourceId) -> Self {
-        Sources(Arc::new(Chain {
-            ids: vec![id],
-            elided: 0,
-        }))
+        Sources(Repr::One(id))
     }
 
     pub(crate) fn child(&self, id: SourceId) -> Self {
+        let ids = self.slice();
         let mut chain = Chain {
-            ids: Vec::with_capacity((self.0.ids.len() + 1).min(2 * CHAIN_KEEP)),
-            elided: self.0.elided,
+            ids: Vec::with_capacity((ids.len() + 1).min(2 * CHAIN_KEEP)),
+            elided: self.elided(),
         };
-        chain.ids.extend_from_slice(&self.0.ids);
+        chain.ids.extend_from_slice(ids);
         if chain.ids.len() == 2 * CHAIN_KEEP {
             chain.ids.remove(CHAIN_KEEP);
             chain.elided += 1;
         }
         chain.ids.push(id);
-        Sources(Arc::new(chain))
+        Sources(Repr::Chain(Arc::new(chain)))
+    }
+
+    /// The kept ids, the added source first.
+    fn slice(&self) -> &[SourceId] {
+        match &self.0 {
+            Repr::One(id) => std::slice::from_ref(id),
+            Repr::Chain(c) => &c.ids,
+        }
     }
 
     /// The source that produced the result.
     pub fn producer(&self) -> SourceId {
-        *self.0.ids.last().expect("a chain holds its producer")
+        *self.slice().last().expect("a chain holds its producer")
     }
 
     /// The source that was added to the feeder (the last of the chain).
     pub fn added(&self) -> SourceId {
-        self.0.ids[0]
+        self.slice()[0]
     }
 
     /// The kept ids, producer first (see [`elided`](Self::elided)).
     pub fn ids(&self) -> impl Iterator<Item = SourceId> + '_ {
-        self.0.ids.iter().rev().copied()
+        self.slice().iter().rev().copied()
     }
 
     /// The kept `(kind, id)` pairs, producer first (the seed's `sources`).
@@ -195,18 +210,21 @@ impl Sources {
 
     /// How many links the chain keeps (at least 1, at most `2 * CHAIN_KEEP`).
     pub fn len(&self) -> usize {
-        self.0.ids.len()
+        self.slice().len()
     }
 
     /// How many links were dropped from the middle of a long chain (0 for a chain of
     /// at most `2 * CHAIN_KEEP` sources).
     pub fn elided(&self) -> u64 {
-        self.0.elided
+        match &self.0 {
+            Repr::One(_) => 0,
+            Repr::Chain(c) => c.elided,
+        }
     }
 
     /// The full length of the chain, elided links included.
     pub fn depth(&self) -> u64 {
-        self.0.ids.len() as u64 + self.0.elided
+        self.len() as u64 + self.elided()
     }
 
     /// Always `false`: a chain holds at least its producer.
@@ -220,13 +238,14 @@ impl Sources {
 impl fmt::Debug for Sources {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[")?;
-        let ids = &self.0.ids;
+        let ids = self.slice();
+        let elided = self.elided();
         for (i, id) in ids.iter().rev().enumerate() {
             if i > 0 {
                 f.write_str(", ")?;
             }
-            if self.0.elided > 0 && i == ids.len() - CHAIN_KEEP {
-                write!(f, "..{} elided.., ", self.0.elided)?;
+            if elided > 0 && i == ids.len() - CHAIN_KEEP {
+                write!(f, "..{elided} elided.., ")?;
             }
             write!(f, "{id:?}")?;
         }
@@ -236,7 +255,7 @@ impl fmt::Debug for Sources {
 
 impl PartialEq for Sources {
     fn eq(&self, other: &Sources) -> bool {
-        self.0.elided == other.0.elided && self.0.ids == other.0.ids
+        self.elided() == other.elided() && self.slice() == other.slice()
     }
 }
 
@@ -244,7 +263,7 @@ impl Eq for Sources {}
 
 impl PartialEq<[(QueueInput, SourceId)]> for Sources {
     fn eq(&self, other: &[(QueueInput, SourceId)]) -> bool {
-        self.0.elided == 0 && self.iter().eq(other.iter().copied())
+        self.elided() == 0 && self.iter().eq(other.iter().copied())
     }
 }
 
