@@ -59,28 +59,48 @@ impl fmt::Display for QueueInput {
 /// Unique per source within its manager (numbered from 1 in the order sources are
 /// registered); `Debug` shows the kind and the number, e.g. `SYNC_ITERATOR#3`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SourceId {
-    kind: QueueInput,
-    number: u64,
-}
+pub struct SourceId(
+    /// The kind in the top [`KIND_BITS`] bits, the number below: one word, so a chain
+    /// of one link copies as whole words, and ordering is by kind, then number.
+    u64,
+);
+
+/// The bits of a [`SourceId`] that hold its kind.
+const KIND_BITS: u32 = 3;
+const NUMBER_MASK: u64 = u64::MAX >> KIND_BITS;
+// `SourceId::kind` decodes the kinds in declaration order.
+const _: () =
+    assert!(QueueInput::AsyncGenerator as u64 == 6 && QueueInput::SyncFunction as u64 == 0);
 
 impl SourceId {
     pub(crate) fn new(kind: QueueInput, number: u64) -> Self {
-        SourceId { kind, number }
+        assert!(
+            number <= NUMBER_MASK,
+            "queue manager: source numbers ran out"
+        );
+        SourceId(((kind as u64) << (64 - KIND_BITS)) | number)
     }
     /// The kind of the source.
     pub fn kind(self) -> QueueInput {
-        self.kind
+        match self.0 >> (64 - KIND_BITS) {
+            0 => QueueInput::SyncFunction,
+            1 => QueueInput::SyncGenerator,
+            2 => QueueInput::SyncIterator,
+            3 => QueueInput::Value,
+            4 => QueueInput::Coroutine,
+            5 => QueueInput::Task,
+            _ => QueueInput::AsyncGenerator,
+        }
     }
     /// Its number within its manager (1 for the first source registered).
     pub fn number(self) -> u64 {
-        self.number
+        self.0 & NUMBER_MASK
     }
 }
 
 impl fmt::Debug for SourceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}#{}", self.kind, self.number)
+        write!(f, "{}#{}", self.kind(), self.number())
     }
 }
 
