@@ -4,7 +4,9 @@
 //! # Invariants
 //! 1. The queue holds results and instructions in FIFO order: a step of a source
 //!    (`Step`), an extension of a produced feed (`Extend`), the call of a produced
-//!    function (`Call`). Only the consumer takes entries, from the front.
+//!    function (`Call`), and `ValueStep`, the `Extend(Value)`, `Step` pair a step that
+//!    produced a plain value queues, as one entry (the common case, one per item).
+//!    Only the consumer takes entries, from the front.
 //! 2. Every live source has one entry in `sources`. Its `body` is `None` only while the
 //!    consumer steps it, a task's outcome is being taken, or its future is being spawned
 //!    (user code runs with no lock held). Its [`Turn`] says who will touch it next.
