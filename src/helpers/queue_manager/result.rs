@@ -59,28 +59,48 @@ impl fmt::Display for QueueInput {
 /// Unique per source within its manager (numbered from 1 in the order sources are
 /// registered); `Debug` shows the kind and the number, e.g. `SYNC_ITERATOR#3`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SourceId {
-    kind: QueueInput,
-    number: u64,
-}
+pub struct SourceId(
+    /// The kind in the top [`KIND_BITS`] bits, the number below: one word, so a chain
+    /// of one link copies as whole words, and ordering is by kind, then number.
+    u64,
+);
+
+/// The bits of a [`SourceId`] that hold its kind.
+const KIND_BITS: u32 = 3;
+const NUMBER_MASK: u64 = u64::MAX >> KIND_BITS;
+// `SourceId::kind` decodes the kinds in declaration order.
+const _: () =
+    assert!(QueueInput::AsyncGenerator as u64 == 6 && QueueInput::SyncFunction as u64 == 0);
 
 impl SourceId {
     pub(crate) fn new(kind: QueueInput, number: u64) -> Self {
-        SourceId { kind, number }
+        assert!(
+            number <= NUMBER_MASK,
+            "queue manager: source numbers ran out"
+        );
+        SourceId(((kind as u64) << (64 - KIND_BITS)) | number)
     }
     /// The kind of the source.
     pub fn kind(self) -> QueueInput {
-        self.kind
+        match self.0 >> (64 - KIND_BITS) {
+            0 => QueueInput::SyncFunction,
+            1 => QueueInput::SyncGenerator,
+            2 => QueueInput::SyncIterator,
+            3 => QueueInput::Value,
+            4 => QueueInput::Coroutine,
+            5 => QueueInput::Task,
+            _ => QueueInput::AsyncGenerator,
+        }
     }
     /// Its number within its manager (1 for the first source registered).
     pub fn number(self) -> u64 {
-        self.number
+        self.0 & NUMBER_MASK
     }
 }
 
 impl fmt::Debug for SourceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}#{}", self.kind, self.number)
+        write!(f, "{}#{}", self.kind(), self.number())
     }
 }
 
@@ -106,8 +126,9 @@ struct Chain {
 /// The chain of sources behind a result: the producing source first, then its parent,
 /// and so on back to the source that was added to the feeder.
 ///
-/// Cheap to clone (one reference count); build a `Vec` with [`Sources::to_vec`] or
-/// compare with a slice of `(QueueInput, SourceId)` pairs.
+/// Cheap to clone (a copy for the chain of an added source, else one reference count);
+/// build a `Vec` with [`Sources::to_vec`] or compare with a slice of
+/// `(QueueInput, SourceId)` pairs.
 ///
 /// # Bounded length (differs from the original)
 /// A source that produces the next source for ever (a paginator, a poller that
@@ -139,43 +160,57 @@ struct Chain {
 /// # }
 /// ```
 #[derive(Clone)]
-pub struct Sources(Arc<Chain>);
+pub struct Sources(Repr);
+
+/// A chain of one link (an added source's own results, the common case) is held inline,
+/// so cloning it per result costs no atomic reference count; longer chains are shared.
+#[derive(Clone)]
+enum Repr {
+    One(SourceId),
+    Chain(Arc<Chain>),
+}
 
 impl Sources {
     pub(crate) fn root(id: SourceId) -> Self {
-        Sources(Arc::new(Chain {
-            ids: vec![id],
-            elided: 0,
-        }))
+        Sources(Repr::One(id))
     }
 
     pub(crate) fn child(&self, id: SourceId) -> Self {
+        let ids = self.slice();
         let mut chain = Chain {
-            ids: Vec::with_capacity((self.0.ids.len() + 1).min(2 * CHAIN_KEEP)),
-            elided: self.0.elided,
+            ids: Vec::with_capacity((ids.len() + 1).min(2 * CHAIN_KEEP)),
+            elided: self.elided(),
         };
-        chain.ids.extend_from_slice(&self.0.ids);
+        chain.ids.extend_from_slice(ids);
         if chain.ids.len() == 2 * CHAIN_KEEP {
             chain.ids.remove(CHAIN_KEEP);
             chain.elided += 1;
         }
         chain.ids.push(id);
-        Sources(Arc::new(chain))
+        Sources(Repr::Chain(Arc::new(chain)))
+    }
+
+    /// The kept ids, the added source first.
+    fn slice(&self) -> &[SourceId] {
+        match &self.0 {
+            Repr::One(id) => std::slice::from_ref(id),
+            Repr::Chain(c) => &c.ids,
+        }
     }
 
     /// The source that produced the result.
     pub fn producer(&self) -> SourceId {
-        *self.0.ids.last().expect("a chain holds its producer")
+        *self.slice().last().expect("a chain holds its producer")
     }
 
     /// The source that was added to the feeder (the last of the chain).
     pub fn added(&self) -> SourceId {
-        self.0.ids[0]
+        self.slice()[0]
     }
 
     /// The kept ids, producer first (see [`elided`](Self::elided)).
     pub fn ids(&self) -> impl Iterator<Item = SourceId> + '_ {
-        self.0.ids.iter().rev().copied()
+        self.slice().iter().rev().copied()
     }
 
     /// The kept `(kind, id)` pairs, producer first (the seed's `sources`).
@@ -195,18 +230,21 @@ impl Sources {
 
     /// How many links the chain keeps (at least 1, at most `2 * CHAIN_KEEP`).
     pub fn len(&self) -> usize {
-        self.0.ids.len()
+        self.slice().len()
     }
 
     /// How many links were dropped from the middle of a long chain (0 for a chain of
     /// at most `2 * CHAIN_KEEP` sources).
     pub fn elided(&self) -> u64 {
-        self.0.elided
+        match &self.0 {
+            Repr::One(_) => 0,
+            Repr::Chain(c) => c.elided,
+        }
     }
 
     /// The full length of the chain, elided links included.
     pub fn depth(&self) -> u64 {
-        self.0.ids.len() as u64 + self.0.elided
+        self.len() as u64 + self.elided()
     }
 
     /// Always `false`: a chain holds at least its producer.
@@ -220,13 +258,14 @@ impl Sources {
 impl fmt::Debug for Sources {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[")?;
-        let ids = &self.0.ids;
+        let ids = self.slice();
+        let elided = self.elided();
         for (i, id) in ids.iter().rev().enumerate() {
             if i > 0 {
                 f.write_str(", ")?;
             }
-            if self.0.elided > 0 && i == ids.len() - CHAIN_KEEP {
-                write!(f, "..{} elided.., ", self.0.elided)?;
+            if elided > 0 && i == ids.len() - CHAIN_KEEP {
+                write!(f, "..{elided} elided.., ")?;
             }
             write!(f, "{id:?}")?;
         }
@@ -236,7 +275,7 @@ impl fmt::Debug for Sources {
 
 impl PartialEq for Sources {
     fn eq(&self, other: &Sources) -> bool {
-        self.0.elided == other.0.elided && self.0.ids == other.0.ids
+        self.elided() == other.elided() && self.slice() == other.slice()
     }
 }
 
@@ -244,7 +283,7 @@ impl Eq for Sources {}
 
 impl PartialEq<[(QueueInput, SourceId)]> for Sources {
     fn eq(&self, other: &[(QueueInput, SourceId)]) -> bool {
-        self.0.elided == 0 && self.iter().eq(other.iter().copied())
+        self.elided() == 0 && self.iter().eq(other.iter().copied())
     }
 }
 

@@ -4,7 +4,9 @@
 //! # Invariants
 //! 1. The queue holds results and instructions in FIFO order: a step of a source
 //!    (`Step`), an extension of a produced feed (`Extend`), the call of a produced
-//!    function (`Call`). Only the consumer takes entries, from the front.
+//!    function (`Call`), and `ValueStep`, the `Extend(Value)`, `Step` pair a step that
+//!    produced a plain value queues, as one entry (the common case, one per item).
+//!    Only the consumer takes entries, from the front.
 //! 2. Every live source has one entry in `sources`. Its `body` is `None` only while the
 //!    consumer steps it, a task's outcome is being taken, or its future is being spawned
 //!    (user code runs with no lock held). Its [`Turn`] says who will touch it next.
@@ -51,6 +53,15 @@ pub(crate) enum Entry<V, C> {
     Step(usize, u64),
     /// Extend a feed produced by the source of `Sources`.
     Extend(Feed<V>, Sources, Ctxt<C>),
+    /// A plain value the iterator or stream at `(key, number)` produced, then that
+    /// source's next step: the pair `Extend(Value)`, `Step` that a step producing a value
+    /// queues, as one entry. Taking it does exactly what taking the two in a row does
+    /// (the `Success` at the back, then the step), and nothing can come between them
+    /// (only the consumer takes entries, and only `Stopped` goes to the front, ahead of
+    /// both). The source is still in the table when it is taken (a source with a step
+    /// queued leaves the table only when that step is taken), so its chain and context
+    /// are read then, not cloned per item.
+    ValueStep(V, usize, u64),
     /// Add a produced function as a `SYNC_FUNCTION` source under `Sources` (call it).
     Call(FeedFn<V>, Sources, Ctxt<C>),
 }
@@ -657,21 +668,33 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
             match entry {
                 Some(Entry::Result(r)) => return Next::Yield(r),
                 Some(Entry::Step(key, number)) => {
-                    let Some(s) = self.sources.get_mut(key) else {
-                        continue;
-                    };
-                    if s.number != number || s.turn != Turn::Queued {
+                    if let Some(next) = self.take_step(key, number, d) {
+                        return next;
+                    }
+                }
+                Some(Entry::ValueStep(value, key, number)) => {
+                    // The extension: a `Success` at the back.
+                    match self.sources.get(key).filter(|s| s.number == number) {
+                        Some(s) => {
+                            let r = Raw::Success {
+                                sources: s.chain.clone(),
+                                value,
+                                context: s.context.clone(),
+                            };
+                            self.push(r);
+                        }
+                        // Not reached (see `Entry::ValueStep`); the value is user code to drop.
+                        None => d.trash(value),
+                    }
+                    // Then the step, as taking a `Step` entry next would: streams that
+                    // woke meanwhile come first.
+                    if !self.woken.is_empty() {
+                        self.queue.push_front(Entry::Step(key, number));
                         continue;
                     }
-                    if let Some(failure) = self.stopped.clone() {
-                        self.end_cut_short(key, number, failure, d);
-                        return Next::Continue;
+                    if let Some(next) = self.take_step(key, number, d) {
+                        return next;
                     }
-                    let Some(body) = s.body.take() else {
-                        continue;
-                    };
-                    s.turn = Turn::Busy;
-                    return Next::Step(key, number, body);
                 }
                 // The common case, without a call: a value becomes a Success at the back.
                 Some(Entry::Extend(Feed::Value(value), sources, context)) => {
@@ -721,6 +744,24 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
         }
     }
 
+    /// Takes the `Step` entry of the source at `(key, number)`: its body for the
+    /// consumer to step, or its end when the manager stopped; `None` when the entry is
+    /// stale.
+    #[inline]
+    fn take_step(&mut self, key: usize, number: u64, d: &mut Deferred<V>) -> Option<Next<V, C>> {
+        let s = self.sources.get_mut(key)?;
+        if s.number != number || s.turn != Turn::Queued {
+            return None;
+        }
+        if let Some(failure) = self.stopped.clone() {
+            self.end_cut_short(key, number, failure, d);
+            return Some(Next::Continue);
+        }
+        let body = s.body.take()?;
+        s.turn = Turn::Busy;
+        Some(Next::Step(key, number, body))
+    }
+
     /// Ends an iterator or stream because the manager stopped: `IterationStop` with the
     /// stop's failure at the back, and the source is reported as cut short.
     fn end_cut_short(&mut self, key: usize, number: u64, failure: Failure, d: &mut Deferred<V>) {
@@ -748,6 +789,11 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
             return;
         };
         match polled {
+            Polled::Item(Feed::Value(value)) => {
+                s.body = Some(body);
+                s.turn = Turn::Queued;
+                self.queue.push_back(Entry::ValueStep(value, key, number));
+            }
             Polled::Item(feed) => {
                 s.body = Some(body);
                 s.turn = Turn::Queued;
