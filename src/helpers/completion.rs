@@ -103,6 +103,7 @@ impl<T> Completion<T> {
     ///
     /// For an owner that runs more finishing work right after the callbacks (a task's
     /// settle hooks) under the same trampoline entry.
+    #[inline]
     pub(crate) fn set_outcome(&self, outcome: Outcome<T>) -> Option<Callbacks<T>> {
         if self.done() {
             return None; // `outcome` is dropped here, with no lock held

@@ -294,6 +294,7 @@ impl<T: 'static> Shared<T> {
 
     /// The task is done: drops its abort handle and takes its settle hooks (a hook added
     /// from now on is told by its caller).
+    #[inline]
     fn take_settle(&self) -> Settle {
         let (abort, settle) = {
             let mut c = lock(&self.control);
