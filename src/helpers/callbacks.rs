@@ -114,6 +114,16 @@ impl<F, const N: usize> CallbackList<F, N> {
         self.live
     }
 
+    /// Takes the callback out if it is the only entry (no tombstone either): the common
+    /// case of a task's one holder hook or one awaiter, without an iterator over the list.
+    pub(crate) fn take_single(&mut self) -> Option<F> {
+        if self.live != 1 || self.entries.len() != 1 {
+            return None;
+        }
+        self.live = 0;
+        self.entries.pop()?.f
+    }
+
     /// Takes every callback out, in registration order.
     pub(crate) fn take(&mut self) -> impl Iterator<Item = F> + use<F, N> {
         self.live = 0;
@@ -208,6 +218,17 @@ pub(crate) fn enter() -> Enter {
 /// Queues `job` for the outermost finishing call (only after [`enter`] said `Nested`).
 pub(crate) fn defer(job: Job) {
     TRAMPOLINE.with(|t| t.queue.borrow_mut().push_back(job));
+}
+
+impl Drain {
+    /// Runs the queued work, and what it queues, now; this stays the outermost call (so
+    /// work its owner runs next is still inside finishing work, and what that work
+    /// queues runs when this is dropped).
+    pub(crate) fn run_queued(&self) {
+        while let Ok(Some(job)) = TRAMPOLINE.try_with(|t| t.queue.borrow_mut().pop_front()) {
+            run_caught("finishing work", job);
+        }
+    }
 }
 
 impl Drop for Drain {

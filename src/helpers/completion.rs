@@ -46,12 +46,15 @@ impl<T> Callback<T> {
     }
 }
 
+/// The callbacks a completion hands over when it is set (see [`Completion::set_outcome`]).
+pub(crate) type Callbacks<T> = CallbackList<Callback<T>, 1>;
+
 /// `T: 'static`: callbacks deferred to the outermost finishing call (invariant 4) refer
 /// to the outcome after `complete` returned.
 pub(crate) struct Completion<T: 'static> {
     outcome: OnceLock<Outcome<T>>,
     /// One entry inline: a task's holder hook (or one awaiter) needs no allocation.
-    callbacks: Mutex<CallbackList<Callback<T>, 1>>,
+    callbacks: Mutex<Callbacks<T>>,
     name: Mutex<Option<Arc<str>>>,
 }
 
@@ -83,36 +86,58 @@ impl<T> Completion<T> {
         get: fn(&O) -> &Completion<T>,
         outcome: Outcome<T>,
     ) -> bool {
-        let this = get(owner);
-        if this.done() {
-            return false; // `outcome` is dropped here, with no lock held
-        }
-        let callbacks = {
-            let mut cbs = lock(&this.callbacks);
-            if let Err(refused) = this.outcome.set(outcome) {
-                drop(cbs);
-                drop(refused); // a user value: dropped after unlocking
-                return false;
-            }
-            std::mem::take(&mut *cbs)
+        let Some(callbacks) = get(owner).set_outcome(outcome) else {
+            return false;
         };
         if callbacks.len() > 0 {
-            match enter() {
-                Enter::Nested => {
-                    let owner = owner.clone();
-                    defer(Box::new(move || {
-                        run_callbacks(callbacks, get(&owner).outcome.get().expect("set"));
-                    }));
-                }
-                // Outermost: run them inline, by reference (no handle to clone); the
-                // guard's drop then runs what they queued.
-                outer => {
-                    run_callbacks(callbacks, this.outcome.get().expect("set above"));
-                    drop(outer);
-                }
-            }
+            let entered = enter();
+            Self::run_taken(owner, get, callbacks, &entered);
+            // Outermost: dropping the guard runs what the callbacks queued.
+            drop(entered);
         }
         true
+    }
+
+    /// Sets the outcome unless already set, and takes the callbacks for
+    /// [`run_taken`](Self::run_taken) (`None`, and nothing changed, when it was set).
+    ///
+    /// For an owner that runs more finishing work right after the callbacks (a task's
+    /// settle hooks) under the same trampoline entry.
+    #[inline]
+    pub(crate) fn set_outcome(&self, outcome: Outcome<T>) -> Option<Callbacks<T>> {
+        if self.done() {
+            return None; // `outcome` is dropped here, with no lock held
+        }
+        let mut cbs = lock(&self.callbacks);
+        if let Err(refused) = self.outcome.set(outcome) {
+            drop(cbs);
+            drop(refused); // a user value: dropped after unlocking
+            return None;
+        }
+        Some(std::mem::take(&mut *cbs))
+    }
+
+    /// Runs the callbacks taken by [`set_outcome`](Self::set_outcome) from the completion
+    /// `get(owner)`: inline by reference when `entered` is the outermost finishing call
+    /// (or the thread's trampoline is gone), queued for the outermost one when nested.
+    pub(crate) fn run_taken<O: 'static>(
+        owner: &Arc<O>,
+        get: fn(&O) -> &Completion<T>,
+        callbacks: Callbacks<T>,
+        entered: &Enter,
+    ) {
+        match entered {
+            Enter::Nested => {
+                let owner = owner.clone();
+                defer(Box::new(move || {
+                    run_callbacks(callbacks, get(&owner).outcome.get().expect("set"));
+                }));
+            }
+            // Inline, by reference (no handle to clone).
+            Enter::Outermost(_) | Enter::Unavailable => {
+                run_callbacks(callbacks, get(owner).outcome.get().expect("set"));
+            }
+        }
     }
 
     /// Registers `cb` on the completion `get(owner)`; runs it at once if finished (queued
@@ -246,7 +271,11 @@ impl<T: 'static> Drop for Completion<T> {
 }
 
 /// Runs `callbacks` in order, each under `run_caught`.
-fn run_callbacks<T>(mut callbacks: CallbackList<Callback<T>, 1>, outcome: &Outcome<T>) {
+fn run_callbacks<T>(mut callbacks: Callbacks<T>, outcome: &Outcome<T>) {
+    if let Some(cb) = callbacks.take_single() {
+        run_caught("done callback", || cb.call(outcome));
+        return;
+    }
     for cb in callbacks.take() {
         run_caught("done callback", || cb.call(outcome));
     }

@@ -68,7 +68,7 @@ use futures_util::future::CatchUnwind;
 use tokio::runtime::Handle;
 use tokio::task::AbortHandle;
 
-use super::callbacks::{self, run_caught};
+use super::callbacks::{self, Enter, run_caught};
 use super::completion::{Completion, DoneHook};
 use super::debug::{Live, TASKS};
 use super::error::{Error, Failure, Outcome, StatusError};
@@ -262,11 +262,40 @@ impl<T: 'static> Shared<T> {
     /// When this finish happens inside other finishing work on this thread (CTX rule 3),
     /// the done callbacks are queued for the outermost finishing call; the settle hooks
     /// are then queued behind them, so a holder still counts the task as settled only
-    /// after its callbacks ran.
+    /// after its callbacks ran. As the outermost call, the callbacks run inline, then what
+    /// they queued, then the settle hooks, all under one trampoline entry (a held task
+    /// finishes on this path: a second entry for its settle hook cost as much as the rest
+    /// of its release).
     fn finish(self: &Arc<Self>, status: Outcome<()>) {
-        if !Completion::complete(self, |s| &s.core, status) {
+        let Some(done_callbacks) = self.core.set_outcome(status) else {
+            return;
+        };
+        if done_callbacks.len() == 0 {
+            let settle = self.take_settle();
+            if settle.has_hooks() {
+                callbacks::run_or_defer(move || settle.tell());
+            }
             return;
         }
+        let entered = callbacks::enter();
+        Completion::run_taken(self, |s| &s.core, done_callbacks, &entered);
+        if let Enter::Outermost(drain) = &entered {
+            drain.run_queued(); // what the callbacks queued runs before the settle hooks
+        }
+        let settle = self.take_settle();
+        if settle.has_hooks() {
+            match entered {
+                Enter::Nested => callbacks::defer(Box::new(move || settle.tell())),
+                Enter::Outermost(_) | Enter::Unavailable => settle.tell(),
+            }
+        }
+        // Outermost: dropping `entered` runs what the settle hooks queued.
+    }
+
+    /// The task is done: drops its abort handle and takes its settle hooks (a hook added
+    /// from now on is told by its caller).
+    #[inline]
+    fn take_settle(&self) -> Settle {
         let (abort, settle) = {
             let mut c = lock(&self.control);
             (
@@ -275,15 +304,7 @@ impl<T: 'static> Shared<T> {
             )
         };
         drop(abort);
-        match settle {
-            Settle::None | Settle::Passed => {}
-            Settle::One(owner, key) => {
-                callbacks::run_or_defer(move || settled(&owner, key));
-            }
-            Settle::Many(hooks) => callbacks::run_or_defer(move || {
-                hooks.iter().for_each(|(o, k)| settled(o, *k));
-            }),
-        }
+        settle
     }
 
     fn cancel(&self) -> bool {
@@ -337,6 +358,21 @@ impl<T: 'static> Shared<T> {
 /// Tells one settle hook (our own holders' code; caught all the same).
 fn settled(owner: &Arc<dyn DoneHook>, key: u64) {
     run_caught("task holder bookkeeping", || owner.on_done(key, None));
+}
+
+impl Settle {
+    fn has_hooks(&self) -> bool {
+        matches!(self, Settle::One(..) | Settle::Many(_))
+    }
+
+    /// Tells each hook, in registration order.
+    fn tell(self) {
+        match self {
+            Settle::None | Settle::Passed => {}
+            Settle::One(owner, key) => settled(&owner, key),
+            Settle::Many(hooks) => hooks.iter().for_each(|(o, k)| settled(o, *k)),
+        }
+    }
 }
 
 impl<T: Send + 'static> Task<T> {

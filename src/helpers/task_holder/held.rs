@@ -66,6 +66,14 @@ impl Held {
     /// Releases the entry added under `seq`; `None` if it was already released.
     pub(super) fn remove(&mut self, seq: u64) -> Option<AnyTask> {
         let front = self.entries.front()?.seq;
+        if front == seq {
+            // Released in the order added, the common case: the entry goes at once (the
+            // front entry is never a tombstone, those are popped as they appear).
+            let task = self.entries.pop_front()?.task?;
+            self.live -= 1;
+            self.trim();
+            return Some(task);
+        }
         let hint = usize::try_from(seq.checked_sub(front)?).ok()?;
         let i = match self.entries.get(hint) {
             Some(e) if e.seq == seq => hint,
