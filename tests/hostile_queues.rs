@@ -752,7 +752,7 @@ fn ticker_controls_changing_the_schedule_from_other_threads_never_hang_it() {
                     let mut n = 0u64;
                     while !*stop.lock().unwrap() {
                         let d = Duration::from_micros(200 + (n % 5) * 100 + i);
-                        if n % 2 == 0 {
+                        if n.is_multiple_of(2) {
                             control.change_after(d).unwrap();
                         } else {
                             control.change_once(d).unwrap();

@@ -3120,14 +3120,7 @@ async fn task_value_is_moved_so_a_panicking_clone_never_runs() {
     let seen = tokio::time::timeout(Duration::from_secs(5), drain(&mut s))
         .await
         .expect("no hang");
-    assert_eq!(
-        seen,
-        [
-            "ok 2 [VALUE#2] @-",
-            "ok 1 [TASK#1] @-",
-            "stopped -"
-        ]
-    );
+    assert_eq!(seen, ["ok 2 [VALUE#2] @-", "ok 1 [TASK#1] @-", "stopped -"]);
 }
 
 /// A manager made outside any runtime: a coroutine added there fails with a clear error

@@ -60,7 +60,7 @@ async fn worker(root: hp::Ctx, seed: u64, tally: Arc<Tally>) {
                 tokio::task::yield_now().await;
             }
             g[pick].cancel();
-            if pick % 2 == 0 {
+            if pick.is_multiple_of(2) {
                 c.cancel();
             }
         })

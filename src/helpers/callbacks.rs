@@ -80,10 +80,10 @@ impl<F, const N: usize> CallbackList<F, N> {
         // registration order, so a binary search finds them; keys chosen by the caller
         // (an `index`) are looked up by a scan.
         let live = |e: &Entry<F>| e.key == key && e.f.is_some();
-        if let Ok(i) = self.entries.binary_search_by_key(&key.0, |e| e.seq) {
-            if live(&self.entries[i]) {
-                return Some(i);
-            }
+        if let Ok(i) = self.entries.binary_search_by_key(&key.0, |e| e.seq)
+            && live(&self.entries[i])
+        {
+            return Some(i);
         }
         self.entries.iter().position(live)
     }

@@ -323,10 +323,10 @@ impl DoneHook for Tracker {
             // and settle below (finish would wait for ever).
             run_caught("task holder failure report", || self.report.report(failure));
         }
-        if key & HELD != 0 {
-            if let Some(inner) = self.inner.upgrade() {
-                inner.release(key >> SHIFT);
-            }
+        if key & HELD != 0
+            && let Some(inner) = self.inner.upgrade()
+        {
+            inner.release(key >> SHIFT);
         }
         if key & SETTLE != 0 {
             self.settle();

@@ -130,10 +130,10 @@ impl<W: WaitByCallback> Future for WaitDone<W> {
 
 impl<W: WaitByCallback> Drop for WaitDone<W> {
     fn drop(&mut self) {
-        if let Some((handle, wake)) = self.registered.take() {
-            if !wake.fired() {
-                self.target.remove_done_callback(handle);
-            }
+        if let Some((handle, wake)) = self.registered.take()
+            && !wake.fired()
+        {
+            self.target.remove_done_callback(handle);
         }
     }
 }

@@ -26,10 +26,10 @@ fn elided(node: &Node) -> String {
 
 /// Appends this node's segment (`[prefix]-->name` or `name`) to `out`.
 fn push_segment(node: &Node, out: &mut String) {
-    if let Some(prefix) = node.extras.as_ref().and_then(|e| e.prefix.as_ref()) {
-        if node.parent.is_some() {
-            let _ = write!(out, "[{prefix}]-->");
-        }
+    if let Some(prefix) = node.extras.as_ref().and_then(|e| e.prefix.as_ref())
+        && node.parent.is_some()
+    {
+        let _ = write!(out, "[{prefix}]-->");
     }
     out.push_str(&node.name);
 }

@@ -669,10 +669,10 @@ impl Future for CtxWait {
 
 impl Drop for CtxWait {
     fn drop(&mut self) {
-        if let Some((handle, wake)) = self.registered.take() {
-            if !wake.fired() {
-                self.ctx.node.remove_callback(handle);
-            }
+        if let Some((handle, wake)) = self.registered.take()
+            && !wake.fired()
+        {
+            self.ctx.node.remove_callback(handle);
         }
     }
 }

@@ -362,17 +362,17 @@ impl Node {
     /// What dropping a node does: unregister from the parent and, unless already done,
     /// finish as cancelled. Idempotent, so `Drop` may run after an explicit call.
     fn release(&mut self) {
-        if let Some(parent) = &self.parent {
-            if self.slot != UNREGISTERED {
-                let mut g = lock(&parent.inner);
-                if let Some(rest) = g.rest.as_deref_mut() {
-                    rest.children.try_remove(self.slot);
-                    if rest.children.is_empty() && rest.children.capacity() > 64 {
-                        rest.children = Slab::new(); // give a burst's memory back
-                    }
+        if let Some(parent) = &self.parent
+            && self.slot != UNREGISTERED
+        {
+            let mut g = lock(&parent.inner);
+            if let Some(rest) = g.rest.as_deref_mut() {
+                rest.children.try_remove(self.slot);
+                if rest.children.is_empty() && rest.children.capacity() > 64 {
+                    rest.children = Slab::new(); // give a burst's memory back
                 }
-                self.slot = UNREGISTERED;
             }
+            self.slot = UNREGISTERED;
         }
         let state = self.state.load(Acquire);
         if state & DONE != 0 {

@@ -170,7 +170,7 @@ fn first_point(origin: Instant, every: Duration, bound: Instant, strict: bool) -
     let since = (bound - origin).as_nanos();
     let period = every.as_nanos();
     let mut k = since / period;
-    if strict || since % period != 0 {
+    if strict || !since.is_multiple_of(period) {
         k += 1;
     }
     add_saturating(origin, mul(every, k))
