@@ -12,16 +12,9 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use loom::thread;
 use machinery::helpers as hp;
 
-/// Runs `f` under `loom::model` and prints the number of interleavings explored.
-fn model(name: &str, f: impl Fn() + Sync + Send + 'static) {
-    let runs = Arc::new(AtomicUsize::new(0));
-    let r = runs.clone();
-    loom::model(move || {
-        r.fetch_add(1, SeqCst);
-        f();
-    });
-    println!("loom model {name}: {} interleavings", runs.load(SeqCst));
-}
+#[path = "common/loom_model.rs"]
+mod loom_model;
+use loom_model::model;
 
 fn counter() -> Arc<AtomicUsize> {
     Arc::new(AtomicUsize::new(0))
@@ -236,7 +229,6 @@ fn loom_event_set_races_callback_registration_and_clear() {
     // the callback runs exactly once if it was added before the set, else at once; a
     // callback never runs twice.
     model("event set and clear race callback registration", || {
-        use hp::WaitByCallback;
         let ev = hp::Event::new();
         let runs = counter();
         let e2 = ev.clone();

@@ -7,22 +7,14 @@
 //! `TaskHolder::model_try_finish` is the check `finish` makes each time it wakes.
 #![cfg(machinery_loom)]
 
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 
 use loom::thread;
 use machinery::helpers as hp;
 
-/// Runs `f` under `loom::model` and prints the number of interleavings explored.
-fn model(name: &str, f: impl Fn() + Sync + Send + 'static) {
-    let runs = Arc::new(AtomicUsize::new(0));
-    let r = runs.clone();
-    loom::model(move || {
-        r.fetch_add(1, SeqCst);
-        f();
-    });
-    println!("loom model {name}: {} interleavings", runs.load(SeqCst));
-}
+#[path = "common/loom_model.rs"]
+mod loom_model;
+use loom_model::model;
 
 #[test]
 fn loom_finish_never_closes_before_a_done_callback_added_its_work() {

@@ -19,16 +19,9 @@ use loom::future::block_on;
 use loom::thread;
 use machinery::helpers as hp;
 
-/// Runs `f` under `loom::model` and prints the number of interleavings explored.
-fn model(name: &str, f: impl Fn() + Sync + Send + 'static) {
-    let runs = Arc::new(AtomicUsize::new(0));
-    let r = runs.clone();
-    loom::model(move || {
-        r.fetch_add(1, SeqCst);
-        f();
-    });
-    println!("loom model {name}: {} interleavings", runs.load(SeqCst));
-}
+#[path = "common/loom_model.rs"]
+mod loom_model;
+use loom_model::model;
 
 /// Takes `n` items from one iteration, waiting for each.
 fn take_n(q: &mut hp::Queue<u32>, n: usize) -> Vec<u32> {
