@@ -21,12 +21,32 @@ use crate::measure::{Keep, Report, set_child, set_counting};
 /// Timed child runs per workload; the report keeps their median.
 const TIMED_RUNS: usize = 5;
 
+/// What `--help` prints.
+const USAGE: &str = "\
+bench_report: every workload for machinery and for its peers, side by side
+
+usage: bench_report [--only <prefix>] [--tsv] [--in-process]
+       bench_report --list [--only <prefix>]
+       bench_report --table-from <file.tsv>
+       bench_report --one <workload> [--keep times|memory]
+
+  --only <prefix>      only the workloads whose name starts with <prefix>
+  --tsv                one line per figure: workload, impl, variant, value, unit
+  --in-process         run everything in this process (best of 5; quicker, noisier)
+  --list               name the workloads, run nothing
+  --table-from <file>  print the markdown table of a saved --tsv output, run nothing
+  --one <workload>     child mode: run one workload, print its TSV (used by the default
+                       method: each workload in fresh processes, median of 5 timed runs,
+                       bytes from one counting run)
+";
+
 /// Parses the arguments, runs the wanted workloads and prints the report.
 ///
 /// `--tsv`: one line per figure; `--only <prefix>`: only workloads whose name starts with
 /// the prefix; `--in-process`: no child processes; `--one <workload> --keep
-/// times|memory`: the child mode (TSV of that one workload). Other arguments (such as the
-/// `--bench` that `cargo bench` passes) are ignored.
+/// times|memory`: the child mode (TSV of that one workload); `--table-from <file>`: the
+/// table of a saved TSV; `--help`: the usage. Other arguments (such as the `--bench` that
+/// `cargo bench` passes) are ignored.
 pub fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let flag = |name: &str| args.iter().any(|a| a == name);
@@ -35,8 +55,16 @@ pub fn main() {
             .position(|a| a == name)
             .and_then(|i| args.get(i + 1).cloned())
     };
+    if flag("--help") || flag("-h") {
+        print!("{USAGE}");
+        return;
+    }
     if let Some(one) = value("--one") {
         child(&one, value("--keep").as_deref());
+        return;
+    }
+    if let Some(path) = value("--table-from") {
+        table_from(&path);
         return;
     }
     let only = value("--only");
@@ -145,6 +173,27 @@ fn from_children(report: &mut Report, only: Option<String>) {
             report.add_owned(key, value);
         }
     }
+}
+
+/// Prints the table of a saved `--tsv` output (its `#` lines become the notes under it).
+fn table_from(path: &str) {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("bench_report: cannot read {path}: {e}");
+            std::process::exit(2);
+        }
+    };
+    let mut report = Report::new(None);
+    report.method = String::new();
+    for line in text.lines() {
+        if let Some(note) = line.strip_prefix("# ") {
+            report.note(note);
+        } else if let Some((key, value)) = parse_tsv(line) {
+            report.add_owned(key, value);
+        }
+    }
+    report.print_table();
 }
 
 /// A figure line of the child's TSV (`#` lines are notes and footers).

@@ -166,7 +166,7 @@ pub struct Report {
     pub keep: Keep,
     /// In `--list` mode: the workload names asked for (nothing runs).
     pub listing: Option<Vec<String>>,
-    /// How the figures were taken, for the footer.
+    /// How the figures were taken, for the footer (empty: no footer).
     pub method: String,
     figures: Vec<Figure>,
     notes: Vec<String>,
@@ -343,7 +343,10 @@ impl Report {
         for n in &self.notes {
             println!("- {n}");
         }
-        println!("- {}", self.footer());
+        // A table read back from a saved TSV has no run of its own to describe.
+        if !self.method.is_empty() {
+            println!("- {}", self.footer());
+        }
     }
 }
 
