@@ -20,6 +20,9 @@ const ITEMS: u64 = 100_000;
 const PRODUCERS: u64 = 4;
 const HOUR: Duration = Duration::from_secs(3600);
 
+/// An item: (producer, number).
+type Item = (u64, u64);
+
 /// How a consumer of [`pool`] takes its items.
 #[derive(Clone, Copy, Debug)]
 enum Style {
@@ -44,9 +47,9 @@ fn pool(
     empty_on_finished: bool,
     timeout: Duration,
     cancel_at: Option<usize>,
-) -> (Vec<Vec<(u64, u64)>>, hp::SyncQueue<(u64, u64)>) {
+) -> (Vec<Vec<Item>>, hp::SyncQueue<Item>) {
     let ctx = hp::Ctx::beginning("t");
-    let q = hp::sync_queue::<(u64, u64)>(&ctx)
+    let q = hp::sync_queue::<Item>(&ctx)
         .empty_on_finished(empty_on_finished)
         .timeout(timeout)
         .build();
@@ -59,7 +62,7 @@ fn pool(
             thread::spawn(move || {
                 let mut seen = Vec::new();
                 let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ c as u64);
-                let took = |v: (u64, u64), seen: &mut Vec<(u64, u64)>| {
+                let took = |v: Item, seen: &mut Vec<Item>| {
                     seen.push(v);
                     taken.fetch_add(1, SeqCst);
                 };
@@ -118,16 +121,16 @@ fn pool(
 
 /// Each consumer saw each producer's items in the order they were appended; with what
 /// is `left`, every item was seen exactly once.
-fn assert_all_once(seen: &[Vec<(u64, u64)>], left: Vec<(u64, u64)>) {
+fn assert_all_once(seen: &[Vec<Item>], left: Vec<Item>) {
     for mine in seen {
         for p in 0..PRODUCERS {
             let of_p: Vec<u64> = mine.iter().filter(|x| x.0 == p).map(|x| x.1).collect();
             assert!(of_p.is_sorted(), "producer {p}'s items out of order");
         }
     }
-    let mut all: Vec<(u64, u64)> = seen.iter().flatten().copied().chain(left).collect();
+    let mut all: Vec<Item> = seen.iter().flatten().copied().chain(left).collect();
     all.sort_unstable_by_key(|x| x.1);
-    let want: Vec<(u64, u64)> = (0..ITEMS).map(|n| (n % PRODUCERS, n)).collect();
+    let want: Vec<Item> = (0..ITEMS).map(|n| (n % PRODUCERS, n)).collect();
     assert_eq!(all.len(), want.len(), "lost or duplicated items");
     assert_eq!(all, want);
 }
