@@ -393,6 +393,39 @@ impl<T: Send + 'static> SyncQueue<T> {
     /// finishes (it stays for `remaining`).
     fn take(&self, wait: Wait) -> Result<T, SyncGetError> {
         let mut st = lock(&self.core.state);
+        // The common case, kept small: the context goes on and an item is queued.
+        if !self.done()
+            && let Some(v) = st.deque.pop_front()
+        {
+            return Ok(self.hand_out(st, v));
+        }
+        self.take_slow(st, wait)
+    }
+
+    /// Gives out `v`, just taken from the front, and releases the lock.
+    #[inline]
+    fn hand_out(&self, st: MutexGuard<'_, State<T>>, v: T) -> T {
+        let more = !st.deque.is_empty();
+        self.core.ready.store(more, Relaxed);
+        // Pass the baton: another consumer sleeps although work is queued (the burst
+        // came before it slept, or its wake-up went to us).
+        let wake = more && st.sleepers > 0;
+        drop(st);
+        if wake {
+            self.core.cond.notify_one();
+        }
+        v
+    }
+
+    /// [`take`](Self::take) when the queue was empty or the context done: spin, sleep,
+    /// time out or end.
+    #[cold]
+    #[inline(never)]
+    fn take_slow<'g>(
+        &'g self,
+        mut st: MutexGuard<'g, State<T>>,
+        wait: Wait,
+    ) -> Result<T, SyncGetError> {
         let mut spun = false;
         loop {
             let done = self.done();
@@ -400,16 +433,7 @@ impl<T: Send + 'static> SyncQueue<T> {
                 return Err(SyncGetError::Finished);
             }
             if let Some(v) = st.deque.pop_front() {
-                let more = !st.deque.is_empty();
-                self.core.ready.store(more, Relaxed);
-                // Pass the baton: another consumer sleeps although work is queued (the
-                // burst came before it slept, or its wake-up went to us).
-                let wake = more && st.sleepers > 0;
-                drop(st);
-                if wake {
-                    self.core.cond.notify_one();
-                }
-                return Ok(v);
+                return Ok(self.hand_out(st, v));
             }
             if done {
                 return Err(SyncGetError::Finished);
