@@ -17,8 +17,9 @@
 //! 5. A live child holds an `Arc` of its parent; a parent holds only `Weak`s of children.
 //!
 //! # Lock order
-//! No code path holds two node locks at once: finishing takes a node's callbacks and
-//! (strong handles of) its children under its lock, releases it, then visits each child.
+//! No code path holds two node locks at once: finishing takes a node's callbacks under
+//! its lock and releases it, then takes strong handles of its children, a chunk at a
+//! time under its lock again, and visits each child of a chunk after releasing it.
 //! No lock is held while user code runs: callbacks run after every lock is released,
 //! through [`run_or_defer`] (so a finish started from inside a callback is queued, not
 //! recursed into), and a removed callback is dropped after unlocking.
@@ -114,9 +115,6 @@ impl Inner {
             .unwrap_or_default()
     }
 }
-
-/// What one node hands over when it becomes DONE.
-type Taken = (Arc<Node>, Callbacks, Vec<Arc<Node>>);
 
 impl Node {
     pub(crate) fn root(name: Cow<'static, str>, extras: Option<Box<Extras>>) -> Arc<Node> {
@@ -232,30 +230,27 @@ impl Node {
                 return true;
             }
             match Self::take_for_done(self, &mut g, own) {
-                Some(t) => t,
+                Some(callbacks) => callbacks,
                 // Already done through an ancestor: the own outcome changes what this
                 // node and its descendants report, but callbacks already ran.
                 None => return true,
             }
         };
-        run_done(propagate(taken), failure);
+        run_done(propagate(self.clone(), taken), failure);
         true
     }
 
     /// Under `g` (this node's lock): stores DONE with the `own` outcome bits (if any)
-    /// and, unless it was DONE already, takes callbacks and children.
-    fn take_for_done(node: &Arc<Node>, g: &mut Inner, own: u8) -> Option<Taken> {
+    /// and, unless it was DONE already, takes its callbacks. Its children stay
+    /// registered (CTX 13); [`propagate`] visits them after this lock is released.
+    fn take_for_done(node: &Node, g: &mut Inner, own: u8) -> Option<Callbacks> {
         let state = node.state.load(Acquire);
         // Release: pairs with the Acquire in `done` and `own`.
         node.state.store(state | own | DONE, Release);
         if state & DONE != 0 {
             return None;
         }
-        // The children stay registered (CTX 13); strong handles let the caller visit
-        // them after this lock is released.
-        let callbacks = g.take_callbacks();
-        let children = g.upgrade_children();
-        Some((node.clone(), callbacks, children))
+        Some(g.take_callbacks())
     }
 
     /// Adds a callback, or runs it at once (outside the lock) if the node is done.
@@ -307,27 +302,65 @@ impl Node {
     }
 }
 
-/// Marks every live descendant reached from `first` DONE, breadth first, collecting what
-/// each hands over. A descendant already DONE is skipped: whoever made it DONE handles
-/// its subtree.
-fn propagate(first: Taken) -> Vec<(Arc<Node>, Callbacks)> {
+/// How many children [`propagate`] takes from a parent under one lock of it.
+const CHUNK: usize = 64;
+
+/// Marks every live descendant of `first` (just made DONE, its `callbacks` taken) DONE,
+/// breadth first, collecting the callbacks each hands over. A descendant already DONE is
+/// skipped: whoever made it DONE handles its subtree.
+///
+/// A parent's children are taken [`CHUNK`] at a time (strong handles made under its
+/// lock, then each child locked on its own, with no other lock held), so each child's
+/// memory is touched while it is still in cache, and no list of a million handles is
+/// built. Between two chunks the parent is unlocked: a child created meanwhile is
+/// created DONE (the parent is), and one dropped meanwhile finishes itself in its
+/// `Drop`; keys are freed only by their own child (invariant 4), so the cursor over the
+/// keys misses no child that existed when the parent became DONE.
+fn propagate(first: Arc<Node>, callbacks: Callbacks) -> Vec<(Arc<Node>, Callbacks)> {
     let mut out = Vec::new();
-    let mut queue = std::collections::VecDeque::new();
-    let (node, callbacks, children) = first;
-    out.push((node, callbacks));
-    queue.extend(children);
-    while let Some(child) = queue.pop_front() {
-        let taken = {
-            let mut g = lock(&child.inner);
-            Node::take_for_done(&child, &mut g, 0)
-        };
-        if let Some((node, callbacks, children)) = taken {
-            queue.extend(children);
-            if callbacks.len() > 0 {
-                out.push((node, callbacks));
+    out.push((first.clone(), callbacks));
+    let mut parents = std::collections::VecDeque::new();
+    parents.push_back(first);
+    let mut chunk: Vec<Arc<Node>> = Vec::new();
+    while let Some(parent) = parents.pop_front() {
+        let mut key = 0;
+        loop {
+            {
+                let g = lock(&parent.inner);
+                let Some(rest) = g.rest.as_deref() else { break };
+                let end = rest.children.capacity();
+                while key < end && chunk.len() < CHUNK {
+                    // `upgrade` fails for a child being dropped: its `Drop` finishes it.
+                    if let Some(child) = rest.children.get(key).and_then(Weak::upgrade) {
+                        chunk.push(child);
+                    }
+                    key += 1;
+                }
+            }
+            if chunk.is_empty() {
+                break;
+            }
+            for child in chunk.drain(..) {
+                let (callbacks, has_children) = {
+                    let mut g = lock(&child.inner);
+                    match Node::take_for_done(&child, &mut g, 0) {
+                        Some(callbacks) => (callbacks, g.has_children()),
+                        None => continue,
+                    }
+                };
+                match (callbacks.len() > 0, has_children) {
+                    (false, false) => {}
+                    (true, false) => out.push((child, callbacks)),
+                    (false, true) => parents.push_back(child),
+                    (true, true) => {
+                        parents.push_back(child.clone());
+                        out.push((child, callbacks));
+                    }
+                }
+                // Otherwise `child` drops here, unlocked; if it was the last handle, its
+                // `Drop` runs (and takes this parent's lock to unregister).
             }
         }
-        // `child` drops here, unlocked; if it was the last handle, its `Drop` runs.
     }
     out
 }
