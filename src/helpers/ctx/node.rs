@@ -27,6 +27,7 @@
 use std::borrow::Cow;
 use std::sync::OnceLock;
 use std::sync::atomic::Ordering::{Acquire, Release};
+use std::task::Waker;
 
 use slab::Slab;
 use tokio::runtime::Handle;
@@ -88,7 +89,28 @@ struct Rest {
     callbacks: Callbacks,
 }
 
-type Callbacks = CallbackList<CtxCallback, 1>;
+type Callbacks = CallbackList<Registered, 1>;
+
+/// One registration: a callback, or the waker of a [`CtxWait`](super::CtxWait) (held
+/// as is: a waiter allocates nothing of its own).
+pub(crate) enum Registered {
+    Call(CtxCallback),
+    Wake(Waker),
+}
+
+impl Registered {
+    /// Runs it (after every lock is released), catching a panic.
+    fn run(self, ctx: &Ctx, failure: &Failure) {
+        match self {
+            Registered::Call(cb) => {
+                run_caught("context done callback", || cb(ctx, failure));
+            }
+            Registered::Wake(waker) => {
+                run_caught("waking a context waiter", || waker.wake());
+            }
+        }
+    }
+}
 
 impl Inner {
     fn rest(&mut self) -> &mut Rest {
@@ -262,7 +284,7 @@ impl Node {
         {
             let mut g = lock(&self.inner);
             if !self.done() {
-                return g.rest().callbacks.push(key, cb);
+                return g.rest().callbacks.push(key, Registered::Call(cb));
             }
         }
         let outcome = self.outcome().unwrap_or(Failure::Cancelled);
@@ -283,6 +305,43 @@ impl Node {
         // Dropped here, unlocked: the closure may hold the last handle of a child, whose
         // drop takes this node's lock to unregister.
         drop_removed(removed)
+    }
+
+    /// Registers `waker` to be woken when this node becomes done, or hands it back when
+    /// it already is (dropped by the caller, unlocked).
+    pub(crate) fn add_waker(&self, waker: Waker) -> Result<CallbackHandle, Waker> {
+        let mut g = lock(&self.inner);
+        if self.done() {
+            return Err(waker);
+        }
+        Ok(g.rest().callbacks.push(None, Registered::Wake(waker)))
+    }
+
+    /// Makes the waker registered under `key` wake `waker`'s task; false when the
+    /// registration is gone (taken by the finish: the node is done). Wakers are cloned
+    /// and dropped with no lock held.
+    pub(crate) fn update_waker(&self, key: CallbackHandle, waker: &Waker) -> bool {
+        {
+            let mut g = lock(&self.inner);
+            match g.rest.as_mut().and_then(|r| r.callbacks.get_mut(key)) {
+                Some(Registered::Wake(w)) if w.will_wake(waker) => return true,
+                Some(Registered::Wake(_)) => {}
+                _ => return false,
+            }
+        }
+        let mut new = waker.clone();
+        let found = {
+            let mut g = lock(&self.inner);
+            match g.rest.as_mut().and_then(|r| r.callbacks.get_mut(key)) {
+                Some(Registered::Wake(w)) => {
+                    std::mem::swap(w, &mut new);
+                    true
+                }
+                _ => false,
+            }
+        };
+        drop(new); // the old waker, or the unused clone
+        found
     }
 
     pub(crate) fn has_callback(&self, key: CallbackHandle) -> bool {
@@ -369,8 +428,8 @@ fn propagate(first: Arc<Node>, callbacks: Callbacks) -> Vec<(Arc<Node>, Callback
 fn run_one(node: Arc<Node>, mut callbacks: Callbacks, failure: Failure) {
     run_or_defer(move || {
         let ctx = Ctx::from_node(node);
-        for cb in callbacks.take() {
-            run_caught("context done callback", || cb(&ctx, &failure));
+        for r in callbacks.take() {
+            r.run(&ctx, &failure);
         }
     });
 }
@@ -384,8 +443,8 @@ fn run_done(batch: Vec<(Arc<Node>, Callbacks)>, failure: Failure) {
                 continue;
             }
             let ctx = Ctx::from_node(node);
-            for cb in callbacks.take() {
-                run_caught("context done callback", || cb(&ctx, &failure));
+            for r in callbacks.take() {
+                r.run(&ctx, &failure);
             }
         }
     });
