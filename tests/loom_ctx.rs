@@ -284,3 +284,47 @@ fn loom_a_chained_finish_races_registration_and_removal_on_the_next_link() {
         assert_eq!(removed_runs.load(SeqCst), 1 - removed);
     });
 }
+
+/// Counts wakes (a waker made from `std::task::Wake`).
+struct WakeCount(AtomicUsize);
+
+impl std::task::Wake for WakeCount {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, SeqCst);
+    }
+}
+
+#[test]
+fn loom_a_wait_registering_its_waker_races_the_cancel() {
+    // Race: a `Ctx::wait` registers its task's waker (no callback of its own) while
+    // another thread cancels. Either the first poll is ready, or the waker is woken
+    // exactly once and the next poll is ready; the wait then keeps no registration.
+    model("a wait registering its waker races the cancel", || {
+        use std::future::Future;
+        use std::task::{Context, Poll, Waker};
+        let ctx = hp::Ctx::beginning("r");
+        let c2 = ctx.clone();
+        let t = thread::spawn(move || {
+            c2.cancel();
+        });
+        let count = Arc::new(WakeCount(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut wait = Box::pin(ctx.wait());
+        let first = wait.as_mut().poll(&mut Context::from_waker(&waker));
+        t.join().unwrap();
+        match first {
+            Poll::Ready(_) => assert_eq!(count.0.load(SeqCst), 0),
+            Poll::Pending => {
+                assert_eq!(count.0.load(SeqCst), 1);
+                assert!(
+                    wait.as_mut()
+                        .poll(&mut Context::from_waker(&waker))
+                        .is_ready()
+                );
+            }
+        }
+        drop(wait);
+        drop(waker);
+        assert_eq!(Arc::strong_count(&count), 1);
+    });
+}

@@ -114,7 +114,6 @@ use super::protocols::{
     CallbackHandle, DoneCallback, FutureStatus, NamedFuture, WaitByCallback, WithRepr,
 };
 use super::task::Task;
-use super::wait::Wake;
 use crate::sync::Arc;
 
 pub use guard::CtxGuard;
@@ -611,10 +610,30 @@ impl fmt::Debug for Ctx {
 #[must_use = "futures do nothing unless polled"]
 pub struct CtxWait {
     ctx: Ctx,
-    /// The registration's handle and what its callback shares with this waiter (the
-    /// callback is boxed as a context callback directly: one allocation fewer per waiter
-    /// than the generic `WaitDone`).
-    registered: Option<(CallbackHandle, Arc<Wake>)>,
+    /// The handle of the waker registered with the context, and that waker's identity
+    /// (what `Waker::will_wake` compares), so a re-poll by the same task takes no lock.
+    /// The registration is the task's waker itself (no callback box, nothing shared): a
+    /// context stays done once done, so the node's state says whether it fired.
+    registered: Option<(CallbackHandle, WakerId)>,
+}
+
+/// A waker's data pointer (as an address) and vtable: equal for two wakers exactly when
+/// `will_wake` says they wake the same task. Only compared, never dereferenced; the
+/// waker it was taken from stays registered (alive) while the context is not done.
+#[derive(Clone, Copy)]
+struct WakerId(usize, &'static std::task::RawWakerVTable);
+
+impl PartialEq for WakerId {
+    /// As `Waker::will_wake`: the same data pointer and the same vtable (by address).
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0 && std::ptr::eq(self.1, other.1)
+    }
+}
+
+impl WakerId {
+    fn of(waker: &std::task::Waker) -> Self {
+        WakerId(waker.data() as usize, waker.vtable())
+    }
 }
 
 impl fmt::Debug for CtxWait {
@@ -624,17 +643,10 @@ impl fmt::Debug for CtxWait {
 }
 
 impl CtxWait {
-    /// Whether the context is done, or our callback already ran (it removed itself).
-    fn finished(&mut self) -> bool {
-        let fired = matches!(&self.registered, Some((_, w)) if w.fired());
-        if fired || self.ctx.node.done() {
-            self.registered = None;
-            return true;
-        }
-        false
-    }
-
-    fn ready(&self) -> Poll<Failure> {
+    fn ready(&mut self) -> Poll<Failure> {
+        // The finish took the registration (DONE is stored under the node's lock
+        // together with taking every registration): nothing to remove.
+        self.registered = None;
         Poll::Ready(self.ctx.node.outcome().unwrap_or(Failure::Cancelled))
     }
 }
@@ -642,26 +654,28 @@ impl CtxWait {
 impl Future for CtxWait {
     type Output = Failure;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Failure> {
-        if self.finished() {
+        if self.ctx.node.done() {
             return self.ready();
         }
-        match &self.registered {
-            Some((_, wake)) => wake.waker.register(cx.waker()),
-            None => {
-                let wake = Arc::new(Wake::default());
-                wake.waker.register(cx.waker());
-                let w = wake.clone();
-                let handle = self
-                    .ctx
-                    .node
-                    .add_callback(None, Box::new(move |_, _| w.fire()));
-                self.registered = Some((handle, wake));
+        // Registered under the node's lock, where DONE is checked again: either the
+        // finish takes (and wakes) the registration, or this sees DONE.
+        let id = WakerId::of(cx.waker());
+        match self.registered {
+            // The same task polls again (a `select!` loop, a spurious wake-up).
+            Some((_, registered)) if registered == id => {}
+            Some((key, _)) => {
+                if !self.ctx.node.update_waker(key, cx.waker()) {
+                    return self.ready();
+                }
+                self.registered = Some((key, id));
             }
-        }
-        // Register, then check: a finish between the first check and the registration
-        // ran our callback already, or is seen here.
-        if self.finished() {
-            return self.ready();
+            None => match self.ctx.node.add_waker(cx.waker().clone()) {
+                Ok(key) => self.registered = Some((key, id)),
+                Err(waker) => {
+                    drop(waker);
+                    return self.ready();
+                }
+            },
         }
         Poll::Pending
     }
@@ -669,10 +683,10 @@ impl Future for CtxWait {
 
 impl Drop for CtxWait {
     fn drop(&mut self) {
-        if let Some((handle, wake)) = self.registered.take()
-            && !wake.fired()
+        if let Some((key, _)) = self.registered.take()
+            && !self.ctx.node.done()
         {
-            self.ctx.node.remove_callback(handle);
+            self.ctx.node.remove_callback(key);
         }
     }
 }

@@ -17,8 +17,9 @@
 //! 5. A live child holds an `Arc` of its parent; a parent holds only `Weak`s of children.
 //!
 //! # Lock order
-//! No code path holds two node locks at once: finishing takes a node's callbacks and
-//! (strong handles of) its children under its lock, releases it, then visits each child.
+//! No code path holds two node locks at once: finishing takes a node's callbacks under
+//! its lock and releases it, then takes strong handles of its children, a chunk at a
+//! time under its lock again, and visits each child of a chunk after releasing it.
 //! No lock is held while user code runs: callbacks run after every lock is released,
 //! through [`run_or_defer`] (so a finish started from inside a callback is queued, not
 //! recursed into), and a removed callback is dropped after unlocking.
@@ -26,6 +27,7 @@
 use std::borrow::Cow;
 use std::sync::OnceLock;
 use std::sync::atomic::Ordering::{Acquire, Release};
+use std::task::Waker;
 
 use slab::Slab;
 use tokio::runtime::Handle;
@@ -87,7 +89,26 @@ struct Rest {
     callbacks: Callbacks,
 }
 
-type Callbacks = CallbackList<CtxCallback, 1>;
+type Callbacks = CallbackList<Registered, 1>;
+
+/// One registration: a callback, or the waker of a [`CtxWait`](super::CtxWait) (held
+/// as is: a waiter allocates nothing of its own).
+pub(crate) enum Registered {
+    Call(CtxCallback),
+    Wake(Waker),
+}
+
+impl Registered {
+    /// Runs it (after every lock is released), catching a panic. One `catch_unwind`
+    /// around the match, inlined into the loops that run a node's registrations.
+    #[inline]
+    fn run(self, ctx: &Ctx, failure: &Failure) {
+        run_caught("context done callback", move || match self {
+            Registered::Call(cb) => cb(ctx, failure),
+            Registered::Wake(waker) => waker.wake(),
+        });
+    }
+}
 
 impl Inner {
     fn rest(&mut self) -> &mut Rest {
@@ -114,9 +135,6 @@ impl Inner {
             .unwrap_or_default()
     }
 }
-
-/// What one node hands over when it becomes DONE.
-type Taken = (Arc<Node>, Callbacks, Vec<Arc<Node>>);
 
 impl Node {
     pub(crate) fn root(name: Cow<'static, str>, extras: Option<Box<Extras>>) -> Arc<Node> {
@@ -232,30 +250,27 @@ impl Node {
                 return true;
             }
             match Self::take_for_done(self, &mut g, own) {
-                Some(t) => t,
+                Some(callbacks) => callbacks,
                 // Already done through an ancestor: the own outcome changes what this
                 // node and its descendants report, but callbacks already ran.
                 None => return true,
             }
         };
-        run_done(propagate(taken), failure);
+        run_done(propagate(self.clone(), taken), failure);
         true
     }
 
     /// Under `g` (this node's lock): stores DONE with the `own` outcome bits (if any)
-    /// and, unless it was DONE already, takes callbacks and children.
-    fn take_for_done(node: &Arc<Node>, g: &mut Inner, own: u8) -> Option<Taken> {
+    /// and, unless it was DONE already, takes its callbacks. Its children stay
+    /// registered (CTX 13); [`propagate`] visits them after this lock is released.
+    fn take_for_done(node: &Node, g: &mut Inner, own: u8) -> Option<Callbacks> {
         let state = node.state.load(Acquire);
         // Release: pairs with the Acquire in `done` and `own`.
         node.state.store(state | own | DONE, Release);
         if state & DONE != 0 {
             return None;
         }
-        // The children stay registered (CTX 13); strong handles let the caller visit
-        // them after this lock is released.
-        let callbacks = g.take_callbacks();
-        let children = g.upgrade_children();
-        Some((node.clone(), callbacks, children))
+        Some(g.take_callbacks())
     }
 
     /// Adds a callback, or runs it at once (outside the lock) if the node is done.
@@ -267,7 +282,7 @@ impl Node {
         {
             let mut g = lock(&self.inner);
             if !self.done() {
-                return g.rest().callbacks.push(key, cb);
+                return g.rest().callbacks.push(key, Registered::Call(cb));
             }
         }
         let outcome = self.outcome().unwrap_or(Failure::Cancelled);
@@ -290,6 +305,43 @@ impl Node {
         drop_removed(removed)
     }
 
+    /// Registers `waker` to be woken when this node becomes done, or hands it back when
+    /// it already is (dropped by the caller, unlocked).
+    pub(crate) fn add_waker(&self, waker: Waker) -> Result<CallbackHandle, Waker> {
+        let mut g = lock(&self.inner);
+        if self.done() {
+            return Err(waker);
+        }
+        Ok(g.rest().callbacks.push(None, Registered::Wake(waker)))
+    }
+
+    /// Makes the waker registered under `key` wake `waker`'s task; false when the
+    /// registration is gone (taken by the finish: the node is done). Wakers are cloned
+    /// and dropped with no lock held.
+    pub(crate) fn update_waker(&self, key: CallbackHandle, waker: &Waker) -> bool {
+        {
+            let mut g = lock(&self.inner);
+            match g.rest.as_mut().and_then(|r| r.callbacks.get_mut(key)) {
+                Some(Registered::Wake(w)) if w.will_wake(waker) => return true,
+                Some(Registered::Wake(_)) => {}
+                _ => return false,
+            }
+        }
+        let mut new = waker.clone();
+        let found = {
+            let mut g = lock(&self.inner);
+            match g.rest.as_mut().and_then(|r| r.callbacks.get_mut(key)) {
+                Some(Registered::Wake(w)) => {
+                    std::mem::swap(w, &mut new);
+                    true
+                }
+                _ => false,
+            }
+        };
+        drop(new); // the old waker, or the unused clone
+        found
+    }
+
     pub(crate) fn has_callback(&self, key: CallbackHandle) -> bool {
         let g = lock(&self.inner);
         g.rest.as_ref().is_some_and(|r| r.callbacks.contains(key))
@@ -307,27 +359,65 @@ impl Node {
     }
 }
 
-/// Marks every live descendant reached from `first` DONE, breadth first, collecting what
-/// each hands over. A descendant already DONE is skipped: whoever made it DONE handles
-/// its subtree.
-fn propagate(first: Taken) -> Vec<(Arc<Node>, Callbacks)> {
+/// How many children [`propagate`] takes from a parent under one lock of it.
+const CHUNK: usize = 64;
+
+/// Marks every live descendant of `first` (just made DONE, its `callbacks` taken) DONE,
+/// breadth first, collecting the callbacks each hands over. A descendant already DONE is
+/// skipped: whoever made it DONE handles its subtree.
+///
+/// A parent's children are taken [`CHUNK`] at a time (strong handles made under its
+/// lock, then each child locked on its own, with no other lock held), so each child's
+/// memory is touched while it is still in cache, and no list of a million handles is
+/// built. Between two chunks the parent is unlocked: a child created meanwhile is
+/// created DONE (the parent is), and one dropped meanwhile finishes itself in its
+/// `Drop`; keys are freed only by their own child (invariant 4), so the cursor over the
+/// keys misses no child that existed when the parent became DONE.
+fn propagate(first: Arc<Node>, callbacks: Callbacks) -> Vec<(Arc<Node>, Callbacks)> {
     let mut out = Vec::new();
-    let mut queue = std::collections::VecDeque::new();
-    let (node, callbacks, children) = first;
-    out.push((node, callbacks));
-    queue.extend(children);
-    while let Some(child) = queue.pop_front() {
-        let taken = {
-            let mut g = lock(&child.inner);
-            Node::take_for_done(&child, &mut g, 0)
-        };
-        if let Some((node, callbacks, children)) = taken {
-            queue.extend(children);
-            if callbacks.len() > 0 {
-                out.push((node, callbacks));
+    out.push((first.clone(), callbacks));
+    let mut parents = std::collections::VecDeque::new();
+    parents.push_back(first);
+    let mut chunk: Vec<Arc<Node>> = Vec::new();
+    while let Some(parent) = parents.pop_front() {
+        let mut key = 0;
+        loop {
+            {
+                let g = lock(&parent.inner);
+                let Some(rest) = g.rest.as_deref() else { break };
+                let end = rest.children.capacity();
+                while key < end && chunk.len() < CHUNK {
+                    // `upgrade` fails for a child being dropped: its `Drop` finishes it.
+                    if let Some(child) = rest.children.get(key).and_then(Weak::upgrade) {
+                        chunk.push(child);
+                    }
+                    key += 1;
+                }
+            }
+            if chunk.is_empty() {
+                break;
+            }
+            for child in chunk.drain(..) {
+                let (callbacks, has_children) = {
+                    let mut g = lock(&child.inner);
+                    match Node::take_for_done(&child, &mut g, 0) {
+                        Some(callbacks) => (callbacks, g.has_children()),
+                        None => continue,
+                    }
+                };
+                match (callbacks.len() > 0, has_children) {
+                    (false, false) => {}
+                    (true, false) => out.push((child, callbacks)),
+                    (false, true) => parents.push_back(child),
+                    (true, true) => {
+                        parents.push_back(child.clone());
+                        out.push((child, callbacks));
+                    }
+                }
+                // Otherwise `child` drops here, unlocked; if it was the last handle, its
+                // `Drop` runs (and takes this parent's lock to unregister).
             }
         }
-        // `child` drops here, unlocked; if it was the last handle, its `Drop` runs.
     }
     out
 }
@@ -336,8 +426,13 @@ fn propagate(first: Taken) -> Vec<(Arc<Node>, Callbacks)> {
 fn run_one(node: Arc<Node>, mut callbacks: Callbacks, failure: Failure) {
     run_or_defer(move || {
         let ctx = Ctx::from_node(node);
-        for cb in callbacks.take() {
-            run_caught("context done callback", || cb(&ctx, &failure));
+        // One registration (a guard's callback, one waiter): no iterator over the list.
+        if let Some(r) = callbacks.take_single() {
+            r.run(&ctx, &failure);
+            return;
+        }
+        for r in callbacks.take() {
+            r.run(&ctx, &failure);
         }
     });
 }
@@ -351,8 +446,8 @@ fn run_done(batch: Vec<(Arc<Node>, Callbacks)>, failure: Failure) {
                 continue;
             }
             let ctx = Ctx::from_node(node);
-            for cb in callbacks.take() {
-                run_caught("context done callback", || cb(&ctx, &failure));
+            for r in callbacks.take() {
+                r.run(&ctx, &failure);
             }
         }
     });

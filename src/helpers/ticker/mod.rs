@@ -405,26 +405,31 @@ impl Ticker {
         sleep.as_mut().poll(cx).is_ready()
     }
 
-    /// The instant no tick may be yielded at or after, once the first tick happened.
-    fn deadline(&self) -> Option<Instant> {
-        let started = lock(&self.control.shared.schedule).started();
+    /// The instant no tick may be yielded at or after, once the first tick happened
+    /// (`started`: the schedule's first tick or anchored start).
+    fn deadline(&self, started: Option<Instant>) -> Option<Instant> {
         // A `max_time` too large for an instant is no limit at all.
         started?.checked_add(self.max_time?)
     }
 
     /// Waits for the due grid point, then for the pauser; says what to do now.
     fn step(&mut self, cx: &mut Context<'_>) -> Step {
-        let now = Instant::now();
-        let (due, last_yield) = {
+        let mut now = Instant::now();
+        let (due, last_yield, started) = {
             let s = lock(&self.control.shared.schedule);
-            (s.due(now), s.last_yield())
+            (s.due(now), s.last_yield(), s.started())
         };
-        let deadline = self.deadline();
+        let deadline = self.deadline(started);
         if deadline.is_some_and(|d| due.max(now) >= d) {
             return Step::End;
         }
-        if now < due && !self.sleep_until(due, cx) {
-            return Step::Wait;
+        if now < due {
+            if !self.sleep_until(due, cx) {
+                return Step::Wait;
+            }
+            // The timer says `due` has passed: read the clock again, so that the tick
+            // is not yielded "before" its grid point.
+            now = Instant::now();
         }
         if !self.poll_pauser() {
             if let Some(d) = deadline
@@ -434,7 +439,7 @@ impl Ticker {
             }
             return Step::Wait;
         }
-        let now = Instant::now();
+        // Nothing above waited: `now` is still the instant of this poll.
         if deadline.is_some_and(|d| now >= d) {
             return Step::End;
         }
