@@ -404,9 +404,7 @@ impl<T: 'static> Shared<T> {
                 let out = std::mem::replace(&mut lock(&self.control).output, Output::Taken);
                 Some(match out {
                     Output::Ready(v) => Ok(v),
-                    Output::Pending | Output::Taken => {
-                        Err(Failure::Error(Error::new(OutputTaken)))
-                    }
+                    Output::Pending | Output::Taken => Err(Failure::Error(Error::new(OutputTaken))),
                 })
             }
         }
@@ -652,9 +650,7 @@ impl<T> Task<T> {
             Some(Err(f)) => Err(f.clone().into()),
             Some(Ok(())) => match &lock(&self.shared.control).output {
                 Output::Ready(v) => Ok(v.clone()),
-                Output::Pending | Output::Taken => {
-                    Err(StatusError::Error(Error::new(OutputTaken)))
-                }
+                Output::Pending | Output::Taken => Err(StatusError::Error(Error::new(OutputTaken))),
             },
         }
     }

@@ -392,7 +392,12 @@ impl Inner {
     /// so it cannot finish before it is held: one state lock, no callback to register);
     /// on a closed holder, cancelled (aborted as soon as it is spawned) and not held.
     /// Either way it is counted as unsettled until it ends, and must be launched.
-    fn hold<T: Send + 'static>(&self, name: Option<&str>, abortable: bool, report: bool) -> Task<T> {
+    fn hold<T: Send + 'static>(
+        &self,
+        name: Option<&str>,
+        abortable: bool,
+        report: bool,
+    ) -> Task<T> {
         let report = if report { REPORT } else { 0 };
         let hook = self.tracker.clone() as Arc<dyn DoneHook>;
         // Counted before it can settle: it settles once, however it ends.

@@ -87,7 +87,12 @@ impl Held {
             // front entry is never a tombstone, those are popped as they appear).
             let task = self.entries.pop_front()?.task?;
             self.live -= 1;
-            self.trim();
+            // Popping a live front entry adds no tombstone: only a tombstone now at the
+            // front, an empty deque or a mostly unused buffer needs `trim`.
+            let front_is_live = self.entries.front().is_some_and(|e| e.task.is_some());
+            if !front_is_live || self.entries.capacity() > 4 * self.entries.len().max(16) {
+                self.trim();
+            }
             return Some(task);
         }
         let hint = usize::try_from(seq.checked_sub(front)?).ok()?;
