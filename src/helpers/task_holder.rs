@@ -96,9 +96,9 @@
 //! dropped by the runtime; nothing waits for that.
 //!
 //! # Memory
-//! Finished tasks are released as they finish (a done hook on each removes it), so a
-//! holder that lives for hours and runs millions of short tasks holds only the pending
-//! ones. Tokio's `JoinSet` keeps every finished task until it is joined; a
+//! Finished tasks are released as they finish (each task's link to the holder removes
+//! it), so a holder that lives for hours and runs millions of short tasks holds only the
+//! pending ones. Tokio's `JoinSet` keeps every finished task until it is joined; a
 //! [`joinable`](TaskHolderBuilder::joinable) holder does the same for
 //! [`join_next`](TaskHolderHandle::join_next).
 //!
@@ -530,10 +530,11 @@ impl TaskHolderHandle {
     /// Errors and panics are logged through the holder's context (the seed's default);
     /// [`spawn_silent`](Self::spawn_silent) does not log them. With a
     /// [limit](TaskHolderBuilder::limit) the future waits for its turn before it starts.
-    /// On a finished or cancelled holder the task is cancelled at once and not held.
+    /// On a finished or cancelled holder the task is cancelled at once and not held (its
+    /// future is never polled).
     ///
     /// # Panics
-    /// Without a tokio runtime (the context's or the current one).
+    /// Without a tokio runtime (the context's or the current one); nothing stays held.
     #[track_caller]
     pub fn spawn<T, F>(&self, fut: F) -> Task<T>
     where
