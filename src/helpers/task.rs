@@ -421,8 +421,10 @@ fn tell_settled(link: Option<Link>, hooks: SettleHooks) {
     if let Some(link) = link {
         settled(&link.hook, link.key | SETTLED);
     }
-    for (owner, key) in hooks.map(|h| *h).into_iter().flatten() {
-        settled(&owner, key);
+    if let Some(hooks) = hooks {
+        for (owner, key) in *hooks {
+            settled(&owner, key);
+        }
     }
 }
 
