@@ -27,13 +27,30 @@ const BATCH: usize = 10_000;
 
 pub fn run(r: &mut Report) {
     if r.wants("tasks.spawn_join") {
+        // For profiling one implementation on its own (`perf stat`, callgrind):
+        // MACHINERY_BENCH_TASKS=holder|joinset|tracker|bare and/or
+        // MACHINERY_BENCH_RT=current|multi keep only those runs.
+        let only_impl = std::env::var("MACHINERY_BENCH_TASKS").ok();
+        let only_rt = std::env::var("MACHINERY_BENCH_RT").ok();
+        let keep = |what: &str, rt: &str| {
+            only_impl.as_deref().is_none_or(|w| w == what)
+                && only_rt.as_deref().is_none_or(|r| rt.starts_with(r))
+        };
         for (rt_name, multi) in [("current-thread", false), ("multi-thread", true)] {
             let v = format!("100k trivial tasks, {rt_name}");
-            spawn_join(r, OURS, &v, multi, holder);
-            spawn_join(r, "tokio JoinSet", &v, multi, joinset);
-            spawn_join(r, "tokio-util TaskTracker", &v, multi, tracker);
+            if keep("holder", rt_name) {
+                spawn_join(r, OURS, &v, multi, holder);
+            }
+            if keep("joinset", rt_name) {
+                spawn_join(r, "tokio JoinSet", &v, multi, joinset);
+            }
+            if keep("tracker", rt_name) {
+                spawn_join(r, "tokio-util TaskTracker", &v, multi, tracker);
+            }
             let v = format!("100k bare hp::Task (no holder), {rt_name}");
-            spawn_join(r, OURS, &v, multi, bare_tasks);
+            if keep("bare", rt_name) {
+                spawn_join(r, OURS, &v, multi, bare_tasks);
+            }
         }
     }
     if r.wants("tasks.detached_growth") {

@@ -2,8 +2,8 @@
 //! [`Task`](super::Task).
 //!
 //! # Invariants
-//! 1. `outcome` is set at most once, and only while `callbacks` is locked.
-//! 2. Once `outcome` is set, `callbacks` is empty and stays empty: a registration that
+//! 1. `outcome` is set at most once, and only while `extra` (the callbacks) is locked.
+//! 2. Once `outcome` is set, the callbacks are empty and stay empty: a registration that
 //!    finds the outcome set runs at once instead of being stored.
 //! 3. No lock is held while a callback runs or while a user value (a callback that
 //!    is removed, an outcome that is refused) is dropped.
@@ -53,17 +53,38 @@ pub(crate) type Callbacks<T> = CallbackList<Callback<T>, 1>;
 /// to the outcome after `complete` returned.
 pub(crate) struct Completion<T: 'static> {
     outcome: OnceLock<Outcome<T>>,
-    /// One entry inline: a task's holder hook (or one awaiter) needs no allocation.
-    callbacks: Mutex<Callbacks<T>>,
-    name: Mutex<Option<Arc<str>>>,
+    /// The callbacks and the name, allocated on first use: most tasks a holder spawns
+    /// never get either (the holder's own hook is the task's link, not a callback), and
+    /// a task's shared state is its memory per pending task.
+    extra: Mutex<Option<Box<Extra<T>>>>,
+}
+
+/// What a completion allocates on first use.
+struct Extra<T: 'static> {
+    /// One entry inline: one awaiter (or one hook) needs no second allocation.
+    callbacks: Callbacks<T>,
+    name: Option<Arc<str>>,
+}
+
+impl<T> Extra<T> {
+    fn new() -> Box<Self> {
+        Box::new(Extra {
+            callbacks: CallbackList::default(),
+            name: None,
+        })
+    }
 }
 
 impl<T> Completion<T> {
     pub(crate) fn new(name: Option<Arc<str>>) -> Self {
+        let extra = name.map(|name| {
+            let mut extra = Extra::new();
+            extra.name = Some(name);
+            extra
+        });
         Completion {
             outcome: OnceLock::new(),
-            callbacks: Mutex::new(CallbackList::default()),
-            name: Mutex::new(name),
+            extra: Mutex::new(extra),
         }
     }
 
@@ -108,13 +129,16 @@ impl<T> Completion<T> {
         if self.done() {
             return None; // `outcome` is dropped here, with no lock held
         }
-        let mut cbs = lock(&self.callbacks);
+        let mut extra = lock(&self.extra);
         if let Err(refused) = self.outcome.set(outcome) {
-            drop(cbs);
+            drop(extra);
             drop(refused); // a user value: dropped after unlocking
             return None;
         }
-        Some(std::mem::take(&mut *cbs))
+        Some(match extra.as_mut() {
+            Some(extra) => std::mem::take(&mut extra.callbacks),
+            None => CallbackList::default(),
+        })
     }
 
     /// Runs the callbacks taken by [`set_outcome`](Self::set_outcome) from the completion
@@ -199,21 +223,26 @@ impl<T> Completion<T> {
         key: Option<CallbackHandle>,
         cb: Callback<T>,
     ) -> Result<CallbackHandle, Callback<T>> {
-        let mut cbs = lock(&self.callbacks);
+        let mut extra = lock(&self.extra);
         if self.outcome.get().is_none() {
-            return Ok(cbs.push(key, cb));
+            let extra = extra.get_or_insert_with(Extra::new);
+            return Ok(extra.callbacks.push(key, cb));
         }
-        drop(cbs);
+        drop(extra);
         Err(cb)
     }
 
     pub(crate) fn remove_callback(&self, key: CallbackHandle) -> usize {
-        let removed = lock(&self.callbacks).remove(key);
+        let removed = lock(&self.extra)
+            .as_mut()
+            .and_then(|e| e.callbacks.remove(key));
         drop_removed(removed)
     }
 
     pub(crate) fn has_callback(&self, key: CallbackHandle) -> bool {
-        lock(&self.callbacks).contains(key)
+        lock(&self.extra)
+            .as_ref()
+            .is_some_and(|e| e.callbacks.contains(key))
     }
 
     pub(crate) fn cancelled(&self) -> bool {
@@ -240,12 +269,16 @@ impl<T> Completion<T> {
     }
 
     pub(crate) fn set_name(&self, name: &str) {
-        let old = lock(&self.name).replace(Arc::from(name));
+        let name = Arc::from(name);
+        let old = lock(&self.extra)
+            .get_or_insert_with(Extra::new)
+            .name
+            .replace(name);
         drop(old);
     }
 
     pub(crate) fn name(&self) -> Option<Arc<str>> {
-        lock(&self.name).clone()
+        lock(&self.extra).as_ref().and_then(|e| e.name.clone())
     }
 
     pub(crate) fn state(&self) -> FutureState {
@@ -263,7 +296,10 @@ impl<T: 'static> Drop for Completion<T> {
         // Callbacks that never ran (the future was dropped pending) may capture the next
         // future of a chain whose callbacks capture the next...: dropping them here would
         // recurse once per link, so the drop goes through the finishing loop.
-        let callbacks = std::mem::take(&mut *get_mut(&mut self.callbacks));
+        let Some(extra) = std::mem::take(&mut *get_mut(&mut self.extra)) else {
+            return;
+        };
+        let callbacks = extra.callbacks;
         if callbacks.len() > 0 {
             run_or_defer(move || drop_each(callbacks));
         }
@@ -271,7 +307,7 @@ impl<T: 'static> Drop for Completion<T> {
 }
 
 /// Runs `callbacks` in order, each under `run_caught`.
-fn run_callbacks<T>(mut callbacks: Callbacks<T>, outcome: &Outcome<T>) {
+pub(crate) fn run_callbacks<T>(mut callbacks: Callbacks<T>, outcome: &Outcome<T>) {
     if let Some(cb) = callbacks.take_single() {
         run_caught("done callback", || cb.call(outcome));
         return;

@@ -66,10 +66,10 @@ use std::task::{Context, Poll};
 use futures_util::FutureExt;
 use futures_util::future::CatchUnwind;
 use tokio::runtime::Handle;
-use tokio::task::AbortHandle;
+use tokio::task::JoinHandle;
 
 use super::callbacks::{self, Enter, run_caught};
-use super::completion::{Completion, DoneHook};
+use super::completion::{Completion, DoneHook, run_callbacks};
 use super::debug::{Live, TASKS};
 use super::error::{Error, Failure, Outcome, StatusError};
 use super::protocols::{
@@ -94,25 +94,54 @@ enum Output<T> {
     Pending,
     Ready(T),
     Taken,
-    /// How the body failed, parked until the task is marked done.
-    Failed(Failure),
 }
 
-/// Hooks told once the task's done callbacks have all run (a task holder's "settled").
-enum Settle {
-    None,
-    One(Arc<dyn DoneHook>, u64),
-    Many(Vec<(Arc<dyn DoneHook>, u64)>),
-    /// The callbacks have run: a hook added now is told by its caller instead.
-    Passed,
+/// A spawner's hook on a task, given when the task is made (a task holder's
+/// bookkeeping: no done callback to register, nothing allocated for it):
+/// `hook.on_done(key, failure)` once the task is done, before its done callbacks run,
+/// then `hook.on_done(key | SETTLED, None)` once they all have.
+pub(crate) struct Link {
+    pub(crate) hook: Arc<dyn DoneHook>,
+    pub(crate) key: u64,
 }
 
-/// A task's mutable state, under one lock: the output, the abort handle and the settle
-/// hooks.
+/// The bit a [`Link`]'s hook (and a settle hook a holder registers) finds in its key
+/// once every done callback of the task has run.
+pub(crate) const SETTLED: u64 = 1 << 63;
+
+/// Settle hooks added by a holder's `add_task`, told once the task's done callbacks
+/// have all run (a task holder's "settled"), after the link's. Boxed: most tasks have none.
+type SettleHooks = Option<Box<Vec<(Arc<dyn DoneHook>, u64)>>>;
+
+/// Where the task stands for `cancel`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Not spawned yet (a holder holds a task before it spawns it, so that the task
+    /// cannot finish before it is held).
+    Unspawned,
+    /// Cancelled before it was spawned: aborted as soon as it is.
+    CancelledUnspawned,
+    /// Running: `abort` holds its join handle.
+    Running,
+    /// Finishing or finished.
+    Gone,
+}
+
+/// A task's mutable state, under one lock: the output, the abort handle, the link and
+/// the settle hooks. Kept small: a task's shared state is its memory while it is held.
 struct Control<T> {
     output: Output<T>,
-    abort: Option<AbortHandle>,
-    settle: Settle,
+    /// How the body failed (it panicked), parked until the task is marked done. Boxed:
+    /// rare, and a `Failure` inline would make every task's state two words bigger.
+    failed: Option<Box<Failure>>,
+    stage: Stage,
+    /// The done callbacks have run: a settle hook added now is told by its caller.
+    settled: bool,
+    /// The join handle while running (kept rather than an `AbortHandle`: one reference
+    /// count less to take and drop per task).
+    abort: Option<JoinHandle<()>>,
+    link: Option<Link>,
+    settle: SettleHooks,
 }
 
 struct Shared<T: 'static> {
@@ -156,8 +185,10 @@ pin_project_lite::pin_project! {
     /// slot and `running` is dropped (the future, then `guard`, which finishes the task
     /// with the parked outcome); when the runtime drops an aborted task, fields drop in
     /// declaration order, `fut` before `guard`, which finds nothing parked: cancelled.
-    /// (One `Option` around both keeps the body as small as the future plus a pointer:
-    /// tokio's task cell grows in steps of 128 bytes.)
+    /// (One `Option` around both keeps the body as small as the future plus a pointer,
+    /// the guard's pointer giving `None` its value: tokio's task cell grows in steps of
+    /// 128 bytes, and an `Option` around the future alone, or around the guard, costs a
+    /// word more, which for a small future is 128 bytes more per task.)
     struct Body<F: Future>
     where
         F::Output: 'static,
@@ -214,13 +245,17 @@ impl<F: Future> Future for Body<F> {
 }
 
 impl<T: 'static> Shared<T> {
-    fn new(name: Option<&str>, settle: Settle) -> Self {
+    fn new(name: Option<&str>, link: Option<Link>) -> Self {
         Shared {
             core: Completion::new(name.map(Arc::from)),
             control: Mutex::new(Control {
                 output: Output::Pending,
+                failed: None,
+                stage: Stage::Unspawned,
+                settled: false,
                 abort: None,
-                settle,
+                link,
+                settle: None,
             }),
             id: TaskId(NEXT_TASK.fetch_add(1, Relaxed)),
             _live: Live::new(),
@@ -230,111 +265,134 @@ impl<T: 'static> Shared<T> {
     /// Parks the body's outcome until the finished future has been dropped.
     fn park(&self, outcome: Outcome<T>) {
         // Replaces `Pending`: nothing of the user's is dropped under the lock.
-        lock(&self.control).output = match outcome {
-            Ok(value) => Output::Ready(value),
-            Err(f) => Output::Failed(f),
-        };
+        let mut control = lock(&self.control);
+        match outcome {
+            Ok(value) => control.output = Output::Ready(value),
+            Err(f) => control.failed = Some(Box::new(f)),
+        }
     }
 
-    /// Marks the task done with the parked outcome (cancelled if none was parked), runs
-    /// its done callbacks, then tells the settle hooks: a holder counts the task as
-    /// finished only after its callbacks ran, so work they add is still waited for.
+    /// Marks the task done with the parked outcome (cancelled if none was parked), tells
+    /// its link, runs its done callbacks, then tells the settle hooks: a holder counts the
+    /// task as finished only after its callbacks ran, so work they add is still waited for.
     fn finish_parked(self: &Arc<Self>) {
         if self.core.done() {
             return; // only the body's guard finishes a task, and only once
         }
-        let status = {
+        let (status, link, abort) = {
             let mut control = lock(&self.control);
-            match &control.output {
-                Output::Ready(_) => Ok(()),
-                Output::Failed(_) => match std::mem::replace(&mut control.output, Output::Taken) {
-                    Output::Failed(f) => Err(f),
-                    _ => unreachable!("matched above"),
-                },
-                Output::Pending | Output::Taken => Err(Failure::Cancelled),
-            }
+            let failed = control.failed.take();
+            let status = match (&control.output, failed) {
+                (_, Some(f)) => Err(*f),
+                (Output::Ready(_), None) => Ok(()),
+                (Output::Pending | Output::Taken, None) => Err(Failure::Cancelled),
+            };
+            control.stage = Stage::Gone;
+            (status, control.link.take(), control.abort.take())
         };
-        self.finish(status);
+        drop(abort);
+        self.finish(status, link);
     }
 
-    /// Marks the task done with `status`, runs its done callbacks, then the settle hooks.
+    /// Marks the task done with `status`, tells the link, runs the done callbacks, then
+    /// the settle hooks (the link's first).
     ///
     /// When this finish happens inside other finishing work on this thread (CTX rule 3),
-    /// the done callbacks are queued for the outermost finishing call; the settle hooks
-    /// are then queued behind them, so a holder still counts the task as settled only
-    /// after its callbacks ran. As the outermost call, the callbacks run inline, then what
-    /// they queued, then the settle hooks, all under one trampoline entry (a held task
-    /// finishes on this path: a second entry for its settle hook cost as much as the rest
-    /// of its release).
-    fn finish(self: &Arc<Self>, status: Outcome<()>) {
+    /// the link and the done callbacks are queued for the outermost finishing call, and
+    /// the settle hooks are queued from there behind what the callbacks queued, so a
+    /// holder still counts the task as settled only after its callbacks ran. As the
+    /// outermost call, the link and the callbacks run inline, then what they queued, then
+    /// the settle hooks, all under one trampoline entry (a held task finishes on this
+    /// path).
+    fn finish(self: &Arc<Self>, status: Outcome<()>, link: Option<Link>) {
         let Some(done_callbacks) = self.core.set_outcome(status) else {
             return;
         };
-        if done_callbacks.len() == 0 {
-            let settle = self.take_settle();
-            if settle.has_hooks() {
-                callbacks::run_or_defer(move || settle.tell());
+        if done_callbacks.len() == 0 && link.is_none() {
+            // A bare task nobody waits on: only settle hooks added by a holder's `add_task`.
+            let hooks = self.take_settle();
+            if hooks.is_some() {
+                callbacks::run_or_defer(move || tell_settled(None, hooks));
             }
             return;
         }
-        let entered = callbacks::enter();
-        Completion::run_taken(self, |s| &s.core, done_callbacks, &entered);
-        if let Enter::Outermost(drain) = &entered {
-            drain.run_queued(); // what the callbacks queued runs before the settle hooks
-        }
-        let settle = self.take_settle();
-        if settle.has_hooks() {
-            match entered {
-                Enter::Nested => callbacks::defer(Box::new(move || settle.tell())),
-                Enter::Outermost(_) | Enter::Unavailable => settle.tell(),
+        match callbacks::enter() {
+            Enter::Nested => {
+                let this = self.clone();
+                callbacks::defer(Box::new(move || {
+                    this.tell_link(link.as_ref());
+                    if done_callbacks.len() > 0 {
+                        run_callbacks(done_callbacks, this.core.outcome().expect("set"));
+                    }
+                    // Behind what the callbacks queued.
+                    callbacks::run_or_defer(move || {
+                        let hooks = this.take_settle();
+                        tell_settled(link, hooks);
+                    });
+                }));
+            }
+            entered @ (Enter::Outermost(_) | Enter::Unavailable) => {
+                self.tell_link(link.as_ref());
+                if done_callbacks.len() > 0 {
+                    run_callbacks(done_callbacks, self.core.outcome().expect("set"));
+                    if let Enter::Outermost(drain) = &entered {
+                        drain.run_queued(); // what the callbacks queued, before settling
+                    }
+                }
+                tell_settled(link, self.take_settle());
+                // Outermost: dropping `entered` runs what the settle hooks queued.
             }
         }
-        // Outermost: dropping `entered` runs what the settle hooks queued.
     }
 
-    /// The task is done: drops its abort handle and takes its settle hooks (a hook added
-    /// from now on is told by its caller).
+    /// Tells the link that the task is done, with its failure if any.
+    fn tell_link(&self, link: Option<&Link>) {
+        if let Some(link) = link {
+            let failure = self.core.outcome().and_then(|o| o.as_ref().err());
+            run_caught("task holder bookkeeping", || {
+                link.hook.on_done(link.key, failure);
+            });
+        }
+    }
+
+    /// The done callbacks have run: takes the settle hooks (a hook added from now on is
+    /// told by its caller).
     #[inline]
-    fn take_settle(&self) -> Settle {
-        let (abort, settle) = {
-            let mut c = lock(&self.control);
-            (
-                c.abort.take(),
-                std::mem::replace(&mut c.settle, Settle::Passed),
-            )
-        };
-        drop(abort);
-        settle
+    fn take_settle(&self) -> SettleHooks {
+        let mut control = lock(&self.control);
+        control.settled = true;
+        control.settle.take()
     }
 
     fn cancel(&self) -> bool {
         if self.core.done() {
             return false;
         }
-        match &lock(&self.control).abort {
-            Some(h) => {
-                h.abort();
+        let mut control = lock(&self.control);
+        match control.stage {
+            Stage::Running => {
+                if let Some(h) = &control.abort {
+                    h.abort();
+                }
                 true
             }
-            None => false,
+            Stage::Unspawned | Stage::CancelledUnspawned => {
+                control.stage = Stage::CancelledUnspawned;
+                true
+            }
+            Stage::Gone => false,
         }
     }
 
     fn add_settle_hook(&self, owner: Arc<dyn DoneHook>, key: u64) -> bool {
         let mut control = lock(&self.control);
-        let settle = std::mem::replace(&mut control.settle, Settle::None);
-        control.settle = match settle {
-            Settle::Passed => {
-                control.settle = Settle::Passed;
-                return false;
-            }
-            Settle::None => Settle::One(owner, key),
-            Settle::One(o, k) => Settle::Many(vec![(o, k), (owner, key)]),
-            Settle::Many(mut hooks) => {
-                hooks.push((owner, key));
-                Settle::Many(hooks)
-            }
-        };
+        if control.settled {
+            return false;
+        }
+        control
+            .settle
+            .get_or_insert_with(Box::default)
+            .push((owner, key));
         true
     }
 
@@ -346,9 +404,7 @@ impl<T: 'static> Shared<T> {
                 let out = std::mem::replace(&mut lock(&self.control).output, Output::Taken);
                 Some(match out {
                     Output::Ready(v) => Ok(v),
-                    Output::Pending | Output::Taken | Output::Failed(_) => {
-                        Err(Failure::Error(Error::new(OutputTaken)))
-                    }
+                    Output::Pending | Output::Taken => Err(Failure::Error(Error::new(OutputTaken))),
                 })
             }
         }
@@ -360,17 +416,14 @@ fn settled(owner: &Arc<dyn DoneHook>, key: u64) {
     run_caught("task holder bookkeeping", || owner.on_done(key, None));
 }
 
-impl Settle {
-    fn has_hooks(&self) -> bool {
-        matches!(self, Settle::One(..) | Settle::Many(_))
+/// Tells the link's settle, then each settle hook in registration order.
+fn tell_settled(link: Option<Link>, hooks: SettleHooks) {
+    if let Some(link) = link {
+        settled(&link.hook, link.key | SETTLED);
     }
-
-    /// Tells each hook, in registration order.
-    fn tell(self) {
-        match self {
-            Settle::None | Settle::Passed => {}
-            Settle::One(owner, key) => settled(&owner, key),
-            Settle::Many(hooks) => hooks.iter().for_each(|(o, k)| settled(o, *k)),
+    if let Some(hooks) = hooks {
+        for (owner, key) in *hooks {
+            settled(&owner, key);
         }
     }
 }
@@ -400,36 +453,46 @@ impl<T: Send + 'static> Task<T> {
         Self::start(Some(name), fut, tokio::spawn)
     }
 
-    /// Spawns `fut` on the current runtime, or on `handle`'s when given: what a task
-    /// holder does with its context's runtime.
-    #[track_caller]
+    /// A task that is not spawned yet, with `link` told when it finishes: a holder
+    /// holds it first, then spawns its future with [`launch`](Self::launch) or
+    /// [`launch_local`](Self::launch_local), so it cannot finish before it is held.
+    /// Cancelled before it is spawned, it is aborted as soon as it is.
     ///
-    /// `settle`: `owner.on_done(key, None)` runs once every done callback has run, as
-    /// [`Task::add_settle_hook`] registers it, but without taking the task's lock.
-    pub(crate) fn spawn_maybe_on<F>(
-        name: Option<&str>,
-        fut: F,
-        handle: Option<&Handle>,
-        settle: (Arc<dyn DoneHook>, u64),
-    ) -> Task<T>
-    where
-        F: Future<Output = T> + Send + 'static,
-    {
-        let settle = Settle::One(settle.0, settle.1);
-        match handle {
-            Some(handle) => Self::start_settled(name, fut, |body| handle.spawn(body), settle),
-            None => Self::start_settled(name, fut, tokio::spawn, settle),
+    /// A task that is never launched never finishes: launch each one (a launch that
+    /// panics, without a runtime, finishes the task as cancelled).
+    pub(crate) fn unspawned(name: Option<&str>, link: Link) -> Task<T> {
+        Task {
+            shared: Arc::new(Shared::new(name, Some(link))),
         }
     }
 
-    /// [`Task::spawn_local`] with a settle hook registered from the start.
+    /// Spawns the future of a task made by [`unspawned`](Self::unspawned) on the current
+    /// runtime, or on `handle`'s when given.
+    ///
+    /// # Panics
+    /// Without a runtime (the task is then finished as cancelled).
     #[track_caller]
-    pub(crate) fn spawn_local_settled<F>(fut: F, settle: (Arc<dyn DoneHook>, u64)) -> Task<T>
+    pub(crate) fn launch<F>(&self, fut: F, handle: Option<&Handle>)
+    where
+        F: Future<Output = T> + Send + 'static,
+    {
+        match handle {
+            Some(handle) => self.launch_with(fut, |body| handle.spawn(body)),
+            None => self.launch_with(fut, tokio::spawn),
+        }
+    }
+
+    /// Spawns the `!Send` future of a task made by [`unspawned`](Self::unspawned) on the
+    /// current `LocalSet`.
+    ///
+    /// # Panics
+    /// Outside a `LocalSet` (the task is then finished as cancelled).
+    #[track_caller]
+    pub(crate) fn launch_local<F>(&self, fut: F)
     where
         F: Future<Output = T> + 'static,
     {
-        let settle = Settle::One(settle.0, settle.1);
-        Self::start_settled(None, fut, tokio::task::spawn_local, settle)
+        self.launch_with(fut, tokio::task::spawn_local);
     }
 
     /// Spawns `fut` on `handle`'s runtime.
@@ -477,20 +540,27 @@ impl<T: Send + 'static> Task<T> {
     fn start<F, S>(name: Option<&str>, fut: F, spawn: S) -> Task<T>
     where
         F: Future<Output = T> + 'static,
-        S: FnOnce(Body<F>) -> tokio::task::JoinHandle<()>,
+        S: FnOnce(Body<F>) -> JoinHandle<()>,
     {
-        Self::start_settled(name, fut, spawn, Settle::None)
+        let task = Task {
+            shared: Arc::new(Shared::new(name, None)),
+        };
+        task.launch_with(fut, spawn);
+        task
     }
 
-    /// Like `start`, with a settle hook registered from the start (a task holder's: no
-    /// lock to take to register it).
+    /// Spawns the task's body with `spawn` and keeps its join handle for `cancel` (or
+    /// aborts it at once when the task was cancelled before it was spawned).
+    ///
+    /// If `spawn` panics (no runtime), it has dropped the body: the body's guard finished
+    /// the task as cancelled (its link and hooks were told), and the panic goes on.
     #[track_caller]
-    fn start_settled<F, S>(name: Option<&str>, fut: F, spawn: S, settle: Settle) -> Task<T>
+    fn launch_with<F, S>(&self, fut: F, spawn: S)
     where
         F: Future<Output = T> + 'static,
-        S: FnOnce(Body<F>) -> tokio::task::JoinHandle<()>,
+        S: FnOnce(Body<F>) -> JoinHandle<()>,
     {
-        let shared = Arc::new(Shared::new(name, settle));
+        let shared = &self.shared;
         let body = Body {
             running: Some(Running {
                 fut: AssertUnwindSafe(fut).catch_unwind(),
@@ -500,13 +570,15 @@ impl<T: Send + 'static> Task<T> {
             }),
         };
         let join = spawn(body);
-        {
-            let mut control = lock(&shared.control);
-            if !shared.core.done() {
-                control.abort = Some(join.abort_handle());
-            }
+        let mut control = lock(&shared.control);
+        match control.stage {
+            Stage::Unspawned => {}
+            Stage::CancelledUnspawned => join.abort(),
+            // It finished already: `join` is dropped (after unlocking).
+            Stage::Running | Stage::Gone => return,
         }
-        Task { shared }
+        control.stage = Stage::Running;
+        control.abort = Some(join);
     }
 }
 
@@ -516,7 +588,7 @@ impl<T: Send + 'static> Task<T> {
 impl<T: Send + 'static> Task<T> {
     pub fn model_pending() -> Task<T> {
         Task {
-            shared: Arc::new(Shared::new(None, Settle::None)),
+            shared: Arc::new(Shared::new(None, None)),
         }
     }
 
@@ -580,9 +652,7 @@ impl<T> Task<T> {
             Some(Err(f)) => Err(f.clone().into()),
             Some(Ok(())) => match &lock(&self.shared.control).output {
                 Output::Ready(v) => Ok(v.clone()),
-                Output::Pending | Output::Taken | Output::Failed(_) => {
-                    Err(StatusError::Error(Error::new(OutputTaken)))
-                }
+                Output::Pending | Output::Taken => Err(StatusError::Error(Error::new(OutputTaken))),
             },
         }
     }
@@ -907,5 +977,37 @@ impl<T: Send + 'static> IntoFuture for &Task<T> {
     type IntoFuture = TaskJoin<T>;
     fn into_future(self) -> TaskJoin<T> {
         self.join()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A task's shared state is its memory per pending task (beside tokio's own cell):
+    /// keep it from growing unnoticed.
+    #[test]
+    fn shared_state_stays_small() {
+        let size = std::mem::size_of::<Shared<()>>();
+        assert!(size <= 120, "Shared<()> is {size} bytes");
+    }
+
+    /// The body is the future plus one pointer: tokio's cell grows in steps of 128 bytes.
+    #[test]
+    fn the_body_is_the_future_plus_a_pointer() {
+        let i = 5usize;
+        let fut = async move {
+            std::hint::black_box(i);
+        };
+        let fut_size = std::mem::size_of_val(&fut);
+        let body = Body {
+            running: Some(Running {
+                fut: AssertUnwindSafe(fut).catch_unwind(),
+                guard: Guard {
+                    shared: Arc::new(Shared::<()>::new(None, None)),
+                },
+            }),
+        };
+        assert_eq!(std::mem::size_of_val(&body), fut_size + 8);
     }
 }

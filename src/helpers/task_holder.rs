@@ -96,9 +96,9 @@
 //! dropped by the runtime; nothing waits for that.
 //!
 //! # Memory
-//! Finished tasks are released as they finish (a done hook on each removes it), so a
-//! holder that lives for hours and runs millions of short tasks holds only the pending
-//! ones. Tokio's `JoinSet` keeps every finished task until it is joined; a
+//! Finished tasks are released as they finish (each task's link to the holder removes
+//! it), so a holder that lives for hours and runs millions of short tasks holds only the
+//! pending ones. Tokio's `JoinSet` keeps every finished task until it is joined; a
 //! [`joinable`](TaskHolderBuilder::joinable) holder does the same for
 //! [`join_next`](TaskHolderHandle::join_next).
 //!
@@ -130,8 +130,8 @@ use super::ctx::{Ctx, CtxGuard, FailureReporter};
 use super::debug::{HOLDERS, Live};
 use super::error::{BoxError, Error, Failure};
 use super::protocols::CallbackHandle;
-use super::task::{AnyTask, Task, TaskId};
-use crate::sync::{Arc, AtomicUsize, Mutex, Weak, lock};
+use super::task::{AnyTask, Link, SETTLED, Task, TaskId};
+use crate::sync::{Arc, AtomicUsize, Mutex, lock};
 use held::Held;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
 
@@ -202,15 +202,14 @@ impl TaskHolderBuilder {
     pub fn build(self) -> TaskHolder {
         let guard = self.ctx.child(self.name).drop_guard();
         let ctx = guard.ctx().clone();
-        let inner = Arc::new_cyclic(|weak| Inner {
-            state: Mutex::new(State {
-                joined: self.joinable.then(VecDeque::new),
-                ..State::default()
-            }),
+        let inner = Arc::new(Inner {
             limit: self.limit.map(|n| Arc::new(Semaphore::new(n))),
             runtime: ctx.runtime(),
             tracker: Arc::new(Tracker {
-                inner: weak.clone(),
+                state: Mutex::new(State {
+                    joined: self.joinable.then(VecDeque::new),
+                    ..State::default()
+                }),
                 report: ctx.failure_reporter(),
                 unsettled: AtomicUsize::new(0),
                 empty: Notify::new(),
@@ -267,11 +266,10 @@ struct State {
 }
 
 struct Inner {
-    state: Mutex<State>,
     limit: Option<Arc<Semaphore>>,
     /// The context's runtime, looked up once (`None`: the current one).
     runtime: Option<Handle>,
-    /// Every held task's hooks (shared, so no allocation per task).
+    /// The held tasks, and every held task's link (shared, so no allocation per task).
     tracker: Arc<Tracker>,
     ctx: Ctx,
     _live: Live<HOLDERS>,
@@ -281,7 +279,7 @@ impl Drop for Inner {
     fn drop(&mut self) {
         // The last handle went away with tasks still held (their hooks only hold a `Weak`).
         // Dropping a task handle may drop its output: user code, one at a time, caught.
-        let state = std::mem::take(&mut *lock(&self.state));
+        let state = std::mem::take(&mut *lock(&self.tracker.state));
         let mut tasks = state.tasks.tasks();
         tasks.extend(state.joined.into_iter().flatten());
         drop(state.tasks);
@@ -291,18 +289,23 @@ impl Drop for Inner {
     }
 }
 
-/// What a held task's hooks do, by key. Bit 0: log a failure (the reporter of a task
-/// spawned without `_silent`, run first as if registered first). Bit 1: release the held
-/// entry whose sequence number is `key >> 3`. Bit 2 (a settle hook, run after every done
-/// callback of the task): count the task as settled.
+/// The held tasks, and what a held task's link (or hooks, for `add_task`) does, by key.
+/// Bit 0: log a failure (the reporter of a task spawned without `_silent`, run first as
+/// if registered first). Bit 1: release the held entry whose sequence number is
+/// `key >> 3`. [`SETTLED`] (told after every done callback of the task): count the task
+/// as settled.
+///
+/// The state lives here rather than in `Inner` so that a task's link reaches it without
+/// upgrading a `Weak` per task; once the holder is gone it is empty, and a release finds
+/// nothing to remove.
 struct Tracker {
-    inner: Weak<Inner>,
+    state: Mutex<State>,
     report: FailureReporter,
     /// Tracked tasks whose done callbacks have not all run yet. Finishing waits for this
     /// to reach zero, not merely for the held tasks to be released: a done callback may
-    /// add work. Raised before the holder spawns a task (whose settle hook is registered
-    /// from the start, so it cannot settle before it is counted), or under the state lock
-    /// by `add_task` while the holder is open; lowered by each settle, lock-free. A task
+    /// add work. Raised before the holder makes a task (whose link is set from the
+    /// start, so it cannot settle before it is counted), or under the state lock by
+    /// `add_task` while the holder is open; lowered by each settle, lock-free. A task
     /// counted while `finish` closes the holder is rejected and settles as it ends.
     unsettled: AtomicUsize,
     /// Notified when the last tracked task settles.
@@ -313,23 +316,21 @@ struct Tracker {
 
 const REPORT: u64 = 1;
 const HELD: u64 = 2;
-const SETTLE: u64 = 4;
 const SHIFT: u32 = 3;
 
 impl DoneHook for Tracker {
     fn on_done(&self, key: u64, failure: Option<&Failure>) {
-        if key & REPORT != 0 {
+        if key & SETTLED != 0 {
+            self.settle();
+            return;
+        }
+        if key & REPORT != 0 && failure.is_some() {
             // The context's logger is user code: a panic in it must not skip the release
-            // and settle below (finish would wait for ever).
+            // below (and the task's settle after it; finish would wait for ever).
             run_caught("task holder failure report", || self.report.report(failure));
         }
-        if key & HELD != 0
-            && let Some(inner) = self.inner.upgrade()
-        {
-            inner.release(key >> SHIFT);
-        }
-        if key & SETTLE != 0 {
-            self.settle();
+        if key & HELD != 0 {
+            self.release(key >> SHIFT);
         }
     }
 }
@@ -342,95 +343,6 @@ impl Tracker {
             self.empty.notify_waiters();
             self.joinable.notify_waiters();
         }
-    }
-}
-
-impl Inner {
-    /// Holds `task` until it finishes (logging its failure if `report`); cancels it
-    /// instead when the holder is closed.
-    fn track<T: Send + 'static>(&self, task: &Task<T>, abortable: bool, report: bool) {
-        self.track_settled(task, abortable, report, false);
-    }
-
-    /// `track` for a task whose settle hook was registered when it was spawned
-    /// (`settled_from_start`): it was counted as unsettled before it was spawned (so it
-    /// cannot settle before it is counted), and it settles once in any case, rejected too.
-    fn track_settled<T: Send + 'static>(
-        &self,
-        task: &Task<T>,
-        abortable: bool,
-        report: bool,
-        settled_from_start: bool,
-    ) {
-        let report = if report { REPORT } else { 0 };
-        let seq = {
-            let mut st = lock(&self.state);
-            if st.closed {
-                drop(st);
-                task.cancel();
-                if report != 0 {
-                    // It may have failed before it could be cancelled.
-                    task.add_done_hook(self.tracker.clone(), report);
-                }
-                return;
-            }
-            if !settled_from_start {
-                self.tracker.unsettled.fetch_add(1, Relaxed);
-            }
-            st.tasks.insert(task.erased(), task.id(), abortable)
-        };
-        // Registered after inserting: a task that already finished releases itself now.
-        task.add_done_hook(self.tracker.clone(), seq << SHIFT | HELD | report);
-        // Settled once its done callbacks (the user's too) have run, or now if they have.
-        if !settled_from_start && !task.add_settle_hook(self.tracker.clone(), SETTLE) {
-            self.tracker.settle();
-        }
-    }
-
-    /// Spawns `fut` on the holder's context's runtime (else the current one), waiting for
-    /// its turn under the limit. Failures are reported by `track`, not here.
-    ///
-    /// # Panics
-    /// Without a runtime.
-    #[track_caller]
-    fn spawn<T, F>(&self, name: Option<&str>, fut: F) -> Task<T>
-    where
-        T: Send + 'static,
-        F: Future<Output = T> + Send + 'static,
-    {
-        let handle = self.runtime.as_ref();
-        let counted = self.count_unsettled();
-        let settle = (self.tracker.clone() as Arc<dyn DoneHook>, SETTLE);
-        let task = match &self.limit {
-            None => Task::spawn_maybe_on(name, fut, handle, settle),
-            Some(limit) => Task::spawn_maybe_on(name, limited(limit.clone(), fut), handle, settle),
-        };
-        std::mem::forget(counted); // the task's settle hook uncounts it
-        task
-    }
-
-    /// Spawns a `!Send` future on the current `LocalSet`, under the limit.
-    #[track_caller]
-    fn spawn_local<T, F>(&self, fut: F) -> Task<T>
-    where
-        T: Send + 'static,
-        F: Future<Output = T> + 'static,
-    {
-        let counted = self.count_unsettled();
-        let settle = (self.tracker.clone() as Arc<dyn DoneHook>, SETTLE);
-        let task = match &self.limit {
-            None => Task::spawn_local_settled(fut, settle),
-            Some(limit) => Task::spawn_local_settled(limited(limit.clone(), fut), settle),
-        };
-        std::mem::forget(counted); // the task's settle hook uncounts it
-        task
-    }
-
-    /// Counts a task about to be spawned as unsettled; uncounts it if the spawn panics
-    /// (no runtime), unless forgotten.
-    fn count_unsettled(&self) -> Counted<'_> {
-        self.tracker.unsettled.fetch_add(1, Relaxed);
-        Counted(&self.tracker)
     }
 
     /// A held task finished: it is no longer pending (already inside its callbacks).
@@ -447,10 +359,95 @@ impl Inner {
             }
         };
         if removed.is_none() {
-            self.tracker.joinable.notify_waiters();
+            self.joinable.notify_waiters();
         }
         // The handle is released outside the lock; it may drop the task's output.
         drop(removed);
+    }
+}
+
+impl Inner {
+    /// Holds `task`, spawned elsewhere, until it finishes; cancels it instead when the
+    /// holder is closed.
+    fn track<T: Send + 'static>(&self, task: &Task<T>) {
+        let seq = {
+            let mut st = lock(&self.tracker.state);
+            if st.closed {
+                drop(st);
+                task.cancel();
+                return;
+            }
+            self.tracker.unsettled.fetch_add(1, Relaxed);
+            st.tasks.insert(task.erased(), task.id(), true)
+        };
+        // Registered after inserting: a task that already finished releases itself now.
+        task.add_done_hook(self.tracker.clone(), seq << SHIFT | HELD);
+        // Settled once its done callbacks (the user's too) have run, or now if they have.
+        if !task.add_settle_hook(self.tracker.clone(), SETTLED) {
+            self.tracker.settle();
+        }
+    }
+
+    /// A task not spawned yet, linked to the holder and held (made before it is spawned,
+    /// so it cannot finish before it is held: one state lock, no callback to register);
+    /// on a closed holder, cancelled (aborted as soon as it is spawned) and not held.
+    /// Either way it is counted as unsettled until it ends, and must be launched.
+    fn hold<T: Send + 'static>(
+        &self,
+        name: Option<&str>,
+        abortable: bool,
+        report: bool,
+    ) -> Task<T> {
+        let report = if report { REPORT } else { 0 };
+        let hook = self.tracker.clone() as Arc<dyn DoneHook>;
+        // Counted before it can settle: it settles once, however it ends.
+        self.tracker.unsettled.fetch_add(1, Relaxed);
+        let mut st = lock(&self.tracker.state);
+        if st.closed {
+            drop(st);
+            let task = Task::unspawned(name, Link { hook, key: report });
+            task.cancel();
+            return task;
+        }
+        let key = st.tasks.next_seq() << SHIFT | HELD | report;
+        let task = Task::unspawned(name, Link { hook, key });
+        st.tasks.insert(task.erased(), task.id(), abortable);
+        task
+    }
+
+    /// Makes a held task and spawns `fut` as its future on the holder's context's
+    /// runtime (else the current one), waiting for its turn under the limit.
+    ///
+    /// # Panics
+    /// Without a runtime (the task is then finished as cancelled and released).
+    #[track_caller]
+    fn spawn<T, F>(&self, name: Option<&str>, fut: F, abortable: bool, report: bool) -> Task<T>
+    where
+        T: Send + 'static,
+        F: Future<Output = T> + Send + 'static,
+    {
+        let task = self.hold(name, abortable, report);
+        let handle = self.runtime.as_ref();
+        match &self.limit {
+            None => task.launch(fut, handle),
+            Some(limit) => task.launch(limited(limit.clone(), fut), handle),
+        }
+        task
+    }
+
+    /// Spawns a `!Send` future as a held task on the current `LocalSet`, under the limit.
+    #[track_caller]
+    fn spawn_local<T, F>(&self, fut: F, report: bool) -> Task<T>
+    where
+        T: Send + 'static,
+        F: Future<Output = T> + 'static,
+    {
+        let task = self.hold(None, true, report);
+        match &self.limit {
+            None => task.launch_local(fut),
+            Some(limit) => task.launch_local(limited(limit.clone(), fut)),
+        }
+        task
     }
 
     /// Cancels the holder's context (scoped work sees it and returns) and aborts the
@@ -463,7 +460,7 @@ impl Inner {
     /// Closes the holder and aborts every held plain task (outside the lock).
     fn abort_plain(&self) {
         let tasks: Vec<AnyTask> = {
-            let mut st = lock(&self.state);
+            let mut st = lock(&self.tracker.state);
             st.closed = true;
             st.tasks.abortable()
         };
@@ -476,8 +473,9 @@ impl Inner {
 
     /// Closes the holder if every tracked task has settled.
     fn try_close(&self) -> bool {
-        let mut st = lock(&self.state);
-        // Under the state lock: a task counted after this check is rejected by `track`.
+        let mut st = lock(&self.tracker.state);
+        // Under the state lock: a task counted after this check is rejected by `hold`
+        // and `track`.
         let idle = self.tracker.unsettled.load(Acquire) == 0;
         if idle {
             st.closed = true;
@@ -498,15 +496,6 @@ impl Inner {
             }
             notified.await;
         }
-    }
-}
-
-/// One unsettled count held by a spawn in progress; see `Inner::count_unsettled`.
-struct Counted<'a>(&'a Tracker);
-
-impl Drop for Counted<'_> {
-    fn drop(&mut self) {
-        self.0.settle();
     }
 }
 
@@ -541,19 +530,18 @@ impl TaskHolderHandle {
     /// Errors and panics are logged through the holder's context (the seed's default);
     /// [`spawn_silent`](Self::spawn_silent) does not log them. With a
     /// [limit](TaskHolderBuilder::limit) the future waits for its turn before it starts.
-    /// On a finished or cancelled holder the task is cancelled at once and not held.
+    /// On a finished or cancelled holder the task is cancelled at once and not held (its
+    /// future is never polled).
     ///
     /// # Panics
-    /// Without a tokio runtime (the context's or the current one).
+    /// Without a tokio runtime (the context's or the current one); nothing stays held.
     #[track_caller]
     pub fn spawn<T, F>(&self, fut: F) -> Task<T>
     where
         T: Send + 'static,
         F: Future<Output = T> + Send + 'static,
     {
-        let task = self.inner.spawn(None, fut);
-        self.inner.track_settled(&task, true, true, true);
-        task
+        self.inner.spawn(None, fut, true, true)
     }
 
     /// Like [`spawn`](Self::spawn), but failures are not logged (the seed's
@@ -567,9 +555,7 @@ impl TaskHolderHandle {
         T: Send + 'static,
         F: Future<Output = T> + Send + 'static,
     {
-        let task = self.inner.spawn(None, fut);
-        self.inner.track_settled(&task, true, false, true);
-        task
+        self.inner.spawn(None, fut, true, false)
     }
 
     /// Spawns a `!Send` future as a held task on the current
@@ -584,9 +570,7 @@ impl TaskHolderHandle {
         T: Send + 'static,
         F: Future<Output = T> + 'static,
     {
-        let task = self.inner.spawn_local(fut);
-        self.inner.track_settled(&task, true, true, true);
-        task
+        self.inner.spawn_local(fut, true)
     }
 
     /// Like [`spawn_local`](Self::spawn_local), but failures are not logged.
@@ -599,9 +583,7 @@ impl TaskHolderHandle {
         T: Send + 'static,
         F: Future<Output = T> + 'static,
     {
-        let task = self.inner.spawn_local(fut);
-        self.inner.track_settled(&task, true, false, true);
-        task
+        self.inner.spawn_local(fut, false)
     }
 
     /// Spawns `work(ctx)` as a held task named `name`, where `ctx` is a child of the
@@ -656,9 +638,9 @@ impl TaskHolderHandle {
         if self.is_closed() {
             // Do not even start it: it would run on a context that is already done.
             drop(work);
-            let task = self.inner.spawn(Some(&name), std::future::pending::<T>());
-            self.inner.track_settled(&task, true, report, true);
-            return task;
+            return self
+                .inner
+                .spawn(Some(&name), std::future::pending::<T>(), true, report);
         }
         let guard = self.inner.ctx.child(name.clone()).drop_guard();
         let fut = work(guard.ctx().clone());
@@ -666,22 +648,20 @@ impl TaskHolderHandle {
             let _guard = guard; // cancels the task's context when the task ends
             fut.await
         };
-        let task = self.inner.spawn(Some(&name), fut);
-        self.inner.track_settled(&task, false, report, true);
-        task
+        self.inner.spawn(Some(&name), fut, false, report)
     }
 
     /// Holds a task spawned elsewhere until it finishes, and returns it (the seed's
     /// `add_task`). Its failures are not logged by the holder.
     pub fn add_task<T: Send + 'static>(&self, task: Task<T>) -> Task<T> {
-        self.inner.track(&task, true, false);
+        self.inner.track(&task);
         task
     }
 
     /// How many held tasks have not finished. Already 0 inside the done callbacks of
     /// the last one.
     pub fn pending(&self) -> usize {
-        lock(&self.inner.state).tasks.len()
+        lock(&self.inner.tracker.state).tasks.len()
     }
 
     /// Whether `task` is held: true for a pending task added here (spawned here or given
@@ -692,12 +672,12 @@ impl TaskHolderHandle {
 
     /// Whether the task with this id is held.
     pub fn contains_id(&self, id: TaskId) -> bool {
-        lock(&self.inner.state).tasks.contains(id)
+        lock(&self.inner.tracker.state).tasks.contains(id)
     }
 
     /// The held tasks, in the order they were added, as type-erased handles (a snapshot).
     pub fn iter(&self) -> std::vec::IntoIter<AnyTask> {
-        lock(&self.inner.state).tasks.tasks().into_iter()
+        lock(&self.inner.tracker.state).tasks.tasks().into_iter()
     }
 
     /// The next finished task, in completion order, as `JoinSet::join_next` gives it;
@@ -715,7 +695,7 @@ impl TaskHolderHandle {
             tokio::pin!(notified);
             notified.as_mut().enable();
             {
-                let mut st = lock(&self.inner.state);
+                let mut st = lock(&self.inner.tracker.state);
                 let idle = st.tasks.is_empty() && self.inner.tracker.unsettled.load(Acquire) == 0;
                 let joined = st.joined.as_mut()?;
                 if let Some(task) = joined.pop_front() {
@@ -736,7 +716,7 @@ impl TaskHolderHandle {
 
     /// Whether the holder takes no new work (finished, dropped, or its context is done).
     pub fn is_closed(&self) -> bool {
-        lock(&self.inner.state).closed
+        lock(&self.inner.tracker.state).closed
     }
 }
 

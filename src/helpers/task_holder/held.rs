@@ -16,13 +16,24 @@ use std::collections::VecDeque;
 
 use crate::helpers::task::{AnyTask, TaskId};
 
+/// 32 bytes: the entries are the holder's memory per pending task.
 struct Entry {
+    /// The sequence number, and [`ABORTABLE`] (false for scoped work, which watches the
+    /// holder's context instead).
     seq: u64,
     id: TaskId,
     /// `None` once released (a tombstone keeps `seq` and `id` so both stay sorted).
     task: Option<AnyTask>,
-    /// False for `add_scoped` work, which watches the holder's context instead.
-    abortable: bool,
+}
+
+/// The bit of `Entry::seq` that marks a task the holder may abort (sequence numbers stay
+/// below it: a holder adding a task per nanosecond would take 290 years to reach it).
+const ABORTABLE: u64 = 1 << 63;
+
+impl Entry {
+    fn seq(&self) -> u64 {
+        self.seq & !ABORTABLE
+    }
 }
 
 /// The held tasks; see the module docs.
@@ -46,6 +57,11 @@ impl Default for Held {
 }
 
 impl Held {
+    /// The sequence number the next `insert` returns.
+    pub(super) fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
     /// Holds `task`; returns the sequence number to release it by.
     pub(super) fn insert(&mut self, task: AnyTask, id: TaskId, abortable: bool) -> u64 {
         let seq = self.next_seq;
@@ -53,11 +69,11 @@ impl Held {
         if self.entries.back().is_some_and(|last| last.id >= id) {
             self.ids_sorted = false;
         }
+        let flag = if abortable { ABORTABLE } else { 0 };
         self.entries.push_back(Entry {
-            seq,
+            seq: seq | flag,
             id,
             task: Some(task),
-            abortable,
         });
         self.live += 1;
         seq
@@ -65,19 +81,24 @@ impl Held {
 
     /// Releases the entry added under `seq`; `None` if it was already released.
     pub(super) fn remove(&mut self, seq: u64) -> Option<AnyTask> {
-        let front = self.entries.front()?.seq;
+        let front = self.entries.front()?.seq();
         if front == seq {
             // Released in the order added, the common case: the entry goes at once (the
             // front entry is never a tombstone, those are popped as they appear).
             let task = self.entries.pop_front()?.task?;
             self.live -= 1;
-            self.trim();
+            // Popping a live front entry adds no tombstone: only a tombstone now at the
+            // front, an empty deque or a mostly unused buffer needs `trim`.
+            let front_is_live = self.entries.front().is_some_and(|e| e.task.is_some());
+            if !front_is_live || self.entries.capacity() > 4 * self.entries.len().max(16) {
+                self.trim();
+            }
             return Some(task);
         }
         let hint = usize::try_from(seq.checked_sub(front)?).ok()?;
         let i = match self.entries.get(hint) {
-            Some(e) if e.seq == seq => hint,
-            _ => self.entries.binary_search_by_key(&seq, |e| e.seq).ok()?,
+            Some(e) if e.seq() == seq => hint,
+            _ => self.entries.binary_search_by_key(&seq, Entry::seq).ok()?,
         };
         let task = self.entries[i].task.take()?;
         self.live -= 1;
@@ -137,7 +158,7 @@ impl Held {
 
     /// The held tasks the holder may abort, in insertion order.
     pub(super) fn abortable(&self) -> Vec<AnyTask> {
-        let entries = self.entries.iter().filter(|e| e.abortable);
+        let entries = self.entries.iter().filter(|e| e.seq & ABORTABLE != 0);
         entries.filter_map(|e| e.task.clone()).collect()
     }
 }
@@ -146,6 +167,11 @@ impl Held {
 mod tests {
     use super::*;
     use crate::helpers::task::Task;
+
+    #[test]
+    fn an_entry_is_four_words() {
+        assert_eq!(std::mem::size_of::<Entry>(), 32);
+    }
 
     #[tokio::test]
     async fn keeps_order_finds_by_id_and_compacts() {
