@@ -33,7 +33,7 @@ use tokio::runtime::Handle;
 
 use super::feed::{Feed, FeedFn, FeedFuture};
 use super::result::{QueueInput, QueueManagerResult, SourceId, Sources};
-use super::sources::{self, Body, PendingSource, Polled, Schedule, StreamSource, future};
+use super::sources::{self, Body, PendingSource, Polled, Schedule, Stopping, StreamSource, future};
 use crate::helpers::debug::{Live, MANAGERS};
 use crate::helpers::error::{Error, Failure};
 use crate::helpers::protocols::WaitByCallback;
@@ -128,6 +128,13 @@ pub(crate) struct State<V, C> {
     this: Weak<dyn Schedule>,
     /// The streamer is gone: nothing will take entries, new sources are dropped unrun.
     closed: bool,
+    /// Generator sources the stop ended, to stop as `stop_async_generator` does (by
+    /// `close()`, or by the consumer before the stream ends); dropped with the streamer
+    /// unless `keep_generators`.
+    stopping: Stopping<V>,
+    /// The scoped form will close the manager after its body: a streamer dropped in the
+    /// body leaves its generator sources in `stopping` for that close to stop.
+    keep_generators: bool,
 }
 
 /// Work to do after the lock is released (invariant 4).
@@ -233,6 +240,8 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Shared<V, C> {
                     cut_short: Vec::new(),
                     this: this.clone(),
                     closed: false,
+                    stopping: Stopping::default(),
+                    keep_generators: false,
                 }),
                 make_empty,
                 runtime,
@@ -394,6 +403,27 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Shared<V, C> {
         }
         st.queue = kept;
         results
+    }
+
+    /// The generator sources the stop ended, to stop.
+    pub(crate) fn take_stopping(&self) -> Stopping<V> {
+        std::mem::take(&mut self.lock().stopping)
+    }
+
+    /// `close()`: ends every generator source still live (the stop ended the others) as
+    /// the stop ends a source, and takes all of them to stop.
+    pub(crate) fn take_generators(&self) -> Stopping<V> {
+        self.with_state(|st, d| {
+            st.keep_generators = false;
+            st.end_generators(d);
+            std::mem::take(&mut st.stopping)
+        })
+    }
+
+    /// Whether a streamer dropped now leaves its generator sources for a close to come
+    /// (the scoped form), or drops them.
+    pub(crate) fn keep_generators(&self, keep: bool) {
+        self.lock().keep_generators = keep;
     }
 
     /// Tasks the stop cancelled that may still be running.
@@ -590,19 +620,67 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Schedule for Shared<V,
 }
 
 impl<V, C> Shared<V, C> {
+    /// The scoped form will not close after all: drops the generator sources kept.
+    pub(crate) fn drop_kept_generators(&self) {
+        let kept = {
+            let mut st = lock(&self.state);
+            st.keep_generators = false;
+            std::mem::take(&mut st.stopping)
+        };
+        drop(kept);
+    }
+
+    /// The streamer is dropped: drops everything (`clear`), except the generator sources
+    /// (`stopping`, and the live ones) when a close is to come (`keep_generators`).
+    pub(crate) fn dropped(&self, stopping: Stopping<V>) {
+        let dropped = {
+            let mut st = lock(&self.state);
+            if st.keep_generators {
+                let failure = st.stopped.clone().unwrap_or(Failure::Cancelled);
+                let mut live: Vec<(u64, usize)> = st
+                    .sources
+                    .iter()
+                    .filter(|(_, s)| matches!(&s.body, Some(Body::Stream(b)) if b.is_generator()))
+                    .map(|(key, s)| (s.number, key))
+                    .collect();
+                live.sort_unstable();
+                for (_, key) in live {
+                    // Out of the table (the rest of the source is dropped by `clear`).
+                    if let Some(Body::Stream(b)) = st.sources[key].body.take() {
+                        st.stopping.push(b.into_stream(), failure.clone());
+                    }
+                }
+                st.stopping.append(stopping);
+                None
+            } else {
+                Some(stopping)
+            }
+        };
+        drop(dropped);
+        self.clear();
+    }
+
     /// Drops everything the manager holds (the streamer is gone): each piece on its own,
     /// so a panicking `Drop` does not keep the others.
     pub(crate) fn clear(&self) {
-        let (queue, sources, woken) = {
+        let (queue, sources, woken, stopping) = {
             let mut st = lock(&self.state);
             st.closed = true;
+            let stopping = if st.keep_generators {
+                Stopping::default()
+            } else {
+                std::mem::take(&mut st.stopping)
+            };
             (
                 std::mem::take(&mut st.queue),
                 std::mem::take(&mut st.sources),
                 std::mem::take(&mut st.woken),
+                stopping,
             )
         };
         drop(woken);
+        // Each on its own (`Stopping`'s `Drop`): sync cleanup only, there is no async drop.
+        drop(stopping);
         for e in queue {
             caught(move || drop(e));
         }
@@ -744,6 +822,21 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
         }
     }
 
+    /// Ends the live generator sources as the stop ends a source (kept in `stopping`).
+    fn end_generators(&mut self, d: &mut Deferred<V>) {
+        let failure = self.stopped.clone().unwrap_or(Failure::Cancelled);
+        let mut live: Vec<(u64, usize)> = self
+            .sources
+            .iter()
+            .filter(|(_, s)| matches!(&s.body, Some(Body::Stream(b)) if b.is_generator()))
+            .map(|(key, s)| (s.number, key))
+            .collect();
+        live.sort_unstable();
+        for (number, key) in live {
+            self.end_cut_short(key, number, failure.clone(), d);
+        }
+    }
+
     /// Takes the `Step` entry of the source at `(key, number)`: its body for the
     /// consumer to step, or its end when the manager stopped; `None` when the entry is
     /// stale.
@@ -764,14 +857,23 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
 
     /// Ends an iterator or stream because the manager stopped: `IterationStop` with the
     /// stop's failure at the back, and the source is reported as cut short.
+    ///
+    /// A generator source is kept to be stopped as `stop_async_generator` does (throw
+    /// `failure` in, let it clean up), not dropped.
     fn end_cut_short(&mut self, key: usize, number: u64, failure: Failure, d: &mut Deferred<V>) {
-        if let Some(s) = self.remove(key, number, d) {
+        if let Some(mut s) = self.remove(key, number, d) {
             self.cut_short.push((s.chain.clone(), s.context.clone()));
             self.push(Raw::IterationStop {
                 sources: s.chain.clone(),
-                error: Some(failure),
+                error: Some(failure.clone()),
                 context: s.context.clone(),
             });
+            match s.body.take() {
+                Some(Body::Stream(b)) if b.is_generator() => {
+                    self.stopping.push(b.into_stream(), failure);
+                }
+                body => d.trash(body),
+            }
             d.trash(s);
         }
     }

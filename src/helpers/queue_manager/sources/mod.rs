@@ -14,7 +14,7 @@ pub(crate) mod task;
 use super::feed::{Feed, FeedIter};
 use crate::helpers::error::{Error, Failure};
 use crate::helpers::task::AnyTask;
-pub(crate) use stream::{Schedule, StreamSource};
+pub(crate) use stream::{Schedule, Stopping, StreamSource};
 pub(crate) use task::PendingSource;
 
 /// One live source in the manager's table.
