@@ -640,14 +640,15 @@ impl<V, C> Shared<V, C> {
                 let mut live: Vec<(u64, usize)> = st
                     .sources
                     .iter()
-                    .filter(|(_, s)| matches!(&s.body, Some(Body::Stream(b)) if b.is_generator()))
+                    .filter(|(_, s)| s.body.as_ref().is_some_and(Body::is_generator))
                     .map(|(key, s)| (s.number, key))
                     .collect();
                 live.sort_unstable();
                 for (_, key) in live {
                     // Out of the table (the rest of the source is dropped by `clear`).
-                    if let Some(Body::Stream(b)) = st.sources[key].body.take() {
-                        st.stopping.push(b.into_stream(), failure.clone());
+                    if let Some(Ok(stream)) = st.sources[key].body.take().map(Body::into_generator)
+                    {
+                        st.stopping.push(stream, failure.clone());
                     }
                 }
                 st.stopping.append(stopping);
@@ -828,7 +829,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
         let mut live: Vec<(u64, usize)> = self
             .sources
             .iter()
-            .filter(|(_, s)| matches!(&s.body, Some(Body::Stream(b)) if b.is_generator()))
+            .filter(|(_, s)| s.body.as_ref().is_some_and(Body::is_generator))
             .map(|(key, s)| (s.number, key))
             .collect();
         live.sort_unstable();
@@ -868,11 +869,10 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
                 error: Some(failure.clone()),
                 context: s.context.clone(),
             });
-            match s.body.take() {
-                Some(Body::Stream(b)) if b.is_generator() => {
-                    self.stopping.push(b.into_stream(), failure);
-                }
-                body => d.trash(body),
+            match s.body.take().map(Body::into_generator) {
+                Some(Ok(stream)) => self.stopping.push(stream, failure),
+                Some(Err(body)) => d.trash(body),
+                None => {}
             }
             d.trash(s);
         }
@@ -1015,7 +1015,8 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
             }
             Feed::Stream(s) => {
                 let key = self.sources.vacant_key();
-                let body = Body::Stream(StreamSource::new(s, self.this.clone(), key, id.number()));
+                let body =
+                    Body::NewStream(StreamSource::new(s, self.this.clone(), key, id.number()));
                 self.insert(id, chain, ctx, body, Turn::Queued);
                 self.queue.push_back(Entry::Step(key, id.number()));
             }

@@ -46,11 +46,6 @@ impl Wake for SourceWaker {
 pub(crate) struct StreamSource<V> {
     stream: FeedStream<V>,
     waker: Waker,
-    /// Whether it was polled yet: its first poll tells whether it is a generator.
-    probed: bool,
-    /// An `hp::AsyncGenerator` (or `TryGenerator`), maybe behind adapters: the manager's
-    /// stop stops it as `stop_async_generator` does instead of dropping it.
-    generator: bool,
 }
 
 impl<V> StreamSource<V> {
@@ -65,17 +60,7 @@ impl<V> StreamSource<V> {
             key,
             number,
         }));
-        StreamSource {
-            stream,
-            waker,
-            probed: false,
-            generator: false,
-        }
-    }
-
-    /// Whether the stream is a generator to stop rather than drop.
-    pub(crate) fn is_generator(&self) -> bool {
-        self.generator
+        StreamSource { stream, waker }
     }
 
     /// The stream, to stop.
@@ -83,20 +68,28 @@ impl<V> StreamSource<V> {
         self.stream
     }
 
-    /// Polls once; a panic fails the iteration. The first poll finds out whether the
-    /// stream is a generator (see `generator::probe`).
+    /// Polls once; a panic fails the iteration.
     pub(crate) fn poll(&mut self) -> Polled<V> {
         let mut cx = Context::from_waker(&self.waker);
         let stream = &mut self.stream;
-        let mut poll = || catch_unwind(AssertUnwindSafe(|| stream.as_mut().poll_next(&mut cx)));
-        let polled = if self.probed {
-            poll()
-        } else {
-            self.probed = true;
-            let (polled, probe) = probe::poll_as_source(None, poll);
-            self.generator = probe.generators > 0;
-            polled
-        };
+        Self::sort(catch_unwind(AssertUnwindSafe(|| {
+            stream.as_mut().poll_next(&mut cx)
+        })))
+    }
+
+    /// The first poll: also finds out whether the stream is a generator (see
+    /// `generator::probe`).
+    pub(crate) fn poll_first(&mut self) -> (Polled<V>, bool) {
+        let mut cx = Context::from_waker(&self.waker);
+        let stream = &mut self.stream;
+        let (polled, probe) = probe::poll_as_source(None, || {
+            catch_unwind(AssertUnwindSafe(|| stream.as_mut().poll_next(&mut cx)))
+        });
+        (Self::sort(polled), probe.generators > 0)
+    }
+
+    #[inline]
+    fn sort(polled: std::thread::Result<Poll<Option<super::Feed<V>>>>) -> Polled<V> {
         match polled {
             Ok(Poll::Ready(Some(feed))) => Polled::from_feed(feed),
             Ok(Poll::Ready(None)) => Polled::End,
