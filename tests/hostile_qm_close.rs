@@ -484,3 +484,66 @@ async fn a_thousand_generators_are_all_stopped() {
         assert_eq!(got[3 * i], format!("{name} thrown cancelled"));
     }
 }
+
+/// A cleanup that calls back into the manager (adds a value and a generator, reads
+/// `live_sources`) while `close()` stops it: no lock is held, nothing deadlocks; what
+/// it adds after the close is dropped unrun.
+#[tokio::test(start_paused = true)]
+async fn a_cleanup_calling_back_into_the_manager_does_not_deadlock() {
+    let ctx = hp::Ctx::beginning("t");
+    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let log = log();
+    let (l, f2, l2) = (log.clone(), f.clone(), log.clone());
+    f.add_async_generator(hp::AsyncGenerator::new(move |co: hp::Co<i32>| async move {
+        loop {
+            if let Err(e) = co.yield_(1).await {
+                f2.add_value(5);
+                f2.add_async_generator(generator("late", &l2, Cleanup::Sleep(1)));
+                l.lock()
+                    .unwrap()
+                    .push(format!("cleanup live {}", f2.live_sources()));
+                return Err::<(), _>(e);
+            }
+        }
+    }));
+    take(&mut s, 1).await;
+    timeout(Duration::from_secs(60), s.close())
+        .await
+        .expect("no deadlock");
+    // The late generator was never polled: its body never ran.
+    assert_eq!(seen(&log), ["cleanup live 0"]);
+}
+
+/// The context cancelled from another thread while the consumer iterates on a
+/// multi-thread runtime: every generator is stopped once, before the stream ends.
+#[test]
+fn a_context_cancel_from_another_thread_stops_generators_before_the_end() {
+    multi_thread(async {
+        for _ in 0..30 {
+            let ctx = hp::Ctx::beginning("t");
+            let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+            let log = log();
+            for name in ["g1", "g2", "g3"] {
+                f.add_async_generator(generator(name, &log, Cleanup::Sleep(1)));
+            }
+            let l = log.clone();
+            let consumer = tokio::spawn(async move {
+                let mut n = 0;
+                while s.next().await.is_some() {
+                    n += 1;
+                }
+                // Every cleanup ran before the stream ended.
+                assert_eq!(seen(&l).len(), 9, "{:?}", seen(&l));
+                n
+            });
+            sleep(Duration::from_millis(1)).await;
+            let c = ctx.clone();
+            std::thread::spawn(move || c.cancel()).join().unwrap();
+            assert!(consumer.await.unwrap() > 0);
+            let mut got = seen(&log);
+            got.sort();
+            got.dedup();
+            assert_eq!(got.len(), 9);
+        }
+    });
+}
