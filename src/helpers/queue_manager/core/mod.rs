@@ -52,8 +52,10 @@ pub(crate) enum Entry<V, C> {
     Result(Raw<V, C>),
     /// The next step of the iterator or stream at `(key, number)`.
     Step(usize, u64),
-    /// Extend a feed produced by the source of `Sources`.
-    Extend(Feed<V>, Sources, Ctxt<C>),
+    /// Extend a feed produced by the source of `Sources`. Boxed: a feed other than a
+    /// plain value (those are `ValueStep`) is rare per item, and unboxed it made every
+    /// entry 8 bytes bigger.
+    Extend(Box<(Feed<V>, Sources, Ctxt<C>)>),
     /// A plain value the iterator or stream at `(key, number)` produced, then that
     /// source's next step: the pair `Extend(Value)`, `Step` that a step producing a value
     /// queues, as one entry. Taking it does exactly what taking the two in a row does
@@ -776,16 +778,8 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
                         return next;
                     }
                 }
-                // The common case, without a call: a value becomes a Success at the back.
-                Some(Entry::Extend(Feed::Value(value), sources, context)) => {
-                    self.push(Raw::Success {
-                        sources,
-                        value,
-                        context,
-                    });
-                    continue;
-                }
-                Some(Entry::Extend(feed, chain, ctx)) => {
+                Some(Entry::Extend(extension)) => {
+                    let (feed, chain, ctx) = *extension;
                     // O(1) and adds at most one entry: no need to leave the lock.
                     self.extend(feed, chain, ctx, d);
                     continue;
@@ -900,7 +894,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
             Polled::Item(feed) => {
                 s.body = Some(body);
                 s.turn = Turn::Queued;
-                let entry = Entry::Extend(feed, s.chain.clone(), s.context.clone());
+                let entry = Entry::Extend(Box::new((feed, s.chain.clone(), s.context.clone())));
                 self.queue.push_back(entry);
                 self.queue.push_back(Entry::Step(key, number));
             }
