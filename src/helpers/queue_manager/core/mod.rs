@@ -1010,8 +1010,12 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
             }
             Feed::Stream(s) => {
                 let key = self.sources.vacant_key();
-                let body =
-                    Body::NewStream(StreamSource::new(s, self.this.clone(), key, id.number()));
+                let body = Body::NewStream(Box::new(StreamSource::new(
+                    s,
+                    self.this.clone(),
+                    key,
+                    id.number(),
+                )));
                 self.insert(id, chain, ctx, body, Turn::Queued);
                 self.queue.push_back(Entry::Step(key, id.number()));
             }

@@ -18,16 +18,19 @@ pub(crate) use stream::{Schedule, Stopping, StreamSource};
 pub(crate) use task::PendingSource;
 
 /// One live source in the manager's table.
+///
+/// A stream source (a stream and its waker, four words) is boxed, so that a body is
+/// three words: the consumer moves it out of the table and back for every step.
 pub(crate) enum Body<V> {
     /// A sync iterator or generator.
     Iter(FeedIter<V>),
     /// A stream never polled yet (its first poll tells whether it is a generator).
-    NewStream(StreamSource<V>),
+    NewStream(Box<StreamSource<V>>),
     /// A stream, polled with its own waker.
-    Stream(StreamSource<V>),
+    Stream(Box<StreamSource<V>>),
     /// An `hp::AsyncGenerator` (or `TryGenerator`), maybe behind adapters such as `map`:
     /// the manager's stop stops it as `stop_async_generator` does instead of dropping it.
-    Generator(StreamSource<V>),
+    Generator(Box<StreamSource<V>>),
     /// A running task (a spawned future or a user's task): taken once it is done.
     Task(Box<dyn PendingSource<V>>),
 }
@@ -80,7 +83,7 @@ impl<V> Body<V> {
     /// A generator stream source, to stop rather than drop.
     pub(crate) fn into_generator(self) -> Result<super::feed::FeedStream<V>, Self> {
         match self {
-            Body::Generator(s) => Ok(s.into_stream()),
+            Body::Generator(s) => Ok((*s).into_stream()),
             other => Err(other),
         }
     }
