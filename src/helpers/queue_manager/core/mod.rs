@@ -260,6 +260,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Shared<V, C> {
 
     /// Gives a raw result its context (user code: `C::clone`, `make_empty_context`;
     /// called with no lock held; a panic there reaches the consumer's poll).
+    #[inline]
     pub(crate) fn resolve(&self, raw: Raw<V, C>) -> QueueManagerResult<V, C> {
         let ctx = |c: Ctxt<C>| self.context(c);
         match raw {
@@ -756,20 +757,29 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
                 }
                 Some(Entry::ValueStep(value, key, number)) => {
                     // The extension: a `Success` at the back.
-                    match self.sources.get(key).filter(|s| s.number == number) {
-                        Some(s) => {
-                            let r = Raw::Success {
-                                sources: s.chain.clone(),
-                                value,
-                                context: s.context.clone(),
-                            };
-                            self.push(r);
-                        }
-                        // Not reached (see `Entry::ValueStep`); the value is user code to drop.
-                        None => d.trash(value),
-                    }
+                    let Some(s) = self.sources.get_mut(key).filter(|s| s.number == number)
+                    else {
+                        // Not reached (see `Entry::ValueStep`); the value is user code to
+                        // drop. Its step would be stale: nothing more to do.
+                        d.trash(value);
+                        continue;
+                    };
+                    self.queue.push_back(Entry::Result(Raw::Success {
+                        sources: s.chain.clone(),
+                        value,
+                        context: s.context.clone(),
+                    }));
                     // Then the step, as taking a `Step` entry next would: streams that
-                    // woke meanwhile come first.
+                    // woke meanwhile come first. The common case (none woke, the manager
+                    // runs) is `take_step`'s without looking the source up again.
+                    if self.woken.is_empty()
+                        && self.stopped.is_none()
+                        && s.turn == Turn::Queued
+                        && let Some(body) = s.body.take()
+                    {
+                        s.turn = Turn::Busy;
+                        return Next::Step(key, number, body);
+                    }
                     if !self.woken.is_empty() {
                         self.queue.push_front(Entry::Step(key, number));
                         continue;
