@@ -757,8 +757,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
                 }
                 Some(Entry::ValueStep(value, key, number)) => {
                     // The extension: a `Success` at the back.
-                    let Some(s) = self.sources.get_mut(key).filter(|s| s.number == number)
-                    else {
+                    let Some(s) = self.sources.get_mut(key).filter(|s| s.number == number) else {
                         // Not reached (see `Entry::ValueStep`); the value is user code to
                         // drop. Its step would be stale: nothing more to do.
                         d.trash(value);
