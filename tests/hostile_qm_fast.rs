@@ -147,12 +147,11 @@ async fn a_step_that_wakes_another_stream() {
         Poll::Pending
     }));
     // The waking one: each item wakes the other.
-    feeder.add_sync_iterator((0..1000).map(move |i| {
+    feeder.add_sync_iterator((0..1000).inspect(move |_| {
         ready.fetch_add(1, SeqCst);
         if let Some(w) = slot.lock().unwrap().take() {
             w.wake();
         }
-        i
     }));
     feeder.set_as_finished_if_out_of_sources();
     let (mut mine, mut theirs) = (Vec::new(), Vec::new());
