@@ -73,6 +73,7 @@
 
 mod co;
 mod drop;
+pub(crate) mod probe;
 mod stop;
 mod stream;
 mod trampoline;
@@ -81,7 +82,7 @@ use std::fmt;
 use std::future::{Future, poll_fn};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Waker, ready};
 
 pub use co::{Co, GeneratorExit, IgnoredGeneratorExit, Yield};
 use co::{Shared, Slot};
@@ -125,6 +126,20 @@ pub struct AsyncGenerator<Y, S = ()> {
     /// The ticket of the yield the body is suspended at.
     ticket: u64,
     failure: Option<Failure>,
+    /// A stop a queue manager asked for through a stream poll (see `probe`).
+    stopping: Option<Stopping>,
+}
+
+/// A stop in progress, as [`stop_async_generator`] runs it (without `provide`), driven
+/// by polls of the generator as a stream (a queue manager closing, see `probe`).
+enum Stopping {
+    /// A step left running is finished first (what it yields is dropped), then the
+    /// failure is thrown in.
+    Settling(Failure),
+    /// The failure was thrown in: the body cleans up, or catches it and yields again.
+    Thrown,
+    /// It yielded again after the throw: [`GeneratorExit`] was thrown in (`aclose`).
+    Closing,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -197,6 +212,7 @@ impl<Y: Send + 'static, S: Send + 'static> AsyncGenerator<Y, S> {
             state: State::Unstarted,
             ticket: 0,
             failure: None,
+            stopping: None,
         }
     }
 }
@@ -420,11 +436,23 @@ impl<Y, S> AsyncGenerator<Y, S> {
         })
     }
 
-    /// One step as a stream sees it (`S::default()` is sent).
+    /// One step as a stream sees it (`S::default()` is sent); a stop when a queue
+    /// manager polling it as its source asks for one (see `probe`).
     fn poll_stream_step(&mut self, cx: &mut Context<'_>) -> Poll<Option<Step<Y>>>
     where
         S: Default,
     {
+        if let Some(thrown) = probe::announce()
+            && self.stopping.is_none()
+            && self.state != State::Finished
+        {
+            self.stopping = Some(Stopping::Settling(thrown));
+        }
+        if self.stopping.is_some() {
+            let outcome = ready!(self.poll_stop(cx));
+            probe::stopped(outcome);
+            return Poll::Ready(None);
+        }
         match self.state {
             State::Finished => return Poll::Ready(None),
             State::Unstarted => self.state = State::Running,
@@ -432,6 +460,62 @@ impl<Y, S> AsyncGenerator<Y, S> {
             State::Running => {}
         }
         self.poll_step(cx).map(Some)
+    }
+}
+
+impl<Y, S> AsyncGenerator<Y, S> {
+    /// Drives the stop in `self.stopping` as [`stop_async_generator`] runs (throw, close
+    /// if it yields again); its outcome is what `stop_async_generator` returns.
+    fn poll_stop(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Failure>> {
+        loop {
+            match self.stopping.take() {
+                None => return Poll::Ready(Ok(())),
+                Some(Stopping::Settling(thrown)) => {
+                    if self.state == State::Running && self.poll_step(cx).is_pending() {
+                        self.stopping = Some(Stopping::Settling(thrown));
+                        return Poll::Pending;
+                    }
+                    match self.state {
+                        State::Finished => return Poll::Ready(Ok(())),
+                        State::Unstarted => return Poll::Ready(self.finish(Some(thrown))),
+                        State::Suspended | State::Running => {
+                            self.deliver(Err(thrown));
+                            self.stopping = Some(Stopping::Thrown);
+                        }
+                    }
+                }
+                Some(Stopping::Thrown) => match self.poll_step(cx) {
+                    Poll::Pending => {
+                        self.stopping = Some(Stopping::Thrown);
+                        return Poll::Pending;
+                    }
+                    // Caught and yielded again: no `provide`, so it is closed there.
+                    Poll::Ready(Step::Yielded(_)) => {
+                        self.deliver(Err(co::exit()));
+                        self.stopping = Some(Stopping::Closing);
+                    }
+                    Poll::Ready(Step::Returned(r)) => return Poll::Ready(r),
+                },
+                Some(Stopping::Closing) => {
+                    return match self.poll_step(cx) {
+                        Poll::Pending => {
+                            self.stopping = Some(Stopping::Closing);
+                            Poll::Pending
+                        }
+                        Poll::Ready(Step::Yielded(_)) => {
+                            let failure = Failure::Error(Error::new(IgnoredGeneratorExit));
+                            Poll::Ready(self.finish(Some(failure)))
+                        }
+                        Poll::Ready(Step::Returned(Ok(()))) => Poll::Ready(Ok(())),
+                        Poll::Ready(Step::Returned(Err(f))) if GeneratorExit::matches(&f) => {
+                            self.failure = None;
+                            Poll::Ready(Ok(()))
+                        }
+                        Poll::Ready(Step::Returned(Err(f))) => Poll::Ready(Err(f)),
+                    };
+                }
+            }
+        }
     }
 }
 

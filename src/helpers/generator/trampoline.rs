@@ -121,6 +121,11 @@ impl Nesting {
         self.outermost
     }
 
+    /// Generator polls active on this thread's stack now.
+    pub(super) fn depth() -> u32 {
+        DEPTH.with(Cell::get)
+    }
+
     /// Whether a body polled now would nest too deep, so must be detached.
     pub(super) fn too_deep() -> bool {
         DEPTH.with(Cell::get) > MAX_NESTED

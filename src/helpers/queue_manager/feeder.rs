@@ -180,7 +180,17 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> QueueFeeder<V, C> {
     /// when taken: a ready item is handled at once (its extension, then the next step,
     /// at the back); otherwise the stream waits for its own waker and is polled again
     /// before the consumer takes its next entry. The stream is dropped (its cleanup
-    /// runs) when it ends, fails, or the manager stops.
+    /// runs) when it ends or fails.
+    ///
+    /// When the manager stops, an [`hp::AsyncGenerator`](crate::helpers::AsyncGenerator)
+    /// (or [`TryGenerator`](crate::helpers::TryGenerator), also behind adapters such as
+    /// `map`) that has started is stopped as
+    /// [`stop_async_generator`](crate::helpers::stop_async_generator) does: the stop's
+    /// failure is thrown in at its yield and its async cleanup runs, by
+    /// [`Streamer::close`](super::Streamer::close) (before it returns), the scoped form,
+    /// or the consumer before its stream ends. Other streams are dropped; so are
+    /// generators when the streamer is dropped without `close` (no async `Drop`: their
+    /// synchronous cleanup runs).
     pub fn add_async_generator<S>(&self, stream: S) -> SourceId
     where
         S: Stream + Send + 'static,

@@ -118,6 +118,15 @@
 //! [`Streamer::close`], the scoped form [`queue_manager_scoped`], and dropping the
 //! streamer stop it the same way (with `Failure::Cancelled`).
 //!
+//! Generator sources ([`hp::AsyncGenerator`](crate::helpers::AsyncGenerator) as a
+//! stream) that the stop ends are stopped as
+//! [`stop_async_generator`](crate::helpers::stop_async_generator) does: the stop's
+//! failure is thrown in at the yield where each waits and its async cleanup runs, one
+//! generator after the other, in the order the stop ended them: by [`Streamer::close`]
+//! and the scoped form before they return, and by the consumer before its stream ends.
+//! Dropping the streamer drops them instead (Rust has no async `Drop`: their synchronous
+//! cleanup runs, their async cleanup does not).
+//!
 //! After [`QueueFeeder::set_as_finished_if_out_of_sources`], `Stopped { error: None }`
 //! is put at the back at the first check that finds no live source and nothing queued;
 //! checks are made when the call is made and each time the consumer asks for its next
@@ -240,7 +249,7 @@ where
     E: Into<BoxError>,
 {
     let (streamer, feeder) = queue_manager_named(ctx, name, make_empty_context);
-    let closer = streamer.closer();
+    let closer = streamer.scoped_closer();
     let out = body(streamer, feeder).await;
     closer.close().await;
     out.map_err(|e| Error::from_boxed(e.into()))

@@ -1,7 +1,7 @@
 //! [`Streamer`]: the stream of results of a queue manager (the seed's `Streamer`).
 
 use std::fmt;
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -11,7 +11,7 @@ use futures_core::stream::FusedStream;
 
 use super::core::{Next, Shared};
 use super::result::{QueueManagerResult, Sources};
-use super::sources::function;
+use super::sources::{Stopping, function};
 use crate::helpers::ctx::{Ctx, CtxGuard};
 use crate::helpers::event::Event;
 use crate::helpers::wait::WaitDone;
@@ -29,7 +29,8 @@ use crate::helpers::wait::WaitDone;
 /// - when the [`breaker`](Self::breaker) is set: what is queued stays for
 ///   [`remaining`](Self::remaining) and no source is advanced;
 /// - when the manager stopped (its context finished, or it was closed) and the queue is
-///   empty: `Stopped { error }` came first, ahead of what was queued;
+///   empty: `Stopped { error }` came first, ahead of what was queued; the generator
+///   sources the stop ended are stopped (their async cleanup awaited) before it ends;
 /// - after `Stopped { error: None }` (`set_as_finished_if_out_of_sources`) once the
 ///   queue is empty.
 ///
@@ -50,12 +51,17 @@ use crate::helpers::wait::WaitDone;
 /// Dropping the streamer stops the manager (as [`close`](Self::close) does, without
 /// waiting): running tasks are cancelled and streams and iterators dropped, each on its
 /// own (a panicking `Drop` is caught and logged; the others are still dropped).
+/// Generator sources are dropped too: Rust has no async `Drop`, so their synchronous
+/// cleanup (`Drop` of what the body holds) runs, their async cleanup does not; call
+/// [`close`](Self::close) to stop them as `stop_async_generator` does.
 pub struct Streamer<V, C> {
     guard: CtxGuard,
     shared: Arc<Shared<V, C>>,
     breaker: Event,
     breaker_wait: Option<WaitDone<Event>>,
     ended: bool,
+    /// Generator sources the stop ended, being stopped before the stream ends.
+    stopping: Stopping<V>,
 }
 
 impl<V, C> fmt::Debug for Streamer<V, C> {
@@ -90,9 +96,37 @@ pub(crate) struct Closer<V, C> {
     shared: Arc<Shared<V, C>>,
 }
 
+/// The scoped form's closer: until it closes, a streamer dropped in the body leaves its
+/// generator sources to be stopped by the close; dropped without closing (the scoped
+/// future was dropped), it drops them.
+pub(crate) struct ScopedCloser<V, C>(Option<Closer<V, C>>);
+
+impl<V: Send + 'static, C: Clone + Send + Sync + 'static> ScopedCloser<V, C> {
+    pub(crate) async fn close(mut self) {
+        if let Some(closer) = self.0.take() {
+            closer.close().await;
+        }
+    }
+}
+
+impl<V, C> Drop for ScopedCloser<V, C> {
+    fn drop(&mut self) {
+        if let Some(closer) = self.0.take() {
+            closer.shared.drop_kept_generators();
+        }
+    }
+}
+
 impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Closer<V, C> {
+    /// Stops the manager, stops its generator sources, waits for its cancelled tasks.
     pub(crate) async fn close(self) {
         self.ctx.cancel();
+        let stopping = self.shared.take_generators();
+        self.finish(stopping).await;
+    }
+
+    async fn finish(self, mut stopping: Stopping<V>) {
+        poll_fn(|cx| stopping.poll(cx)).await;
         for task in self.shared.take_cancelled() {
             task.wait().await;
         }
@@ -107,6 +141,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Streamer<V, C> {
             breaker: Event::new(),
             breaker_wait: None,
             ended: false,
+            stopping: Stopping::default(),
         }
     }
 
@@ -115,6 +150,11 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Streamer<V, C> {
             ctx: self.guard.ctx().clone(),
             shared: self.shared.clone(),
         }
+    }
+
+    pub(crate) fn scoped_closer(&self) -> ScopedCloser<V, C> {
+        self.shared.keep_generators(true);
+        ScopedCloser(Some(self.closer()))
     }
 
     /// Set it to end the stream before the next entry is taken.
@@ -159,17 +199,34 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Streamer<V, C> {
         self.shared.live_sources()
     }
 
-    /// Stops the manager and waits until the tasks it cancelled have finished (their
-    /// futures dropped). Queued results are lost with the streamer; call
-    /// [`remaining`](Self::remaining) first to keep them.
+    /// Stops the manager, stops its generator sources and waits until the tasks it
+    /// cancelled have finished (their futures dropped). Queued results are lost with the
+    /// streamer; call [`remaining`](Self::remaining) first to keep them.
+    ///
+    /// A stream source that is an [`hp::AsyncGenerator`](crate::helpers::AsyncGenerator)
+    /// or a [`TryGenerator`](crate::helpers::TryGenerator) (also behind adapters such
+    /// as `map` that poll it when polled) is stopped as
+    /// [`stop_async_generator`](crate::helpers::stop_async_generator) stops it: the
+    /// stop's failure ([`Failure::Cancelled`](crate::helpers::Failure::Cancelled) unless
+    /// the context had finished otherwise) is thrown in at the yield where it waits, its
+    /// async cleanup runs, and one that catches it and yields again is closed at that
+    /// yield. The generators are stopped one after the other, in the order the stop
+    /// ended them, before `close` returns; a failure other than the thrown one (a panic
+    /// in the cleanup, a generator that ignores its closing) is logged (`tracing`),
+    /// not returned. Other streams, and generators never polled yet (whose body never
+    /// ran), are dropped.
     ///
     /// # Cancel safety
     /// Dropping the returned future still stops the manager (the streamer is dropped);
-    /// it only stops waiting for the cancelled tasks.
-    pub async fn close(self) {
+    /// it only stops waiting: the generators not stopped yet are dropped then (their
+    /// synchronous cleanup runs, their async cleanup does not).
+    pub async fn close(mut self) {
         let closer = self.closer();
+        self.guard.ctx().cancel();
+        let mut stopping = std::mem::take(&mut self.stopping);
+        stopping.append(self.shared.take_generators());
         drop(self);
-        closer.close().await;
+        closer.finish(stopping).await;
     }
 
     fn poll_breaker(&mut self, cx: &mut Context<'_>) -> bool {
@@ -215,7 +272,9 @@ impl<V, C> Drop for Streamer<V, C> {
     fn drop(&mut self) {
         // Stop first (cancels tasks, ends sources), then drop what nobody will take.
         self.guard.ctx().cancel();
-        self.shared.clear();
+        // Generator sources being stopped are dropped (no async drop: their sync cleanup
+        // runs, each on its own), unless the scoped form's close is to stop them.
+        self.shared.dropped(std::mem::take(&mut self.stopping));
     }
 }
 
@@ -243,7 +302,15 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Stream for Streamer<V,
             };
             let decided = match now {
                 Next::Yield(raw) => return Poll::Ready(Some(this.shared.resolve(raw))),
-                Next::End => return this.end(),
+                Next::End => {
+                    // The stop's generator sources are stopped before the stream ends.
+                    let parked = this.shared.take_stopping();
+                    this.stopping.append(parked);
+                    if this.stopping.poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    return this.end();
+                }
                 Next::Wait => {
                     if this.poll_breaker(cx) {
                         return this.end();

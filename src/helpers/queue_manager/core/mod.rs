@@ -21,6 +21,7 @@
 //! 5. No recursion grows with a user-controlled length: extending loops, deferred work
 //!    is a work list, chains are flat ([`Sources`]).
 
+mod lock;
 mod stop;
 
 use std::collections::VecDeque;
@@ -33,12 +34,12 @@ use tokio::runtime::Handle;
 
 use super::feed::{Feed, FeedFn, FeedFuture};
 use super::result::{QueueInput, QueueManagerResult, SourceId, Sources};
-use super::sources::{self, Body, PendingSource, Polled, Schedule, StreamSource, future};
+use super::sources::{self, Body, PendingSource, Polled, Schedule, Stopping, StreamSource, future};
 use crate::helpers::debug::{Live, MANAGERS};
 use crate::helpers::error::{Error, Failure};
 use crate::helpers::protocols::WaitByCallback;
 use crate::helpers::task::AnyTask;
-use crate::sync::{Mutex, MutexGuard, lock};
+use lock::{Mutex, MutexGuard, lock};
 
 /// A source's context: shared by its results, cloned out when one is handed out.
 pub(crate) type Ctxt<C> = Option<Arc<C>>;
@@ -51,8 +52,10 @@ pub(crate) enum Entry<V, C> {
     Result(Raw<V, C>),
     /// The next step of the iterator or stream at `(key, number)`.
     Step(usize, u64),
-    /// Extend a feed produced by the source of `Sources`.
-    Extend(Feed<V>, Sources, Ctxt<C>),
+    /// Extend a feed produced by the source of `Sources`. Boxed: a feed other than a
+    /// plain value (those are `ValueStep`) is rare per item, and unboxed it made every
+    /// entry 8 bytes bigger.
+    Extend(Box<(Feed<V>, Sources, Ctxt<C>)>),
     /// A plain value the iterator or stream at `(key, number)` produced, then that
     /// source's next step: the pair `Extend(Value)`, `Step` that a step producing a value
     /// queues, as one entry. Taking it does exactly what taking the two in a row does
@@ -128,6 +131,13 @@ pub(crate) struct State<V, C> {
     this: Weak<dyn Schedule>,
     /// The streamer is gone: nothing will take entries, new sources are dropped unrun.
     closed: bool,
+    /// Generator sources the stop ended, to stop as `stop_async_generator` does (by
+    /// `close()`, or by the consumer before the stream ends); dropped with the streamer
+    /// unless `keep_generators`.
+    stopping: Stopping<V>,
+    /// The scoped form will close the manager after its body: a streamer dropped in the
+    /// body leaves its generator sources in `stopping` for that close to stop.
+    keep_generators: bool,
 }
 
 /// Work to do after the lock is released (invariant 4).
@@ -233,6 +243,8 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Shared<V, C> {
                     cut_short: Vec::new(),
                     this: this.clone(),
                     closed: false,
+                    stopping: Stopping::default(),
+                    keep_generators: false,
                 }),
                 make_empty,
                 runtime,
@@ -248,6 +260,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Shared<V, C> {
 
     /// Gives a raw result its context (user code: `C::clone`, `make_empty_context`;
     /// called with no lock held; a panic there reaches the consumer's poll).
+    #[inline]
     pub(crate) fn resolve(&self, raw: Raw<V, C>) -> QueueManagerResult<V, C> {
         let ctx = |c: Ctxt<C>| self.context(c);
         match raw {
@@ -394,6 +407,27 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Shared<V, C> {
         }
         st.queue = kept;
         results
+    }
+
+    /// The generator sources the stop ended, to stop.
+    pub(crate) fn take_stopping(&self) -> Stopping<V> {
+        std::mem::take(&mut self.lock().stopping)
+    }
+
+    /// `close()`: ends every generator source still live (the stop ended the others) as
+    /// the stop ends a source, and takes all of them to stop.
+    pub(crate) fn take_generators(&self) -> Stopping<V> {
+        self.with_state(|st, d| {
+            st.keep_generators = false;
+            st.end_generators(d);
+            std::mem::take(&mut st.stopping)
+        })
+    }
+
+    /// Whether a streamer dropped now leaves its generator sources for a close to come
+    /// (the scoped form), or drops them.
+    pub(crate) fn keep_generators(&self, keep: bool) {
+        self.lock().keep_generators = keep;
     }
 
     /// Tasks the stop cancelled that may still be running.
@@ -590,19 +624,68 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Schedule for Shared<V,
 }
 
 impl<V, C> Shared<V, C> {
+    /// The scoped form will not close after all: drops the generator sources kept.
+    pub(crate) fn drop_kept_generators(&self) {
+        let kept = {
+            let mut st = lock(&self.state);
+            st.keep_generators = false;
+            std::mem::take(&mut st.stopping)
+        };
+        drop(kept);
+    }
+
+    /// The streamer is dropped: drops everything (`clear`), except the generator sources
+    /// (`stopping`, and the live ones) when a close is to come (`keep_generators`).
+    pub(crate) fn dropped(&self, stopping: Stopping<V>) {
+        let dropped = {
+            let mut st = lock(&self.state);
+            if st.keep_generators {
+                let failure = st.stopped.clone().unwrap_or(Failure::Cancelled);
+                let mut live: Vec<(u64, usize)> = st
+                    .sources
+                    .iter()
+                    .filter(|(_, s)| s.body.as_ref().is_some_and(Body::is_generator))
+                    .map(|(key, s)| (s.number, key))
+                    .collect();
+                live.sort_unstable();
+                for (_, key) in live {
+                    // Out of the table (the rest of the source is dropped by `clear`).
+                    if let Some(Ok(stream)) = st.sources[key].body.take().map(Body::into_generator)
+                    {
+                        st.stopping.push(stream, failure.clone());
+                    }
+                }
+                st.stopping.append(stopping);
+                None
+            } else {
+                Some(stopping)
+            }
+        };
+        drop(dropped);
+        self.clear();
+    }
+
     /// Drops everything the manager holds (the streamer is gone): each piece on its own,
     /// so a panicking `Drop` does not keep the others.
     pub(crate) fn clear(&self) {
-        let (queue, sources, woken) = {
+        let (queue, sources, woken, stopping) = {
             let mut st = lock(&self.state);
             st.closed = true;
+            let stopping = if st.keep_generators {
+                Stopping::default()
+            } else {
+                std::mem::take(&mut st.stopping)
+            };
             (
                 std::mem::take(&mut st.queue),
                 std::mem::take(&mut st.sources),
                 std::mem::take(&mut st.woken),
+                stopping,
             )
         };
         drop(woken);
+        // Each on its own (`Stopping`'s `Drop`): sync cleanup only, there is no async drop.
+        drop(stopping);
         for e in queue {
             caught(move || drop(e));
         }
@@ -674,20 +757,28 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
                 }
                 Some(Entry::ValueStep(value, key, number)) => {
                     // The extension: a `Success` at the back.
-                    match self.sources.get(key).filter(|s| s.number == number) {
-                        Some(s) => {
-                            let r = Raw::Success {
-                                sources: s.chain.clone(),
-                                value,
-                                context: s.context.clone(),
-                            };
-                            self.push(r);
-                        }
-                        // Not reached (see `Entry::ValueStep`); the value is user code to drop.
-                        None => d.trash(value),
-                    }
+                    let Some(s) = self.sources.get_mut(key).filter(|s| s.number == number) else {
+                        // Not reached (see `Entry::ValueStep`); the value is user code to
+                        // drop. Its step would be stale: nothing more to do.
+                        d.trash(value);
+                        continue;
+                    };
+                    self.queue.push_back(Entry::Result(Raw::Success {
+                        sources: s.chain.clone(),
+                        value,
+                        context: s.context.clone(),
+                    }));
                     // Then the step, as taking a `Step` entry next would: streams that
-                    // woke meanwhile come first.
+                    // woke meanwhile come first. The common case (none woke, the manager
+                    // runs) is `take_step`'s without looking the source up again.
+                    if self.woken.is_empty()
+                        && self.stopped.is_none()
+                        && s.turn == Turn::Queued
+                        && let Some(body) = s.body.take()
+                    {
+                        s.turn = Turn::Busy;
+                        return Next::Step(key, number, body);
+                    }
                     if !self.woken.is_empty() {
                         self.queue.push_front(Entry::Step(key, number));
                         continue;
@@ -696,16 +787,8 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
                         return next;
                     }
                 }
-                // The common case, without a call: a value becomes a Success at the back.
-                Some(Entry::Extend(Feed::Value(value), sources, context)) => {
-                    self.push(Raw::Success {
-                        sources,
-                        value,
-                        context,
-                    });
-                    continue;
-                }
-                Some(Entry::Extend(feed, chain, ctx)) => {
+                Some(Entry::Extend(extension)) => {
+                    let (feed, chain, ctx) = *extension;
                     // O(1) and adds at most one entry: no need to leave the lock.
                     self.extend(feed, chain, ctx, d);
                     continue;
@@ -744,6 +827,21 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
         }
     }
 
+    /// Ends the live generator sources as the stop ends a source (kept in `stopping`).
+    fn end_generators(&mut self, d: &mut Deferred<V>) {
+        let failure = self.stopped.clone().unwrap_or(Failure::Cancelled);
+        let mut live: Vec<(u64, usize)> = self
+            .sources
+            .iter()
+            .filter(|(_, s)| s.body.as_ref().is_some_and(Body::is_generator))
+            .map(|(key, s)| (s.number, key))
+            .collect();
+        live.sort_unstable();
+        for (number, key) in live {
+            self.end_cut_short(key, number, failure.clone(), d);
+        }
+    }
+
     /// Takes the `Step` entry of the source at `(key, number)`: its body for the
     /// consumer to step, or its end when the manager stopped; `None` when the entry is
     /// stale.
@@ -764,14 +862,22 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
 
     /// Ends an iterator or stream because the manager stopped: `IterationStop` with the
     /// stop's failure at the back, and the source is reported as cut short.
+    ///
+    /// A generator source is kept to be stopped as `stop_async_generator` does (throw
+    /// `failure` in, let it clean up), not dropped.
     fn end_cut_short(&mut self, key: usize, number: u64, failure: Failure, d: &mut Deferred<V>) {
-        if let Some(s) = self.remove(key, number, d) {
+        if let Some(mut s) = self.remove(key, number, d) {
             self.cut_short.push((s.chain.clone(), s.context.clone()));
             self.push(Raw::IterationStop {
                 sources: s.chain.clone(),
-                error: Some(failure),
+                error: Some(failure.clone()),
                 context: s.context.clone(),
             });
+            match s.body.take().map(Body::into_generator) {
+                Some(Ok(stream)) => self.stopping.push(stream, failure),
+                Some(Err(body)) => d.trash(body),
+                None => {}
+            }
             d.trash(s);
         }
     }
@@ -797,7 +903,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
             Polled::Item(feed) => {
                 s.body = Some(body);
                 s.turn = Turn::Queued;
-                let entry = Entry::Extend(feed, s.chain.clone(), s.context.clone());
+                let entry = Entry::Extend(Box::new((feed, s.chain.clone(), s.context.clone())));
                 self.queue.push_back(entry);
                 self.queue.push_back(Entry::Step(key, number));
             }
@@ -913,7 +1019,12 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
             }
             Feed::Stream(s) => {
                 let key = self.sources.vacant_key();
-                let body = Body::Stream(StreamSource::new(s, self.this.clone(), key, id.number()));
+                let body = Body::NewStream(Box::new(StreamSource::new(
+                    s,
+                    self.this.clone(),
+                    key,
+                    id.number(),
+                )));
                 self.insert(id, chain, ctx, body, Turn::Queued);
                 self.queue.push_back(Entry::Step(key, id.number()));
             }

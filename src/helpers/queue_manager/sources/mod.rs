@@ -14,15 +14,23 @@ pub(crate) mod task;
 use super::feed::{Feed, FeedIter};
 use crate::helpers::error::{Error, Failure};
 use crate::helpers::task::AnyTask;
-pub(crate) use stream::{Schedule, StreamSource};
+pub(crate) use stream::{Schedule, Stopping, StreamSource};
 pub(crate) use task::PendingSource;
 
 /// One live source in the manager's table.
+///
+/// A stream source (a stream and its waker, four words) is boxed, so that a body is
+/// three words: the consumer moves it out of the table and back for every step.
 pub(crate) enum Body<V> {
     /// A sync iterator or generator.
     Iter(FeedIter<V>),
+    /// A stream never polled yet (its first poll tells whether it is a generator).
+    NewStream(Box<StreamSource<V>>),
     /// A stream, polled with its own waker.
-    Stream(StreamSource<V>),
+    Stream(Box<StreamSource<V>>),
+    /// An `hp::AsyncGenerator` (or `TryGenerator`), maybe behind adapters such as `map`:
+    /// the manager's stop stops it as `stop_async_generator` does instead of dropping it.
+    Generator(Box<StreamSource<V>>),
     /// A running task (a spawned future or a user's task): taken once it is done.
     Task(Box<dyn PendingSource<V>>),
 }
@@ -57,14 +65,50 @@ impl<V> Body<V> {
             _ => None,
         }
     }
+}
 
+impl<V: 'static> Body<V> {
     /// Steps an iterator or stream source (a task source is never stepped).
     pub(crate) fn step(&mut self) -> Polled<V> {
         match self {
             Body::Iter(it) => iterator::step(it),
-            Body::Stream(s) => s.poll(),
+            Body::Stream(s) | Body::Generator(s) => s.poll(),
+            Body::NewStream(_) => self.first_poll(),
             Body::Task(_) => Polled::End,
         }
+    }
+}
+
+impl<V> Body<V> {
+    /// A generator stream source, to stop rather than drop.
+    pub(crate) fn into_generator(self) -> Result<super::feed::FeedStream<V>, Self> {
+        match self {
+            Body::Generator(s) => Ok((*s).into_stream()),
+            other => Err(other),
+        }
+    }
+
+    /// Whether this is a generator stream source.
+    pub(crate) fn is_generator(&self) -> bool {
+        matches!(self, Body::Generator(_))
+    }
+}
+
+impl<V: 'static> Body<V> {
+    #[cold]
+    fn first_poll(&mut self) -> Polled<V> {
+        // A placeholder that allocates nothing (a boxed zero-sized iterator).
+        let empty: FeedIter<V> = Box::new(std::iter::empty());
+        let Body::NewStream(mut s) = std::mem::replace(self, Body::Iter(empty)) else {
+            unreachable!("first_poll of a stream never polled");
+        };
+        let (polled, generator) = s.poll_first();
+        *self = if generator {
+            Body::Generator(s)
+        } else {
+            Body::Stream(s)
+        };
+        polled
     }
 }
 

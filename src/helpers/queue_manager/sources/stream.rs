@@ -6,11 +6,14 @@
 //! streamer only ever touches streams that have something to give, and an idle stream
 //! costs nothing.
 
+use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 
 use super::{Polled, panicked};
+use crate::helpers::error::{Error, Failure};
+use crate::helpers::generator::probe;
 use crate::helpers::queue_manager::feed::FeedStream;
 
 /// Tells the manager a source can go on (implemented by the manager's core).
@@ -60,15 +63,121 @@ impl<V> StreamSource<V> {
         StreamSource { stream, waker }
     }
 
+    /// The stream, to stop.
+    pub(crate) fn into_stream(self) -> FeedStream<V> {
+        self.stream
+    }
+
     /// Polls once; a panic fails the iteration.
     pub(crate) fn poll(&mut self) -> Polled<V> {
         let mut cx = Context::from_waker(&self.waker);
         let stream = &mut self.stream;
-        match catch_unwind(AssertUnwindSafe(|| stream.as_mut().poll_next(&mut cx))) {
+        Self::sort(catch_unwind(AssertUnwindSafe(|| {
+            stream.as_mut().poll_next(&mut cx)
+        })))
+    }
+
+    /// The first poll: also finds out whether the stream is a generator (see
+    /// `generator::probe`).
+    pub(crate) fn poll_first(&mut self) -> (Polled<V>, bool) {
+        let mut cx = Context::from_waker(&self.waker);
+        let stream = &mut self.stream;
+        let (polled, probe) = probe::poll_as_source(None, || {
+            catch_unwind(AssertUnwindSafe(|| stream.as_mut().poll_next(&mut cx)))
+        });
+        (Self::sort(polled), probe.generators > 0)
+    }
+
+    #[inline]
+    fn sort(polled: std::thread::Result<Poll<Option<super::Feed<V>>>>) -> Polled<V> {
+        match polled {
             Ok(Poll::Ready(Some(feed))) => Polled::from_feed(feed),
             Ok(Poll::Ready(None)) => Polled::End,
             Ok(Poll::Pending) => Polled::Pending,
             Err(payload) => Polled::Fail(panicked(payload)),
         }
+    }
+}
+
+/// Generator sources the manager's stop ended, stopped one after the other (in the order
+/// they were ended) as `stop_async_generator` does: the stop's failure is thrown in at
+/// the yield where each waits, its async cleanup runs, and one that catches it and
+/// yields again is closed. A failure other than the thrown one (a panic in the cleanup,
+/// `IgnoredGeneratorExit`) is logged, as the manager logs panics in deferred work.
+pub(crate) struct Stopping<V> {
+    streams: VecDeque<(FeedStream<V>, Failure)>,
+}
+
+impl<V> Default for Stopping<V> {
+    fn default() -> Self {
+        Stopping {
+            streams: VecDeque::new(),
+        }
+    }
+}
+
+impl<V> Stopping<V> {
+    pub(crate) fn push(&mut self, stream: FeedStream<V>, thrown: Failure) {
+        self.streams.push_back((stream, thrown));
+    }
+
+    pub(crate) fn append(&mut self, mut other: Stopping<V>) {
+        self.streams.append(&mut other.streams);
+    }
+
+    /// Drives the stops; ready once every generator has stopped (and been dropped).
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        while let Some((stream, thrown)) = self.streams.front_mut() {
+            let (polled, probe) = probe::poll_as_source(Some(thrown.clone()), || {
+                catch_unwind(AssertUnwindSafe(|| stream.as_mut().poll_next(cx)))
+            });
+            let done = match polled {
+                Err(payload) => {
+                    report(&panicked(payload));
+                    true
+                }
+                // Still cleaning up; a stream no generator answered in is dropped.
+                Ok(Poll::Pending) => probe.generators == 0,
+                // Not the generator's (it ends with `None` once stopped): dropped.
+                Ok(Poll::Ready(item)) => {
+                    quiet(move || drop(item));
+                    true
+                }
+            };
+            if let Some(Err(failure)) = probe.stopped
+                && !failure.same(thrown)
+            {
+                report(&failure);
+            }
+            if !done {
+                return Poll::Pending;
+            }
+            if let Some(entry) = self.streams.pop_front() {
+                quiet(move || drop(entry));
+            }
+        }
+        Poll::Ready(())
+    }
+}
+
+impl<V> Drop for Stopping<V> {
+    /// Those not stopped yet are dropped (their synchronous cleanup only), each on its
+    /// own: a panicking `Drop` does not keep the others.
+    fn drop(&mut self) {
+        for entry in std::mem::take(&mut self.streams) {
+            quiet(move || drop(entry));
+        }
+    }
+}
+
+fn report(failure: &Failure) {
+    tracing::error!(%failure, "queue manager: a generator source failed while it was stopped");
+}
+
+/// Runs `f`, logging a panic (dropping user values).
+fn quiet(f: impl FnOnce()) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(f)) {
+        let error = Error::from_panic(payload);
+        tracing::error!(%error, "queue manager: user code panicked while dropping a stopped source");
     }
 }
