@@ -21,7 +21,6 @@
 //! 5. No recursion grows with a user-controlled length: extending loops, deferred work
 //!    is a work list, chains are flat ([`Sources`]).
 
-mod lock;
 mod stop;
 
 use std::collections::VecDeque;
@@ -39,7 +38,7 @@ use crate::helpers::debug::{Live, MANAGERS};
 use crate::helpers::error::{Error, Failure};
 use crate::helpers::protocols::WaitByCallback;
 use crate::helpers::task::AnyTask;
-use lock::{Mutex, MutexGuard, lock};
+use crate::sync::{Mutex, MutexGuard, lock};
 
 /// A source's context: shared by its results, cloned out when one is handed out.
 pub(crate) type Ctxt<C> = Option<Arc<C>>;
