@@ -475,6 +475,12 @@ const ROUTES: [Route; 6] = [
 
 /// A consumer waits on an empty queue; another task uses `route` after `delay`. Returns
 /// what the consumer got (`None`: the iteration ended) and what the instruction logged.
+///
+/// The iteration starts before the other task is spawned: starting one clears the
+/// breaker (SEMANTICS, Queue), so a breaker set before `get_all()` is rightly forgotten
+/// and the consumer waits on. Spawning first let a worker thread set the breaker while
+/// this thread had not yet reached `get_all()` (a loaded machine, a short `delay`), and
+/// the multi-thread test hung about once in 200 runs under load, always by `Breaker`.
 async fn wake_by(route: Route, delay: Duration, empty_on_finished: bool) -> (Option<u32>, usize) {
     let ctx = hp::Ctx::beginning("t");
     let mut q = hp::queue::<u32>(&ctx)
@@ -483,6 +489,7 @@ async fn wake_by(route: Route, delay: Duration, empty_on_finished: bool) -> (Opt
     let (h, qctx) = (q.handle(), q.ctx().clone());
     let ran = Arc::new(AtomicUsize::new(0));
     let r = ran.clone();
+    let mut all = q.get_all();
     tokio::spawn(async move {
         sleep(delay).await;
         // An instruction appends the item: the consumer is woken to run it.
@@ -500,7 +507,7 @@ async fn wake_by(route: Route, delay: Duration, empty_on_finished: bool) -> (Opt
             Route::Breaker => h.breaker().set(),
         }
     });
-    let got = q.get_all().next().await;
+    let got = all.next().await;
     (got, ran.load(SeqCst))
 }
 
@@ -539,6 +546,91 @@ fn every_route_wakes_a_waiting_async_consumer_on_the_multi_thread_runtime() {
             }
         }
     });
+}
+
+/// Starting an iteration clears the breaker (SEMANTICS, Queue): a breaker set before
+/// `get_all()` does not end the new iteration, whose consumer waits for the next route.
+/// (A test that sets the breaker from another task must start the iteration first.)
+#[tokio::test(start_paused = true)]
+async fn a_breaker_set_before_the_iteration_starts_is_cleared_and_the_consumer_waits() {
+    let ctx = hp::Ctx::beginning("t");
+    let mut q = hp::queue::<u32>(&ctx).build();
+    let h = q.handle();
+    h.breaker().set();
+    let mut all = q.get_all();
+    assert!(!h.breaker().is_set(), "the new iteration cleared it");
+    assert!(
+        tokio::time::timeout(secs(5), all.next()).await.is_err(),
+        "the consumer waits"
+    );
+    h.breaker().set();
+    assert_eq!(
+        all.next().await,
+        None,
+        "a breaker set while it waits ends it"
+    );
+}
+
+/// Every route against a consumer that is registering its waker right then: the other
+/// task runs at once on another worker, after a few yields, or after a short spin, 1 200
+/// times (seeded). A lost wake-up fails the watchdog. (Well under a second unloaded.)
+#[test]
+fn every_route_racing_the_consumers_registration_wakes_it_on_the_multi_thread_runtime() {
+    multi_thread(async {
+        let mut rng = common::Rng(0x5eed_0bad_cafe);
+        for round in 0..200 {
+            for route in ROUTES {
+                let how = rng.below(3);
+                let spins = rng.below(2_000);
+                let got = race_by(route, how, spins, round % 2 == 0).await;
+                assert_eq!(got, expected(route), "{route:?} round {round}");
+            }
+        }
+    });
+}
+
+/// [`wake_by`] without a timer: the other task uses `route` at once (`how` 0), after
+/// `spins % 4` yields (1), or after `spins` spin-loop hints (2).
+async fn race_by(
+    route: Route,
+    how: u64,
+    spins: u64,
+    empty_on_finished: bool,
+) -> (Option<u32>, usize) {
+    let ctx = hp::Ctx::beginning("t");
+    let mut q = hp::queue::<u32>(&ctx)
+        .empty_on_finished(empty_on_finished)
+        .build();
+    let (h, qctx) = (q.handle(), q.ctx().clone());
+    let ran = Arc::new(AtomicUsize::new(0));
+    let r = ran.clone();
+    let mut all = q.get_all(); // before the other task can set the breaker
+    tokio::spawn(async move {
+        match how {
+            0 => {}
+            1 => {
+                for _ in 0..spins % 4 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            _ => (0..spins).for_each(|_| std::hint::spin_loop()),
+        }
+        let h2 = h.clone();
+        let instr = move || {
+            r.fetch_add(1, SeqCst);
+            h2.append(9);
+        };
+        match route {
+            Route::Append => drop(h.append(9)),
+            Route::AppendFront => drop(h.append_front(9)),
+            Route::Instruction => drop(h.append_instruction(instr)),
+            Route::InstructionFront => drop(h.append_instruction_front(instr)),
+            Route::CtxStop => drop(qctx.cancel()),
+            Route::Breaker => h.breaker().set(),
+        }
+    });
+    let got = all.next().await;
+    (got, ran.load(SeqCst))
 }
 
 #[test]

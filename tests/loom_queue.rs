@@ -216,6 +216,50 @@ fn loom_instruction_runs_once_before_the_item_behind_it() {
 }
 
 #[test]
+fn loom_every_route_wakes_a_consumer_waiting_on_an_empty_queue() {
+    // The model of hostile_queues' every_route_... tests: one iteration started, then
+    // another thread uses one route once while the consumer checks, registers its waker
+    // and parks. Every route ends the wait (a lost wake-up is a loom deadlock) with what
+    // it promised: the item (the instruction having run once), or the end.
+    for route in 0..6 {
+        model(
+            &format!("route {route} wakes a waiting consumer"),
+            move || {
+                let ctx = hp::Ctx::beginning("r");
+                let mut q = hp::queue::<u32>(&ctx)
+                    .empty_on_finished(route % 2 == 0)
+                    .build();
+                let (h, qctx) = (q.handle(), q.ctx().clone());
+                let ran = Arc::new(AtomicUsize::new(0));
+                let r = ran.clone();
+                // The iteration starts (clearing the breaker) before the route can be used.
+                let mut all = q.get_all();
+                let t = thread::spawn(move || {
+                    let h2 = h.clone();
+                    let instr = move || {
+                        r.fetch_add(1, SeqCst);
+                        h2.append(9);
+                    };
+                    match route {
+                        0 => drop(h.append(9)),
+                        1 => drop(h.append_front(9)),
+                        2 => drop(h.append_instruction(instr)),
+                        3 => drop(h.append_instruction_front(instr)),
+                        4 => drop(qctx.cancel()),
+                        _ => h.breaker().set(),
+                    }
+                });
+                let got = block_on(all.next());
+                t.join().unwrap();
+                let want = if route < 4 { Some(9) } else { None };
+                assert_eq!(got, want, "route {route}");
+                assert_eq!(ran.load(SeqCst), usize::from(route == 2 || route == 3));
+            },
+        );
+    }
+}
+
+#[test]
 fn loom_hook_appends_race_a_producer() {
     // A process_after_yielded hook appends 10 once while a producer appends 1: no
     // deadlock, and 0, 1, 10 are each yielded once.
