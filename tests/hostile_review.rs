@@ -892,9 +892,13 @@ async fn async_queue_wake(route: u8) -> Vec<i32> {
     let mut q = hp::queue::<i32>(&parent).build();
     let h = q.handle();
     let qctx = q.ctx().clone();
+    // The route waits until the iteration has started: starting one clears the breaker
+    // (SEMANTICS), so a breaker set before it would be erased, not missed.
+    let (started_tx, started) = tokio::sync::oneshot::channel();
     let consumer = tokio::spawn(async move {
         let mut seen = Vec::new();
         let mut all = q.get_all();
+        let _ = started_tx.send(());
         while let Some(x) = all.next().await {
             seen.push(x);
             if seen.len() == 2 {
@@ -903,6 +907,7 @@ async fn async_queue_wake(route: u8) -> Vec<i32> {
         }
         seen
     });
+    started.await.expect("the consumer started its iteration");
     tokio::time::sleep(Duration::from_millis(50)).await;
     match route {
         0 => {
