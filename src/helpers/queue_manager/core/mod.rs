@@ -640,14 +640,7 @@ impl<V, C> Shared<V, C> {
             let mut st = lock(&self.state);
             if st.keep_generators {
                 let failure = st.stopped.clone().unwrap_or(Failure::Cancelled);
-                let mut live: Vec<(u64, usize)> = st
-                    .sources
-                    .iter()
-                    .filter(|(_, s)| s.body.as_ref().is_some_and(Body::is_generator))
-                    .map(|(key, s)| (s.number, key))
-                    .collect();
-                live.sort_unstable();
-                for (_, key) in live {
+                for (_, key) in st.live_generators() {
                     // Out of the table (the rest of the source is dropped by `clear`).
                     if let Some(Ok(stream)) = st.sources[key].body.take().map(Body::into_generator)
                     {
@@ -699,6 +692,20 @@ impl<V, C> Drop for Shared<V, C> {
         // Drop what is left one piece at a time, so a panicking `Drop` of one source
         // (or a second one while unwinding) cannot abort or leak the rest.
         self.clear();
+    }
+}
+
+impl<V, C> State<V, C> {
+    /// The live generator sources as (source number, table key), in the order added.
+    fn live_generators(&self) -> Vec<(u64, usize)> {
+        let mut live: Vec<(u64, usize)> = self
+            .sources
+            .iter()
+            .filter(|(_, s)| s.body.as_ref().is_some_and(Body::is_generator))
+            .map(|(key, s)| (s.number, key))
+            .collect();
+        live.sort_unstable();
+        live
     }
 }
 
@@ -829,14 +836,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
     /// Ends the live generator sources as the stop ends a source (kept in `stopping`).
     fn end_generators(&mut self, d: &mut Deferred<V>) {
         let failure = self.stopped.clone().unwrap_or(Failure::Cancelled);
-        let mut live: Vec<(u64, usize)> = self
-            .sources
-            .iter()
-            .filter(|(_, s)| s.body.as_ref().is_some_and(Body::is_generator))
-            .map(|(key, s)| (s.number, key))
-            .collect();
-        live.sort_unstable();
-        for (number, key) in live {
+        for (number, key) in self.live_generators() {
             self.end_cut_short(key, number, failure.clone(), d);
         }
     }
