@@ -806,11 +806,21 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
                     return Next::Call(f, chain.child(id), ctx);
                 }
                 None => {
-                    if self.stopped.is_some() || self.idle_stop_queued {
+                    // A task that finished before the stop still delivers (SEMANTICS): its
+                    // done callback may not have queued its outcome yet (another thread,
+                    // or between its two locks), so the end waits for it; the callback
+                    // wakes the consumer. After a stop only such tasks are left in the
+                    // table: every other source was ended or has a step queued.
+                    let delivering = self.stopped.is_some()
+                        && self.sources.iter().any(|(_, s)| {
+                            matches!(s.turn, Turn::Waiting | Turn::Woken | Turn::Busy)
+                        });
+                    if !delivering && (self.stopped.is_some() || self.idle_stop_queued) {
                         self.idle_stop_queued = false;
                         return Next::End;
                     }
                     if self.finish_when_empty
+                        && self.stopped.is_none()
                         && self.sources.is_empty()
                         && self.running_functions == 0
                         && self.woken.is_empty()
