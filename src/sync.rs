@@ -1,8 +1,9 @@
 //! Synchronisation primitives behind one path.
 //!
 //! Every concurrent core of the crate takes its atomics, `Mutex` and `Condvar` from here,
-//! so the loom model tests (`RUSTFLAGS="--cfg machinery_loom"`; a name of our own, since a
-//! global `--cfg loom` also switches tokio and event-listener into their own loom modes)
+//! so the loom model tests (the `loom-model` feature, which build.rs turns into
+//! `cfg(machinery_loom)`: a name of our own, since a global `--cfg loom` also switches
+//! tokio and event-listener into their own loom modes)
 //! check the real code without a rewrite (the per-thread finishing queue in `callbacks.rs`
 //! is loom's `thread_local!` under loom, where model threads share one OS thread). `Arc`
 //! and `Weak` are always std's: loom's `Arc` has no `Weak`, and the races that matter

@@ -1,7 +1,7 @@
 //! The ordinary test suites, one module per suite, in one binary: building and linking
 //! one binary instead of one per file is most of a fresh `cargo test`. Suites that need a
 //! process of their own live beside it: `tests/leaks.rs` (process-wide live-object
-//! counters) and `tests/loom/` (built only under `--cfg machinery_loom`).
+//! counters) and `tests/loom/` (built only with the `loom-model` feature).
 
 mod common;
 

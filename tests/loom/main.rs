@@ -1,4 +1,4 @@
-//! The loom model checks (`RUSTFLAGS="--cfg machinery_loom"`, see docs/RELIABILITY.md),
+//! The loom model checks (`--features loom-model`, see docs/RELIABILITY.md),
 //! one module per concurrent core, in one binary. Empty in ordinary builds.
 #![cfg(machinery_loom)]
 
