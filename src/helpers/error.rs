@@ -9,6 +9,21 @@
 //! one error are recognisably "the same" ([`Error::same`]), which the result helpers use
 //! to count distinct errors.
 //!
+//! # `?` into anyhow, eyre and boxed errors
+//! [`Error`] and [`Failure`] implement `std::error::Error` and are `Send + Sync + 'static`,
+//! so `?` carries them into `anyhow::Result`, `eyre::Result` and
+//! `Box<dyn Error + Send + Sync>` ([`BoxError`]). Both are transparent, as
+//! `std::io::Error`'s custom errors: `Display` and `source()` are the wrapped error's, so a
+//! report shows each message once. The report holds the `Error` (or `Failure`) itself:
+//! `report.downcast_ref::<hp::Error>()` gives that very error ([`Error::same`] holds) and
+//! its [`Error::downcast_ref`] your original type; [`Error::find_in`] does both through any
+//! chain. `report.downcast_ref::<YourError>()` directly gives `None`.
+//!
+//! There is no blanket `From<E: std::error::Error> for Error` (it would overlap the
+//! reflexive `From<Error> for Error`, which `?` needs): the crate's parameters take any
+//! `E: std::error::Error + Send + Sync + 'static`, and [`Error::new`] converts one
+//! elsewhere (an `Error` given to it comes back as itself, never wrapped twice).
+//!
 //! # Example
 //! ```
 //! use machinery::helpers as hp;
