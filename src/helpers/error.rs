@@ -213,6 +213,9 @@ impl Error {
         }
     }
 
+    /// How many links of a `source()` chain [`Error::find_in`] looks at, at most.
+    pub const FIND_IN_LINKS: usize = 1 << 16;
+
     /// Finds an `E` in `err` or its `source()` chain, looking inside the crate's
     /// transparent wrappers ([`Error`], [`Failure`]) at each link. Use it on whatever an
     /// `hp::Error` or `Failure` was carried into with `?`: an `anyhow::Error`
@@ -234,11 +237,20 @@ impl Error {
     /// // or in two steps: the report holds the `hp::Error`, which holds yours
     /// assert!(report.downcast_ref::<hp::Error>().unwrap().is::<DiskOnFire>());
     /// ```
+    ///
+    /// A chain whose `source()` never ends (a broken `Error` impl that is its own source)
+    /// is searched for its first [`FIND_IN_LINKS`](Self::FIND_IN_LINKS) links, never
+    /// forever.
     pub fn find_in<'a, E: std::error::Error + 'static>(
         err: &'a (dyn std::error::Error + 'static),
     ) -> Option<&'a E> {
         let mut link = Some(err);
+        let mut links = 0;
         while let Some(e) = link {
+            links += 1;
+            if links > Self::FIND_IN_LINKS {
+                return None;
+            }
             if let Some(found) = e.downcast_ref::<E>() {
                 return Some(found);
             }

@@ -677,3 +677,27 @@ fn roots_with_deadlines_on_the_multi_thread_runtime_finish_with_deadline_exceede
             .all(|f| f.error().is_some_and(|e| e.is::<hp::DeadlineExceeded>()))
     );
 }
+
+/// A broken error that is its own source: its chain never ends.
+#[derive(Debug)]
+struct Endless;
+
+impl std::fmt::Display for Endless {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("endless")
+    }
+}
+
+impl StdError for Endless {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(self)
+    }
+}
+
+#[test]
+fn find_in_gives_up_on_a_source_chain_that_never_ends() {
+    assert!(hp::Error::find_in::<DiskGone>(&Endless).is_none());
+    let wrapped = hp::Error::new(Endless);
+    assert!(hp::Error::find_in::<DiskGone>(&wrapped).is_none());
+    assert!(hp::Error::find_in::<Endless>(&wrapped).is_some());
+}
