@@ -55,8 +55,14 @@
 //! # The tree
 //! [`Ctx::tree`] and [`Ctx::child_count`] show every child that still exists, finished or
 //! not, each with its own state, so a dump taken during shutdown shows the work still
-//! draining. Lines stay bounded at any depth (a long name shows `...-->` and the context's
-//! own segment; indentation stops at 16 levels and deeper lines say `[depth N]`).
+//! draining. Children come in creation order. Lines stay bounded at any depth (a long
+//! name shows `...-->` and the context's own segment; indentation stops at 16 levels and
+//! deeper lines say `[depth N]`); the exact format is in [`Ctx::tree`]'s docs.
+//! [`Ctx::snapshot`] gives the same as a value ([`CtxSnapshot`]) that programs and tests
+//! walk instead of matching text.
+//!
+//! A root can carry a deadline too ([`Ctx::beginning_with_timeout`],
+//! [`Ctx::beginning_with_deadline`]), as a child can ([`Ctx::child_with_timeout`]).
 //!
 //! # Memory
 //! A context lives while a handle, a guard or a live child refers to it. When nothing
