@@ -44,4 +44,14 @@ pub async fn run() {
     println!("  the tree at shutdown still shows what is draining:");
     print!("{}", root.tree());
     println!("  children of app still alive: {}", root.child_count());
+    let snap = root.snapshot();
+    let draining: Vec<(usize, &str, String)> = snap
+        .walk()
+        .map(|(depth, s)| (depth, s.name.as_str(), s.state.to_string()))
+        .collect();
+    println!("  the same as a snapshot to walk: {draining:?}");
+
+    let job = hp::Ctx::beginning_with_timeout("job", Duration::from_secs(60));
+    let how = job.child("export").wait().await;
+    println!("  a root with a 60 s budget: its child finished with `{how}`");
 }

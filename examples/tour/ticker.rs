@@ -48,4 +48,19 @@ pub async fn run() {
         "  the stream ended at {}s: the next tick would have been at or after max_time 200s",
         start.elapsed().as_secs()
     );
+
+    // The floor: ticks come at least `min_wait` (100 ms by default) apart, so a faster
+    // period ticks at 10 Hz (and `build` emits one tracing WARN saying so).
+    for min_wait in [Some(Duration::from_millis(100)), None] {
+        let start = Instant::now();
+        let at: Vec<u128> = hp::tick(Duration::from_millis(50), &ctx)
+            .min_wait(min_wait)
+            .max_iterations(4)
+            .build()
+            .expect("every is not zero")
+            .map(|_| start.elapsed().as_millis())
+            .collect()
+            .await;
+        println!("  tick(50 ms) with min_wait {min_wait:?}: ticks at {at:?} ms");
+    }
 }

@@ -9,6 +9,21 @@
 //! one error are recognisably "the same" ([`Error::same`]), which the result helpers use
 //! to count distinct errors.
 //!
+//! # `?` into anyhow, eyre and boxed errors
+//! [`Error`] and [`Failure`] implement `std::error::Error` and are `Send + Sync + 'static`,
+//! so `?` carries them into `anyhow::Result`, `eyre::Result` and
+//! `Box<dyn Error + Send + Sync>` ([`BoxError`]). Both are transparent, as
+//! `std::io::Error`'s custom errors: `Display` and `source()` are the wrapped error's, so a
+//! report shows each message once. The report holds the `Error` (or `Failure`) itself:
+//! `report.downcast_ref::<hp::Error>()` gives that very error ([`Error::same`] holds) and
+//! its [`Error::downcast_ref`] your original type; [`Error::find_in`] does both through any
+//! chain. `report.downcast_ref::<YourError>()` directly gives `None`.
+//!
+//! There is no blanket `From<E: std::error::Error> for Error` (it would overlap the
+//! reflexive `From<Error> for Error`, which `?` needs): the crate's parameters take any
+//! `E: std::error::Error + Send + Sync + 'static`, and [`Error::new`] converts one
+//! elsewhere (an `Error` given to it comes back as itself, never wrapped twice).
+//!
 //! # Example
 //! ```
 //! use machinery::helpers as hp;
@@ -49,8 +64,25 @@ struct Repr<E: ?Sized> {
 }
 
 impl Error {
-    /// Wraps an error value.
+    /// Wraps an error value. An [`Error`] given here is returned as it is (not wrapped
+    /// twice), so [`Error::same`] still holds for it; so is the error a
+    /// [`Failure::Error`] carries (a [`Failure::Cancelled`] is wrapped: its text is
+    /// `cancelled`, its type name `Failure`).
     pub fn new<E: std::error::Error + Send + Sync + 'static>(err: E) -> Self {
+        // `E` may be `Error` itself (every parameter of the crate takes any error type).
+        let mut slot = Some(err);
+        let any = &mut slot as &mut dyn Any;
+        if let Some(e) = any.downcast_mut::<Option<Error>>() {
+            return e.take().expect("just filled");
+        }
+        if let Some(f) = any.downcast_mut::<Option<Failure>>()
+            && let Some(Failure::Error(e)) = f
+        {
+            return e.clone();
+        }
+        let Some(err) = slot else {
+            unreachable!("filled above")
+        };
         let inner: Arc<Repr<dyn std::error::Error + Send + Sync>> = Arc::new(Repr {
             type_name: short_type_name(std::any::type_name::<E>()),
             err,
@@ -73,14 +105,19 @@ impl Error {
         self.inner.type_name
     }
 
-    /// The wrapped error, if it is an `E`.
+    /// The wrapped error, if it is an `E` (for one made by [`Error::from_boxed`]: the
+    /// boxed error, if it is an `E`).
     pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
-        self.inner.err.downcast_ref::<E>()
+        let err = &self.inner.err;
+        match err.downcast_ref::<Boxed>() {
+            Some(Boxed(boxed)) => boxed.downcast_ref::<E>(),
+            None => err.downcast_ref::<E>(),
+        }
     }
 
-    /// Whether the wrapped error is an `E`.
+    /// Whether the wrapped error is an `E` (see [`Error::downcast_ref`]).
     pub fn is<E: std::error::Error + 'static>(&self) -> bool {
-        self.inner.err.is::<E>()
+        self.downcast_ref::<E>().is_some()
     }
 
     /// True when both are clones of one error (not merely equal text).
@@ -120,19 +157,27 @@ impl fmt::Debug for Error {
     }
 }
 
-// Like `anyhow::Error`, `Error` does not implement `std::error::Error` itself, so that
-// every error type converts into it with `?` / `.into()`. `as_dyn` and `Deref` give the
-// wrapped error.
-impl<E: std::error::Error + Send + Sync + 'static> From<E> for Error {
-    fn from(err: E) -> Self {
-        Error::new(err)
-    }
-}
-
+// `Error` implements `std::error::Error` (below), so `?` carries it into
+// `anyhow::Result`, `eyre::Result` and `Box<dyn Error + Send + Sync>`. That rules out a
+// blanket `impl<E: std::error::Error> From<E> for Error` (it would overlap the reflexive
+// `From<Error> for Error`): the crate's parameters take any
+// `E: std::error::Error + Send + Sync + 'static` and call `Error::new`, which gives an
+// `Error` back as it is.
 impl std::ops::Deref for Error {
     type Target = dyn std::error::Error + Send + Sync + 'static;
     fn deref(&self) -> &Self::Target {
         &self.inner.err
+    }
+}
+
+/// Transparent, like `std::io::Error`'s custom errors: `Display` and `source()` are those
+/// of the wrapped error, so a report (`{:#}` of anyhow, eyre's `Caused by:`) shows each
+/// message once. The original type is one `downcast_ref` further: downcast the report to
+/// `hp::Error`, then [`Error::downcast_ref`] to yours (or walk any chain with
+/// [`Error::find_in`]).
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.inner.err.source()
     }
 }
 
@@ -144,7 +189,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 impl Error {
     /// Wraps a boxed error; a box that holds an [`Error`] gives that very error back (so
-    /// [`Error::same`] still holds), instead of wrapping it twice.
+    /// [`Error::same`] still holds), instead of wrapping it twice. The boxed error's own
+    /// type stays reachable by [`Error::downcast_ref`].
     ///
     /// ```
     /// use machinery::helpers as hp;
@@ -155,8 +201,8 @@ impl Error {
     /// assert_eq!(from_str.to_string(), "plain text");
     /// ```
     pub fn from_boxed(err: BoxError) -> Self {
-        match err.downcast::<Wrapped>() {
-            Ok(w) => w.0,
+        match err.downcast::<Error>() {
+            Ok(e) => *e,
             Err(other) => {
                 let inner: Arc<Repr<dyn std::error::Error + Send + Sync>> = Arc::new(Repr {
                     type_name: boxed_type_name(&*other),
@@ -165,6 +211,59 @@ impl Error {
                 Error { inner }
             }
         }
+    }
+
+    /// How many links of a `source()` chain [`Error::find_in`] looks at, at most.
+    pub const FIND_IN_LINKS: usize = 1 << 16;
+
+    /// Finds an `E` in `err` or its `source()` chain, looking inside the crate's
+    /// transparent wrappers ([`Error`], [`Failure`]) at each link. Use it on whatever an
+    /// `hp::Error` or `Failure` was carried into with `?`: an `anyhow::Error`
+    /// (`&*report`), an `eyre::Report`, a `Box<dyn Error>`, or another error whose source
+    /// it became.
+    ///
+    /// ```
+    /// use machinery::helpers as hp;
+    ///
+    /// #[derive(Debug, thiserror::Error)]
+    /// #[error("disk on fire")]
+    /// struct DiskOnFire;
+    ///
+    /// fn load() -> anyhow::Result<()> {
+    ///     Err(hp::Error::new(DiskOnFire))?
+    /// }
+    /// let report = load().unwrap_err();
+    /// assert!(hp::Error::find_in::<DiskOnFire>(&*report).is_some());
+    /// // or in two steps: the report holds the `hp::Error`, which holds yours
+    /// assert!(report.downcast_ref::<hp::Error>().unwrap().is::<DiskOnFire>());
+    /// ```
+    ///
+    /// A chain whose `source()` never ends (a broken `Error` impl that is its own source)
+    /// is searched for its first [`FIND_IN_LINKS`](Self::FIND_IN_LINKS) links, never
+    /// forever.
+    pub fn find_in<'a, E: std::error::Error + 'static>(
+        err: &'a (dyn std::error::Error + 'static),
+    ) -> Option<&'a E> {
+        let mut link = Some(err);
+        let mut links = 0;
+        while let Some(e) = link {
+            links += 1;
+            if links > Self::FIND_IN_LINKS {
+                return None;
+            }
+            if let Some(found) = e.downcast_ref::<E>() {
+                return Some(found);
+            }
+            let wrapped = match e.downcast_ref::<Failure>() {
+                Some(f) => f.error(),
+                None => e.downcast_ref::<Error>(),
+            };
+            if let Some(found) = wrapped.and_then(Error::downcast_ref::<E>) {
+                return Some(found);
+            }
+            link = e.source();
+        }
+        None
     }
 }
 
@@ -191,28 +290,6 @@ impl fmt::Display for Boxed {
 impl std::error::Error for Boxed {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.0.source()
-    }
-}
-
-impl From<Error> for Box<dyn std::error::Error + Send + Sync + 'static> {
-    fn from(err: Error) -> Self {
-        Box::new(Wrapped(err))
-    }
-}
-
-/// `Error` as a `std::error::Error`, for boxing.
-#[derive(Debug)]
-struct Wrapped(Error);
-
-impl fmt::Display for Wrapped {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
-    }
-}
-
-impl std::error::Error for Wrapped {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.0.inner.err.source()
     }
 }
 
@@ -299,12 +376,24 @@ impl fmt::Display for Failure {
     }
 }
 
+/// Transparent, as [`Error`]: `Display` and `source()` are those of the error it carries
+/// (none for `Cancelled`). After `?` into a report, downcast it to `Failure`, then
+/// [`Failure::error`] and [`Error::downcast_ref`] (or use [`Error::find_in`]).
 impl std::error::Error for Failure {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Failure::Cancelled => None,
-            Failure::Error(e) => Some(e.as_dyn()),
+            Failure::Error(e) => e.inner.err.source(),
         }
+    }
+}
+
+/// As [`Error::new`]: the error a [`Failure::Error`] carries, itself (so `?` on a
+/// `Result<_, Failure>` works in a function returning `Result<_, hp::Error>`); a
+/// [`Failure::Cancelled`] wrapped as an error whose text is `cancelled`.
+impl From<Failure> for Error {
+    fn from(f: Failure) -> Self {
+        Error::new(f)
     }
 }
 

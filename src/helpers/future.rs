@@ -94,8 +94,8 @@ impl<T> Fut<T> {
     }
 
     /// Finishes it with `err`; `false` (and no change) if already done.
-    pub fn set_exception(&self, err: impl Into<Error>) -> bool {
-        Completion::complete(&self.core, |c| c, Err(Failure::Error(err.into())))
+    pub fn set_exception(&self, err: impl std::error::Error + Send + Sync + 'static) -> bool {
+        Completion::complete(&self.core, |c| c, Err(Failure::Error(Error::new(err))))
     }
 
     /// Finishes it as cancelled; `false` (and no change) if already done.

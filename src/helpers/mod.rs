@@ -22,6 +22,7 @@ pub mod ticker;
 pub mod wait;
 
 pub use ctx::{Ctx, CtxGuard, CtxOptions, CtxWait, Logger, TracingLogger, WithTimeout};
+pub use ctx::{CtxSnapshot, CtxState};
 pub use error::{
     BoxError, DeadlineExceeded, Error, ErrorGroup, Failure, Message, Outcome, Panicked, StatusError,
 };

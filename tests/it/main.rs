@@ -39,3 +39,4 @@ mod task;
 mod task_holder;
 mod test_harness;
 mod ticker;
+mod tools;

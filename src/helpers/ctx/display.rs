@@ -11,6 +11,7 @@ use std::fmt::Write;
 
 use super::super::error::Failure;
 use super::node::Node;
+use super::snapshot::CtxState;
 
 /// Past this many bytes a full name is shown by its last segment only.
 pub(super) const LONG_NAME: usize = 120;
@@ -32,6 +33,13 @@ fn push_segment(node: &Node, out: &mut String) {
         let _ = write!(out, "[{prefix}]-->");
     }
     out.push_str(&node.name);
+}
+
+/// This node's segment alone, as a snapshot names it.
+pub(super) fn segment(node: &Node) -> String {
+    let mut out = String::new();
+    push_segment(node, &mut out);
+    out
 }
 
 /// The chain from the root down to `node`.
@@ -90,18 +98,15 @@ pub(super) fn chain(node: &Node) -> String {
     format!("CTX[{name}]({parts})")
 }
 
-/// A state as the tree dump shows it, including how a done node got done.
+/// A state as the tree dump shows it, including how a done node got done (the
+/// `Display` of [`CtxState`], which decides the state for the snapshot too).
 fn tree_state(node: &Node) -> String {
-    match node.own() {
-        Some(Failure::Cancelled) => "cancelled".to_owned(),
-        Some(Failure::Error(e)) => format!("exception {}: {}", e.type_name(), e),
-        None if node.done() => "done (through an ancestor)".to_owned(),
-        None => "pending".to_owned(),
-    }
+    CtxState::of(node).to_string()
 }
 
 /// One line per context under `node` (itself included) that still exists, finished or
-/// not, indented by depth (capped), each with its own state.
+/// not, depth first with children in creation order, indented by depth (capped), each
+/// with its own state. The format is `Ctx::tree`'s documented one.
 pub(super) fn tree(node: &std::sync::Arc<Node>) -> String {
     let mut out = String::new();
     let top = full_name(node);

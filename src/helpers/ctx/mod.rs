@@ -55,8 +55,14 @@
 //! # The tree
 //! [`Ctx::tree`] and [`Ctx::child_count`] show every child that still exists, finished or
 //! not, each with its own state, so a dump taken during shutdown shows the work still
-//! draining. Lines stay bounded at any depth (a long name shows `...-->` and the context's
-//! own segment; indentation stops at 16 levels and deeper lines say `[depth N]`).
+//! draining. Children come in creation order. Lines stay bounded at any depth (a long
+//! name shows `...-->` and the context's own segment; indentation stops at 16 levels and
+//! deeper lines say `[depth N]`); the exact format is in [`Ctx::tree`]'s docs.
+//! [`Ctx::snapshot`] gives the same as a value ([`CtxSnapshot`]) that programs and tests
+//! walk instead of matching text.
+//!
+//! A root can carry a deadline too ([`Ctx::beginning_with_timeout`],
+//! [`Ctx::beginning_with_deadline`]), as a child can ([`Ctx::child_with_timeout`]).
 //!
 //! # Memory
 //! A context lives while a handle, a guard or a live child refers to it. When nothing
@@ -99,6 +105,7 @@ mod display;
 mod guard;
 mod log;
 mod node;
+mod snapshot;
 mod timeout;
 
 use std::borrow::Cow;
@@ -119,6 +126,7 @@ use crate::sync::Arc;
 pub use guard::CtxGuard;
 pub use log::{Logger, TracingLogger};
 use node::{Extras, Node};
+pub use snapshot::{CtxSnapshot, CtxState, Walk};
 pub use timeout::WithTimeout;
 
 /// A handle to one context of the tree. Cloning is cheap and does not cancel anything.
@@ -276,8 +284,8 @@ impl Ctx {
     ///
     /// `false` (and no change) when this context already has its own outcome. A context
     /// done only through an ancestor still accepts it (see "Outcomes").
-    pub fn set_exception(&self, err: impl Into<Error>) -> bool {
-        self.node.finish(Failure::Error(err.into()))
+    pub fn set_exception(&self, err: impl std::error::Error + Send + Sync + 'static) -> bool {
+        self.node.finish(Failure::Error(Error::new(err)))
     }
 
     /// Whether this context or an ancestor has finished. One atomic load, no lock.
@@ -479,6 +487,44 @@ impl Ctx {
 
     /// A multi-line listing of this context and every descendant that still exists
     /// (finished or not), each with its own state; linear in the number of contexts.
+    /// For a structure to walk instead of text, see [`Ctx::snapshot`].
+    ///
+    /// # Format
+    /// One line per context, each ending in `\n`: this context first, then its
+    /// descendants depth first, the children of each in creation order. A line is
+    ///
+    /// `INDENT NAME [STATE]`, written as `{INDENT}{NAME} [{STATE}]`
+    ///
+    /// - INDENT: two spaces per level below this context (none for it). Past 16 levels
+    ///   the indentation stays at 32 spaces and the line starts with `[depth N] ` (N the
+    ///   levels below this context), so a line's length does not grow with the depth.
+    /// - NAME: the full name from the root of the whole tree (`app-->server-->conn-1`,
+    ///   with `[prefix]-->` before a prefixed segment), while it is at most 120 bytes;
+    ///   past that `...-->` and the context's own segment (`...-->conn-1`).
+    /// - STATE: its own state ([`CtxState`]'s `Display`): `pending`, `waiting` (not
+    ///   started: waiting for its turn, see [`CtxState::Waiting`]), `cancelled`,
+    ///   `exception TYPE: MESSAGE` (its own error: [`Error::type_name`] and the error's
+    ///   text, e.g. `exception DeadlineExceeded: deadline exceeded`), or
+    ///   `done (through an ancestor)`.
+    ///
+    /// ```
+    /// use machinery::helpers as hp;
+    ///
+    /// let root = hp::Ctx::beginning("app");
+    /// let server = root.child("server");
+    /// let b = server.child("b");
+    /// let a = server.child("a");
+    /// a.set_exception(hp::Error::msg("refused"));
+    /// server.cancel();
+    /// assert_eq!(
+    ///     root.tree(),
+    ///     "app [pending]\n\
+    ///      \x20 app-->server [cancelled]\n\
+    ///      \x20   app-->server-->b [done (through an ancestor)]\n\
+    ///      \x20   app-->server-->a [exception Message: refused]\n"
+    /// );
+    /// # drop((b, a));
+    /// ```
     pub fn tree(&self) -> String {
         display::tree(&self.node)
     }

@@ -140,8 +140,8 @@ impl<T: Send + 'static> WithTimeout<T> {
         self
     }
     /// The error returned at the timeout instead of `Cancelled`.
-    pub fn timeout_error(mut self, err: impl Into<Error>) -> Self {
-        self.timeout_error = Some(err.into());
+    pub fn timeout_error(mut self, err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.timeout_error = Some(Error::new(err));
         self
     }
 
@@ -247,22 +247,78 @@ impl Ctx {
         deadline: Instant,
     ) -> Ctx {
         let child = self.child(name);
-        if deadline <= Instant::now() {
-            child.set_exception(DeadlineExceeded);
-            return child;
-        }
-        let weak = crate::sync::Arc::downgrade(&child.node);
-        let handle = self
-            .runtime()
-            .unwrap_or_else(tokio::runtime::Handle::current);
-        let timer = handle.spawn(async move {
-            tokio::time::sleep_until(deadline).await;
-            if let Some(node) = weak.upgrade() {
-                Ctx::from_node(node).set_exception(DeadlineExceeded);
-            }
-        });
-        let abort = timer.abort_handle();
-        child.add_done_callback(move |_| abort.abort());
+        arm_deadline(&child, deadline);
         child
     }
+
+    /// A root (as [`Ctx::beginning`]) that finishes itself with [`DeadlineExceeded`]
+    /// after `timeout`: the whole program's budget, without a child made only to carry
+    /// it. Its children finish with it and report the same cause.
+    ///
+    /// A zero `timeout` gives a root that is already done; one too large for an instant
+    /// (`Duration::MAX`) gives a root without a deadline, never a panic. For a logger or
+    /// runtime as well, use [`Ctx::beginning_with`] and [`Ctx::child_with_timeout`].
+    ///
+    /// ```
+    /// use machinery::helpers as hp;
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let start = tokio::time::Instant::now();
+    /// let root = hp::Ctx::beginning_with_timeout("job", Duration::from_secs(30));
+    /// let step = root.child("step");
+    /// let how = step.wait().await;
+    /// assert_eq!(start.elapsed(), Duration::from_secs(30));
+    /// assert!(how.error().unwrap().is::<hp::DeadlineExceeded>());
+    /// assert!(!root.cancelled());
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    /// Outside a tokio runtime with timers enabled (unless `timeout` is zero).
+    #[track_caller]
+    pub fn beginning_with_timeout(name: impl Into<Cow<'static, str>>, timeout: Duration) -> Ctx {
+        match Instant::now().checked_add(timeout) {
+            Some(deadline) => Ctx::beginning_with_deadline(name, deadline),
+            None => Ctx::beginning(name),
+        }
+    }
+
+    /// A root that finishes itself with [`DeadlineExceeded`] at `deadline`; see
+    /// [`Ctx::beginning_with_timeout`] and [`Ctx::child_with_deadline`] (the same timer:
+    /// a small task that ends when the root finishes or is dropped). A deadline already
+    /// passed finishes the root before this returns.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime with timers enabled (unless the deadline has passed).
+    #[track_caller]
+    pub fn beginning_with_deadline(name: impl Into<Cow<'static, str>>, deadline: Instant) -> Ctx {
+        let root = Ctx::beginning(name);
+        arm_deadline(&root, deadline);
+        root
+    }
+}
+
+/// Finishes `ctx` with [`DeadlineExceeded`] at `deadline` (at once if it has passed),
+/// through a timer task on its runtime that holds it only weakly and is aborted as soon
+/// as `ctx` finishes for any reason.
+#[track_caller]
+fn arm_deadline(ctx: &Ctx, deadline: Instant) {
+    if deadline <= Instant::now() {
+        ctx.set_exception(DeadlineExceeded);
+        return;
+    }
+    let weak = crate::sync::Arc::downgrade(&ctx.node);
+    let handle = ctx
+        .runtime()
+        .unwrap_or_else(tokio::runtime::Handle::current);
+    let timer = handle.spawn(async move {
+        tokio::time::sleep_until(deadline).await;
+        if let Some(node) = weak.upgrade() {
+            Ctx::from_node(node).set_exception(DeadlineExceeded);
+        }
+    });
+    let abort = timer.abort_handle();
+    ctx.add_done_callback(move |_| abort.abort());
 }

@@ -84,16 +84,16 @@ impl<V> From<V> for Feed<V> {
 
 impl<V: Send + 'static> Feed<V> {
     /// `Ok(v)` as a value, `Err(e)` as [`Feed::Error`].
-    pub fn from_result<E: Into<Error>>(result: Result<V, E>) -> Self {
+    pub fn from_result<E: std::error::Error + Send + Sync + 'static>(result: Result<V, E>) -> Self {
         match result {
             Ok(v) => Feed::Value(v),
-            Err(e) => Feed::Error(e.into()),
+            Err(e) => Feed::Error(Error::new(e)),
         }
     }
 
     /// An error feed.
-    pub fn error(err: impl Into<Error>) -> Self {
-        Feed::Error(err.into())
+    pub fn error(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Feed::Error(Error::new(err))
     }
 
     /// A function source.

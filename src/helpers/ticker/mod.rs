@@ -21,6 +21,9 @@
 //! - **The default `min_wait` of 100 ms makes a ticker faster than 10 Hz skip periods**:
 //!   with `every` 50 ms each tick is followed by the first grid point 100 ms later, so it
 //!   ticks every 100 ms. Pass `min_wait(None)` or a smaller `min_wait` for fast tickers.
+//!   Setting such a period (nonzero, below `min_wait`: in [`tick`], `change_after` or
+//!   `change_once`) emits one `tracing` WARN event (target `machinery::ticker`), once
+//!   per setting, never per tick.
 //! - One scheduled instant never gives two ticks (the Python original, with `min_wait=0`,
 //!   woke early and ticked twice; here the next tick is computed from the grid, never from
 //!   a rounded sleep).
@@ -120,6 +123,12 @@ pub enum TickerError {
 
 /// Starts building a ticker that yields every `every`, stopping when `ctx` is done.
 ///
+/// **Floor:** ticks come at least `min_wait` apart, 100 ms by default (the seed's 0.1 s):
+/// `tick(50 ms)` ticks every 100 ms unless you set
+/// [`min_wait`](TickerBuilder::min_wait) lower or to `None`. A period below `min_wait`
+/// is accepted, and [`build`](TickerBuilder::build) emits one `tracing` WARN event
+/// saying so (target `machinery::ticker`, fields `ticker`, `every`, `min_wait`).
+///
 /// See the [module docs](self) for the schedule.
 pub fn tick(every: Duration, ctx: &Ctx) -> TickerBuilder {
     TickerBuilder {
@@ -190,6 +199,12 @@ impl TickerBuilder {
     /// The minimum time between a tick being yielded and the next one (default 100 ms);
     /// `None` is the seed's `min_wait=False`: always tick at the next grid point.
     ///
+    /// It is a floor under the period: with `every` 50 ms and the default, ticks come
+    /// every 100 ms. A nonzero period below `min_wait` (given to [`tick`],
+    /// [`change_after`](Ticker::change_after) or [`change_once`](Ticker::change_once))
+    /// emits one `tracing` WARN event when it is set, never one per tick. (`every` zero
+    /// asks for ticks `min_wait` apart on purpose: no event.)
+    ///
     /// Zero and `None` differ: a late tick (for the grid point at 10, every 5) yielded
     /// exactly at the grid point 15 is followed by the tick for 15 at once with zero, and
     /// by the tick at 20 with `None`. Neither ever ticks twice for one grid point.
@@ -219,7 +234,8 @@ impl TickerBuilder {
     /// [`TickerError::ZeroEveryWithoutMinWait`] for `every` zero with `min_wait` off.
     pub fn build(self) -> Result<Ticker, TickerError> {
         let schedule = Schedule::new(self.every, self.min_wait)?.starting_at(self.start);
-        let ctx = self.ctx.child(self.name).drop_guard();
+        note_floor(&self.name, self.every, self.min_wait);
+        let ctx = self.ctx.child(self.name.clone()).drop_guard();
         let wait = ctx.wait();
         Ok(Ticker {
             control: TickerControl {
@@ -228,6 +244,7 @@ impl TickerBuilder {
                     passed: AtomicBool::new(false),
                     waker: AtomicWaker::new(),
                     pauser: self.pauser.unwrap_or_else(|| Arc::new(Semaphore::new(1))),
+                    name: self.name,
                 }),
             },
             ctx,
@@ -250,6 +267,26 @@ struct Shared {
     /// The ticker's task, woken by `change_after` so it re-reads its due instant.
     waker: AtomicWaker,
     pauser: Arc<Semaphore>,
+    /// The ticker's name (its child context's segment), for the floor's event.
+    name: Cow<'static, str>,
+}
+
+/// Emits the floor's event when a nonzero period below `min_wait` is set (called with no
+/// lock held: a subscriber is user code).
+fn note_floor(name: &str, every: Duration, min_wait: Option<Duration>) {
+    if let Some(min_wait) = min_wait
+        && !every.is_zero()
+        && every < min_wait
+    {
+        tracing::warn!(
+            target: "machinery::ticker",
+            ticker = name,
+            ?every,
+            ?min_wait,
+            "the ticker's period is below its min_wait: ticks come min_wait apart \
+             (set `min_wait` lower, or to None, for a faster ticker)"
+        );
+    }
 }
 
 /// A cloneable handle that changes a ticker's schedule, usable while the ticker itself
@@ -273,6 +310,10 @@ impl TickerControl {
     /// there with period `every`. Called before the first tick, it replaces the period of
     /// the grid that starts at the first tick.
     ///
+    /// The `min_wait` floor (100 ms by default) still applies: `change_after(50 ms)`
+    /// ticks every 100 ms unless `min_wait` was set lower, and emits one `tracing` WARN
+    /// event saying so (see [`TickerBuilder::min_wait`]).
+    ///
     /// # Errors
     /// [`TickerError::ZeroEveryWithoutMinWait`] for `every` zero on a ticker whose
     /// `min_wait` is off; the schedule is then unchanged.
@@ -285,6 +326,9 @@ impl TickerControl {
     /// its original grid (every 3, `change_once(5)` at the tick at 6: ticks at 11, 12,
     /// 15). Called before the first tick, it applies to the second tick.
     ///
+    /// The `min_wait` floor applies to that gap too (a gap below it emits one `tracing`
+    /// WARN event, see [`TickerBuilder::min_wait`]).
+    ///
     /// # Errors
     /// As [`change_after`](Self::change_after).
     pub fn change_once(&self, every: Duration) -> Result<(), TickerError> {
@@ -292,8 +336,13 @@ impl TickerControl {
     }
 
     fn change(&self, every: Duration, change: Change) -> Result<(), TickerError> {
-        lock(&self.shared.schedule).change(every, change)?;
+        let min_wait = {
+            let mut schedule = lock(&self.shared.schedule);
+            schedule.change(every, change)?;
+            schedule.min_wait()
+        };
         self.shared.waker.wake();
+        note_floor(&self.shared.name, every, min_wait);
         Ok(())
     }
 
@@ -350,7 +399,9 @@ enum Step {
 }
 
 impl Ticker {
-    /// See [`TickerControl::change_after`].
+    /// See [`TickerControl::change_after`]. The `min_wait` floor (100 ms by default)
+    /// still applies: a shorter period ticks `min_wait` apart and emits one `tracing`
+    /// WARN event.
     ///
     /// # Errors
     /// [`TickerError::ZeroEveryWithoutMinWait`], as there.
@@ -358,7 +409,8 @@ impl Ticker {
         self.control.change_after(every)
     }
 
-    /// See [`TickerControl::change_once`].
+    /// See [`TickerControl::change_once`]. The `min_wait` floor applies to that gap too
+    /// (a shorter one emits one `tracing` WARN event).
     ///
     /// # Errors
     /// [`TickerError::ZeroEveryWithoutMinWait`], as there.

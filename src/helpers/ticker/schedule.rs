@@ -82,6 +82,11 @@ impl Schedule {
         self.origin
     }
 
+    /// The floor between two ticks (`None`: off).
+    pub(crate) fn min_wait(&self) -> Option<Duration> {
+        self.min_wait
+    }
+
     /// The instant the last tick was yielded.
     pub(crate) fn last_yield(&self) -> Option<Instant> {
         self.last.map(|(_, t)| t)
