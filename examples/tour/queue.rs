@@ -21,7 +21,7 @@ pub async fn run() {
         tokio::spawn(async move {
             for i in 1..=3 {
                 tokio::time::sleep(Duration::from_secs(every)).await;
-                h.append(format!("{name}-{i}"));
+                h.append(format!("{name}-{i}")).unwrap();
             }
         });
     }
@@ -29,12 +29,13 @@ pub async fn run() {
     let qctx = queue.ctx().clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(4500)).await;
-        h.append_instruction(|| println!("  instruction ran (nothing yielded)"));
-        h.append_front("urgent".to_string());
+        h.append_instruction(|| println!("  instruction ran (nothing yielded)"))
+            .unwrap();
+        h.append_front("urgent".to_string()).unwrap();
         tokio::time::sleep(Duration::from_secs(2)).await;
         println!("  cancelling the queue's context at 6.5s");
         qctx.cancel();
-        h.append("late".to_string());
+        h.append("late".to_string()).unwrap();
     });
     let start = tokio::time::Instant::now();
     let mut all = queue.get_all();
@@ -72,7 +73,7 @@ async fn sync_worker_pool() {
         })
         .collect();
     (1..=6).for_each(|job| {
-        jobs.append(job);
+        jobs.append(job).unwrap();
     });
     jobs.ctx().cancel(); // empty_on_finished: the workers drain the queue, then stop
     let mut all = Vec::new();
