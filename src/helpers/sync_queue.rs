@@ -83,9 +83,10 @@
 //!
 //! let ctx = hp::Ctx::beginning("shipper");
 //! let lines = hp::sync_queue::<String>(&ctx).close_when_handles_dropped(true).build();
+//! let tx = lines.handle();
 //! let producers: Vec<_> = (0..3)
 //!     .map(|p| {
-//!         let tx = lines.handle();
+//!         let tx = tx.clone(); // cloned from one we hold: no early close
 //!         std::thread::spawn(move || {
 //!             for n in 0..2 {
 //!                 tx.append(format!("{p}:{n}")).unwrap();
@@ -93,6 +94,7 @@
 //!         }) // `tx` drops here: the last one closes the queue
 //!     })
 //!     .collect();
+//! drop(tx);
 //! let got: Vec<String> = lines.get_all().collect(); // ends after the last line
 //! producers.into_iter().for_each(|t| t.join().unwrap());
 //! assert_eq!(got.len(), 6);
@@ -192,7 +194,8 @@ impl<T: Send + 'static> SyncQueueOptions<T> {
     /// a channel closes when its last sender is dropped. Only producer handles from
     /// [`SyncQueue::handle`] count (a `SyncQueue` clone is a consumer too), and the close
     /// happens when their count drops to zero: a queue whose first handle was never made
-    /// stays open.
+    /// stays open, and a producer that finishes before the next handle is made closes
+    /// it (clone the producers' handles from one you hold, and drop it last).
     pub fn close_when_handles_dropped(mut self, yes: bool) -> Self {
         self.close_when_handles_dropped = yes;
         self

@@ -34,8 +34,14 @@ use crate::sync::Arc;
 /// }
 /// // The front and the instruction routes give back what they were given too.
 /// assert_eq!(producer.append_front(vec![4]).unwrap_err().into_inner(), [4]);
-/// let job = producer.append_instruction(|| 7).unwrap_err().into_inner();
-/// assert_eq!(job(), 7); // the instruction comes back unrun: run it yourself
+/// let (tx, rx) = std::sync::mpsc::channel();
+/// let job = producer
+///     .append_instruction(move || tx.send("ran").unwrap())
+///     .unwrap_err()
+///     .into_inner();
+/// assert!(rx.try_recv().is_err()); // it came back unrun
+/// job(); // run it yourself, or drop it
+/// assert_eq!(rx.try_recv(), Ok("ran"));
 /// ```
 ///
 /// # Drop

@@ -62,14 +62,16 @@
 //! # async fn main() {
 //! let ctx = hp::Ctx::beginning("app");
 //! let mut queue = hp::queue::<u32>(&ctx).close_when_handles_dropped(true).build();
+//! let tx = queue.handle();
 //! for start in [0, 10] {
-//!     let producer = queue.handle();
+//!     let producer = tx.clone(); // cloned from one we hold: no early close
 //!     tokio::spawn(async move {
 //!         for n in start..start + 3 {
 //!             producer.append(n).unwrap();
 //!         }
 //!     }); // the handle drops here; the last one to drop closes the queue
 //! }
+//! drop(tx);
 //! let mut seen: Vec<u32> = queue.get_all().collect().await; // no end marker needed
 //! seen.sort_unstable();
 //! assert_eq!(seen, [0, 1, 2, 10, 11, 12]);
@@ -165,8 +167,10 @@ impl<T: Send + 'static> QueueOptions<T> {
     /// itself, or a handle made afterwards) come back as [`Refused`].
     ///
     /// The close happens when the count of live handles drops to zero, so a queue whose
-    /// first handle was never made stays open. The `Queue` itself and a
-    /// [`LimitedQueue`] view are not producer handles.
+    /// first handle was never made stays open, and a producer that finishes before the
+    /// next handle is made closes it: make every handle first (or clone them from one
+    /// you hold and drop it last). The `Queue` itself and a [`LimitedQueue`] view are not
+    /// producer handles.
     pub fn close_when_handles_dropped(mut self, yes: bool) -> Self {
         self.close_when_handles_dropped = yes;
         self
