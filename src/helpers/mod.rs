@@ -36,7 +36,8 @@ pub use protocols::{
     fut_state_to_string, fut_to_string,
 };
 pub use queue::{
-    GetAll, Iterations, LimitedQueue, Queue, QueueHandle, QueueOptions, Refused, Remaining, queue,
+    AppendError, GetAll, Iterations, LimitedQueue, Queue, QueueHandle, QueueOptions, Remaining,
+    queue,
 };
 pub use queue_manager::{
     CHAIN_KEEP, CutShort, Feed, FeedContext, QueueFeeder, QueueInput, QueueManagerResult, SourceId,

@@ -17,7 +17,7 @@
 //!     let (queue, ctx) = (queue.clone(), ctx.clone());
 //!     std::thread::spawn(move || {
 //!         for n in 0..3 {
-//!             queue.append(n).unwrap(); // `Err(Refused(n))` only once the queue is closed
+//!             queue.append(n).unwrap(); // `Err(AppendError(n))` only once the queue is closed
 //!         }
 //!         queue.append(99).unwrap();
 //!         ctx.cancel();
@@ -75,7 +75,7 @@
 //! Every consumer then ends once everything appended before the close was taken (each
 //! sees the end; one blocked waiting is woken at once, whatever its `timeout`), and
 //! [`SyncQueue::get`] returns [`SyncGetError::Closed`]. What is appended after the close
-//! comes back to its caller as [`Refused`], as it does once every `SyncQueue` handle
+//! comes back to its caller as [`AppendError`], as it does once every `SyncQueue` handle
 //! (the consumer side) is gone.
 //!
 //! ```
@@ -117,7 +117,7 @@
 //! When the last `SyncQueue` handle (the consumer side) is dropped, the items still
 //! queued are dropped one by one, each outside every lock; a panic in an item's `Drop` is
 //! caught and reported through `tracing`, and the other items are still dropped. Appends
-//! through a [`SyncQueueHandle`] that outlives them come back as [`Refused`].
+//! through a [`SyncQueueHandle`] that outlives them come back as [`AppendError`].
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -128,9 +128,9 @@ use std::time::{Duration, Instant};
 
 use super::debug::{Live, QUEUES};
 use super::protocols::CallbackHandle;
-use super::queue::Refused;
+use super::queue::AppendError;
+use super::queue::append_error::Why;
 use super::queue::drop_later::drop_all;
-use super::queue::refused::Why;
 use super::{Ctx, CtxGuard};
 // The lock and condition variable are `parking_lot`'s (no poison flag to check on every
 // lock and unlock, a lighter uncontended path: 27 % fewer instructions per item than
@@ -275,14 +275,14 @@ struct Core<T: 'static> {
 impl<T: 'static> Core<T> {
     /// Queues `item` at the back, or gives it back when the queue takes nothing more.
     /// A refused item is returned untouched: no user code (its `Drop`) runs here.
-    fn push(&self, item: T) -> Result<(), Refused<T>> {
+    fn push(&self, item: T) -> Result<(), AppendError<T>> {
         let wake = {
             let mut st = lock(&self.state);
             if st.consumers_gone {
-                return Err(Refused::new(item, Why::ConsumerGone));
+                return Err(AppendError::new(item, Why::ConsumerGone));
             }
             if st.closed {
-                return Err(Refused::new(item, Why::Closed));
+                return Err(AppendError::new(item, Why::Closed));
             }
             if st.deque.is_empty() {
                 // Relaxed: a hint for spinning consumers; they re-check under the lock.
@@ -407,7 +407,7 @@ impl<T: Send + 'static> SyncQueue<T> {
     /// iteration).
     ///
     /// # Errors
-    /// Gives `item` back in a [`Refused`] once the queue is [closed](Self::close) (a
+    /// Gives `item` back in an [`AppendError`] once the queue is [closed](Self::close) (a
     /// `SyncQueue` handle keeps the consumer side, so that is the only refusal here).
     ///
     /// ```
@@ -419,7 +419,7 @@ impl<T: Send + 'static> SyncQueue<T> {
     /// let refused = queue.append("line".to_string()).unwrap_err();
     /// assert_eq!(refused.into_inner(), "line"); // the caller has it back
     /// ```
-    pub fn append(&self, item: T) -> Result<(), Refused<T>> {
+    pub fn append(&self, item: T) -> Result<(), AppendError<T>> {
         self.core.push(item)
     }
 
@@ -431,7 +431,7 @@ impl<T: Send + 'static> SyncQueue<T> {
 
     /// Closes the queue from the producer side (see the
     /// [module docs](self#ending-from-the-producer-side)): later appends come back as
-    /// [`Refused`]; every consumer ends once everything appended before was taken, one
+    /// [`AppendError`]; every consumer ends once everything appended before was taken, one
     /// blocked waiting is woken at once. Returns `true` when this call closed it, `false`
     /// when it was closed already. Closing does not touch the context.
     pub fn close(&self) -> bool {
@@ -616,9 +616,9 @@ impl<T: 'static> fmt::Debug for SyncQueue<T> {
 /// and closes from any thread, but does not keep the consumer side (the queue's context
 /// and what is queued live as long as a `SyncQueue` handle does).
 ///
-/// # Refused items
+/// # AppendError items
 /// Once the queue is closed, or every `SyncQueue` handle is dropped, an append gives
-/// its item back in a [`Refused`]:
+/// its item back in an [`AppendError`]:
 ///
 /// ```
 /// use machinery::helpers as hp;
@@ -650,9 +650,9 @@ impl<T: 'static> SyncQueueHandle<T> {
     /// Adds `item` at the back. Never blocks.
     ///
     /// # Errors
-    /// Gives `item` back in a [`Refused`] once the queue is closed or its consumer side
+    /// Gives `item` back in an [`AppendError`] once the queue is closed or its consumer side
     /// is gone.
-    pub fn append(&self, item: T) -> Result<(), Refused<T>> {
+    pub fn append(&self, item: T) -> Result<(), AppendError<T>> {
         self.core.push(item)
     }
 

@@ -342,7 +342,7 @@ fn a_chain_of_100_000_sync_queues_each_holding_the_next_drops_on_a_small_stack()
 }
 
 thread_local! {
-    /// Refused `Reappends` given back to their `Drop`, dropped by the test's loop (as a
+    /// AppendError `Reappends` given back to their `Drop`, dropped by the test's loop (as a
     /// user keeps a chain's drop iterative): the queue itself runs none of them.
     static GIVEN_BACK: std::cell::RefCell<Vec<Reappends>> = const { std::cell::RefCell::new(Vec::new()) };
 }

@@ -89,7 +89,7 @@ async fn every_async_entry_point_gives_the_item_back_once_the_consumer_is_gone()
     let back = h.append("a".to_string()).unwrap_err();
     assert!(back.is_consumer_gone() && !back.is_closed());
     assert_eq!(back.to_string(), "the queue's consumer is gone");
-    assert_eq!(format!("{back:?}"), "Refused { why: ConsumerGone, .. }");
+    assert_eq!(format!("{back:?}"), "AppendError { why: ConsumerGone, .. }");
     assert_eq!(back.get_ref(), "a");
     assert_eq!(back.into_inner(), "a");
     assert_eq!(
@@ -730,4 +730,11 @@ fn an_item_whose_drop_closes_the_sync_queue_wakes_the_sleeping_worker() {
             .sum::<usize>()
     });
     assert_eq!(n, 1);
+}
+
+#[test]
+fn the_new_types_are_send_and_sync() {
+    fn is_send_sync<T: Send + Sync>() {}
+    is_send_sync::<hp::AppendError<String>>();
+    is_send_sync::<hp::SyncQueueHandle<String>>();
 }

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::atomic::Ordering::{AcqRel, Relaxed};
 
-use super::refused::Refused;
+use super::append_error::AppendError;
 use super::shared::{End, Entry, Shared};
 use crate::helpers::Event;
 use crate::sync::Arc;
@@ -14,10 +14,10 @@ use crate::sync::Arc;
 /// Get one with [`Queue::handle`](super::Queue::handle). A handle does not keep the queue's
 /// context alive and cannot take items; only the `Queue` itself iterates.
 ///
-/// # Refused items
-/// Every append returns `Result<(), Refused<_>>`: once the queue is closed
+/// # AppendError items
+/// Every append returns `Result<(), AppendError<_>>`: once the queue is closed
 /// ([`close`](Self::close)) or the `Queue` is dropped, what you append comes back in the
-/// [`Refused`] (an instruction unrun), as tokio's `Sender::send` returns
+/// [`AppendError`] (an instruction unrun), as tokio's `Sender::send` returns
 /// `SendError(item)`.
 ///
 /// ```
@@ -79,16 +79,16 @@ impl<T: 'static> QueueHandle<T> {
     /// Adds `item` at the back.
     ///
     /// # Errors
-    /// Gives `item` back in a [`Refused`] once the queue is closed or dropped.
-    pub fn append(&self, item: T) -> Result<(), Refused<T>> {
+    /// Gives `item` back in an [`AppendError`] once the queue is closed or dropped.
+    pub fn append(&self, item: T) -> Result<(), AppendError<T>> {
         self.shared.push(item, Entry::Item, End::Back)
     }
 
     /// Adds `item` at the very front, before everything queued.
     ///
     /// # Errors
-    /// Gives `item` back in a [`Refused`] once the queue is closed or dropped.
-    pub fn append_front(&self, item: T) -> Result<(), Refused<T>> {
+    /// Gives `item` back in an [`AppendError`] once the queue is closed or dropped.
+    pub fn append_front(&self, item: T) -> Result<(), AppendError<T>> {
         self.shared.push(item, Entry::Item, End::Front)
     }
 
@@ -96,8 +96,8 @@ impl<T: 'static> QueueHandle<T> {
     /// yielded for it.
     ///
     /// # Errors
-    /// Gives `f` back unrun in a [`Refused`] once the queue is closed or dropped.
-    pub fn append_instruction<F>(&self, f: F) -> Result<(), Refused<F>>
+    /// Gives `f` back unrun in an [`AppendError`] once the queue is closed or dropped.
+    pub fn append_instruction<F>(&self, f: F) -> Result<(), AppendError<F>>
     where
         F: FnOnce() + Send + 'static,
     {
@@ -108,8 +108,8 @@ impl<T: 'static> QueueHandle<T> {
     /// [`append_instruction`](Self::append_instruction) at the very front.
     ///
     /// # Errors
-    /// Gives `f` back unrun in a [`Refused`] once the queue is closed or dropped.
-    pub fn append_instruction_front<F>(&self, f: F) -> Result<(), Refused<F>>
+    /// Gives `f` back unrun in an [`AppendError`] once the queue is closed or dropped.
+    pub fn append_instruction_front<F>(&self, f: F) -> Result<(), AppendError<F>>
     where
         F: FnOnce() + Send + 'static,
     {
@@ -118,7 +118,7 @@ impl<T: 'static> QueueHandle<T> {
     }
 
     /// Closes the queue from the producer side: later appends come back as
-    /// [`Refused`], and the consumer's iteration ends once it has taken everything
+    /// [`AppendError`], and the consumer's iteration ends once it has taken everything
     /// appended before (a waiting consumer is woken at once). Returns `true` when this
     /// call closed it, `false` when it was closed already.
     pub fn close(&self) -> bool {
@@ -160,9 +160,9 @@ impl<T: 'static> fmt::Debug for QueueHandle<T> {
 ///
 /// Appending from a hook never deadlocks: hooks run with no lock held.
 ///
-/// # Refused items
+/// # AppendError items
 /// The queue exists while its hook runs, so an append is refused only once the queue is
-/// closed ([`close`](Self::close)); the item then comes back in a [`Refused`]:
+/// closed ([`close`](Self::close)); the item then comes back in an [`AppendError`]:
 ///
 /// ```
 /// use futures::StreamExt;
@@ -208,16 +208,16 @@ impl<T: 'static> LimitedQueue<'_, T> {
     /// Adds `item` at the back.
     ///
     /// # Errors
-    /// Gives `item` back in a [`Refused`] once the queue is closed.
-    pub fn append(&self, item: T) -> Result<(), Refused<T>> {
+    /// Gives `item` back in an [`AppendError`] once the queue is closed.
+    pub fn append(&self, item: T) -> Result<(), AppendError<T>> {
         self.shared.push(item, Entry::Item, End::Back)
     }
 
     /// Adds `item` at the very front.
     ///
     /// # Errors
-    /// Gives `item` back in a [`Refused`] once the queue is closed.
-    pub fn append_front(&self, item: T) -> Result<(), Refused<T>> {
+    /// Gives `item` back in an [`AppendError`] once the queue is closed.
+    pub fn append_front(&self, item: T) -> Result<(), AppendError<T>> {
         self.shared.push(item, Entry::Item, End::Front)
     }
 

@@ -16,7 +16,7 @@
 //! let mut queue = hp::queue::<u32>(&ctx).name("numbers").build();
 //! let producer = queue.handle();
 //! tokio::spawn(async move {
-//!     producer.append(1).unwrap(); // `Err(Refused(1))` only once the queue is closed or gone
+//!     producer.append(1).unwrap(); // `Err(AppendError(1))` only once the queue is closed or gone
 //!     producer.append(2).unwrap();
 //!     producer.append_front(0).unwrap(); // priority: at the very front
 //! });
@@ -50,7 +50,7 @@
 //! [`close_when_handles_dropped`](QueueOptions::close_when_handles_dropped) dropping the
 //! last [`QueueHandle`] does. The iteration then ends once it has yielded everything
 //! appended before the close (a waiting consumer is woken at once); what is appended
-//! after the close comes back to its caller as [`Refused`]. A finished context or a set
+//! after the close comes back to its caller as [`AppendError`]. A finished context or a set
 //! breaker still ends the iteration first, as it would have (with `empty_on_finished`
 //! after what is left); [`Queue::remaining`] still gives what is queued.
 //!
@@ -93,9 +93,9 @@
 //! The seed's `item_ensurer` / `EnsureItemGetter` exist to type a Python queue; a
 //! `Queue<T>` is generic, so they are not needed: it yields `T` with no per-item check.
 
+pub(crate) mod append_error;
 pub(crate) mod drop_later;
 mod handle;
-pub(crate) mod refused;
 mod shared;
 mod stream;
 
@@ -105,8 +105,8 @@ use std::fmt;
 use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll};
 
+pub use append_error::AppendError;
 pub use handle::{LimitedQueue, QueueHandle};
-pub use refused::Refused;
 use shared::{End, Entry, Shared};
 pub use stream::{GetAll, Iterations, Remaining};
 
@@ -164,7 +164,7 @@ impl<T: Send + 'static> QueueOptions<T> {
     /// Close the queue when its last [`QueueHandle`] is dropped (default: off), as a
     /// tokio channel closes when its last `Sender` is dropped: the iteration then ends
     /// once it has yielded what was appended, and later appends (through the `Queue`
-    /// itself, or a handle made afterwards) come back as [`Refused`].
+    /// itself, or a handle made afterwards) come back as [`AppendError`].
     ///
     /// The close happens when the count of live handles drops to zero, so a queue whose
     /// first handle was never made stays open, and a producer that finishes before the
@@ -230,7 +230,7 @@ impl<T: Send + 'static> QueueOptions<T> {
 /// dropped unrun) and its hooks: one by one, outside every lock, each panic in a `Drop`
 /// caught and reported through `tracing`, and iteratively (an item may hold another
 /// queue, and so on, at any depth). Later appends through handles come back as
-/// [`Refused`] ([`Refused::is_consumer_gone`]).
+/// [`AppendError`] ([`AppendError::is_consumer_gone`]).
 pub struct Queue<T: 'static> {
     shared: Arc<Shared<T>>,
     /// Entries taken from `shared` under one lock, yielded without locking.
@@ -265,7 +265,7 @@ impl<T: Send + 'static> Queue<T> {
     /// [`remaining`](Self::remaining) or an `empty_on_finished` iteration.
     ///
     /// # Errors
-    /// Gives `item` back in a [`Refused`] once the queue is [closed](Self::close) (the
+    /// Gives `item` back in an [`AppendError`] once the queue is [closed](Self::close) (the
     /// consumer exists as long as you can call this, so that is the only refusal).
     ///
     /// ```
@@ -279,7 +279,7 @@ impl<T: Send + 'static> Queue<T> {
     /// assert!(refused.is_closed());
     /// assert_eq!(refused.into_inner(), "second"); // the caller has it back
     /// ```
-    pub fn append(&self, item: T) -> Result<(), Refused<T>> {
+    pub fn append(&self, item: T) -> Result<(), AppendError<T>> {
         self.shared.push(item, Entry::Item, End::Back)
     }
 
@@ -288,9 +288,9 @@ impl<T: Send + 'static> Queue<T> {
     /// 1.
     ///
     /// # Errors
-    /// Gives `item` back in a [`Refused`] once the queue is closed, as
+    /// Gives `item` back in an [`AppendError`] once the queue is closed, as
     /// [`append`](Self::append).
-    pub fn append_front(&self, item: T) -> Result<(), Refused<T>> {
+    pub fn append_front(&self, item: T) -> Result<(), AppendError<T>> {
         self.shared.push(item, Entry::Item, End::Front)
     }
 
@@ -298,8 +298,8 @@ impl<T: Send + 'static> Queue<T> {
     /// for it. A panic in it is caught and reported through `tracing`.
     ///
     /// # Errors
-    /// Gives `f` back unrun in a [`Refused`] once the queue is closed.
-    pub fn append_instruction<F>(&self, f: F) -> Result<(), Refused<F>>
+    /// Gives `f` back unrun in an [`AppendError`] once the queue is closed.
+    pub fn append_instruction<F>(&self, f: F) -> Result<(), AppendError<F>>
     where
         F: FnOnce() + Send + 'static,
     {
@@ -311,8 +311,8 @@ impl<T: Send + 'static> Queue<T> {
     /// `append_instruction(f, priority=True)`).
     ///
     /// # Errors
-    /// Gives `f` back unrun in a [`Refused`] once the queue is closed.
-    pub fn append_instruction_front<F>(&self, f: F) -> Result<(), Refused<F>>
+    /// Gives `f` back unrun in an [`AppendError`] once the queue is closed.
+    pub fn append_instruction_front<F>(&self, f: F) -> Result<(), AppendError<F>>
     where
         F: FnOnce() + Send + 'static,
     {
@@ -322,7 +322,7 @@ impl<T: Send + 'static> Queue<T> {
 
     /// Closes the queue from the producer side (see the
     /// [module docs](self#ending-from-the-producer-side)): later appends come back as
-    /// [`Refused`]; an iteration ends once it has taken everything appended before (a
+    /// [`AppendError`]; an iteration ends once it has taken everything appended before (a
     /// waiting one is woken at once), and so does every later iteration. Returns `true`
     /// when this call closed it, `false` when it was closed already. Closing does not
     /// touch the context or the breaker.

@@ -20,7 +20,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::task::Waker;
 
-use super::refused::{Refused, Why};
+use super::append_error::{AppendError, Why};
 use crate::helpers::Event;
 use crate::helpers::debug::{Live, QUEUES};
 use crate::sync::{AtomicBool, AtomicUsize, Mutex, lock};
@@ -95,14 +95,14 @@ impl<T: 'static> Shared<T> {
         value: V,
         wrap: impl FnOnce(V) -> Entry<T>,
         end: End,
-    ) -> Result<(), Refused<V>> {
+    ) -> Result<(), AppendError<V>> {
         let waker = {
             let mut st = lock(&self.state);
             if st.consumer_gone {
-                return Err(Refused::new(value, Why::ConsumerGone));
+                return Err(AppendError::new(value, Why::ConsumerGone));
             }
             if st.closed {
-                return Err(Refused::new(value, Why::Closed));
+                return Err(AppendError::new(value, Why::Closed));
             }
             let entry = wrap(value);
             if end == End::Front {

@@ -1,4 +1,4 @@
-//! [`Refused`]: what an append hands back when its queue takes nothing more.
+//! [`AppendError`]: what an append hands back when its queue takes nothing more.
 
 use std::fmt;
 
@@ -8,7 +8,7 @@ use std::fmt;
 /// Every append of [`Queue`](super::Queue), [`QueueHandle`](super::QueueHandle),
 /// [`LimitedQueue`](super::LimitedQueue), [`SyncQueue`](crate::helpers::SyncQueue) and
 /// [`SyncQueueHandle`](crate::helpers::SyncQueueHandle) returns
-/// `Result<(), Refused<T>>`: the queue never drops what it refused. Take the value back
+/// `Result<(), AppendError<T>>`: the queue never drops what it refused. Take the value back
 /// with [`into_inner`](Self::into_inner); [`is_closed`](Self::is_closed) and
 /// [`is_consumer_gone`](Self::is_consumer_gone) say why.
 ///
@@ -28,7 +28,7 @@ use std::fmt;
 /// assert_eq!(refused.to_string(), "the queue's consumer is gone");
 /// assert_eq!(refused.into_inner(), "line 1"); // the caller has its value back
 /// ```
-pub struct Refused<T> {
+pub struct AppendError<T> {
     value: T,
     why: Why,
 }
@@ -42,9 +42,9 @@ pub(crate) enum Why {
     ConsumerGone,
 }
 
-impl<T> Refused<T> {
+impl<T> AppendError<T> {
     pub(crate) fn new(value: T, why: Why) -> Self {
-        Refused { value, why }
+        AppendError { value, why }
     }
 
     /// The refused value, given back.
@@ -71,15 +71,15 @@ impl<T> Refused<T> {
     }
 }
 
-impl<T> fmt::Debug for Refused<T> {
+impl<T> fmt::Debug for AppendError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Refused")
+        f.debug_struct("AppendError")
             .field("why", &self.why)
             .finish_non_exhaustive()
     }
 }
 
-impl<T> fmt::Display for Refused<T> {
+impl<T> fmt::Display for AppendError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self.why {
             Why::Closed => "the queue is closed",
@@ -88,4 +88,4 @@ impl<T> fmt::Display for Refused<T> {
     }
 }
 
-impl<T> std::error::Error for Refused<T> {}
+impl<T> std::error::Error for AppendError<T> {}
