@@ -48,7 +48,7 @@
 //! ts.spawn(async move {
 //!     let mut ticks = ticks;
 //!     while let Some((i, _)) = ticks.next().await {
-//!         producer.append(i);
+//!         producer.append(i).unwrap(); // `Err` gives `i` back if the queue is gone
 //!     }
 //! });
 //! ts.finish().await;

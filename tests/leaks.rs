@@ -180,9 +180,9 @@ fn queues_and_their_handles_are_freed() {
             let producer = tokio::spawn(async move {
                 for n in 0..50 {
                     if n % 7 == 0 {
-                        h.append_front(n);
+                        h.append_front(n).unwrap();
                     } else {
-                        h.append(n);
+                        h.append(n).unwrap();
                     }
                 }
             });
@@ -198,7 +198,7 @@ fn queues_and_their_handles_are_freed() {
         let q2 = q.clone();
         std::thread::spawn(move || {
             (0..1_000).for_each(|n| {
-                q2.append(n);
+                q2.append(n).unwrap();
             })
         })
         .join()

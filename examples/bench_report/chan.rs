@@ -287,7 +287,7 @@ mod ours {
             let h = q.handle();
             tokio::spawn(async move {
                 for i in (p..ITEMS).step_by(producers) {
-                    h.append(i);
+                    h.append(i).unwrap();
                 }
             });
         }
@@ -305,7 +305,7 @@ mod ours {
         let mut q = hp::queue::<usize>(&ctx).build();
         let start = Instant::now();
         (0..ITEMS).for_each(|i| {
-            q.append(i);
+            q.append(i).unwrap();
         });
         let mut all = q.get_all();
         for _ in 0..ITEMS {
@@ -320,7 +320,7 @@ mod ours {
         let mut q = hp::queue::<usize>(&ctx).build();
         let start = Instant::now();
         (0..ITEMS).for_each(|i| {
-            q.append_front(i);
+            q.append_front(i).unwrap();
         });
         let mut all = q.get_all();
         assert_eq!(all.next().await, Some(ITEMS - 1));
@@ -341,9 +341,10 @@ mod ours {
             let c = count.clone();
             q.append_instruction(move || {
                 c.fetch_add(1, Relaxed);
-            });
+            })
+            .unwrap();
         }
-        q.append(0);
+        q.append(0).unwrap();
         assert_eq!(q.get_all().next().await, Some(0));
         let d = start.elapsed();
         assert_eq!(count.load(Relaxed), ITEMS);
@@ -360,7 +361,7 @@ mod ours {
                 let q = q.clone();
                 std::thread::spawn(move || {
                     for i in (p..ITEMS).step_by(PRODUCERS) {
-                        q.append(i);
+                        q.append(i).unwrap();
                     }
                 })
             })
@@ -384,7 +385,7 @@ mod ours {
             })
             .collect();
         (0..ITEMS).for_each(|i| {
-            q.append(i);
+            q.append(i).unwrap();
         });
         q.ctx().cancel();
         let n: usize = ws.into_iter().map(|w| w.join().unwrap()).sum();
@@ -400,7 +401,7 @@ mod ours {
         let start = Instant::now();
         let t = std::thread::spawn(move || {
             (0..ITEMS).for_each(|i| {
-                producer.append(i);
+                producer.append(i).unwrap();
             })
         });
         assert_eq!(q.get_all().take(ITEMS).count(), ITEMS);

@@ -37,7 +37,8 @@ pub use protocols::{
     fut_state_to_string, fut_to_string,
 };
 pub use queue::{
-    GetAll, Iterations, LimitedQueue, Queue, QueueHandle, QueueOptions, Remaining, queue,
+    AppendError, GetAll, Iterations, LimitedQueue, Queue, QueueHandle, QueueOptions, Remaining,
+    queue,
 };
 pub use queue_manager::{
     CHAIN_KEEP, CutShort, Feed, FeedContext, QueueFeeder, QueueInput, QueueManagerResult, SourceId,
@@ -46,7 +47,8 @@ pub use queue_manager::{
 pub use results::{find_and_apply_result, noncancelled_results_from_futs};
 pub use scope::{AsyncContextManager, ensure_aexit, using};
 pub use sync_queue::{
-    SyncGetError, SyncQueue, SyncQueueIter, SyncQueueOptions, SyncRemaining, sync_queue,
+    SyncGetError, SyncQueue, SyncQueueHandle, SyncQueueIter, SyncQueueOptions, SyncRemaining,
+    sync_queue,
 };
 pub use task::{AnyTask, OutputTaken, Task, TaskId, TaskJoin};
 pub use task_holder::{

@@ -17,9 +17,9 @@
 //!     let (queue, ctx) = (queue.clone(), ctx.clone());
 //!     std::thread::spawn(move || {
 //!         for n in 0..3 {
-//!             queue.append(n);
+//!             queue.append(n).unwrap(); // `Err(AppendError(n))` only once the queue is closed
 //!         }
-//!         queue.append(99);
+//!         queue.append(99).unwrap();
 //!         ctx.cancel();
 //!     })
 //! };
@@ -53,7 +53,7 @@
 //! let ctx = hp::Ctx::beginning("pool");
 //! let queue = hp::sync_queue::<u32>(&ctx).empty_on_finished(true).build();
 //! for job in 0..20 {
-//!     queue.append(job);
+//!     queue.append(job).unwrap();
 //! }
 //! ctx.cancel(); // with `empty_on_finished` the workers still drain the queue, then end
 //! let workers: Vec<_> = (0..2)
@@ -67,6 +67,43 @@
 //! assert_eq!(done, (0..20).collect::<Vec<_>>());
 //! ```
 //!
+//! # Ending from the producer side
+//! Producer threads can end the stream without an end marker: [`SyncQueue::close`] or
+//! [`SyncQueueHandle::close`] closes the queue, and with
+//! [`close_when_handles_dropped`](SyncQueueOptions::close_when_handles_dropped) dropping
+//! the last [`SyncQueueHandle`] (a producer-only handle from [`SyncQueue::handle`]) does.
+//! Every consumer then ends once everything appended before the close was taken (each
+//! sees the end; one blocked waiting is woken at once, whatever its `timeout`), and
+//! [`SyncQueue::get`] returns [`SyncGetError::Closed`]. What is appended after the close
+//! comes back to its caller as [`AppendError`], as it does once every `SyncQueue` handle
+//! (the consumer side) is gone.
+//!
+//! ```
+//! use machinery::helpers as hp;
+//!
+//! let ctx = hp::Ctx::beginning("shipper");
+//! let lines = hp::sync_queue::<String>(&ctx).close_when_handles_dropped(true).build();
+//! let tx = lines.handle();
+//! let producers: Vec<_> = (0..3)
+//!     .map(|p| {
+//!         let tx = tx.clone(); // cloned from one we hold: no early close
+//!         std::thread::spawn(move || {
+//!             for n in 0..2 {
+//!                 tx.append(format!("{p}:{n}")).unwrap();
+//!             }
+//!         }) // `tx` drops here: the last one closes the queue
+//!     })
+//!     .collect();
+//! drop(tx);
+//! let got: Vec<String> = lines.get_all().collect(); // ends after the last line
+//! producers.into_iter().for_each(|t| t.join().unwrap());
+//! assert_eq!(got.len(), 6);
+//! // After the close, the line comes back to its caller.
+//! let refused = lines.append("late".to_string()).unwrap_err();
+//! assert!(refused.is_closed());
+//! assert_eq!(refused.into_inner(), "late");
+//! ```
+//!
 //! # Cost
 //! A consumer takes one lock per item; producers take one lock per append and signal the
 //! condition variable only when a consumer sleeps. A consumer that finds the queue empty
@@ -77,9 +114,10 @@
 //! or four producer threads).
 //!
 //! # Drop
-//! When the last handle is dropped, the items still queued are dropped one by one, each
-//! outside every lock; a panic in an item's `Drop` is caught and reported through
-//! `tracing`, and the other items are still dropped.
+//! When the last `SyncQueue` handle (the consumer side) is dropped, the items still
+//! queued are dropped one by one, each outside every lock; a panic in an item's `Drop` is
+//! caught and reported through `tracing`, and the other items are still dropped. Appends
+//! through a [`SyncQueueHandle`] that outlives them come back as [`AppendError`].
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -90,12 +128,15 @@ use std::time::{Duration, Instant};
 
 use super::debug::{Live, QUEUES};
 use super::protocols::CallbackHandle;
+use super::queue::AppendError;
+use super::queue::append_error::Why;
 use super::queue::drop_later::drop_all;
 use super::{Ctx, CtxGuard};
 // The lock and condition variable are `parking_lot`'s (no poison flag to check on every
 // lock and unlock, a lighter uncontended path: 27 % fewer instructions per item than
 // std's in the chan.1p1c and chan.4p1c workloads), or loom's under the model tests.
-use crate::sync::{Arc, AtomicBool, Condvar, Mutex, MutexGuard, lock, wait};
+use crate::sync::{Arc, AtomicBool, AtomicUsize, Condvar, Mutex, MutexGuard, lock, wait};
+use std::sync::atomic::Ordering::AcqRel;
 
 /// Starts building a sync queue bound to `ctx` (the seed's `hp.sync_queue(ctx=...)`).
 pub fn sync_queue<T>(ctx: &Ctx) -> SyncQueueOptions<T> {
@@ -103,16 +144,19 @@ pub fn sync_queue<T>(ctx: &Ctx) -> SyncQueueOptions<T> {
         ctx: ctx.clone(),
         timeout: Duration::from_millis(50),
         empty_on_finished: false,
+        close_when_handles_dropped: false,
         name: Cow::Borrowed(""),
         _t: std::marker::PhantomData,
     }
 }
 
-/// Options for [`sync_queue`]: `timeout`, `empty_on_finished`, `name`.
+/// Options for [`sync_queue`]: `timeout`, `empty_on_finished`, `name`,
+/// `close_when_handles_dropped`.
 pub struct SyncQueueOptions<T> {
     ctx: Ctx,
     timeout: Duration,
     empty_on_finished: bool,
+    close_when_handles_dropped: bool,
     name: Cow<'static, str>,
     _t: std::marker::PhantomData<fn() -> T>,
 }
@@ -122,6 +166,10 @@ impl<T> fmt::Debug for SyncQueueOptions<T> {
         f.debug_struct("SyncQueueOptions")
             .field("timeout", &self.timeout)
             .field("empty_on_finished", &self.empty_on_finished)
+            .field(
+                "close_when_handles_dropped",
+                &self.close_when_handles_dropped,
+            )
             .field("name", &self.name)
             .finish_non_exhaustive()
     }
@@ -139,6 +187,17 @@ impl<T: Send + 'static> SyncQueueOptions<T> {
     /// When the context finishes, first yield what is left.
     pub fn empty_on_finished(mut self, yes: bool) -> Self {
         self.empty_on_finished = yes;
+        self
+    }
+
+    /// Close the queue when its last [`SyncQueueHandle`] is dropped (default: off), as
+    /// a channel closes when its last sender is dropped. Only producer handles from
+    /// [`SyncQueue::handle`] count (a `SyncQueue` clone is a consumer too), and the close
+    /// happens when their count drops to zero: a queue whose first handle was never made
+    /// stays open, and a producer that finishes before the next handle is made closes
+    /// it (clone the producers' handles from one you hold, and drop it last).
+    pub fn close_when_handles_dropped(mut self, yes: bool) -> Self {
+        self.close_when_handles_dropped = yes;
         self
     }
 
@@ -160,9 +219,13 @@ impl<T: Send + 'static> SyncQueueOptions<T> {
             state: Mutex::new(State {
                 deque: VecDeque::new(),
                 sleepers: 0,
+                closed: false,
+                consumers_gone: false,
             }),
             cond: Condvar::new(),
             ready: AtomicBool::new(false),
+            producers: AtomicUsize::new(0),
+            close_with_handles: self.close_when_handles_dropped,
             _live: Live::new(),
         });
         let weak = Arc::downgrade(&core);
@@ -175,6 +238,7 @@ impl<T: Send + 'static> SyncQueueOptions<T> {
             }
         });
         let owner = Arc::new(Owner {
+            core: core.clone(),
             timeout: self.timeout,
             empty_on_finished: self.empty_on_finished,
             ctx_cb,
@@ -188,6 +252,10 @@ struct State<T> {
     deque: VecDeque<T>,
     /// Consumers blocked on `cond`.
     sleepers: usize,
+    /// A producer closed the queue: appends are refused, what is queued is still taken.
+    closed: bool,
+    /// Every `SyncQueue` handle is gone: the deque is empty and stays empty.
+    consumers_gone: bool,
 }
 
 /// What producers and consumers touch.
@@ -197,7 +265,63 @@ struct Core<T: 'static> {
     /// Whether the deque holds an item: what a consumer spins on briefly before it
     /// sleeps. Written under the lock; read without it as a hint only.
     ready: AtomicBool,
+    /// Live `SyncQueueHandle`s.
+    producers: AtomicUsize,
+    /// Close when the last `SyncQueueHandle` is dropped.
+    close_with_handles: bool,
     _live: Live<QUEUES>,
+}
+
+impl<T: 'static> Core<T> {
+    /// Queues `item` at the back, or gives it back when the queue takes nothing more.
+    /// A refused item is returned untouched: no user code (its `Drop`) runs here.
+    fn push(&self, item: T) -> Result<(), AppendError<T>> {
+        let wake = {
+            let mut st = lock(&self.state);
+            if st.consumers_gone {
+                return Err(AppendError::new(item, Why::ConsumerGone));
+            }
+            if st.closed {
+                return Err(AppendError::new(item, Why::Closed));
+            }
+            if st.deque.is_empty() {
+                // Relaxed: a hint for spinning consumers; they re-check under the lock.
+                self.ready.store(true, Relaxed);
+            }
+            st.deque.push_back(item);
+            st.sleepers > 0
+        };
+        if wake {
+            self.cond.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Closes the queue and wakes every sleeping consumer; true when this call closed it.
+    fn close(&self) -> bool {
+        let (first, wake) = {
+            let mut st = lock(&self.state);
+            let first = !st.closed;
+            st.closed = true;
+            // Relaxed: a hint that stops a spinning consumer; it re-checks under the lock.
+            self.ready.store(true, Relaxed);
+            (first, st.sleepers > 0)
+        };
+        // After the unlock: a consumer is either before its check under the lock (it
+        // sees `closed`) or asleep on `cond` (it is woken here).
+        if wake {
+            self.cond.notify_all();
+        }
+        first
+    }
+
+    fn is_closed(&self) -> bool {
+        lock(&self.state).closed
+    }
+
+    fn len(&self) -> usize {
+        lock(&self.state).deque.len()
+    }
 }
 
 impl<T: 'static> Drop for Core<T> {
@@ -219,6 +343,9 @@ pub enum SyncGetError {
     /// The queue's context is done (and, with `empty_on_finished`, nothing is left).
     #[error("the queue's context is done")]
     Finished,
+    /// A producer closed the queue and everything appended before was taken.
+    #[error("the queue is closed and empty")]
+    Closed,
 }
 
 /// How long a consumer waits for an item.
@@ -230,17 +357,27 @@ enum Wait {
     Until(Instant),
 }
 
-/// The queue's context and settings; its done callback holds only a `Weak<Core>`.
-struct Owner {
+/// The consumer side: the queue's context and settings, shared by the `SyncQueue`
+/// handles. Its done callback holds only a `Weak<Core>`.
+struct Owner<T: 'static> {
+    core: Arc<Core<T>>,
     timeout: Duration,
     empty_on_finished: bool,
     ctx_cb: CallbackHandle,
     ctx: CtxGuard,
 }
 
-impl Drop for Owner {
+impl<T: 'static> Drop for Owner<T> {
     fn drop(&mut self) {
         self.ctx.ctx().remove_done_callback(self.ctx_cb);
+        // Nobody can take an item any more: refuse later appends (a `SyncQueueHandle`
+        // may live on) and drop what is left, outside the lock, one by one.
+        let left = {
+            let mut st = lock(&self.core.state);
+            st.consumers_gone = true;
+            std::mem::take(&mut st.deque)
+        };
+        drop_all(left, "sync queue item drop");
     }
 }
 
@@ -252,7 +389,7 @@ impl Drop for Owner {
 /// left is dropped (see the [module docs](self#drop)).
 pub struct SyncQueue<T: 'static> {
     core: Arc<Core<T>>,
-    owner: Arc<Owner>,
+    owner: Arc<Owner<T>>,
 }
 
 impl<T: 'static> Clone for SyncQueue<T> {
@@ -265,30 +402,50 @@ impl<T: 'static> Clone for SyncQueue<T> {
 }
 
 impl<T: Send + 'static> SyncQueue<T> {
-    /// Adds `item` at the back. Never blocks; always accepted (after the context is done
-    /// it waits for [`remaining`](Self::remaining) or an `empty_on_finished` iteration).
+    /// Adds `item` at the back. Never blocks. Accepted also after the context is done
+    /// (it then waits for [`remaining`](Self::remaining) or an `empty_on_finished`
+    /// iteration).
     ///
-    /// Returns `true`, as the async queue's `append` does while its queue exists (every
-    /// `SyncQueue` handle keeps the queue, so an append is never refused).
-    pub fn append(&self, item: T) -> bool {
-        let wake = {
-            let mut st = lock(&self.core.state);
-            if st.deque.is_empty() {
-                // Relaxed: a hint for spinning consumers; they re-check under the lock.
-                self.core.ready.store(true, Relaxed);
-            }
-            st.deque.push_back(item);
-            st.sleepers > 0
-        };
-        if wake {
-            self.core.cond.notify_one();
-        }
-        true
+    /// # Errors
+    /// Gives `item` back in an [`AppendError`] once the queue is [closed](Self::close) (a
+    /// `SyncQueue` handle keeps the consumer side, so that is the only refusal here).
+    ///
+    /// ```
+    /// use machinery::helpers as hp;
+    ///
+    /// let ctx = hp::Ctx::beginning("app");
+    /// let queue = hp::sync_queue::<String>(&ctx).build();
+    /// queue.close();
+    /// let refused = queue.append("line".to_string()).unwrap_err();
+    /// assert_eq!(refused.into_inner(), "line"); // the caller has it back
+    /// ```
+    pub fn append(&self, item: T) -> Result<(), AppendError<T>> {
+        self.core.push(item)
+    }
+
+    /// A producer-only handle (cloneable, `Send`): it appends and closes but does not
+    /// keep the consumer side; see [`SyncQueueHandle`].
+    pub fn handle(&self) -> SyncQueueHandle<T> {
+        SyncQueueHandle::new(self.core.clone())
+    }
+
+    /// Closes the queue from the producer side (see the
+    /// [module docs](self#ending-from-the-producer-side)): later appends come back as
+    /// [`AppendError`]; every consumer ends once everything appended before was taken, one
+    /// blocked waiting is woken at once. Returns `true` when this call closed it, `false`
+    /// when it was closed already. Closing does not touch the context.
+    pub fn close(&self) -> bool {
+        self.core.close()
+    }
+
+    /// Whether the queue was closed by a producer.
+    pub fn is_closed(&self) -> bool {
+        self.core.is_closed()
     }
 
     /// How many items are queued.
     pub fn len(&self) -> usize {
-        lock(&self.core.state).deque.len()
+        self.core.len()
     }
 
     /// Whether no item is queued.
@@ -317,7 +474,8 @@ impl<T: Send + 'static> SyncQueue<T> {
     ///
     /// # Errors
     /// [`SyncGetError::Finished`] when the context is done (with `empty_on_finished`:
-    /// and nothing is queued); [`SyncGetError::Timeout`] when nothing came in time.
+    /// and nothing is queued); [`SyncGetError::Closed`] when a producer closed the queue
+    /// and nothing is queued; [`SyncGetError::Timeout`] when nothing came in time.
     pub fn get(&self, timeout: Duration) -> Result<T, SyncGetError> {
         // A `timeout` too large for an instant waits without a deadline.
         match Instant::now().checked_add(timeout) {
@@ -390,6 +548,11 @@ impl<T: Send + 'static> SyncQueue<T> {
             if done {
                 return Err(SyncGetError::Finished);
             }
+            // Empty, and appends stop at the close under this lock: everything appended
+            // before it was taken. Every consumer sees this (the close woke them all).
+            if st.closed {
+                return Err(SyncGetError::Closed);
+            }
             if !spun {
                 drop(st);
                 self.spin_briefly();
@@ -443,7 +606,97 @@ impl<T: 'static> fmt::Debug for SyncQueue<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SyncQueue")
             .field("ctx", &self.owner.ctx.name())
-            .field("queued", &lock(&self.core.state).deque.len())
+            .field("queued", &self.core.len())
+            .field("closed", &self.core.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A cloneable producer handle to a [`SyncQueue`], from [`SyncQueue::handle`]: appends
+/// and closes from any thread, but does not keep the consumer side (the queue's context
+/// and what is queued live as long as a `SyncQueue` handle does).
+///
+/// # AppendError items
+/// Once the queue is closed, or every `SyncQueue` handle is dropped, an append gives
+/// its item back in an [`AppendError`]:
+///
+/// ```
+/// use machinery::helpers as hp;
+///
+/// let ctx = hp::Ctx::beginning("app");
+/// let queue = hp::sync_queue::<String>(&ctx).build();
+/// let producer = queue.handle();
+/// drop(queue); // the consumer side is gone
+/// let refused = producer.append("line".to_string()).unwrap_err();
+/// assert!(refused.is_consumer_gone());
+/// assert_eq!(refused.into_inner(), "line");
+/// ```
+///
+/// # Drop
+/// Nothing happens to the queue, unless it was built with
+/// [`close_when_handles_dropped`](SyncQueueOptions::close_when_handles_dropped) and this
+/// is the last producer handle: then the queue closes, waking every blocked consumer.
+pub struct SyncQueueHandle<T: 'static> {
+    core: Arc<Core<T>>,
+}
+
+impl<T: 'static> SyncQueueHandle<T> {
+    fn new(core: Arc<Core<T>>) -> Self {
+        // Relaxed: a count, as `Arc`'s; the close itself is ordered by the lock.
+        core.producers.fetch_add(1, Relaxed);
+        SyncQueueHandle { core }
+    }
+
+    /// Adds `item` at the back. Never blocks.
+    ///
+    /// # Errors
+    /// Gives `item` back in an [`AppendError`] once the queue is closed or its consumer side
+    /// is gone.
+    pub fn append(&self, item: T) -> Result<(), AppendError<T>> {
+        self.core.push(item)
+    }
+
+    /// Closes the queue, as [`SyncQueue::close`].
+    pub fn close(&self) -> bool {
+        self.core.close()
+    }
+
+    /// Whether the queue was closed by a producer.
+    pub fn is_closed(&self) -> bool {
+        self.core.is_closed()
+    }
+
+    /// How many items are queued.
+    pub fn len(&self) -> usize {
+        self.core.len()
+    }
+
+    /// Whether no item is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<T: 'static> Clone for SyncQueueHandle<T> {
+    fn clone(&self) -> Self {
+        SyncQueueHandle::new(self.core.clone())
+    }
+}
+
+impl<T: 'static> Drop for SyncQueueHandle<T> {
+    fn drop(&mut self) {
+        // AcqRel: the last handle's decrement sees every other handle's (as `Arc`).
+        if self.core.producers.fetch_sub(1, AcqRel) == 1 && self.core.close_with_handles {
+            self.core.close();
+        }
+    }
+}
+
+impl<T: 'static> fmt::Debug for SyncQueueHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SyncQueueHandle")
+            .field("queued", &self.core.len())
+            .field("closed", &self.core.is_closed())
             .finish_non_exhaustive()
     }
 }

@@ -263,20 +263,32 @@ async fn adding_to_a_dropped_holder_cancels_the_task_at_once() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn appending_after_the_queue_was_dropped_returns_false_and_drops_the_item() {
+async fn appending_after_the_queue_was_dropped_gives_the_item_back() {
     let ctx = hp::Ctx::beginning("app");
     let q = hp::queue::<Counted>(&ctx).build();
     let h = q.handle();
     drop(q);
     let drops = Arc::new(AtomicUsize::new(0));
-    assert!(!h.append(Counted(drops.clone())));
+    let back = h.append(Counted(drops.clone())).unwrap_err();
+    assert!(back.is_consumer_gone());
+    assert_eq!(
+        drops.load(SeqCst),
+        0,
+        "the queue dropped nothing: the item came back"
+    );
+    drop(back);
     assert_eq!(drops.load(SeqCst), 1);
     let ran = Arc::new(AtomicUsize::new(0));
     let r = ran.clone();
-    assert!(!h.append_instruction_front(move || {
-        r.fetch_add(1, SeqCst);
-    },));
+    let f = h
+        .append_instruction_front(move || {
+            r.fetch_add(1, SeqCst);
+        })
+        .unwrap_err()
+        .into_inner();
     assert_eq!(ran.load(SeqCst), 0);
+    f(); // it came back unrun: the caller may run it
+    assert_eq!(ran.load(SeqCst), 1);
     assert!(h.is_empty());
 }
 
@@ -285,7 +297,7 @@ async fn appending_after_the_queue_context_finished_keeps_the_item_for_remaining
     let ctx = hp::Ctx::beginning("app");
     let mut q = hp::queue::<u32>(&ctx).build();
     ctx.cancel();
-    q.append(1);
+    q.append(1).unwrap();
     assert_eq!(q.get_all().collect::<Vec<_>>().await, []);
     assert_eq!(q.remaining().collect::<Vec<_>>(), [1]);
 }
@@ -295,7 +307,7 @@ fn appending_to_a_sync_queue_after_its_context_finished_keeps_the_item_for_remai
     let ctx = hp::Ctx::beginning("app");
     let q = hp::sync_queue::<u32>(&ctx).build();
     ctx.cancel();
-    q.append(1);
+    q.append(1).unwrap();
     assert_eq!(q.get_all().count(), 0);
     assert_eq!(q.remaining().collect::<Vec<_>>(), [1]);
 }
@@ -307,7 +319,7 @@ async fn dropping_a_queue_iteration_mid_way_keeps_the_rest() {
     let ctx = hp::Ctx::beginning("app");
     let mut q = hp::queue::<u32>(&ctx).build();
     for n in 0..5 {
-        q.append(n);
+        q.append(n).unwrap();
     }
     {
         let mut all = q.get_all();
@@ -422,8 +434,8 @@ async fn setting_a_queue_breaker_twice_ends_one_iteration_only() {
     let ctx = hp::Ctx::beginning("app");
     let mut q = hp::queue::<u32>(&ctx).build();
     let h = q.handle();
-    q.append(1);
-    q.append(2);
+    q.append(1).unwrap();
+    q.append(2).unwrap();
     let mut all = q.get_all();
     assert_eq!(all.next().await, Some(1));
     h.breaker().set();

@@ -57,7 +57,7 @@ impl Drop for ReEnter {
     fn drop(&mut self) {
         let _ = self.handle.len();
         let _ = self.handle.breaker().is_set();
-        if !self.handle.append_instruction(|| {}) {
+        if self.handle.append_instruction(|| {}).is_err() {
             self.refused.fetch_add(1, SeqCst);
         }
     }
@@ -73,7 +73,8 @@ fn dropping_a_queue_whose_items_reenter_it_neither_deadlocks_nor_accepts_more() 
             q.append(ReEnter {
                 handle: q.handle(),
                 refused: refused.clone(),
-            });
+            })
+            .unwrap();
         }
         let h = q.handle();
         drop(q);
@@ -100,8 +101,8 @@ async fn an_item_dropped_by_the_user_may_cancel_the_queue_ctx_and_the_consumer_e
     let ctx = hp::Ctx::beginning("t");
     let mut q = hp::queue::<CancelsOnDrop>(&ctx).build();
     let qctx = q.ctx().clone();
-    q.append(CancelsOnDrop(qctx.clone()));
-    q.append(CancelsOnDrop(qctx.clone()));
+    q.append(CancelsOnDrop(qctx.clone())).unwrap();
+    q.append(CancelsOnDrop(qctx.clone())).unwrap();
     let mut all = q.get_all();
     let first = all.next().await;
     drop(first); // cancels the queue's ctx
@@ -123,7 +124,8 @@ fn an_instruction_capturing_the_queue_ctx_is_dropped_unrun_with_the_queue() {
         q.append_instruction(move || {
             r.fetch_add(1, SeqCst);
             drop(guard);
-        });
+        })
+        .unwrap();
         drop(q);
         assert_eq!(ran.load(SeqCst), 0);
         assert!(inner.cancelled(), "the captured guard was dropped");
@@ -135,7 +137,7 @@ fn a_sync_queue_item_whose_drop_uses_another_handle_does_not_deadlock() {
     struct UsesQueue(hp::SyncQueue<u32>);
     impl Drop for UsesQueue {
         fn drop(&mut self) {
-            self.0.append(1);
+            self.0.append(1).unwrap();
             let _ = self.0.len();
         }
     }
@@ -143,8 +145,8 @@ fn a_sync_queue_item_whose_drop_uses_another_handle_does_not_deadlock() {
         let ctx = hp::Ctx::beginning("t");
         let other = hp::sync_queue::<u32>(&ctx).build();
         let q = hp::sync_queue::<UsesQueue>(&ctx).build();
-        q.append(UsesQueue(other.clone()));
-        q.append(UsesQueue(other.clone()));
+        q.append(UsesQueue(other.clone())).unwrap();
+        q.append(UsesQueue(other.clone())).unwrap();
         drop(q.remaining().next()); // dropped by the user
         drop(q); // the last one dropped with the queue
         assert_eq!(other.len(), 2);
@@ -161,7 +163,7 @@ fn panicking_item_drops_when_a_queue_is_dropped_are_caught_and_the_rest_dropped(
         let q = hp::queue::<Tracked>(&ctx).build();
         let qctx = q.ctx().clone();
         for i in 0..6 {
-            q.append(tracked(&drops, i % 2 == 0));
+            q.append(tracked(&drops, i % 2 == 0)).unwrap();
         }
         drop(q); // two panics in a row would abort if not caught one by one
         assert_eq!(drops.load(SeqCst), 6);
@@ -175,7 +177,7 @@ async fn panicking_drops_of_items_in_a_consumer_batch_are_caught_too() {
     let drops = Arc::new(AtomicUsize::new(0));
     let mut q = hp::queue::<Tracked>(&ctx).build();
     for _ in 0..4 {
-        q.append(tracked(&drops, true));
+        q.append(tracked(&drops, true)).unwrap();
     }
     let first = q.get_all().next().await.unwrap(); // the rest sit in the batch
     std::mem::forget(first);
@@ -184,15 +186,26 @@ async fn panicking_drops_of_items_in_a_consumer_batch_are_caught_too() {
 }
 
 #[test]
-fn an_item_refused_by_a_dropped_queue_may_panic_in_drop_and_append_returns_false() {
+fn an_item_refused_by_a_dropped_queue_comes_back_and_its_panicking_drop_is_the_callers() {
     with_watchdog(|| {
         let ctx = hp::Ctx::beginning("t");
         let drops = Arc::new(AtomicUsize::new(0));
         let q = hp::queue::<Tracked>(&ctx).build();
         let h = q.handle();
         drop(q);
-        assert!(!h.append(tracked(&drops, true)));
-        assert!(!h.append_front(tracked(&drops, true)));
+        let a = h.append(tracked(&drops, true)).unwrap_err();
+        let b = h.append_front(tracked(&drops, true)).unwrap_err();
+        assert_eq!(
+            drops.load(SeqCst),
+            0,
+            "the queue ran no Drop: both came back"
+        );
+        for back in [a, b] {
+            let item = back.into_inner();
+            assert!(
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(item))).is_err()
+            );
+        }
         assert_eq!(drops.load(SeqCst), 2);
     });
 }
@@ -205,7 +218,7 @@ fn panicking_item_drops_when_a_sync_queue_is_dropped_are_caught_and_the_rest_dro
         let q = hp::sync_queue::<Tracked>(&ctx).build();
         let qctx = q.ctx().clone();
         for i in 0..6 {
-            q.append(tracked(&drops, i % 2 == 0));
+            q.append(tracked(&drops, i % 2 == 0)).unwrap();
         }
         drop(q);
         assert_eq!(drops.load(SeqCst), 6);
@@ -219,14 +232,16 @@ async fn a_panicking_instruction_or_hook_leaves_the_queue_consistent_and_waking(
     let mut q = hp::queue::<u32>(&ctx).build();
     let h = q.handle();
     q.process_after_yielded(|_| panic!("hook boom"));
-    q.append_instruction(|| panic!("instruction boom"));
-    q.append(1);
-    q.append_instruction_front(|| panic!("front instruction boom"));
+    q.append_instruction(|| panic!("instruction boom")).unwrap();
+    q.append(1).unwrap();
+    q.append_instruction_front(|| panic!("front instruction boom"))
+        .unwrap();
     tokio::spawn(async move {
         sleep(secs(1)).await;
-        h.append_instruction(|| panic!("late instruction boom"));
+        h.append_instruction(|| panic!("late instruction boom"))
+            .unwrap();
         sleep(secs(1)).await;
-        h.append(2);
+        h.append(2).unwrap();
     });
     let start = Instant::now();
     let mut all = q.get_all();
@@ -242,9 +257,9 @@ async fn a_panicking_instruction_or_hook_leaves_the_queue_consistent_and_waking(
 fn a_panicking_instruction_met_by_remaining_is_caught() {
     let ctx = hp::Ctx::beginning("t");
     let mut q = hp::queue::<u32>(&ctx).build();
-    q.append(1);
-    q.append_instruction(|| panic!("boom"));
-    q.append(2);
+    q.append(1).unwrap();
+    q.append_instruction(|| panic!("boom")).unwrap();
+    q.append(2).unwrap();
     assert_eq!(q.remaining().collect::<Vec<_>>(), [1, 2]);
 }
 
@@ -253,10 +268,11 @@ fn a_panicking_instruction_met_by_remaining_is_caught() {
 fn instruction_chain(h: hp::QueueHandle<u32>, left: usize, ran: Arc<AtomicUsize>) {
     ran.fetch_add(1, SeqCst);
     if left == 0 {
-        h.append(7);
+        h.append(7).unwrap();
     } else {
         let h2 = h.clone();
-        h.append_instruction(move || instruction_chain(h2, left - 1, ran));
+        h.append_instruction(move || instruction_chain(h2, left - 1, ran))
+            .unwrap();
     }
 }
 
@@ -272,7 +288,8 @@ fn an_instruction_that_appends_an_instruction_100_000_times_runs_on_a_small_stac
                 let mut q = hp::queue::<u32>(&ctx).build();
                 let ran = Arc::new(AtomicUsize::new(0));
                 let (h, r) = (q.handle(), ran.clone());
-                q.append_instruction(move || instruction_chain(h, CHAIN, r));
+                q.append_instruction(move || instruction_chain(h, CHAIN, r))
+                    .unwrap();
                 assert_eq!(q.get_all().next().await, Some(7));
                 assert_eq!(ran.load(SeqCst), CHAIN + 1);
             });
@@ -293,7 +310,7 @@ fn a_chain_of_100_000_queues_each_holding_the_next_drops_on_a_small_stack() {
             let mut link = QueueLink(None);
             for _ in 0..CHAIN {
                 let q = hp::queue::<QueueLink>(&ctx).build();
-                q.append(link);
+                q.append(link).unwrap();
                 link = QueueLink(Some(q));
             }
             drop(link);
@@ -315,7 +332,7 @@ fn a_chain_of_100_000_sync_queues_each_holding_the_next_drops_on_a_small_stack()
             let mut link = SyncLink(None);
             for _ in 0..CHAIN {
                 let q = hp::sync_queue::<SyncLink>(&ctx).build();
-                q.append(link);
+                q.append(link).unwrap();
                 link = SyncLink(Some(q));
             }
             drop(link);
@@ -324,8 +341,15 @@ fn a_chain_of_100_000_sync_queues_each_holding_the_next_drops_on_a_small_stack()
     );
 }
 
+thread_local! {
+    /// AppendError `Reappends` given back to their `Drop`, dropped by the test's loop (as a
+    /// user keeps a chain's drop iterative): the queue itself runs none of them.
+    static GIVEN_BACK: std::cell::RefCell<Vec<Reappends>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// An item whose `Drop` appends the next such item to a queue that refuses it (dropped),
-/// which drops it, whose `Drop` appends the next, ... `left` times.
+/// which gives it back; the `Drop` stashes it, the test drops it, whose `Drop` appends
+/// the next, ... `left` times.
 struct Reappends {
     handle: hp::QueueHandle<Reappends>,
     left: usize,
@@ -341,7 +365,8 @@ impl Drop for Reappends {
                 left: self.left - 1,
                 drops: self.drops.clone(),
             };
-            assert!(!self.handle.append(next));
+            let back = self.handle.append(next).unwrap_err().into_inner();
+            GIVEN_BACK.with(|g| g.borrow_mut().push(back));
         }
     }
 }
@@ -359,8 +384,12 @@ fn a_drop_that_reappends_to_a_dropped_queue_100_000_times_runs_on_a_small_stack(
                 handle: q.handle(),
                 left: CHAIN,
                 drops: drops.clone(),
-            });
+            })
+            .unwrap();
             drop(q);
+            while let Some(next) = GIVEN_BACK.with(|g| g.borrow_mut().pop()) {
+                drop(next);
+            }
             assert_eq!(drops.load(SeqCst), CHAIN + 1);
         },
     );
@@ -381,7 +410,7 @@ fn four_sync_consumers_and_four_producers_lose_and_duplicate_nothing() {
                 let q = q.clone();
                 thread::spawn(move || {
                     (0..EACH).for_each(|i| {
-                        q.append((p, i));
+                        q.append((p, i)).unwrap();
                     })
                 })
             })
@@ -441,7 +470,7 @@ fn three_sleeping_sync_consumers_are_each_woken_by_three_appends() {
             })
             .collect();
         (0..3).for_each(|n| {
-            q.append(n);
+            q.append(n).unwrap();
         });
         let mut got: Vec<u32> = consumers
             .into_iter()
@@ -497,7 +526,7 @@ async fn wake_by(route: Route, delay: Duration, empty_on_finished: bool) -> (Opt
         let h2 = h.clone();
         let instr = move || {
             r.fetch_add(1, SeqCst);
-            h2.append(9);
+            h2.append(9).unwrap();
         };
         match route {
             Route::Append => drop(h.append(9)),
@@ -619,7 +648,7 @@ async fn race_by(
         let h2 = h.clone();
         let instr = move || {
             r.fetch_add(1, SeqCst);
-            h2.append(9);
+            h2.append(9).unwrap();
         };
         match route {
             Route::Append => drop(h.append(9)),
@@ -658,8 +687,8 @@ fn every_route_wakes_a_sleeping_sync_consumer_at_once() {
                 _ => {
                     // Another consumer takes one of two and stops: the rest is for the
                     // sleeper without a further append.
-                    q.append(3);
-                    q.append(3);
+                    q.append(3).unwrap();
+                    q.append(3).unwrap();
                     assert_eq!(q.get_all().next(), Some(3));
                 }
             }
@@ -685,7 +714,7 @@ async fn a_queue_next_cancelled_while_waiting_loses_nothing() {
     tokio::spawn(async move {
         for n in 0..10 {
             sleep(Duration::from_millis(7)).await;
-            h.append(n);
+            h.append(n).unwrap();
         }
     });
     let mut seen = Vec::new();
@@ -711,7 +740,7 @@ fn a_queue_next_cancelled_at_random_loses_nothing_on_the_multi_thread_runtime() 
                 if n % 3 == 0 {
                     tokio::task::yield_now().await;
                 }
-                h.append(n);
+                h.append(n).unwrap();
             }
         });
         let mut seen = Vec::new();
@@ -871,8 +900,8 @@ async fn a_ctx_done_callback_may_hold_and_drop_the_last_queue_sync_queue_and_tic
     let q = hp::queue::<Tracked>(&ctx).build();
     let s = hp::sync_queue::<Tracked>(&ctx).build();
     let drops = Arc::new(AtomicUsize::new(0));
-    q.append(tracked(&drops, false));
-    s.append(tracked(&drops, false));
+    q.append(tracked(&drops, false)).unwrap();
+    s.append(tracked(&drops, false)).unwrap();
     let mut ticker = hp::tick(secs(1), &ctx).build().unwrap();
     ticker.next().await.unwrap();
     let (qctx, sctx, tctx) = (q.ctx().clone(), s.ctx().clone(), ticker.ctx().clone());
@@ -901,8 +930,8 @@ fn removing_a_ctx_callback_that_holds_the_last_queue_sync_queue_and_ticker_drops
         let drops = Arc::new(AtomicUsize::new(0));
         let q = hp::queue::<Tracked>(&ctx).build();
         let s = hp::sync_queue::<Tracked>(&ctx).build();
-        q.append(tracked(&drops, false));
-        s.append(tracked(&drops, false));
+        q.append(tracked(&drops, false)).unwrap();
+        s.append(tracked(&drops, false)).unwrap();
         let ticker = hp::tick(secs(1), &ctx).build().unwrap();
         let (qctx, sctx, tctx) = (q.ctx().clone(), s.ctx().clone(), ticker.ctx().clone());
         let h = ctx.add_done_callback(move |_| drop((q, s, ticker)));

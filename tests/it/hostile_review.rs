@@ -517,26 +517,28 @@ async fn queue_drop_with_reentrant_item_drops() {
         let (h2, c2, r2, d2) = (h.clone(), qctx.clone(), refused.clone(), dropped.clone());
         q.append(OnDrop::new(move || {
             d2.fetch_add(1, SeqCst);
-            if !h2.append(OnDrop::new(|| {})) {
+            if h2.append(OnDrop::new(|| {})).is_err() {
                 r2.fetch_add(1, SeqCst);
             }
             c2.cancel();
             if k == 2 {
                 panic!("item drop");
             }
-        }));
+        }))
+        .unwrap();
     }
     let (h3, d3) = (h.clone(), dropped.clone());
     q.append_instruction(move || {
         let _keep = &h3;
         unreachable!("never run");
-    });
+    })
+    .unwrap();
     let _ = d3;
     drop(q);
     assert_eq!(dropped.load(SeqCst), 4);
     assert_eq!(refused.load(SeqCst), 4);
     assert!(qctx.cancelled());
-    assert!(!h.append(OnDrop::new(|| {})));
+    assert!(h.append(OnDrop::new(|| {})).is_err());
 }
 
 /// A consumer's instruction and hook that panic: caught, the consumer carries on and
@@ -550,13 +552,13 @@ async fn queue_panicking_instruction_and_hook_do_not_stop_the_consumer() {
     q.process_after_yielded(move |lq| {
         let n = hk.fetch_add(1, SeqCst);
         if n == 0 {
-            lq.append(100);
+            lq.append(100).unwrap();
             panic!("hook");
         }
     });
-    q.append(1);
-    q.append_instruction(|| panic!("instruction"));
-    q.append(2);
+    q.append(1).unwrap();
+    q.append_instruction(|| panic!("instruction")).unwrap();
+    q.append(2).unwrap();
     let h = q.handle();
     let mut seen = Vec::new();
     {
@@ -722,10 +724,11 @@ fn chain_futures_and_events_100k() {
 
 fn instruction_link(h: hp::QueueHandle<u32>, n: usize) {
     if n == 0 {
-        h.append(7);
+        h.append(7).unwrap();
     } else {
         let h2 = h.clone();
-        h.append_instruction(move || instruction_link(h2, n - 1));
+        h.append_instruction(move || instruction_link(h2, n - 1))
+            .unwrap();
     }
 }
 
@@ -763,7 +766,7 @@ fn chain_nested_queues_100k_drop() {
         let mut q = hp::queue::<Nest>(&ctx).build();
         for _ in 0..N {
             let outer = hp::queue::<Nest>(&ctx).build();
-            outer.append(Nest(Some(q)));
+            outer.append(Nest(Some(q))).unwrap();
             q = outer;
         }
         drop(q);
@@ -771,7 +774,7 @@ fn chain_nested_queues_100k_drop() {
         let mut s = hp::sync_queue::<SyncNest>(&ctx).build();
         for _ in 0..N {
             let outer = hp::sync_queue::<SyncNest>(&ctx).build();
-            outer.append(SyncNest(Some(s)));
+            outer.append(SyncNest(Some(s))).unwrap();
             s = outer;
         }
         drop(s);
@@ -918,33 +921,35 @@ async fn async_queue_wake(route: u8) -> Vec<i32> {
     tokio::time::sleep(Duration::from_millis(50)).await;
     match route {
         0 => {
-            h.append(1);
-            h.append(2);
+            h.append(1).unwrap();
+            h.append(2).unwrap();
         }
         1 => {
             // (two fronts would race with the consumer on the multi-thread runtime)
-            h.append_front(1);
-            h.append(2);
+            h.append_front(1).unwrap();
+            h.append(2).unwrap();
         }
         2 => {
             let h2 = h.clone();
             h.append_instruction(move || {
-                h2.append(1);
-                h2.append(2);
-            });
+                h2.append(1).unwrap();
+                h2.append(2).unwrap();
+            })
+            .unwrap();
         }
         3 => {
             let h2 = h.clone();
             h.append_instruction_front(move || {
-                h2.append_front(2);
-                h2.append_front(1);
-            });
+                h2.append_front(2).unwrap();
+                h2.append_front(1).unwrap();
+            })
+            .unwrap();
         }
         4 => {
             let h2 = h.clone();
             std::thread::spawn(move || {
-                h2.append(1);
-                h2.append(2);
+                h2.append(1).unwrap();
+                h2.append(2).unwrap();
             })
             .join()
             .unwrap();
@@ -993,18 +998,19 @@ async fn async_queue_empty_on_finished_yields_what_is_appended_during_the_drain(
     let ctx = hp::Ctx::beginning("r");
     let mut q = hp::queue::<i32>(&ctx).empty_on_finished(true).build();
     let h = q.handle();
-    q.append(1);
+    q.append(1).unwrap();
     let h2 = h.clone();
     q.append_instruction(move || {
-        h2.append(3);
-    });
-    q.append(2);
+        h2.append(3).unwrap();
+    })
+    .unwrap();
+    q.append(2).unwrap();
     ctx.cancel();
     let mut seen = Vec::new();
     let mut all = q.get_all();
     while let Some(x) = all.next().await {
         if x == 1 {
-            h.append(4);
+            h.append(4).unwrap();
         }
         seen.push(x);
     }
@@ -1044,8 +1050,8 @@ fn wake_sync_queue_blocked_consumer_any_timeout() {
                 std::thread::sleep(Duration::from_millis(30));
                 match route {
                     0 | 3 => {
-                        q.append(1);
-                        q.append(2);
+                        q.append(1).unwrap();
+                        q.append(2).unwrap();
                     }
                     1 => {
                         q.ctx().cancel();
@@ -1077,16 +1083,16 @@ fn sync_queue_get_outcomes() {
     let ctx = hp::Ctx::beginning("r");
     let q = hp::sync_queue::<i32>(&ctx).build();
     assert_eq!(q.get(Duration::ZERO), Err(hp::SyncGetError::Timeout));
-    q.append(5);
+    q.append(5).unwrap();
     assert_eq!(q.get(Duration::ZERO), Ok(5));
-    q.append(6);
+    q.append(6).unwrap();
     ctx.cancel();
     assert_eq!(q.get(Duration::ZERO), Err(hp::SyncGetError::Finished));
     assert_eq!(q.remaining().collect::<Vec<_>>(), [6]);
 
     let ctx = hp::Ctx::beginning("r");
     let q = hp::sync_queue::<i32>(&ctx).empty_on_finished(true).build();
-    q.append(7);
+    q.append(7).unwrap();
     ctx.cancel();
     assert_eq!(q.get(Duration::from_secs(3600)), Ok(7));
     assert_eq!(
@@ -1115,7 +1121,7 @@ fn sync_queue_several_consumers_every_item_once() {
                     let q = q.clone();
                     std::thread::spawn(move || {
                         for i in 0..10_000 {
-                            q.append(p * 10_000 + i);
+                            q.append(p * 10_000 + i).unwrap();
                         }
                     })
                 })
@@ -1150,7 +1156,7 @@ fn sync_queue_item_at_the_instant_of_finishing_is_never_lost() {
                     if i == cut {
                         c2.cancel();
                     }
-                    q2.append(i);
+                    q2.append(i).unwrap();
                 }
             });
             let mut seen: Vec<u32> = q.get_all().collect();
@@ -1340,7 +1346,7 @@ async fn cancel_queue_iteration_mid_batch_and_while_waiting_loses_nothing() {
     let mut q = hp::queue::<i32>(&ctx).build();
     let h = q.handle();
     for i in 1..=4 {
-        q.append(i);
+        q.append(i).unwrap();
     }
     {
         let mut all = q.get_all();
@@ -1360,7 +1366,7 @@ async fn cancel_queue_iteration_mid_batch_and_while_waiting_loses_nothing() {
                 .is_err()
         );
     }
-    h.append(5);
+    h.append(5).unwrap();
     assert_eq!(q.get_all().next().await, Some(5));
 }
 
@@ -1483,10 +1489,10 @@ async fn cancel_async_with_timeout_mid_way() {
 async fn queue_priority_len_breaker_restart_and_hooks() {
     let ctx = hp::Ctx::beginning("t");
     let mut q = hp::queue::<i32>(&ctx).build();
-    q.append(1);
-    q.append_front(2);
-    q.append_front(3);
-    q.append_instruction(|| {});
+    q.append(1).unwrap();
+    q.append_front(2).unwrap();
+    q.append_front(3).unwrap();
+    q.append_instruction(|| {}).unwrap();
     assert_eq!((q.len(), q.is_empty()), (4, false));
     assert_eq!(q.remaining().collect::<Vec<_>>(), [3, 2, 1]);
     assert!(q.is_empty());
@@ -1500,7 +1506,7 @@ async fn queue_priority_len_breaker_restart_and_hooks() {
         }
     });
     for i in 1..=4 {
-        q.append(i);
+        q.append(i).unwrap();
     }
     {
         let mut all = q.get_all();
@@ -1526,7 +1532,7 @@ async fn queue_consumer_of_ready_items_respects_the_coop_budget() {
     let ctx = hp::Ctx::beginning("t");
     let mut q = hp::queue::<u32>(&ctx).build();
     for i in 0..10_000 {
-        q.append(i);
+        q.append(i).unwrap();
     }
     let ran = Arc::new(AtomicBool::new(false));
     let r = ran.clone();
@@ -2049,7 +2055,7 @@ async fn queue_empty_on_finished_breaker_drains_then_ends() {
     let ctx = hp::Ctx::beginning("t");
     let mut q = hp::queue::<i32>(&ctx).empty_on_finished(true).build();
     for i in 1..=3 {
-        q.append(i);
+        q.append(i).unwrap();
     }
     let h = q.handle();
     let mut seen = Vec::new();
@@ -2073,7 +2079,7 @@ async fn queue_iterations_restart_after_breaker() {
     let mut q = hp::queue::<i32>(&ctx).build();
     let h = q.handle();
     for i in 1..=3 {
-        q.append(i);
+        q.append(i).unwrap();
     }
     let mut it = q.iterations();
     assert_eq!(it.next().await, Some(1));
@@ -2093,7 +2099,7 @@ async fn queue_hook_and_instruction_captures_reenter_on_drop() {
     let refused = Arc::new(AtomicUsize::new(0));
     let (h2, r2) = (h.clone(), refused.clone());
     let g = OnDrop::new(move || {
-        if !h2.append(1) {
+        if h2.append(1).is_err() {
             r2.fetch_add(1, SeqCst);
         }
     });
@@ -2103,13 +2109,14 @@ async fn queue_hook_and_instruction_captures_reenter_on_drop() {
     // an instruction whose captured value re-enters and panics once the instruction ran
     let h3 = h.clone();
     let g2 = OnDrop::new(move || {
-        h3.append(42);
+        h3.append(42).unwrap();
         panic!("capture drop");
     });
     q.append_instruction(move || {
         let _g = g2;
-    });
-    q.append(5);
+    })
+    .unwrap();
+    q.append(5).unwrap();
     let mut all = q.get_all();
     assert_eq!(all.next().await, Some(5));
     assert_eq!(all.next().await, Some(42));
@@ -2126,18 +2133,19 @@ async fn queue_front_appends_and_len_while_consumer_holds_a_batch() {
     let mut q = hp::queue::<i32>(&ctx).build();
     let h = q.handle();
     for i in 1..=4 {
-        q.append(i);
+        q.append(i).unwrap();
     }
     let h2 = h.clone();
     let mut all = q.get_all();
     assert_eq!(all.next().await, Some(1));
     assert_eq!((h.len(), h.is_empty()), (3, false));
-    h.append_front(0);
+    h.append_front(0).unwrap();
     assert_eq!(h.len(), 4);
     assert_eq!(all.next().await, Some(0));
     h.append_instruction_front(move || {
-        h2.append_front(-1);
-    });
+        h2.append_front(-1).unwrap();
+    })
+    .unwrap();
     assert_eq!(all.next().await, Some(-1));
     assert_eq!(all.next().await, Some(2));
     h.breaker().set();
@@ -2458,7 +2466,7 @@ async fn stop_async_generator_cases_with_reentrant_cleanup() {
     let mut g = hp::AsyncGenerator::new(move |co: hp::Co<u32>| async move {
         let _cleanup = OnDrop::new(move || {
             c2.cancel();
-            h2.append(1);
+            h2.append(1).unwrap();
         });
         for i in 0.. {
             co.yield_(i).await?;
@@ -2596,16 +2604,16 @@ async fn queue_hook_appends_are_seen_at_once() {
         calls += 1;
         match calls {
             1 => {
-                lq.append_front(10);
+                lq.append_front(10).unwrap();
             }
             4 => {
-                lq.append(20);
+                lq.append(20).unwrap();
             }
             _ => {}
         }
     });
     for i in 1..=3 {
-        q.append(i);
+        q.append(i).unwrap();
     }
     let mut seen = Vec::new();
     let mut all = q.get_all();
@@ -2624,18 +2632,19 @@ async fn queue_instructions_that_break_or_finish() {
     let ctx = hp::Ctx::beginning("t");
     let mut q = hp::queue::<i32>(&ctx).build();
     let h = q.handle();
-    q.append_instruction(move || h.breaker().set());
-    q.append(1);
+    q.append_instruction(move || h.breaker().set()).unwrap();
+    q.append(1).unwrap();
     assert_eq!(q.get_all().next().await, None);
     assert_eq!(q.remaining().collect::<Vec<_>>(), [1]);
 
     let mut q = hp::queue::<i32>(&ctx).empty_on_finished(true).build();
     let c = q.ctx().clone();
-    q.append(1);
+    q.append(1).unwrap();
     q.append_instruction(move || {
         c.cancel();
-    });
-    q.append(2);
+    })
+    .unwrap();
+    q.append(2).unwrap();
     let mut seen = Vec::new();
     let mut all = q.get_all();
     while let Some(x) = all.next().await {
@@ -2645,8 +2654,8 @@ async fn queue_instructions_that_break_or_finish() {
 
     let done = ctx.child("done");
     let mut q = hp::queue::<i32>(&done).build();
-    q.append(1);
-    q.append(2);
+    q.append(1).unwrap();
+    q.append(2).unwrap();
     done.cancel();
     assert_eq!(q.get_all().next().await, None);
     assert_eq!(q.remaining().collect::<Vec<_>>(), [1, 2]);
@@ -2860,12 +2869,13 @@ fn sync_queue_last_handle_drop_with_reentrant_and_panicking_items() {
             let (o, fl, d) = (other.clone(), flag.clone(), dropped.clone());
             q.append(OnDrop::new(move || {
                 d.fetch_add(1, SeqCst);
-                o.append(k);
+                o.append(k).unwrap();
                 fl.cancel();
                 if k == 1 {
                     panic!("item drop");
                 }
-            }));
+            }))
+            .unwrap();
         }
         let consumer = {
             let other = other.clone();
@@ -3072,16 +3082,17 @@ fn async_queue_concurrent_producers_every_item_once() {
                             let v = p * 10_000 + i;
                             match i % 3 {
                                 0 => {
-                                    h.append(v);
+                                    h.append(v).unwrap();
                                 }
                                 1 => {
-                                    h.append_front(v);
+                                    h.append_front(v).unwrap();
                                 }
                                 _ => {
                                     let h2 = h.clone();
                                     h.append_instruction(move || {
-                                        h2.append(v);
-                                    });
+                                        h2.append(v).unwrap();
+                                    })
+                                    .unwrap();
                                 }
                             }
                         }
@@ -3312,12 +3323,13 @@ async fn queue_ctx_finished_by_an_instruction_or_hook_ends_before_the_next_item(
     let ctx = hp::Ctx::beginning("t");
     let mut q = hp::queue::<i32>(&ctx).build();
     let c = q.ctx().clone();
-    q.append(1);
+    q.append(1).unwrap();
     q.append_instruction(move || {
         c.cancel();
-    });
-    q.append(2);
-    q.append(3);
+    })
+    .unwrap();
+    q.append(2).unwrap();
+    q.append(3).unwrap();
     let mut seen = Vec::new();
     {
         let mut all = q.get_all();
@@ -3333,8 +3345,8 @@ async fn queue_ctx_finished_by_an_instruction_or_hook_ends_before_the_next_item(
     q.process_after_yielded(move |_| {
         c.cancel();
     });
-    q.append(1);
-    q.append(2);
+    q.append(1).unwrap();
+    q.append(2).unwrap();
     let mut seen = Vec::new();
     {
         let mut all = q.get_all();
@@ -3694,8 +3706,8 @@ fn sync_queue_worker_pool_spreads_a_burst() {
             if round % 2 == 1 {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            q.append(1);
-            q.append(2);
+            q.append(1).unwrap();
+            q.append(2).unwrap();
             let mut got = vec![rx.recv().unwrap(), rx.recv().unwrap()];
             got.sort_unstable();
             assert_eq!(got, [1, 2]);
@@ -3955,16 +3967,17 @@ async fn queue_next_cancelled_at_random_points(seed: u64) {
         for i in 0..300u32 {
             match rng.below(3) {
                 0 => {
-                    h.append(i);
+                    h.append(i).unwrap();
                 }
                 1 => {
-                    h.append_front(i);
+                    h.append_front(i).unwrap();
                 }
                 _ => {
                     let h2 = h.clone();
                     h.append_instruction(move || {
-                        h2.append(i);
-                    });
+                        h2.append(i).unwrap();
+                    })
+                    .unwrap();
                 }
             }
             if rng.below(4) == 0 {

@@ -102,7 +102,7 @@ fn pool(
             let q = q.clone();
             thread::spawn(move || {
                 for n in (p..ITEMS).step_by(PRODUCERS as usize) {
-                    q.append((p, n));
+                    q.append((p, n)).unwrap();
                 }
             })
         })
@@ -195,11 +195,13 @@ impl Drop for Chain {
         let _ = self.q.len();
         let _ = self.q.is_empty();
         if self.left > 0 {
-            self.q.append(Chain {
-                q: self.q.clone(),
-                left: self.left - 1,
-                drops: self.drops.clone(),
-            });
+            self.q
+                .append(Chain {
+                    q: self.q.clone(),
+                    left: self.left - 1,
+                    drops: self.drops.clone(),
+                })
+                .unwrap();
         }
     }
 }
@@ -222,7 +224,8 @@ fn item_drops_that_append_to_their_own_queue_100_000_times_with_two_consumers() 
             q: q.clone(),
             left: ITEMS as usize,
             drops: drops.clone(),
-        });
+        })
+        .unwrap();
         while drops.load(SeqCst) <= ITEMS as usize {
             thread::yield_now();
         }
@@ -266,7 +269,7 @@ fn an_item_drop_cancelling_the_queue_ctx_wakes_the_sleeping_consumers_at_once() 
             .collect();
         // Let them fall asleep (not needed for correctness: any order must end).
         thread::sleep(Duration::from_millis(20));
-        q.append(CancelsQueue(q.ctx().clone()));
+        q.append(CancelsQueue(q.ctx().clone())).unwrap();
         let n: usize = (0..3)
             .map(|_| rx.recv_timeout(WATCHDOG).expect("every sleeper ended"))
             .sum();
@@ -294,14 +297,14 @@ fn a_consumer_that_panics_while_handling_an_item_leaves_the_queue_working() {
                 }
             })
         };
-        q.append(0);
+        q.append(0).unwrap();
         assert!(panicker.join().is_err());
         let worker = {
             let q = q.clone();
             thread::spawn(move || q.get_all().collect::<Vec<_>>())
         };
         (1..=1000).for_each(|n| {
-            q.append(n);
+            q.append(n).unwrap();
         });
         ctx.cancel();
         assert_eq!(worker.join().unwrap(), (1..=1000).collect::<Vec<_>>());

@@ -28,6 +28,7 @@ mod hostile_sync_queue;
 mod panics;
 mod queue;
 mod queue_manager;
+mod queue_refusal;
 mod results;
 mod scope;
 mod stress_ctx;

@@ -164,11 +164,12 @@ async fn a_panicking_queue_instruction_is_reported_and_no_item_is_lost() {
     let (logs, _g) = Logs::capture();
     let ctx = hp::Ctx::beginning("app");
     let mut q = hp::queue::<u32>(&ctx).build();
-    q.append(1);
-    q.append_instruction(|| panic!("instruction boom"));
-    q.append(2);
-    q.append_instruction(|| panic!("instruction boom 2"));
-    q.append(3);
+    q.append(1).unwrap();
+    q.append_instruction(|| panic!("instruction boom")).unwrap();
+    q.append(2).unwrap();
+    q.append_instruction(|| panic!("instruction boom 2"))
+        .unwrap();
+    q.append(3).unwrap();
     let mut all = q.get_all();
     assert_eq!(all.next().await, Some(1));
     assert_eq!(all.next().await, Some(2));
@@ -177,7 +178,7 @@ async fn a_panicking_queue_instruction_is_reported_and_no_item_is_lost() {
     assert_eq!(q.remaining().collect::<Vec<_>>(), [3]);
     assert!(logs.text().contains("instruction boom"));
     assert!(logs.text().contains("instruction boom 2"));
-    q.append_front(4);
+    q.append_front(4).unwrap();
     assert_eq!(q.get_all().next().await, Some(4));
     assert!(q.is_empty());
 }
@@ -198,11 +199,11 @@ async fn a_panicking_process_after_yielded_hook_is_reported_and_keeps_running() 
     let o = other.clone();
     q.process_after_yielded(move |view| {
         if o.fetch_add(1, SeqCst) == 0 {
-            view.append(99); // the next hook still runs after a panic
+            view.append(99).unwrap(); // the next hook still runs after a panic
         }
     });
     for n in 0..3 {
-        q.append(n);
+        q.append(n).unwrap();
     }
     let got: Vec<u32> = q.get_all().take(4).collect().await;
     assert_eq!(got, [0, 1, 2, 99]);
@@ -326,7 +327,7 @@ fn a_panicking_sync_queue_consumer_gives_its_batch_back() {
     let ctx = hp::Ctx::beginning("app");
     let q = hp::sync_queue::<u32>(&ctx).build();
     for n in 0..10 {
-        q.append(n);
+        q.append(n).unwrap();
     }
     let q2 = q.clone();
     let consumer = std::thread::spawn(move || {
@@ -346,7 +347,7 @@ fn a_panicking_sync_queue_consumer_gives_its_batch_back() {
         got
     });
     assert_eq!(next.join().unwrap(), [4, 5, 6, 7, 8, 9]);
-    q.append(10);
+    q.append(10).unwrap();
     assert_eq!(q.remaining().collect::<Vec<_>>(), [10]);
 }
 

@@ -32,9 +32,9 @@ fn handles_are_send_and_sync_where_they_should_be() {
 async fn priority_append_puts_items_at_the_very_front() {
     let ctx = hp::Ctx::beginning("t");
     let mut q = hp::queue::<u32>(&ctx).build();
-    q.append(1);
-    q.append_front(2);
-    q.append_front(3);
+    q.append(1).unwrap();
+    q.append_front(2).unwrap();
+    q.append_front(3).unwrap();
     assert_eq!(q.remaining().collect::<Vec<_>>(), [3, 2, 1]);
 }
 
@@ -44,13 +44,13 @@ async fn a_priority_item_appended_mid_iteration_comes_next() {
     let mut q = hp::queue::<u32>(&ctx).build();
     let h = q.handle();
     for i in 1..=3 {
-        q.append(i);
+        q.append(i).unwrap();
     }
     let mut all = q.get_all();
     assert_eq!(all.next().await, Some(1));
-    h.append(10);
-    h.append_front(0);
-    h.append_front(-1i32 as u32);
+    h.append(10).unwrap();
+    h.append_front(0).unwrap();
+    h.append_front(-1i32 as u32).unwrap();
     let mut rest = Vec::new();
     for _ in 0..5 {
         rest.push(all.next().await.unwrap());
@@ -63,10 +63,10 @@ async fn len_and_is_empty_count_instructions_too() {
     let ctx = hp::Ctx::beginning("t");
     let mut q = hp::queue::<u32>(&ctx).build();
     assert!(q.is_empty());
-    q.append_instruction(|| {});
+    q.append_instruction(|| {}).unwrap();
     assert_eq!((q.len(), q.is_empty()), (1, false));
-    q.append(1);
-    q.append(2);
+    q.append(1).unwrap();
+    q.append(2).unwrap();
     let h = q.handle();
     assert_eq!(h.len(), 3);
     let mut all = q.get_all();
@@ -82,12 +82,14 @@ async fn instructions_run_when_reached_and_yield_nothing() {
     let ctx = hp::Ctx::beginning("t");
     let mut q = hp::queue::<&'static str>(&ctx).build();
     let seen = log();
-    q.append("a");
+    q.append("a").unwrap();
     let s = seen.clone();
-    q.append_instruction(move || push(&s, "instruction"));
-    q.append("b");
+    q.append_instruction(move || push(&s, "instruction"))
+        .unwrap();
+    q.append("b").unwrap();
     let s = seen.clone();
-    q.append_instruction_front(move || push(&s, "urgent"));
+    q.append_instruction_front(move || push(&s, "urgent"))
+        .unwrap();
     let mut all = q.get_all();
     for _ in 0..2 {
         let item = all.next().await.unwrap();
@@ -101,12 +103,13 @@ async fn remaining_never_waits_and_runs_the_instructions_it_meets() {
     let ctx = hp::Ctx::beginning("t");
     let mut q = hp::queue::<u32>(&ctx).build();
     let ran = Arc::new(AtomicUsize::new(0));
-    q.append(1);
+    q.append(1).unwrap();
     let r = ran.clone();
     q.append_instruction(move || {
         r.fetch_add(1, SeqCst);
-    });
-    q.append(2);
+    })
+    .unwrap();
+    q.append(2).unwrap();
     assert_eq!(q.remaining().collect::<Vec<_>>(), [1, 2]);
     assert_eq!(ran.load(SeqCst), 1);
     assert_eq!(q.remaining().next(), None); // empty: returns at once
@@ -119,14 +122,14 @@ async fn iteration_ends_when_the_ctx_is_done_and_leaves_the_rest_for_remaining()
     let mut q = hp::queue::<u32>(&root).build();
     let h = q.handle();
     let qctx = q.ctx().clone();
-    h.append(1);
-    h.append(2);
+    h.append(1).unwrap();
+    h.append(2).unwrap();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        h.append(3);
+        h.append(3).unwrap();
         tokio::time::sleep(Duration::from_secs(4)).await;
         qctx.cancel();
-        h.append(4);
+        h.append(4).unwrap();
     });
     let start = Instant::now();
     let mut seen = Vec::new();
@@ -146,7 +149,7 @@ async fn a_done_ctx_stops_before_the_next_ready_item() {
     let ctx = hp::Ctx::beginning("t");
     let mut q = hp::queue::<u32>(&ctx).build();
     for i in 0..5 {
-        q.append(i);
+        q.append(i).unwrap();
     }
     let mut seen = Vec::new();
     let mut all = q.get_all();
@@ -166,10 +169,10 @@ async fn empty_on_finished_first_yields_what_is_left_instructions_included() {
     let ctx = hp::Ctx::beginning("t");
     let mut q = hp::queue::<u32>(&ctx).empty_on_finished(true).build();
     let ran = Arc::new(AtomicBool::new(false));
-    q.append(1);
+    q.append(1).unwrap();
     let r = ran.clone();
-    q.append_instruction(move || r.store(true, SeqCst));
-    q.append(2);
+    q.append_instruction(move || r.store(true, SeqCst)).unwrap();
+    q.append(2).unwrap();
     ctx.cancel();
     let seen: Vec<u32> = q.get_all().collect().await;
     assert_eq!(seen, [1, 2]);
@@ -182,7 +185,7 @@ async fn a_queue_built_on_a_done_ctx_ends_at_once_and_keeps_its_items() {
     let ctx = hp::Ctx::beginning("t");
     ctx.cancel();
     let mut q = hp::queue::<u32>(&ctx).build();
-    q.append(7);
+    q.append(7).unwrap();
     assert_eq!(q.get_all().next().await, None);
     assert_eq!(q.remaining().collect::<Vec<_>>(), [7]);
 }
@@ -192,7 +195,7 @@ async fn the_breaker_ends_an_iteration_and_a_new_one_clears_it_and_continues() {
     let ctx = hp::Ctx::beginning("t");
     let mut q = hp::queue::<u32>(&ctx).build();
     for i in 0..6 {
-        q.append(i);
+        q.append(i).unwrap();
     }
     let mut first = Vec::new();
     {
@@ -222,7 +225,7 @@ async fn breaking_out_of_a_loop_and_restarting_loses_nothing() {
     let ctx = hp::Ctx::beginning("t");
     let mut q = hp::queue::<u32>(&ctx).build();
     for i in 0..6 {
-        q.append(i);
+        q.append(i).unwrap();
     }
     let mut seen = Vec::new();
     for _ in 0..3 {
@@ -272,8 +275,8 @@ async fn hooks_run_when_the_next_item_is_asked_for_never_before() {
     let seen = log();
     let s = seen.clone();
     q.process_after_yielded(move |view| push(&s, format!("hook len={}", view.len())));
-    q.append(1);
-    q.append(2);
+    q.append(1).unwrap();
+    q.append(2).unwrap();
     let mut all = q.get_all();
     let a = all.next().await.unwrap();
     push(&seen, format!("got {a}"));
@@ -291,12 +294,12 @@ async fn a_hook_may_append_through_its_view_without_deadlock() {
     let a = appended.clone();
     q.process_after_yielded(move |view| {
         if view.is_empty() && !a.swap(true, SeqCst) {
-            view.append(100);
-            view.append_front(50);
+            view.append(100).unwrap();
+            view.append_front(50).unwrap();
             assert_eq!(view.len(), 2);
         }
     });
-    q.append(1);
+    q.append(1).unwrap();
     let mut all = q.get_all();
     let mut seen = Vec::new();
     for _ in 0..3 {
@@ -312,7 +315,7 @@ async fn a_hook_that_sets_the_breaker_stops_further_items() {
     let mut q = hp::queue::<u32>(&ctx).build();
     q.process_after_yielded(|view| view.breaker().set());
     for i in 0..3 {
-        q.append(i);
+        q.append(i).unwrap();
     }
     let seen: Vec<u32> = q.get_all().collect().await;
     assert_eq!(seen, [0]);
@@ -326,9 +329,9 @@ async fn a_panicking_instruction_or_hook_is_caught_and_iteration_goes_on() {
     let ctx = hp::Ctx::beginning("t");
     let mut q = hp::queue::<u32>(&ctx).build();
     q.process_after_yielded(|_| panic!("hook boom"));
-    q.append(1);
-    q.append_instruction(|| panic!("instruction boom"));
-    q.append(2);
+    q.append(1).unwrap();
+    q.append_instruction(|| panic!("instruction boom")).unwrap();
+    q.append(2).unwrap();
     let mut all = q.get_all();
     assert_eq!(all.next().await, Some(1));
     assert_eq!(all.next().await, Some(2));
@@ -339,7 +342,7 @@ async fn iterations_restart_after_one_ended_and_get_all_stays_ended() {
     let ctx = hp::Ctx::beginning("t");
     let mut q = hp::queue::<u32>(&ctx).build();
     for i in 0..4 {
-        q.append(i);
+        q.append(i).unwrap();
     }
     assert_eq!(q.iterations().next().await, Some(0));
     q.breaker().set();
@@ -354,7 +357,7 @@ async fn iterations_restart_after_one_ended_and_get_all_stays_ended() {
     let mut all = q.get_all();
     assert_eq!(all.next().await, Some(3));
     ctx.cancel();
-    h.append(4);
+    h.append(4).unwrap();
     assert_eq!(all.next().await, None);
     assert!(futures::stream::FusedStream::is_terminated(&all));
     assert_eq!(all.next().await, None);
@@ -365,7 +368,7 @@ async fn a_consumer_with_many_ready_items_lets_other_tasks_run() {
     let ctx = hp::Ctx::beginning("t");
     let mut q = hp::queue::<u32>(&ctx).build();
     for i in 0..10_000 {
-        q.append(i);
+        q.append(i).unwrap();
     }
     let other_ran = Arc::new(AtomicBool::new(false));
     let o = other_ran.clone();
@@ -393,7 +396,7 @@ struct MyType {
 async fn a_typed_queue_yields_its_type_with_no_item_ensurer() {
     let ctx = hp::Ctx::beginning("t");
     let mut q: hp::Queue<MyType> = hp::queue(&ctx).build();
-    q.append(MyType { id: 1 });
+    q.append(MyType { id: 1 }).unwrap();
     let item: MyType = q.get_all().next().await.unwrap();
     assert_eq!(item, MyType { id: 1 });
 }
@@ -412,8 +415,8 @@ async fn the_queue_has_a_named_child_ctx_cancelled_when_it_is_dropped() {
     assert!(!ctx.done());
     let ran = Arc::new(AtomicBool::new(false));
     let r = ran.clone();
-    assert!(!h.append(1));
-    assert!(!h.append_instruction(move || r.store(true, SeqCst)));
+    assert_eq!(h.append(1).unwrap_err().into_inner(), 1);
+    assert!(h.append_instruction(move || r.store(true, SeqCst)).is_err());
     assert!(!ran.load(SeqCst));
     assert!(h.is_empty());
 }
@@ -428,7 +431,7 @@ async fn concurrent_producers_lose_and_duplicate_nothing() {
         let h = q.handle();
         tokio::spawn(async move {
             for i in 0..EACH {
-                h.append((p, i));
+                h.append((p, i)).unwrap();
                 if i % 512 == 0 {
                     tokio::task::yield_now().await;
                 }
@@ -465,9 +468,9 @@ async fn producers_on_threads_and_a_cancel_keep_every_item_exactly_once() {
             std::thread::spawn(move || {
                 for i in 0..EACH {
                     if i % 7 == 0 {
-                        h.append_front(p * EACH + i);
+                        h.append_front(p * EACH + i).unwrap();
                     } else {
-                        h.append(p * EACH + i);
+                        h.append(p * EACH + i).unwrap();
                     }
                 }
             })
@@ -549,13 +552,13 @@ mod model {
             for op in ops {
                 match op {
                     Op::Append(v, p) => {
-                        if p { h.append_front(v) } else { h.append(v) };
+                        if p { h.append_front(v) } else { h.append(v) }.unwrap();
                         if p { m.push_front(M::Item(v)) } else { m.push_back(M::Item(v)) }
                     }
                     Op::Instruction(id, p) => {
                         let r = ran.clone();
                         let f = move || r.lock().unwrap().push(id);
-                        if p { h.append_instruction_front(f) } else { h.append_instruction(f) };
+                        if p { h.append_instruction_front(f) } else { h.append_instruction(f) }.unwrap();
                         if p { m.push_front(M::Instr(id)) } else { m.push_back(M::Instr(id)) }
                     }
                     Op::Breaker => {
@@ -610,11 +613,12 @@ async fn breaker_scenario(empty_on_finished: bool) -> (Vec<u32>, Vec<String>, Ve
         .empty_on_finished(empty_on_finished)
         .build();
     let (h, l) = (q.handle(), log());
-    q.append(1);
-    q.append(2);
+    q.append(1).unwrap();
+    q.append(2).unwrap();
     let l2 = l.clone();
-    q.append_instruction(move || push(&l2, "instruction"));
-    q.append(3);
+    q.append_instruction(move || push(&l2, "instruction"))
+        .unwrap();
+    q.append(3).unwrap();
     let mut seen = Vec::new();
     let mut all = q.get_all();
     while let Some(n) = all.next().await {
@@ -622,10 +626,10 @@ async fn breaker_scenario(empty_on_finished: bool) -> (Vec<u32>, Vec<String>, Ve
         match n {
             1 => {
                 h.breaker().set();
-                h.append(4);
+                h.append(4).unwrap();
             }
             2 => {
-                h.append_front(5);
+                h.append_front(5).unwrap();
             }
             _ => {}
         }
@@ -661,11 +665,11 @@ async fn with_empty_on_finished_a_hook_setting_the_breaker_lets_the_queue_drain(
     q.process_after_yielded(|view| {
         if !view.breaker().is_set() {
             view.breaker().set();
-            view.append(10);
+            view.append(10).unwrap();
         }
     });
     (1..=3).for_each(|n| {
-        q.append(n);
+        q.append(n).unwrap();
     });
     let seen: Vec<u32> = q.get_all().collect().await;
     assert_eq!(seen, [1, 2, 3, 10]);
@@ -679,7 +683,7 @@ async fn with_empty_on_finished_the_breaker_wakes_and_ends_a_consumer_waiting_on
     let h = q.handle();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        h.append(1);
+        h.append(1).unwrap();
         h.breaker().set();
     });
     let start = Instant::now();
@@ -693,15 +697,15 @@ async fn with_empty_on_finished_a_ctx_finishing_mid_drain_still_yields_later_app
     let ctx = hp::Ctx::beginning("t");
     let mut q = hp::queue::<u32>(&ctx).empty_on_finished(true).build();
     let h = q.handle();
-    q.append(1);
-    q.append(2);
+    q.append(1).unwrap();
+    q.append(2).unwrap();
     let mut seen = Vec::new();
     let mut all = q.get_all();
     while let Some(n) = all.next().await {
         seen.push(n);
         if n == 1 {
             ctx.cancel();
-            h.append(3);
+            h.append(3).unwrap();
         }
     }
     assert_eq!(seen, [1, 2, 3]);
@@ -712,12 +716,12 @@ async fn remaining_stays_ended_once_it_returned_none() {
     let ctx = hp::Ctx::beginning("t");
     let mut q = hp::queue::<u32>(&ctx).build();
     let h = q.handle();
-    q.append(1);
+    q.append(1).unwrap();
     {
         let mut left = q.remaining();
         assert_eq!(left.next(), Some(1));
         assert_eq!(left.next(), None);
-        h.append(2);
+        h.append(2).unwrap();
         assert_eq!(left.next(), None, "fused");
     }
     assert_eq!(q.remaining().collect::<Vec<_>>(), [2]);

@@ -55,18 +55,22 @@ async fn many_producers_one_consumer_restarting_iterations_lose_nothing() {
                 for n in 0..PER {
                     let priority = rng.below(50) == 0;
                     let item = (p, n, priority);
-                    assert!(if priority {
-                        h.append_front(item)
-                    } else {
-                        h.append(item)
-                    });
+                    assert!(
+                        if priority {
+                            h.append_front(item)
+                        } else {
+                            h.append(item)
+                        }
+                        .is_ok()
+                    );
                     match rng.below(1_000) {
                         0 => h.breaker().set(),
                         1 => {
                             let ran = ran.clone();
                             h.append_instruction(move || {
                                 ran.fetch_add(1, SeqCst);
-                            });
+                            })
+                            .unwrap();
                         }
                         2..=20 => tokio::task::yield_now().await,
                         _ => {}
@@ -131,7 +135,7 @@ async fn producers_racing_a_context_cancel_lose_nothing_across_remaining() {
                 let h = q.handle();
                 tokio::spawn(async move {
                     for n in 0..PER {
-                        h.append((p, n, false));
+                        h.append((p, n, false)).unwrap();
                         if n % 97 == 0 {
                             tokio::task::yield_now().await;
                         }
@@ -171,7 +175,7 @@ fn sync_queue_many_producer_threads_two_consumer_threads_lose_nothing() {
                 let q = q.clone();
                 std::thread::spawn(move || {
                     (0..PER).for_each(|n| {
-                        q.append((p, n, false));
+                        q.append((p, n, false)).unwrap();
                     })
                 })
             })

@@ -30,7 +30,7 @@ fn yields_appended_items_in_order_until_the_ctx_is_done() {
     let q = hp::sync_queue::<u32>(&ctx).build();
     let rx = consume(&q);
     for i in 0..1000 {
-        q.append(i);
+        q.append(i).unwrap();
     }
     while !q.is_empty() {
         thread::yield_now();
@@ -55,7 +55,7 @@ fn a_finished_ctx_wakes_a_blocked_iterator_at_once_not_after_the_timeout() {
         got_tx.send(it.next()).unwrap();
         end_tx.send(it.next()).unwrap(); // blocks until the ctx is done
     });
-    q.append(1);
+    q.append(1).unwrap();
     assert_eq!(got_rx.recv_timeout(WATCHDOG).unwrap(), Some(1));
     ctx.cancel();
     assert_eq!(end_rx.recv_timeout(WATCHDOG).expect("woken at once"), None);
@@ -66,7 +66,7 @@ fn a_zero_timeout_sleeps_until_woken_by_an_append_or_the_ctx() {
     let ctx = hp::Ctx::beginning("t");
     let q = hp::sync_queue::<u32>(&ctx).timeout(Duration::ZERO).build();
     let rx = consume(&q);
-    q.append(5);
+    q.append(5).unwrap();
     while !q.is_empty() {
         thread::yield_now();
     }
@@ -79,7 +79,7 @@ fn what_is_left_when_the_ctx_finishes_stays_for_remaining() {
     let ctx = hp::Ctx::beginning("t");
     let q = hp::sync_queue::<u32>(&ctx).build();
     for i in 0..5 {
-        q.append(i);
+        q.append(i).unwrap();
     }
     let mut seen = Vec::new();
     for n in &q {
@@ -100,10 +100,10 @@ fn empty_on_finished_first_yields_what_is_left() {
     let ctx = hp::Ctx::beginning("t");
     let q = hp::sync_queue::<u32>(&ctx).empty_on_finished(true).build();
     for i in 0..3 {
-        q.append(i);
+        q.append(i).unwrap();
     }
     ctx.cancel();
-    q.append(3); // accepted after the end too
+    q.append(3).unwrap(); // accepted after the end too
     assert_eq!(q.get_all().collect::<Vec<_>>(), [0, 1, 2, 3]);
     assert!(q.is_empty());
 }
@@ -113,7 +113,7 @@ fn breaking_out_and_restarting_continues_where_it_stopped() {
     let ctx = hp::Ctx::beginning("t");
     let q = hp::sync_queue::<u32>(&ctx).build();
     for i in 0..6 {
-        q.append(i);
+        q.append(i).unwrap();
     }
     let mut seen = Vec::new();
     for _ in 0..3 {
@@ -132,13 +132,13 @@ fn len_counts_what_is_queued_while_an_iteration_runs() {
     let ctx = hp::Ctx::beginning("t");
     let q = hp::sync_queue::<u32>(&ctx).build();
     for i in 0..4 {
-        q.append(i);
+        q.append(i).unwrap();
     }
     {
         let mut it = q.get_all();
         assert_eq!(it.next(), Some(0));
         assert_eq!(q.len(), 3);
-        q.append(4);
+        q.append(4).unwrap();
         assert_eq!(q.len(), 4);
     }
     assert_eq!(q.remaining().collect::<Vec<_>>(), [1, 2, 3, 4]);
@@ -171,7 +171,7 @@ fn concurrent_producer_threads_lose_and_duplicate_nothing() {
             let q = q.clone();
             thread::spawn(move || {
                 (0..EACH).for_each(|i| {
-                    q.append((p, i));
+                    q.append((p, i)).unwrap();
                 })
             })
         })
@@ -203,7 +203,7 @@ fn items_racing_the_ctx_finishing_are_never_dropped() {
                 let q = q.clone();
                 thread::spawn(move || {
                     (0..EACH).for_each(|i| {
-                        q.append(p * EACH + i);
+                        q.append(p * EACH + i).unwrap();
                     })
                 })
             })
@@ -275,7 +275,7 @@ fn two_workers_share_a_burst_appended_while_they_wait() {
         let q = hp::sync_queue::<u32>(&ctx).build();
         let got = two_workers_share(&q, || {
             (0..20).for_each(|j| {
-                q.append(j);
+                q.append(j).unwrap();
             })
         });
         assert_shared_evenly(got, 20);
@@ -288,7 +288,7 @@ fn two_workers_share_a_burst_queued_before_they_start() {
         let ctx = hp::Ctx::beginning("t");
         let q = hp::sync_queue::<u32>(&ctx).timeout(Duration::ZERO).build();
         (0..20).for_each(|j| {
-            q.append(j);
+            q.append(j).unwrap();
         });
         let got = two_workers_share(&q, || {});
         assert_shared_evenly(got, 20);
@@ -315,7 +315,7 @@ fn workers_with_get_share_a_burst() {
             })
             .collect();
         (0..20).for_each(|j| {
-            q.append(j);
+            q.append(j).unwrap();
         });
         while !q.is_empty() {
             thread::yield_now();
@@ -344,7 +344,7 @@ fn a_consumer_that_stops_leaves_the_rest_to_a_sleeping_one_with_a_zero_timeout()
                 })
             };
             (1..=3).for_each(|n| {
-                q.append(n);
+                q.append(n).unwrap();
             });
             // Another consumer takes one and stops (none if the sleeper was quicker).
             let first = q.get(Duration::ZERO).ok();
@@ -369,8 +369,8 @@ fn get_takes_one_item_or_times_out() {
         q.get(Duration::from_millis(1)),
         Err(hp::SyncGetError::Timeout)
     );
-    q.append(1);
-    q.append(2);
+    q.append(1).unwrap();
+    q.append(2).unwrap();
     assert_eq!(q.get(Duration::ZERO), Ok(1));
     assert_eq!(q.len(), 1);
     ctx.cancel();
@@ -382,7 +382,7 @@ fn get_takes_one_item_or_times_out() {
 fn get_with_empty_on_finished_drains_then_reports_finished() {
     let ctx = hp::Ctx::beginning("t");
     let q = hp::sync_queue::<u32>(&ctx).empty_on_finished(true).build();
-    q.append(1);
+    q.append(1).unwrap();
     ctx.cancel();
     assert_eq!(q.get(Duration::from_secs(3600)), Ok(1));
     assert_eq!(
@@ -402,7 +402,7 @@ fn a_blocked_get_is_woken_by_an_append_and_by_the_ctx_at_once() {
             let second = qc.get(Duration::from_secs(3600));
             (first, second)
         });
-        q.append(7);
+        q.append(7).unwrap();
         while !q.is_empty() {
             thread::yield_now();
         }
@@ -418,7 +418,7 @@ fn an_ended_iteration_stays_ended() {
     ctx.cancel();
     let mut it = q.get_all();
     assert_eq!(it.next(), None);
-    q.append(1);
+    q.append(1).unwrap();
     assert_eq!(it.next(), None, "fused");
 }
 
@@ -426,11 +426,11 @@ fn an_ended_iteration_stays_ended() {
 fn remaining_stays_ended_once_it_returned_none() {
     let ctx = hp::Ctx::beginning("t");
     let q = hp::sync_queue::<u32>(&ctx).build();
-    q.append(1);
+    q.append(1).unwrap();
     let mut left = q.remaining();
     assert_eq!(left.next(), Some(1));
     assert_eq!(left.next(), None);
-    q.append(2);
+    q.append(2).unwrap();
     assert_eq!(left.next(), None, "fused");
     assert_eq!(q.remaining().collect::<Vec<_>>(), [2]);
 }

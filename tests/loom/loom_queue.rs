@@ -43,8 +43,8 @@ fn loom_append_races_iteration_nothing_lost_or_duplicated() {
         let mut q = hp::queue::<u32>(&ctx).build();
         let h = q.handle();
         let t = thread::spawn(move || {
-            assert!(h.append(1));
-            assert!(h.append_front(2));
+            assert!(h.append(1).is_ok());
+            assert!(h.append_front(2).is_ok());
         });
         let got = take_n(&mut q, 2);
         t.join().unwrap();
@@ -61,11 +61,11 @@ fn loom_priority_append_races_a_consumer_mid_batch() {
     model("priority append mid batch", || {
         let ctx = hp::Ctx::beginning("r");
         let mut q = hp::queue::<u32>(&ctx).build();
-        q.append(1);
-        q.append(2);
+        let _ = q.append(1);
+        let _ = q.append(2);
         let h = q.handle();
         let t = thread::spawn(move || {
-            h.append_front(0);
+            let _ = h.append_front(0);
         });
         let got = take_n(&mut q, 3);
         t.join().unwrap();
@@ -88,9 +88,9 @@ fn loom_breaker_races_appends_items_stay_for_remaining() {
         let h = q.handle();
         let all = q.get_all(); // the iteration starts (and clears the breaker) first
         let t = thread::spawn(move || {
-            h.append(1);
+            let _ = h.append(1);
             h.breaker().set();
-            h.append(2);
+            let _ = h.append(2);
         });
         let mut got: Vec<u32> = block_on(all.collect());
         t.join().unwrap();
@@ -112,9 +112,9 @@ fn loom_breaker_with_empty_on_finished_drains_before_ending() {
         // The iteration starts (clearing the breaker) before the producer runs.
         let all = q.get_all();
         let t = thread::spawn(move || {
-            h.append(1);
+            let _ = h.append(1);
             h.breaker().set();
-            h.append(2);
+            let _ = h.append(2);
         });
         let got: Vec<u32> = block_on(all.collect());
         t.join().unwrap();
@@ -136,7 +136,7 @@ fn loom_new_iteration_after_breaker_continues_where_it_stopped() {
         let all = q.get_all();
         let t = thread::spawn(move || {
             h.breaker().set();
-            h.append(7);
+            let _ = h.append(7);
         });
         let first: Vec<u32> = block_on(all.collect());
         t.join().unwrap();
@@ -157,9 +157,9 @@ fn loom_ctx_cancel_races_appends_with_empty_on_finished() {
         let h = q.handle();
         let qctx = q.ctx().clone();
         let t = thread::spawn(move || {
-            h.append(1);
+            let _ = h.append(1);
             qctx.cancel();
-            h.append(2);
+            let _ = h.append(2);
         });
         let mut got: Vec<u32> = block_on(q.get_all().collect());
         t.join().unwrap();
@@ -178,9 +178,9 @@ fn loom_ctx_cancel_races_appends_item_after_cancel_is_not_yielded() {
         let h = q.handle();
         let qctx = q.ctx().clone();
         let t = thread::spawn(move || {
-            h.append(1);
+            let _ = h.append(1);
             qctx.cancel();
-            h.append_front(2);
+            let _ = h.append_front(2);
         });
         let mut got: Vec<u32> = block_on(q.get_all().collect());
         t.join().unwrap();
@@ -201,10 +201,10 @@ fn loom_instruction_runs_once_before_the_item_behind_it() {
         let ran = Arc::new(AtomicUsize::new(0));
         let r = ran.clone();
         let t = thread::spawn(move || {
-            h.append_instruction(move || {
+            let _ = h.append_instruction(move || {
                 r.fetch_add(1, SeqCst);
             });
-            h.append(5);
+            let _ = h.append(5);
         });
         let got = take_n(&mut q, 1);
         assert_eq!(ran.load(SeqCst), 1);
@@ -237,7 +237,7 @@ fn loom_every_route_wakes_a_consumer_waiting_on_an_empty_queue() {
                     let h2 = h.clone();
                     let instr = move || {
                         r.fetch_add(1, SeqCst);
-                        h2.append(9);
+                        let _ = h2.append(9);
                     };
                     match route {
                         0 => drop(h.append(9)),
@@ -269,13 +269,13 @@ fn loom_hook_appends_race_a_producer() {
         q.process_after_yielded(move |view| {
             if !fired {
                 fired = true;
-                view.append(10);
+                let _ = view.append(10);
             }
         });
-        q.append(0);
+        let _ = q.append(0);
         let h = q.handle();
         let t = thread::spawn(move || {
-            h.append(1);
+            let _ = h.append(1);
         });
         let mut got = take_n(&mut q, 3);
         t.join().unwrap();
@@ -297,7 +297,7 @@ impl Drop for Counted {
 #[test]
 fn loom_queue_dropped_while_a_producer_appends_drops_each_item_once() {
     // The queue is dropped while a handle appends: the append is refused (and the item
-    // dropped) or accepted (and the item dropped with the queue). Never leaked, never
+    // comes back to the thread) or accepted (and the item dropped with the queue). Never leaked, never
     // dropped twice; the queue's context ends cancelled.
     model("queue drop races append", || {
         let ctx = hp::Ctx::beginning("r");
@@ -308,7 +308,7 @@ fn loom_queue_dropped_while_a_producer_appends_drops_each_item_once() {
         let d = drops.clone();
         let t = thread::spawn(move || h.append(Counted(d)));
         drop(q);
-        let _accepted = t.join().unwrap();
+        drop(t.join().unwrap()); // a refused item comes back here
         assert_eq!(drops.load(SeqCst), 1);
         assert!(qctx.cancelled());
     });
@@ -324,8 +324,8 @@ fn loom_sync_queue_producer_and_cancel_race_a_blocked_consumer() {
         let q = hp::sync_queue::<u32>(&ctx).build();
         let (q2, c2) = (q.clone(), q.ctx().clone());
         let t = thread::spawn(move || {
-            q2.append(1);
-            q2.append(2);
+            let _ = q2.append(1);
+            let _ = q2.append(2);
             c2.cancel();
         });
         let mut got: Vec<u32> = q.get_all().collect();
@@ -343,12 +343,12 @@ fn loom_sync_queue_stopped_iteration_leaves_the_rest_in_order() {
         let ctx = hp::Ctx::beginning("r");
         let q = hp::sync_queue::<u32>(&ctx).build();
         for n in 1..=3 {
-            q.append(n);
+            let _ = q.append(n);
         }
         let q2 = q.clone();
         let t = thread::spawn(move || q2.append(4));
         let first = q.get_all().next();
-        t.join().unwrap();
+        t.join().unwrap().unwrap();
         assert_eq!(first, Some(1));
         assert_eq!(q.len(), 3);
         assert_eq!(q.remaining().collect::<Vec<_>>(), [2, 3, 4]);
@@ -368,7 +368,7 @@ fn loom_sync_queue_a_stopping_consumer_never_strands_a_sleeping_one() {
         let q2 = q.clone();
         let b = thread::spawn(move || q2.get_all().take(2).collect::<Vec<_>>());
         for n in 1..=3 {
-            q.append(n);
+            let _ = q.append(n);
         }
         let a = q.get_all().next();
         let mut got = b.join().unwrap();
@@ -390,8 +390,8 @@ fn loom_sync_queue_two_consumers_share_a_burst() {
             .build();
         let q2 = q.clone();
         let b = thread::spawn(move || q2.get_all().next());
-        q.append(1);
-        q.append(2);
+        let _ = q.append(1);
+        let _ = q.append(2);
         let a = q.get_all().next();
         let b = b.join().unwrap();
         let mut got: Vec<u32> = a.into_iter().chain(b).collect();

@@ -2,7 +2,9 @@
 //! threads) and [`LimitedQueue`] (the view `process_after_yielded` hooks get).
 
 use std::fmt;
+use std::sync::atomic::Ordering::{AcqRel, Relaxed};
 
+use super::append_error::AppendError;
 use super::shared::{End, Entry, Shared};
 use crate::helpers::Event;
 use crate::sync::Arc;
@@ -12,18 +14,63 @@ use crate::sync::Arc;
 /// Get one with [`Queue::handle`](super::Queue::handle). A handle does not keep the queue's
 /// context alive and cannot take items; only the `Queue` itself iterates.
 ///
-/// # After the queue is dropped
-/// [`append`](Self::append) and [`append_instruction`](Self::append_instruction) return
-/// `false` and drop what they were given (an instruction is dropped without running):
-/// nobody could ever take it.
+/// # AppendError items
+/// Every append returns `Result<(), AppendError<_>>`: once the queue is closed
+/// ([`close`](Self::close)) or the `Queue` is dropped, what you append comes back in the
+/// [`AppendError`] (an instruction unrun), as tokio's `Sender::send` returns
+/// `SendError(item)`.
+///
+/// ```
+/// use machinery::helpers as hp;
+///
+/// let ctx = hp::Ctx::beginning("app");
+/// let queue = hp::queue::<Vec<u8>>(&ctx).build();
+/// let producer = queue.handle();
+/// producer.close();
+/// let batch = vec![1, 2, 3];
+/// match producer.append(batch) {
+///     Ok(()) => unreachable!("the queue is closed"),
+///     Err(refused) => assert_eq!(refused.into_inner(), [1, 2, 3]), // ours again
+/// }
+/// // The front and the instruction routes give back what they were given too.
+/// assert_eq!(producer.append_front(vec![4]).unwrap_err().into_inner(), [4]);
+/// let (tx, rx) = std::sync::mpsc::channel();
+/// let job = producer
+///     .append_instruction(move || tx.send("ran").unwrap())
+///     .unwrap_err()
+///     .into_inner();
+/// assert!(rx.try_recv().is_err()); // it came back unrun
+/// job(); // run it yourself, or drop it
+/// assert_eq!(rx.try_recv(), Ok("ran"));
+/// ```
+///
+/// # Drop
+/// Dropping a handle does nothing to the queue, unless the queue was built with
+/// [`close_when_handles_dropped`](super::QueueOptions::close_when_handles_dropped) and
+/// this is the last handle: then the queue closes.
 pub struct QueueHandle<T: 'static> {
-    pub(crate) shared: Arc<Shared<T>>,
+    shared: Arc<Shared<T>>,
+}
+
+impl<T: 'static> QueueHandle<T> {
+    pub(crate) fn new(shared: Arc<Shared<T>>) -> Self {
+        // Relaxed: a count, as `Arc`'s; closing is ordered by the queue's lock.
+        shared.producers.fetch_add(1, Relaxed);
+        QueueHandle { shared }
+    }
 }
 
 impl<T: 'static> Clone for QueueHandle<T> {
     fn clone(&self) -> Self {
-        QueueHandle {
-            shared: self.shared.clone(),
+        QueueHandle::new(self.shared.clone())
+    }
+}
+
+impl<T: 'static> Drop for QueueHandle<T> {
+    fn drop(&mut self) {
+        // AcqRel: the last handle's decrement sees every other handle's (as `Arc`).
+        if self.shared.producers.fetch_sub(1, AcqRel) == 1 && self.shared.close_with_handles {
+            self.shared.close();
         }
     }
 }
@@ -31,30 +78,56 @@ impl<T: 'static> Clone for QueueHandle<T> {
 impl<T: 'static> QueueHandle<T> {
     /// Adds `item` at the back.
     ///
-    /// Returns `false` (and drops the item) only when the queue has been dropped.
-    pub fn append(&self, item: T) -> bool {
-        self.shared.push(Entry::Item(item), End::Back)
+    /// # Errors
+    /// Gives `item` back in an [`AppendError`] once the queue is closed or dropped.
+    pub fn append(&self, item: T) -> Result<(), AppendError<T>> {
+        self.shared.push(item, Entry::Item, End::Back)
     }
 
     /// Adds `item` at the very front, before everything queued.
     ///
-    /// Returns `false` (and drops the item) only when the queue has been dropped.
-    pub fn append_front(&self, item: T) -> bool {
-        self.shared.push(Entry::Item(item), End::Front)
+    /// # Errors
+    /// Gives `item` back in an [`AppendError`] once the queue is closed or dropped.
+    pub fn append_front(&self, item: T) -> Result<(), AppendError<T>> {
+        self.shared.push(item, Entry::Item, End::Front)
     }
 
     /// Adds a callable at the back, run by the consumer when it reaches it; nothing is
     /// yielded for it.
     ///
-    /// Returns `false` (and drops `f` unrun) only when the queue has been dropped.
-    pub fn append_instruction(&self, f: impl FnOnce() + Send + 'static) -> bool {
-        self.shared.push(Entry::Instruction(Box::new(f)), End::Back)
+    /// # Errors
+    /// Gives `f` back unrun in an [`AppendError`] once the queue is closed or dropped.
+    pub fn append_instruction<F>(&self, f: F) -> Result<(), AppendError<F>>
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        self.shared
+            .push(f, |f| Entry::Instruction(Box::new(f)), End::Back)
     }
 
     /// [`append_instruction`](Self::append_instruction) at the very front.
-    pub fn append_instruction_front(&self, f: impl FnOnce() + Send + 'static) -> bool {
+    ///
+    /// # Errors
+    /// Gives `f` back unrun in an [`AppendError`] once the queue is closed or dropped.
+    pub fn append_instruction_front<F>(&self, f: F) -> Result<(), AppendError<F>>
+    where
+        F: FnOnce() + Send + 'static,
+    {
         self.shared
-            .push(Entry::Instruction(Box::new(f)), End::Front)
+            .push(f, |f| Entry::Instruction(Box::new(f)), End::Front)
+    }
+
+    /// Closes the queue from the producer side: later appends come back as
+    /// [`AppendError`], and the consumer's iteration ends once it has taken everything
+    /// appended before (a waiting consumer is woken at once). Returns `true` when this
+    /// call closed it, `false` when it was closed already.
+    pub fn close(&self) -> bool {
+        self.shared.close()
+    }
+
+    /// Whether the queue was closed by a producer.
+    pub fn is_closed(&self) -> bool {
+        self.shared.is_closed()
     }
 
     /// The queue's breaker: setting it ends the current iteration.
@@ -77,6 +150,7 @@ impl<T: 'static> fmt::Debug for QueueHandle<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("QueueHandle")
             .field("len", &self.len())
+            .field("closed", &self.is_closed())
             .finish_non_exhaustive()
     }
 }
@@ -85,6 +159,32 @@ impl<T: 'static> fmt::Debug for QueueHandle<T> {
 /// `LimitedQueue`): the breaker, `is_empty`, `len` and `append`.
 ///
 /// Appending from a hook never deadlocks: hooks run with no lock held.
+///
+/// # AppendError items
+/// The queue exists while its hook runs, so an append is refused only once the queue is
+/// closed ([`close`](Self::close)); the item then comes back in an [`AppendError`]:
+///
+/// ```
+/// use futures::StreamExt;
+/// use machinery::helpers as hp;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let ctx = hp::Ctx::beginning("app");
+/// let mut queue = hp::queue::<u32>(&ctx).build();
+/// let (tx, rx) = std::sync::mpsc::channel();
+/// queue.process_after_yielded(move |view| {
+///     view.close(); // no more after this one
+///     if let Err(refused) = view.append(99) {
+///         tx.send(refused.into_inner()).unwrap(); // the hook has its item back
+///     }
+/// });
+/// queue.append(1).unwrap();
+/// let seen: Vec<u32> = queue.get_all().collect().await;
+/// assert_eq!(seen, [1]);
+/// assert_eq!(rx.recv().unwrap(), 99);
+/// # }
+/// ```
 pub struct LimitedQueue<'a, T: 'static> {
     pub(crate) shared: &'a Shared<T>,
 }
@@ -105,15 +205,30 @@ impl<T: 'static> LimitedQueue<'_, T> {
         self.len() == 0
     }
 
-    /// Adds `item` at the back. Returns `true`, as [`Queue::append`](super::Queue::append)
-    /// (the queue exists while its hook runs).
-    pub fn append(&self, item: T) -> bool {
-        self.shared.push(Entry::Item(item), End::Back)
+    /// Adds `item` at the back.
+    ///
+    /// # Errors
+    /// Gives `item` back in an [`AppendError`] once the queue is closed.
+    pub fn append(&self, item: T) -> Result<(), AppendError<T>> {
+        self.shared.push(item, Entry::Item, End::Back)
     }
 
-    /// Adds `item` at the very front. Returns `true`, as `append`.
-    pub fn append_front(&self, item: T) -> bool {
-        self.shared.push(Entry::Item(item), End::Front)
+    /// Adds `item` at the very front.
+    ///
+    /// # Errors
+    /// Gives `item` back in an [`AppendError`] once the queue is closed.
+    pub fn append_front(&self, item: T) -> Result<(), AppendError<T>> {
+        self.shared.push(item, Entry::Item, End::Front)
+    }
+
+    /// Closes the queue from the producer side, as [`QueueHandle::close`].
+    pub fn close(&self) -> bool {
+        self.shared.close()
+    }
+
+    /// Whether the queue was closed by a producer.
+    pub fn is_closed(&self) -> bool {
+        self.shared.is_closed()
     }
 }
 

@@ -16,9 +16,9 @@
 //! let mut queue = hp::queue::<u32>(&ctx).name("numbers").build();
 //! let producer = queue.handle();
 //! tokio::spawn(async move {
-//!     producer.append(1);
-//!     producer.append(2);
-//!     producer.append_front(0); // priority: at the very front
+//!     producer.append(1).unwrap(); // `Err(AppendError(1))` only once the queue is closed or gone
+//!     producer.append(2).unwrap();
+//!     producer.append_front(0).unwrap(); // priority: at the very front
 //! });
 //! let mut seen = Vec::new();
 //! let mut all = queue.get_all();
@@ -44,6 +44,43 @@
 //! gives [`Iterations`], a stream that runs iterations back to back (the seed's `async for`
 //! written again after each end), which its name says is not fused.
 //!
+//! # Ending from the producer side
+//! Besides the context and the breaker, producers can end the stream: [`Queue::close`],
+//! [`QueueHandle::close`] or [`LimitedQueue::close`] closes the queue, and with
+//! [`close_when_handles_dropped`](QueueOptions::close_when_handles_dropped) dropping the
+//! last [`QueueHandle`] does. The iteration then ends once it has yielded everything
+//! appended before the close (a waiting consumer is woken at once); what is appended
+//! after the close comes back to its caller as [`AppendError`]. A finished context or a set
+//! breaker still ends the iteration first, as it would have (with `empty_on_finished`
+//! after what is left); [`Queue::remaining`] still gives what is queued.
+//!
+//! ```
+//! use futures::StreamExt;
+//! use machinery::helpers as hp;
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! let ctx = hp::Ctx::beginning("app");
+//! let mut queue = hp::queue::<u32>(&ctx).close_when_handles_dropped(true).build();
+//! let tx = queue.handle();
+//! for start in [0, 10] {
+//!     let producer = tx.clone(); // cloned from one we hold: no early close
+//!     tokio::spawn(async move {
+//!         for n in start..start + 3 {
+//!             producer.append(n).unwrap();
+//!         }
+//!     }); // the handle drops here; the last one to drop closes the queue
+//! }
+//! drop(tx);
+//! let mut seen: Vec<u32> = queue.get_all().collect().await; // no end marker needed
+//! seen.sort_unstable();
+//! assert_eq!(seen, [0, 1, 2, 10, 11, 12]);
+//! assert!(queue.is_closed());
+//! // After the close an append comes back to its caller.
+//! assert_eq!(queue.append(5).unwrap_err().into_inner(), 5);
+//! # }
+//! ```
+//!
 //! # Cost
 //! When items are waiting the consumer takes them all under one lock into a private batch
 //! and yields from it without a scheduler round trip per item (the Python original yields
@@ -56,6 +93,7 @@
 //! The seed's `item_ensurer` / `EnsureItemGetter` exist to type a Python queue; a
 //! `Queue<T>` is generic, so they are not needed: it yields `T` with no per-item check.
 
+pub(crate) mod append_error;
 pub(crate) mod drop_later;
 mod handle;
 mod shared;
@@ -67,6 +105,7 @@ use std::fmt;
 use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll};
 
+pub use append_error::AppendError;
 pub use handle::{LimitedQueue, QueueHandle};
 use shared::{End, Entry, Shared};
 pub use stream::{GetAll, Iterations, Remaining};
@@ -93,15 +132,17 @@ pub fn queue<T>(ctx: &Ctx) -> QueueOptions<T> {
     QueueOptions {
         ctx: ctx.clone(),
         empty_on_finished: false,
+        close_when_handles_dropped: false,
         name: Cow::Borrowed(""),
         _t: std::marker::PhantomData,
     }
 }
 
-/// Options for [`queue`]: `empty_on_finished` and `name`.
+/// Options for [`queue`]: `empty_on_finished`, `name` and `close_when_handles_dropped`.
 pub struct QueueOptions<T> {
     ctx: Ctx,
     empty_on_finished: bool,
+    close_when_handles_dropped: bool,
     name: Cow<'static, str>,
     _t: std::marker::PhantomData<fn() -> T>,
 }
@@ -110,12 +151,31 @@ impl<T> fmt::Debug for QueueOptions<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("QueueOptions")
             .field("empty_on_finished", &self.empty_on_finished)
+            .field(
+                "close_when_handles_dropped",
+                &self.close_when_handles_dropped,
+            )
             .field("name", &self.name)
             .finish_non_exhaustive()
     }
 }
 
 impl<T: Send + 'static> QueueOptions<T> {
+    /// Close the queue when its last [`QueueHandle`] is dropped (default: off), as a
+    /// tokio channel closes when its last `Sender` is dropped: the iteration then ends
+    /// once it has yielded what was appended, and later appends (through the `Queue`
+    /// itself, or a handle made afterwards) come back as [`AppendError`].
+    ///
+    /// The close happens when the count of live handles drops to zero, so a queue whose
+    /// first handle was never made stays open, and a producer that finishes before the
+    /// next handle is made closes it: make every handle first (or clone them from one
+    /// you hold and drop it last). The `Queue` itself and a [`LimitedQueue`] view are not
+    /// producer handles.
+    pub fn close_when_handles_dropped(mut self, yes: bool) -> Self {
+        self.close_when_handles_dropped = yes;
+        self
+    }
+
     /// When the context finishes or the breaker is set, first yield what is left, and
     /// what is appended meanwhile, ending only once the queue is empty (default: end at
     /// once and leave it for [`Queue::remaining`]).
@@ -138,7 +198,7 @@ impl<T: Send + 'static> QueueOptions<T> {
             self.name
         };
         let guard = self.ctx.child(name).drop_guard();
-        let shared = Arc::new(Shared::new());
+        let shared = Arc::new(Shared::new(self.close_when_handles_dropped));
         let weak = Arc::downgrade(&shared);
         let ctx_cb = guard.ctx().add_done_callback(move |_| {
             if let Some(s) = weak.upgrade() {
@@ -169,7 +229,8 @@ impl<T: Send + 'static> QueueOptions<T> {
 /// Cancels the queue's child context and drops what is still queued (instructions are
 /// dropped unrun) and its hooks: one by one, outside every lock, each panic in a `Drop`
 /// caught and reported through `tracing`, and iteratively (an item may hold another
-/// queue, and so on, at any depth). Later appends through handles return `false`.
+/// queue, and so on, at any depth). Later appends through handles come back as
+/// [`AppendError`] ([`AppendError::is_consumer_gone`]).
 pub struct Queue<T: 'static> {
     shared: Arc<Shared<T>>,
     /// Entries taken from `shared` under one lock, yielded without locking.
@@ -190,9 +251,7 @@ pub struct Queue<T: 'static> {
 impl<T: Send + 'static> Queue<T> {
     /// A cloneable producer handle.
     pub fn handle(&self) -> QueueHandle<T> {
-        QueueHandle {
-            shared: self.shared.clone(),
-        }
+        QueueHandle::new(self.shared.clone())
     }
 
     /// The queue's own context, a child of the one it was built with.
@@ -202,33 +261,78 @@ impl<T: Send + 'static> Queue<T> {
 
     /// Adds `item` at the back (the seed's `append(item)`).
     ///
-    /// Always accepted, also after the context is done: it then waits for
-    /// [`remaining`](Self::remaining) or an `empty_on_finished` iteration. Returns
-    /// `true` (as [`QueueHandle::append`] does while the queue exists; the queue exists
-    /// as long as you can call this).
-    pub fn append(&self, item: T) -> bool {
-        self.shared.push(Entry::Item(item), End::Back)
+    /// Accepted also after the context is done: it then waits for
+    /// [`remaining`](Self::remaining) or an `empty_on_finished` iteration.
+    ///
+    /// # Errors
+    /// Gives `item` back in an [`AppendError`] once the queue is [closed](Self::close) (the
+    /// consumer exists as long as you can call this, so that is the only refusal).
+    ///
+    /// ```
+    /// use machinery::helpers as hp;
+    ///
+    /// let ctx = hp::Ctx::beginning("app");
+    /// let queue = hp::queue::<String>(&ctx).build();
+    /// queue.append("first".to_string()).unwrap();
+    /// queue.close();
+    /// let refused = queue.append("second".to_string()).unwrap_err();
+    /// assert!(refused.is_closed());
+    /// assert_eq!(refused.into_inner(), "second"); // the caller has it back
+    /// ```
+    pub fn append(&self, item: T) -> Result<(), AppendError<T>> {
+        self.shared.push(item, Entry::Item, End::Back)
     }
 
     /// Adds `item` at the very front, before everything queued (the seed's
     /// `append(item, priority=True)`): appending 1, then 2 and 3 with this, drains 3, 2,
-    /// 1. Returns `true`, as [`append`](Self::append).
-    pub fn append_front(&self, item: T) -> bool {
-        self.shared.push(Entry::Item(item), End::Front)
+    /// 1.
+    ///
+    /// # Errors
+    /// Gives `item` back in an [`AppendError`] once the queue is closed, as
+    /// [`append`](Self::append).
+    pub fn append_front(&self, item: T) -> Result<(), AppendError<T>> {
+        self.shared.push(item, Entry::Item, End::Front)
     }
 
     /// Adds a callable at the back, run when the consumer reaches it; nothing is yielded
-    /// for it. A panic in it is caught and reported through `tracing`. Returns `true`, as
-    /// [`append`](Self::append).
-    pub fn append_instruction(&self, f: impl FnOnce() + Send + 'static) -> bool {
-        self.shared.push(Entry::Instruction(Box::new(f)), End::Back)
+    /// for it. A panic in it is caught and reported through `tracing`.
+    ///
+    /// # Errors
+    /// Gives `f` back unrun in an [`AppendError`] once the queue is closed.
+    pub fn append_instruction<F>(&self, f: F) -> Result<(), AppendError<F>>
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        self.shared
+            .push(f, |f| Entry::Instruction(Box::new(f)), End::Back)
     }
 
     /// [`append_instruction`](Self::append_instruction) at the very front (the seed's
     /// `append_instruction(f, priority=True)`).
-    pub fn append_instruction_front(&self, f: impl FnOnce() + Send + 'static) -> bool {
+    ///
+    /// # Errors
+    /// Gives `f` back unrun in an [`AppendError`] once the queue is closed.
+    pub fn append_instruction_front<F>(&self, f: F) -> Result<(), AppendError<F>>
+    where
+        F: FnOnce() + Send + 'static,
+    {
         self.shared
-            .push(Entry::Instruction(Box::new(f)), End::Front)
+            .push(f, |f| Entry::Instruction(Box::new(f)), End::Front)
+    }
+
+    /// Closes the queue from the producer side (see the
+    /// [module docs](self#ending-from-the-producer-side)): later appends come back as
+    /// [`AppendError`]; an iteration ends once it has taken everything appended before (a
+    /// waiting one is woken at once), and so does every later iteration. Returns `true`
+    /// when this call closed it, `false` when it was closed already. Closing does not
+    /// touch the context or the breaker.
+    pub fn close(&self) -> bool {
+        self.shared.close()
+    }
+
+    /// Whether the queue was closed by a producer.
+    pub fn is_closed(&self) -> bool {
+        self.shared.is_closed()
     }
 
     /// The breaker: setting it ends the current iteration (with `empty_on_finished`,
@@ -379,13 +483,19 @@ impl<T: Send + 'static> Queue<T> {
         Poll::Ready(entry)
     }
 
-    /// Registers the waker unless something is ready now; true = look again.
-    fn register(&mut self, cx: &mut Context<'_>) -> bool {
+    /// Registers the waker unless something is ready now or the queue is closed and
+    /// empty.
+    fn register(&mut self, cx: &mut Context<'_>) -> Wait {
         let mut st = lock(&self.shared.state);
         // Checked under the lock: the ctx and breaker callbacks take this lock after
         // their state changed, so either we see the change or they see our waker.
         if !st.deque.is_empty() || self.shared.breaker.is_set() || self.ctx.ctx().done() {
-            return true;
+            return Wait::LookAgain;
+        }
+        // The batch is empty (the caller took nothing), the deque too, and appends stop
+        // at the close under this lock: everything appended before it was taken.
+        if st.closed {
+            return Wait::Closed;
         }
         let old = match &mut st.waker {
             Some(w) if w.will_wake(cx.waker()) => None,
@@ -393,7 +503,7 @@ impl<T: Send + 'static> Queue<T> {
         };
         drop(st);
         drop(old); // outside the lock: the last reference to a task may free its output
-        false
+        Wait::Registered
     }
 
     fn run_hooks(&mut self) {
@@ -453,14 +563,24 @@ impl<T: Send + 'static> Queue<T> {
                     run_caught("queue instruction", f);
                 }
                 None if stopping => return Poll::Ready(None),
-                None => {
-                    if !self.register(cx) {
-                        return Poll::Pending;
-                    }
-                }
+                None => match self.register(cx) {
+                    Wait::LookAgain => {}
+                    Wait::Registered => return Poll::Pending,
+                    Wait::Closed => return Poll::Ready(None),
+                },
             }
         }
     }
+}
+
+/// What [`Queue::register`] found.
+enum Wait {
+    /// Something changed: take again.
+    LookAgain,
+    /// The waker is registered: pending.
+    Registered,
+    /// Closed by a producer and empty: the iteration ends.
+    Closed,
 }
 
 // The queue never pins its items: it only moves them in and out of deques.
@@ -472,6 +592,7 @@ impl<T: 'static> fmt::Debug for Queue<T> {
             .field("ctx", &self.ctx.name())
             .field("len", &self.shared.len())
             .field("empty_on_finished", &self.empty_on_finished)
+            .field("closed", &self.shared.is_closed())
             .finish_non_exhaustive()
     }
 }
@@ -484,7 +605,7 @@ impl<T: 'static> Drop for Queue<T> {
         self.ctx.ctx().remove_done_callback(self.ctx_cb);
         let (left, waker) = {
             let mut st = lock(&self.shared.state);
-            st.closed = true;
+            st.consumer_gone = true;
             st.ahead = 0;
             (std::mem::take(&mut st.deque), st.waker.take())
         };

@@ -8,7 +8,10 @@
 //!    consumer took them, which only costs one extra lock).
 //! 3. `batch_len` is the length of the consumer's batch; it is written only by the
 //!    consumer, under the lock whenever entries move between `deque` and the batch.
-//! 4. Once `closed`, `deque` is empty and stays empty: appends are refused.
+//! 4. Once `consumer_gone`, `deque` is empty and stays empty: appends are refused.
+//! 5. Once `closed` (by a producer), appends are refused; what `deque` holds is still
+//!    taken. So `closed` with an empty deque and batch means everything appended before
+//!    the close was taken: the iteration ends.
 //!
 //! # Lock order
 //! One lock. No user code runs and no waker is woken while it is held.
@@ -17,7 +20,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::task::Waker;
 
-use super::drop_later::drop_all;
+use super::append_error::{AppendError, Why};
 use crate::helpers::Event;
 use crate::helpers::debug::{Live, QUEUES};
 use crate::sync::{AtomicBool, AtomicUsize, Mutex, lock};
@@ -46,6 +49,9 @@ pub(crate) struct State<T: 'static> {
     pub(crate) deque: VecDeque<Entry<T>>,
     pub(crate) ahead: usize,
     pub(crate) waker: Option<Waker>,
+    /// The `Queue` (the consumer) was dropped.
+    pub(crate) consumer_gone: bool,
+    /// A producer closed the queue.
     pub(crate) closed: bool,
 }
 
@@ -54,36 +60,51 @@ pub(crate) struct Shared<T: 'static> {
     pub(crate) ahead_flag: AtomicBool,
     pub(crate) batch_len: AtomicUsize,
     pub(crate) breaker: Event,
+    /// Live `QueueHandle`s (producer handles).
+    pub(crate) producers: AtomicUsize,
+    /// Close the queue when the last `QueueHandle` is dropped.
+    pub(crate) close_with_handles: bool,
     _live: Live<QUEUES>,
 }
 
 impl<T: 'static> Shared<T> {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(close_with_handles: bool) -> Self {
         Shared {
             state: Mutex::new(State {
                 deque: VecDeque::new(),
                 ahead: 0,
                 waker: None,
+                consumer_gone: false,
                 closed: false,
             }),
             ahead_flag: AtomicBool::new(false),
             batch_len: AtomicUsize::new(0),
             breaker: Event::new(),
+            producers: AtomicUsize::new(0),
+            close_with_handles,
             _live: Live::new(),
         }
     }
 
-    /// Queues `entry` at `end`; false when the queue is closed.
-    pub(crate) fn push(&self, entry: Entry<T>, end: End) -> bool {
+    /// Queues `value` (made an entry by `wrap`, under the lock) at `end`; gives it back
+    /// when the queue is closed or its consumer is gone.
+    ///
+    /// A refused value is returned untouched: no user code (its `Drop`) runs here.
+    pub(crate) fn push<V>(
+        &self,
+        value: V,
+        wrap: impl FnOnce(V) -> Entry<T>,
+        end: End,
+    ) -> Result<(), AppendError<V>> {
         let waker = {
             let mut st = lock(&self.state);
-            if st.closed {
-                drop(st);
-                // Outside the lock: dropping it may run user Drop code (which may append
-                // again: `drop_all` keeps that iterative).
-                drop_all(Some(entry), "queue entry drop");
-                return false;
+            if st.consumer_gone {
+                return Err(AppendError::new(value, Why::ConsumerGone));
             }
+            if st.closed {
+                return Err(AppendError::new(value, Why::Closed));
+            }
+            let entry = wrap(value);
             if end == End::Front {
                 st.deque.push_front(entry);
                 st.ahead += 1;
@@ -97,7 +118,27 @@ impl<T: 'static> Shared<T> {
         if let Some(w) = waker {
             w.wake();
         }
-        true
+        Ok(())
+    }
+
+    /// Closes the queue from the producer side and wakes a waiting consumer; true when
+    /// this call closed it.
+    pub(crate) fn close(&self) -> bool {
+        let (first, waker) = {
+            let mut st = lock(&self.state);
+            let first = !st.closed;
+            st.closed = true;
+            (first, st.waker.take())
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+        first
+    }
+
+    /// Whether a producer closed the queue.
+    pub(crate) fn is_closed(&self) -> bool {
+        lock(&self.state).closed
     }
 
     /// Wakes a consumer waiting for entries (used when the ctx or the breaker fires).

@@ -14,7 +14,8 @@ use crate::helpers::callbacks::run_caught;
 /// One iteration over a [`Queue`], from [`Queue::get_all`].
 ///
 /// Ends (yields `None`, then stays ended) when the queue's context is done (after what is
-/// left, with `empty_on_finished`) or its breaker is set.
+/// left, with `empty_on_finished`) or its breaker is set, or, once it has yielded
+/// everything appended before, when a producer closed the queue.
 ///
 /// # Cancel safety
 /// Cancel safe: an item leaves the queue only when it is returned.
