@@ -30,6 +30,7 @@ mod queue;
 mod queue_manager;
 mod results;
 mod scope;
+mod shutdown;
 mod stress_ctx;
 mod stress_holder;
 mod stress_qm;
