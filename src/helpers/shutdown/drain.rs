@@ -105,6 +105,19 @@ impl Drain {
         self.any_task(task.erased())
     }
 
+    /// Hands a task over under `name` (the report's name for it).
+    pub fn task_named<T: Send + 'static>(
+        mut self,
+        name: impl Into<String>,
+        task: &Task<T>,
+    ) -> Self {
+        self.parts.push(Box::new(TaskPart {
+            name: name.into(),
+            task: task.erased(),
+        }));
+        self
+    }
+
     /// Hands a type-erased task over.
     pub fn any_task(mut self, task: AnyTask) -> Self {
         self.parts.push(Box::new(TaskPart {
