@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use super::report::{DrainEnd, ShutdownReport};
+use crate::helpers::callbacks::run_caught;
 use crate::helpers::ctx::Ctx;
 use crate::helpers::error::Failure;
 use crate::helpers::queue_manager::Streamer;
@@ -259,6 +260,10 @@ impl Part for HolderPart {
         for e in handle.failures() {
             report.error(ctx.name(), &e);
         }
+        // Possibly the last handles: dropping a task's output is user code.
+        for task in tasks {
+            run_caught("dropping a drained task", || drop(task));
+        }
     }
 }
 
@@ -276,7 +281,9 @@ impl Part for TaskPart {
     }
 
     fn settle(self: Box<Self>, report: &mut ShutdownReport) {
-        settle_task(self.name, &self.task, report);
+        let TaskPart { name, task } = *self;
+        settle_task(name, &task, report);
+        run_caught("dropping a drained task", || drop(task));
     }
 }
 
