@@ -581,3 +581,101 @@ fn dropping_the_signals_handle_stops_listening() {
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("pending after the signal: true"), "{out}");
 }
+
+// ---- hostile -----------------------------------------------------------------------
+
+#[test]
+fn fail_fast_under_a_burst_of_failures_on_the_multi_thread_runtime_returns_the_first() {
+    common::multi_thread(async {
+        for _ in 0..20 {
+            let app = hp::Ctx::beginning("app");
+            let ts = hp::TaskHolder::builder(&app).fail_fast().build();
+            let handle = ts.handle();
+            for i in 0..200 {
+                ts.spawn_scoped_try(format!("t{i}"), move |_ctx| async move {
+                    tokio::task::yield_now().await;
+                    if i % 2 == 0 {
+                        Err(hp::Error::new(Boom("even")))
+                    } else {
+                        Ok(())
+                    }
+                });
+                ts.spawn_silent(async {
+                    tokio::task::yield_now().await;
+                    panic!("odd");
+                });
+            }
+            let first = ts.try_finish().await.unwrap_err();
+            let failures = handle.failures();
+            assert!(!failures.is_empty());
+            assert!(first.same(&failures[0]));
+            assert!(failures.len() <= 300, "{}", failures.len());
+            let cause = handle.ctx().exception().unwrap().unwrap();
+            assert!(
+                cause.same(&first),
+                "the holder's cause is the first failure"
+            );
+        }
+    });
+}
+
+#[tokio::test(start_paused = true)]
+async fn fail_fast_with_a_panicking_done_callback_on_the_holders_context_still_finishes() {
+    let app = hp::Ctx::beginning("app");
+    let ts = hp::TaskHolder::builder(&app).fail_fast().build();
+    ts.ctx().add_on_done(|_, _| panic!("a user's callback"));
+    let sibling = ts.spawn(async { sleep(s(10)).await });
+    ts.spawn_silent(async {
+        sleep(s(1)).await;
+        panic!("first");
+    });
+    assert_eq!(
+        ts.try_finish().await.unwrap_err().to_string(),
+        "panicked: first"
+    );
+    assert!(sibling.cancelled());
+}
+
+/// Panics when dropped: a task output whose `Drop` is hostile.
+struct PanicOnDrop;
+
+impl Drop for PanicOnDrop {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("output drop");
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn drain_survives_a_task_output_whose_drop_panics() {
+    let root = hp::Ctx::beginning("app");
+    let conns = hp::TaskHolder::builder(&root).name("conns").build();
+    conns.spawn_scoped("a", |ctx| async move {
+        ctx.wait().await;
+        PanicOnDrop
+    });
+    let task = hp::Task::spawn_named("b", async { PanicOnDrop });
+    let erased = task.erased();
+    drop(task); // the drain holds the last handles
+    let report = hp::Drain::new(&root)
+        .holder(conns)
+        .any_task(erased)
+        .run(s(1))
+        .await;
+    assert_eq!(report.end, hp::DrainEnd::Drained);
+    assert_eq!(report.finished, ["app-->conns-->a", "b"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_empty_drain_returns_at_once_with_the_cause() {
+    let root = hp::Ctx::beginning("app");
+    let report = hp::Drain::new(&root).run(s(5)).await;
+    assert_eq!(report.end, hp::DrainEnd::Drained);
+    assert_eq!(report.elapsed, Duration::ZERO);
+    assert!(report.cause.as_ref().unwrap().is_cancelled() && root.cancelled());
+    assert_eq!(
+        report.to_string(),
+        "shutdown report for app (cause: cancelled): drained in 0ns\n  finished: 0\n  cut short: 0\n  errors: 0\n"
+    );
+}
