@@ -341,7 +341,8 @@ impl DoneHook for Tracker {
             run_caught("task holder failure report", || self.report.report(failure));
         }
         if let (Some(policy), true) = (&self.fail_fast, key & HELD != 0) {
-            policy.failed(failure);
+            // The holder's context's callbacks run here: the release must still happen.
+            run_caught("task holder failure policy", || policy.failed(failure));
         }
         if key & HELD != 0 {
             self.release(key >> SHIFT);

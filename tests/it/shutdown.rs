@@ -679,3 +679,34 @@ async fn an_empty_drain_returns_at_once_with_the_cause() {
         "shutdown report for app (cause: cancelled): drained in 0ns\n  finished: 0\n  cut short: 0\n  errors: 0\n"
     );
 }
+
+/// A logger that panics on every message.
+struct PanickingLogger;
+
+impl hp::Logger for PanickingLogger {
+    fn info(&self, _ctx: &str, _msg: &str) {
+        panic!("logger info");
+    }
+    fn exception(&self, _ctx: &str, _msg: &str, _err: Option<&hp::Error>) {
+        panic!("logger exception");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn fail_fast_with_a_panicking_logger_still_cancels_and_returns_the_error() {
+    let app = hp::Ctx::beginning_with("app", hp::CtxOptions::new().log(PanickingLogger));
+    let ts = hp::TaskHolder::builder(&app).fail_fast().build();
+    let sibling = ts.spawn(async { sleep(s(10)).await });
+    let failing = ts.spawn_scoped_try("t", |_ctx| async {
+        sleep(s(1)).await;
+        Err::<(), _>(hp::Error::new(Boom("logged by a panicking logger")))
+    });
+    let out = ts.try_finish().await;
+    assert_eq!(out.unwrap_err().to_string(), "logged by a panicking logger");
+    assert!(sibling.cancelled());
+    let joined = failing.join().await.unwrap();
+    assert_eq!(
+        joined.unwrap_err().to_string(),
+        "logged by a panicking logger"
+    );
+}

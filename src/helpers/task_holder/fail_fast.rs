@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::future::Future;
 
 use super::{Inner, TaskHolder, TaskHolderBuilder, TaskHolderHandle};
+use crate::helpers::callbacks::run_caught;
 use crate::helpers::ctx::Ctx;
 use crate::helpers::error::{BoxError, Error, Failure};
 use crate::helpers::task::Task;
@@ -98,11 +99,16 @@ impl Inner {
     /// A failure observed outside the task's outcome (a `spawn_scoped_try` error).
     fn task_error(&self, e: &Error, report: bool) {
         let failure = Failure::Error(e.clone());
+        // The logger and the context's callbacks are user code: the task still returns.
         if report {
-            self.tracker.report.report(Some(&failure));
+            run_caught("task holder failure report", || {
+                self.tracker.report.report(Some(&failure))
+            });
         }
         if let Some(policy) = &self.tracker.fail_fast {
-            policy.failed(Some(&failure));
+            run_caught("task holder failure policy", || {
+                policy.failed(Some(&failure))
+            });
         }
     }
 }
