@@ -7,6 +7,7 @@ mod futures;
 mod odd;
 mod queue;
 mod queue_manager;
+mod shutdown;
 mod task_holder;
 mod ticker;
 
@@ -21,5 +22,6 @@ async fn main() {
     ticker::run().await;
     task_holder::run().await;
     queue_manager::run().await;
+    shutdown::run().await;
     println!("\ntour finished");
 }

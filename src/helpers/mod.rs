@@ -15,6 +15,7 @@ pub mod queue;
 pub mod queue_manager;
 pub mod results;
 pub mod scope;
+pub mod shutdown;
 pub mod sync_queue;
 pub mod task;
 pub mod task_holder;
@@ -46,6 +47,9 @@ pub use queue_manager::{
 };
 pub use results::{find_and_apply_result, noncancelled_results_from_futs};
 pub use scope::{AsyncContextManager, ensure_aexit, using};
+pub use shutdown::{Drain, DrainEnd, ShutdownReport};
+#[cfg(feature = "signal")]
+pub use shutdown::{ShutdownSignal, Signals, on_shutdown_signals};
 pub use sync_queue::{
     SyncGetError, SyncQueue, SyncQueueHandle, SyncQueueIter, SyncQueueOptions, SyncRemaining,
     sync_queue,

@@ -111,6 +111,9 @@
 //!    cancels, `JoinSet` only when dropped or asked.
 //! 4. Errors: failures of tasks spawned here are logged through the context's logger
 //!    unless spawned with a `_silent` method.
+//! 5. Failure policy: by default a failure is logged and the others go on; with
+//!    [`fail_fast`](TaskHolderBuilder::fail_fast) the first failure cancels the holder
+//!    with itself as the cause and is returned (Go's `errgroup`, trio's nursery).
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -118,6 +121,7 @@ use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 
+mod fail_fast;
 mod held;
 
 use futures_util::FutureExt;
@@ -132,6 +136,7 @@ use super::error::{BoxError, Error, Failure};
 use super::protocols::CallbackHandle;
 use super::task::{AnyTask, Link, SETTLED, Task, TaskId};
 use crate::sync::{Arc, AtomicUsize, Mutex, lock};
+use fail_fast::FailFast;
 use held::Held;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
 
@@ -173,6 +178,8 @@ pub struct TaskHolderBuilder {
     name: Cow<'static, str>,
     limit: Option<usize>,
     joinable: bool,
+    /// A held task's failure cancels the holder (`fail_fast.rs`).
+    fail_fast: bool,
 }
 
 impl TaskHolderBuilder {
@@ -211,6 +218,7 @@ impl TaskHolderBuilder {
                     ..State::default()
                 }),
                 report: ctx.failure_reporter(),
+                fail_fast: self.fail_fast.then(|| FailFast::new(ctx.clone())),
                 unsettled: AtomicUsize::new(0),
                 empty: Notify::new(),
                 joinable: Notify::new(),
@@ -250,8 +258,9 @@ impl TaskHolderBuilder {
         if out.is_err() {
             holder.inner.cancel_all();
         }
-        holder.finish().await;
-        out
+        // Under `fail_fast`, a held task's failure when the body succeeded.
+        let failed = holder.try_finish().await;
+        out.and_then(|value| failed.map(|()| value))
     }
 }
 
@@ -301,6 +310,8 @@ impl Drop for Inner {
 struct Tracker {
     state: Mutex<State>,
     report: FailureReporter,
+    /// The failure policy, when the builder asked for `fail_fast` (`fail_fast.rs`).
+    fail_fast: Option<FailFast>,
     /// Tracked tasks whose done callbacks have not all run yet. Finishing waits for this
     /// to reach zero, not merely for the held tasks to be released: a done callback may
     /// add work. Raised before the holder makes a task (whose link is set from the
@@ -328,6 +339,10 @@ impl DoneHook for Tracker {
             // The context's logger is user code: a panic in it must not skip the release
             // below (and the task's settle after it; finish would wait for ever).
             run_caught("task holder failure report", || self.report.report(failure));
+        }
+        if let (Some(policy), true) = (&self.fail_fast, key & HELD != 0) {
+            // The holder's context's callbacks run here: the release must still happen.
+            run_caught("task holder failure policy", || policy.failed(failure));
         }
         if key & HELD != 0 {
             self.release(key >> SHIFT);
@@ -785,6 +800,7 @@ impl TaskHolder {
             name: "task_holder".into(),
             limit: None,
             joinable: false,
+            fail_fast: false,
         }
     }
 

@@ -31,6 +31,7 @@ mod queue_manager;
 mod queue_refusal;
 mod results;
 mod scope;
+mod shutdown;
 mod stress_ctx;
 mod stress_holder;
 mod stress_qm;
