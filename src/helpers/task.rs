@@ -331,16 +331,14 @@ impl<T: 'static> Shared<T> {
                     });
                 }));
             }
-            entered @ (Enter::Outermost(_) | Enter::Unavailable) => {
+            Enter::Outermost(drain) => {
                 self.tell_link(link.as_ref());
                 if done_callbacks.len() > 0 {
                     run_callbacks(done_callbacks, self.core.outcome().expect("set"));
-                    if let Enter::Outermost(drain) = &entered {
-                        drain.run_queued(); // what the callbacks queued, before settling
-                    }
+                    drain.run_queued(); // what the callbacks queued, before settling
                 }
                 tell_settled(link, self.take_settle());
-                // Outermost: dropping `entered` runs what the settle hooks queued.
+                // Dropping `drain` runs what the settle hooks queued.
             }
         }
     }
