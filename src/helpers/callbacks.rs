@@ -147,6 +147,8 @@ struct Trampoline {
     active: Cell<bool>,
     /// Work queued by nested finishing calls, run in order by the outermost one.
     queue: RefCell<VecDeque<Job>>,
+    /// Work that waits until `queue` is empty (see [`defer_last`]).
+    last: RefCell<VecDeque<Job>>,
     /// How many callbacks added to finished things run nested right now (see
     /// [`run_added`]).
     nested: Cell<u32>,
@@ -160,6 +162,7 @@ impl Trampoline {
         Trampoline {
             active: Cell::new(false),
             queue: RefCell::new(VecDeque::new()),
+            last: RefCell::new(VecDeque::new()),
             nested: Cell::new(0),
             free_when_idle,
         }
@@ -251,6 +254,15 @@ pub(crate) fn defer(job: Job) {
     with_trampoline(|t| t.queue.borrow_mut().push_back(job));
 }
 
+/// Queues `job` for the outermost finishing call, to run once everything queued there
+/// (and everything that queues in turn) has run: a task counts as settled for its holder
+/// only after all the work its done callbacks queued, at every level (a callback that
+/// completes a future whose callback completes another...). Only after [`enter`] said
+/// `Nested`.
+pub(crate) fn defer_last(job: Job) {
+    with_trampoline(|t| t.last.borrow_mut().push_back(job));
+}
+
 impl Drain {
     /// Runs the queued work, and what it queues, now; this stays the outermost call (so
     /// work its owner runs next is still inside finishing work, and what that work
@@ -268,10 +280,17 @@ impl Drop for Drain {
             let next = with_trampoline(|t| {
                 let mut queue = t.queue.borrow_mut();
                 let next = queue.pop_front();
+                if next.is_some() {
+                    return next;
+                }
+                let mut last = t.last.borrow_mut();
+                let next = last.pop_front();
                 if next.is_none() {
                     t.active.set(false);
-                    if queue.capacity() > 1024 || (t.free_when_idle && queue.capacity() > 0) {
-                        *queue = VecDeque::new(); // give a long chain's memory back
+                    for q in [&mut *queue, &mut *last] {
+                        if q.capacity() > 1024 || (t.free_when_idle && q.capacity() > 0) {
+                            *q = VecDeque::new(); // give a long chain's memory back
+                        }
                     }
                 }
                 next

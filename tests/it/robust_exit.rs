@@ -314,3 +314,106 @@ fn a_100_000_generator_chain_run_and_dropped_by_a_thread_local_destructor_drops_
         },
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Settle order: `finish()` waits for everything a held task's callbacks queued.
+// ---------------------------------------------------------------------------------------
+
+/// What happened, in order.
+type Events = Arc<std::sync::Mutex<Vec<&'static str>>>;
+
+fn push(events: &Events, what: &'static str) {
+    events.lock().unwrap().push(what);
+}
+
+/// Task → future F → future G: the task's done callback completes F, F's completes G, and
+/// G's blocks 300 ms (long enough for a `finish` woken too early to close the holder)
+/// before it adds a task to the holder, which records that it ran.
+fn chain_to_a_late_add(task: &hp::Task<()>, ts: hp::TaskHolderHandle, events: &Events) {
+    let (f, g) = (Fut::<()>::new(), Fut::<()>::new());
+    let (f2, g2) = (f.clone(), g.clone());
+    task.add_done_callback(move |_| {
+        f2.set_result(());
+    });
+    f.add_done_callback(move |_| {
+        g2.set_result(());
+    });
+    let events = events.clone();
+    g.add_done_callback(move |_| {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let e = events.clone();
+        let added = ts.spawn(async move { push(&e, "added task ran") });
+        if added.cancelled() {
+            push(&events, "added task refused");
+        }
+    });
+}
+
+#[test]
+fn finish_waits_for_work_queued_two_callbacks_deep_by_a_task_that_ends_normally() {
+    // The task ends on the runtime (outermost finishing call): its callbacks, what they
+    // queued and the added task all come before `finish` returns.
+    let events: Events = Default::default();
+    let e = events.clone();
+    common::multi_thread(async move {
+        let ctx = Ctx::beginning("app");
+        let ts = hp::task_holder(&ctx);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = ts.spawn(async move {
+            let _ = rx.await;
+        });
+        chain_to_a_late_add(&task, ts.handle(), &e);
+        drop(task);
+        let _ = tx.send(());
+        ts.finish().await;
+        push(&e, "finish returned");
+    });
+    assert_eq!(
+        *events.lock().unwrap(),
+        ["added task ran", "finish returned"]
+    );
+}
+
+#[test]
+fn finish_waits_for_work_queued_two_callbacks_deep_by_a_task_ended_inside_a_callback() {
+    // The held task runs on runtime B; a callback on a plain thread drops B, whose
+    // shutdown drops the task's future there: the task ends inside finishing work (a
+    // nested finish), and its callbacks and their work are queued behind that callback.
+    // `finish` (on runtime A, already waiting) must still return only after the task
+    // added two callbacks deep has run.
+    let events: Events = Default::default();
+    let e = events.clone();
+    let rt_a = common::multi_thread_runtime();
+    let rt_b = common::current_thread();
+    let ctx = Ctx::beginning_with("app", hp::CtxOptions::new().runtime(rt_a.handle().clone()));
+    let ts = hp::task_holder(&ctx);
+    let task = {
+        let _b = rt_b.enter();
+        hp::Ctx::beginning("b").async_as_background(std::future::pending::<()>())
+    };
+    let task = ts.add_task(task);
+    chain_to_a_late_add(&task, ts.handle(), &e);
+    drop(task);
+    let trigger = Fut::<()>::new();
+    let t2 = trigger.clone();
+    trigger.add_done_callback(move |_| drop(rt_b));
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        rx.recv().unwrap();
+        t2.set_result(());
+    });
+    common::with_watchdog(move || {
+        rt_a.block_on(async move {
+            let signal = async move {
+                tx.send(()).unwrap(); // `finish` is waiting by now
+            };
+            tokio::join!(ts.finish(), signal);
+            push(&e, "finish returned");
+        });
+    });
+    thread.join().unwrap();
+    assert_eq!(
+        *events.lock().unwrap(),
+        ["added task ran", "finish returned"]
+    );
+}
