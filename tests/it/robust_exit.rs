@@ -212,6 +212,33 @@ fn a_100_000_future_chain_dropped_pending_by_a_thread_local_destructor_drops_eve
     );
 }
 
+#[test]
+fn a_100_000_event_chain_set_by_a_thread_local_destructor_runs_every_callback() {
+    in_child_process(
+        module_path!(),
+        "a_100_000_event_chain_set_by_a_thread_local_destructor_runs_every_callback",
+        || {
+            let count = Arc::new(AtomicUsize::new(0));
+            let c = count.clone();
+            at_thread_exit(move || {
+                let events: Vec<hp::Event> = (0..CHAIN).map(|_| hp::Event::new()).collect();
+                for i in 0..CHAIN - 1 {
+                    let (next, count) = (events[i + 1].clone(), c.clone());
+                    events[i].add_done_callback(move || {
+                        count.fetch_add(1, SeqCst);
+                        next.set();
+                    });
+                }
+                Box::new(move || {
+                    events[0].set();
+                    assert!(events[CHAIN - 1].is_set());
+                })
+            });
+            assert_eq!(count.load(SeqCst), CHAIN - 1);
+        },
+    );
+}
+
 /// An item of a sync queue holding the next queue of the chain.
 struct Link {
     _next: Option<hp::SyncQueue<Link>>,
