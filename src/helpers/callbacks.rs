@@ -152,7 +152,7 @@ struct Trampoline {
     /// How many callbacks added to finished things run nested right now (see
     /// [`run_added`]).
     nested: Cell<u32>,
-    /// Give the queue's memory back each time it runs empty (the thread-exit fallback,
+    /// Give the queues' memory back each time they run empty (the thread-exit fallback,
     /// which nothing frees at the end).
     free_when_idle: bool,
 }
@@ -185,8 +185,9 @@ loom::thread_local! {
 // are running, and one of them (a user's, registered before ours) finishes or drops a
 // chain. A value with no drop glue (`ManuallyDrop`) is never destroyed, so this one is
 // reachable to the very end of the thread; it owns memory only while its loop runs (it
-// frees its queue whenever that runs empty), so nothing is left behind when the thread
-// is gone. Not the first choice: its queue is given back after every loop.
+// frees its queues whenever they run empty), so nothing is left behind when the thread
+// is gone. Not the first choice: giving its queues back after every loop costs an
+// allocation per loop that queues anything.
 std::thread_local! {
     static FALLBACK: std::mem::ManuallyDrop<Trampoline> =
         const { std::mem::ManuallyDrop::new(Trampoline::new(true)) };
