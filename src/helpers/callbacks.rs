@@ -147,31 +147,60 @@ struct Trampoline {
     active: Cell<bool>,
     /// Work queued by nested finishing calls, run in order by the outermost one.
     queue: RefCell<VecDeque<Job>>,
+    /// Work that waits until `queue` is empty (see [`defer_last`]).
+    last: RefCell<VecDeque<Job>>,
     /// How many callbacks added to finished things run nested right now (see
     /// [`run_added`]).
     nested: Cell<u32>,
+    /// Give the queues' memory back each time they run empty (the thread-exit fallback,
+    /// which nothing frees at the end).
+    free_when_idle: bool,
+}
+
+impl Trampoline {
+    const fn new(free_when_idle: bool) -> Self {
+        Trampoline {
+            active: Cell::new(false),
+            queue: RefCell::new(VecDeque::new()),
+            last: RefCell::new(VecDeque::new()),
+            nested: Cell::new(0),
+            free_when_idle,
+        }
+    }
 }
 
 // A `const` initialiser: no lazy-init check on each access (every finish with callbacks
 // takes this path). Loom's macro takes only the plain form.
 #[cfg(not(machinery_loom))]
 std::thread_local! {
-    static TRAMPOLINE: Trampoline = const {
-        Trampoline {
-            active: Cell::new(false),
-            queue: RefCell::new(VecDeque::new()),
-            nested: Cell::new(0),
-        }
-    };
+    static TRAMPOLINE: Trampoline = const { Trampoline::new(false) };
 }
 
 #[cfg(machinery_loom)]
 loom::thread_local! {
-    static TRAMPOLINE: Trampoline = Trampoline {
-        active: Cell::new(false),
-        queue: RefCell::new(VecDeque::new()),
-        nested: Cell::new(0),
-    };
+    static TRAMPOLINE: Trampoline = Trampoline::new(false);
+}
+
+// The trampoline of a thread whose `TRAMPOLINE` is gone: its thread-local destructors
+// are running, and one of them (a user's, registered before ours) finishes or drops a
+// chain. A value with no drop glue (`ManuallyDrop`) is never destroyed, so this one is
+// reachable to the very end of the thread; it owns memory only while its loop runs (it
+// frees its queues whenever they run empty), so nothing is left behind when the thread
+// is gone. Not the first choice: giving its queues back after every loop costs an
+// allocation per loop that queues anything.
+std::thread_local! {
+    static FALLBACK: std::mem::ManuallyDrop<Trampoline> =
+        const { std::mem::ManuallyDrop::new(Trampoline::new(true)) };
+}
+
+/// Runs `f` on this thread's trampoline: `TRAMPOLINE`, or [`FALLBACK`] once that is gone.
+#[inline]
+fn with_trampoline<R>(f: impl FnOnce(&Trampoline) -> R) -> R {
+    let mut f = Some(f);
+    match TRAMPOLINE.try_with(|t| f.take().map(|f| f(t))) {
+        Ok(Some(r)) => r,
+        _ => FALLBACK.with(|t| f.take().expect("not called yet")(t)),
+    }
 }
 
 /// Runs `work` (the callbacks of something that just finished, or the drop of callbacks
@@ -185,6 +214,9 @@ loom::thread_local! {
 /// nested finish happens at once (its `done()` is true when it returns); only the
 /// callbacks it triggers wait for the outermost loop. A panic in `work` is caught and
 /// reported, and the loop carries on with the rest of the queue.
+///
+/// This holds at thread exit too: a thread-local destructor that finishes a chain after
+/// this thread's trampoline was destroyed runs it on a fallback that is never destroyed.
 pub(crate) fn run_or_defer(work: impl FnOnce() + 'static) {
     match enter() {
         Enter::Nested => defer(Box::new(work)),
@@ -201,9 +233,6 @@ pub(crate) enum Enter {
     Outermost(Drain),
     /// Inside finishing work: queue the work with [`defer`].
     Nested,
-    /// The thread's locals are being destroyed (a handle dropped by another thread
-    /// local's destructor): nothing can be queued any more, so run the work inline.
-    Unavailable,
 }
 
 /// Held by the outermost finishing call; its drop runs the queued work in order.
@@ -214,16 +243,25 @@ pub(crate) struct Drain(());
 /// For callers that can run their work inline by reference when outermost and only
 /// need to own (box) it when nested, as a completion's callbacks that read the outcome.
 pub(crate) fn enter() -> Enter {
-    match TRAMPOLINE.try_with(|t| t.active.replace(true)) {
-        Ok(false) => Enter::Outermost(Drain(())),
-        Ok(true) => Enter::Nested,
-        Err(_) => Enter::Unavailable,
+    if with_trampoline(|t| t.active.replace(true)) {
+        Enter::Nested
+    } else {
+        Enter::Outermost(Drain(()))
     }
 }
 
 /// Queues `job` for the outermost finishing call (only after [`enter`] said `Nested`).
 pub(crate) fn defer(job: Job) {
-    TRAMPOLINE.with(|t| t.queue.borrow_mut().push_back(job));
+    with_trampoline(|t| t.queue.borrow_mut().push_back(job));
+}
+
+/// Queues `job` for the outermost finishing call, to run once everything queued there
+/// (and everything that queues in turn) has run: a task counts as settled for its holder
+/// only after all the work its done callbacks queued, at every level (a callback that
+/// completes a future whose callback completes another...). Only after [`enter`] said
+/// `Nested`.
+pub(crate) fn defer_last(job: Job) {
+    with_trampoline(|t| t.last.borrow_mut().push_back(job));
 }
 
 impl Drain {
@@ -231,7 +269,7 @@ impl Drain {
     /// work its owner runs next is still inside finishing work, and what that work
     /// queues runs when this is dropped).
     pub(crate) fn run_queued(&self) {
-        while let Ok(Some(job)) = TRAMPOLINE.try_with(|t| t.queue.borrow_mut().pop_front()) {
+        while let Some(job) = with_trampoline(|t| t.queue.borrow_mut().pop_front()) {
             run_caught("finishing work", job);
         }
     }
@@ -240,22 +278,29 @@ impl Drain {
 impl Drop for Drain {
     fn drop(&mut self) {
         loop {
-            let next = TRAMPOLINE.try_with(|t| {
+            let next = with_trampoline(|t| {
                 let mut queue = t.queue.borrow_mut();
                 let next = queue.pop_front();
+                if next.is_some() {
+                    return next;
+                }
+                let mut last = t.last.borrow_mut();
+                let next = last.pop_front();
                 if next.is_none() {
                     t.active.set(false);
-                    if queue.capacity() > 1024 {
-                        *queue = VecDeque::new(); // give a long chain's memory back
+                    for q in [&mut *queue, &mut *last] {
+                        if q.capacity() > 1024 || (t.free_when_idle && q.capacity() > 0) {
+                            *q = VecDeque::new(); // give a long chain's memory back
+                        }
                     }
                 }
                 next
             });
             match next {
-                Ok(Some(job)) => {
+                Some(job) => {
                     run_caught("finishing work", job);
                 }
-                Ok(None) | Err(_) => return,
+                None => return,
             }
         }
     }
@@ -270,7 +315,7 @@ const MAX_NESTED: u32 = 32;
 /// (a chain of callbacks each adding the next to a finished future must not grow the
 /// stack with its length).
 pub(crate) fn run_added(work: impl FnOnce() + 'static) {
-    let nested = TRAMPOLINE.try_with(|t| {
+    let nested = with_trampoline(|t| {
         if t.active.get() && t.nested.get() < MAX_NESTED {
             t.nested.set(t.nested.get() + 1);
             true
@@ -278,12 +323,12 @@ pub(crate) fn run_added(work: impl FnOnce() + 'static) {
             false
         }
     });
-    if !matches!(nested, Ok(true)) {
+    if !nested {
         run_or_defer(work);
         return;
     }
     run_caught("done callback", work);
-    let _ = TRAMPOLINE.try_with(|t| t.nested.set(t.nested.get() - 1));
+    with_trampoline(|t| t.nested.set(t.nested.get() - 1));
 }
 
 /// Runs `f`, catching a panic and reporting it through `tracing`; returns whether it panicked.

@@ -142,8 +142,8 @@ impl<T> Completion<T> {
     }
 
     /// Runs the callbacks taken by [`set_outcome`](Self::set_outcome) from the completion
-    /// `get(owner)`: inline by reference when `entered` is the outermost finishing call
-    /// (or the thread's trampoline is gone), queued for the outermost one when nested.
+    /// `get(owner)`: inline by reference when `entered` is the outermost finishing call,
+    /// queued for the outermost one when nested.
     pub(crate) fn run_taken<O: 'static>(
         owner: &Arc<O>,
         get: fn(&O) -> &Completion<T>,
@@ -158,7 +158,7 @@ impl<T> Completion<T> {
                 }));
             }
             // Inline, by reference (no handle to clone).
-            Enter::Outermost(_) | Enter::Unavailable => {
+            Enter::Outermost(_) => {
                 run_callbacks(callbacks, get(owner).outcome.get().expect("set"));
             }
         }

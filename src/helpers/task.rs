@@ -299,8 +299,10 @@ impl<T: 'static> Shared<T> {
     ///
     /// When this finish happens inside other finishing work on this thread (CTX rule 3),
     /// the link and the done callbacks are queued for the outermost finishing call, and
-    /// the settle hooks are queued from there behind what the callbacks queued, so a
-    /// holder still counts the task as settled only after its callbacks ran. As the
+    /// the settle hooks are queued from there to run once that call's queue is empty, so
+    /// a holder counts the task as settled only after its callbacks ran and everything
+    /// they queued, at every level (a callback completing a future whose callback
+    /// completes another, whose callback adds work to the holder). As the
     /// outermost call, the link and the callbacks run inline, then what they queued, then
     /// the settle hooks, all under one trampoline entry (a held task finishes on this
     /// path).
@@ -324,23 +326,23 @@ impl<T: 'static> Shared<T> {
                     if done_callbacks.len() > 0 {
                         run_callbacks(done_callbacks, this.core.outcome().expect("set"));
                     }
-                    // Behind what the callbacks queued.
-                    callbacks::run_or_defer(move || {
+                    // Behind all the callbacks queued, at every level: this job runs
+                    // inside the outermost call's loop, so `defer_last` waits for
+                    // that loop's queue to run empty.
+                    callbacks::defer_last(Box::new(move || {
                         let hooks = this.take_settle();
                         tell_settled(link, hooks);
-                    });
+                    }));
                 }));
             }
-            entered @ (Enter::Outermost(_) | Enter::Unavailable) => {
+            Enter::Outermost(drain) => {
                 self.tell_link(link.as_ref());
                 if done_callbacks.len() > 0 {
                     run_callbacks(done_callbacks, self.core.outcome().expect("set"));
-                    if let Enter::Outermost(drain) = &entered {
-                        drain.run_queued(); // what the callbacks queued, before settling
-                    }
+                    drain.run_queued(); // what the callbacks queued, before settling
                 }
                 tell_settled(link, self.take_settle());
-                // Outermost: dropping `entered` runs what the settle hooks queued.
+                // Dropping `drain` runs what the settle hooks queued.
             }
         }
     }

@@ -14,6 +14,7 @@
 //! caught; the other jobs still run; the first payload is handed back to the caller.
 
 use std::cell::RefCell;
+use std::mem::ManuallyDrop;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::task::Waker;
 
@@ -42,8 +43,12 @@ pub(super) struct Retired {
 pub(super) type Payload = Box<dyn std::any::Any + Send>;
 
 thread_local! {
-    /// `Some` while a drainer runs on this thread: the jobs queued for it.
-    static QUEUE: RefCell<Option<Vec<Retired>>> = const { RefCell::new(None) };
+    /// `Some` while a drainer runs on this thread: the jobs queued for it. No drop glue
+    /// (`ManuallyDrop`), so it is never destroyed: a generator dropped by another
+    /// thread-local's destructor at thread exit still finds it. It owns memory only while
+    /// a drainer runs (the drainer sets it back to `None`).
+    static QUEUE: ManuallyDrop<RefCell<Option<Vec<Retired>>>> =
+        const { ManuallyDrop::new(RefCell::new(None)) };
 }
 
 /// Retires a generator: at once when no drainer runs on this thread (this call then
@@ -53,25 +58,15 @@ thread_local! {
 /// was queued for an outer drainer, which then reports it).
 pub(super) fn retire(job: Retired) -> Option<Payload> {
     let mut job = Some(job);
-    let drainer = QUEUE.try_with(|q| {
+    QUEUE.with(|q| {
         let mut q = q.borrow_mut();
         match q.as_mut() {
-            Some(jobs) => {
-                jobs.extend(job.take());
-                false
-            }
-            None => {
-                *q = Some(Vec::new());
-                true
-            }
+            Some(jobs) => jobs.extend(job.take()),
+            None => *q = Some(Vec::new()),
         }
     });
-    let job = job?;
-    match drainer {
-        Ok(_) => drain(job),
-        // Thread-local storage is being torn down: no queue, drop in place.
-        Err(_) => run(job),
-    }
+    // Still here: no drainer ran, this call is it.
+    drain(job?)
 }
 
 /// Runs `first`, then every job queued meanwhile, then ends this thread's drainer.

@@ -16,6 +16,7 @@
 //! later polls whatever the scope says.
 
 use std::cell::{Cell, RefCell};
+use std::mem::ManuallyDrop;
 
 use super::trampoline::Nesting;
 use crate::helpers::error::Failure;
@@ -39,8 +40,11 @@ thread_local! {
     /// Whether any scope is open on this thread (a cheap test for generators polled
     /// anywhere else).
     static OPEN: Cell<u32> = const { Cell::new(0) };
-    /// The innermost scope open on this thread.
-    static SCOPE: RefCell<Option<Scope>> = const { RefCell::new(None) };
+    /// The innermost scope open on this thread. No drop glue (`ManuallyDrop`), so it is
+    /// never destroyed (a source polled at thread exit still finds it); the outermost
+    /// scope puts `None` back when it closes.
+    static SCOPE: ManuallyDrop<RefCell<Option<Scope>>> =
+        const { ManuallyDrop::new(RefCell::new(None)) };
 }
 
 /// Restores the enclosing scope, also when the poll unwinds.

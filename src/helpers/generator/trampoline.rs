@@ -29,6 +29,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::mem::ManuallyDrop;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::task::{Context, Poll, Wake, Waker};
 
@@ -44,7 +45,11 @@ thread_local! {
     /// Generator polls active on this thread's stack.
     static DEPTH: Cell<u32> = const { Cell::new(0) };
     /// The trampoline of the outermost generator poll on this thread, once one is needed.
-    static CURRENT: RefCell<Option<Arc<Trampoline>>> = const { RefCell::new(None) };
+    /// No drop glue (`ManuallyDrop`), so it is never destroyed: a generator polled from
+    /// another thread-local's destructor at thread exit still finds it. It holds a
+    /// trampoline only while the outermost poll runs, which takes it back out.
+    static CURRENT: ManuallyDrop<RefCell<Option<Arc<Trampoline>>>> =
+        const { ManuallyDrop::new(RefCell::new(None)) };
 }
 
 /// Detached bodies waiting to be polled by the outermost generator poll.

@@ -8,16 +8,24 @@
 //! loop; a drop requested while that loop runs (from inside a user `Drop`) is queued on
 //! the thread and taken by the same loop, so the stack depth stays bounded whatever the
 //! chain's length.
+//!
+//! That holds at thread exit too, when a thread-local destructor drops such a chain:
+//! the thread's list has no drop glue (`ManuallyDrop`, and it owns memory only while a
+//! loop runs), so it is never destroyed and stays reachable to the thread's very end.
 
 use std::any::Any;
 use std::cell::RefCell;
+use std::mem::ManuallyDrop;
 
 use crate::helpers::callbacks::run_caught;
 
+/// Values waiting to be dropped by the loop running on this thread (`None`: no loop runs).
+type Later = RefCell<Option<Vec<Box<dyn Any>>>>;
+
 thread_local! {
-    /// Values waiting to be dropped by the loop running on this thread (`None`: no loop
-    /// runs).
-    static LATER: RefCell<Option<Vec<Box<dyn Any>>>> = const { RefCell::new(None) };
+    /// Never destroyed (no drop glue), so a drop from another thread-local's destructor
+    /// still finds it; the loop sets it back to `None` (nothing owned) when it ends.
+    static LATER: ManuallyDrop<Later> = const { ManuallyDrop::new(RefCell::new(None)) };
 }
 
 /// Drops every value of `values`, outside every lock (the caller holds none), each in
@@ -27,7 +35,7 @@ pub(crate) fn drop_all<T: 'static>(values: impl IntoIterator<Item = T>, what: &s
     if values.peek().is_none() {
         return;
     }
-    let queued = LATER.try_with(|l| {
+    let queued = LATER.with(|l| {
         let mut l = l.borrow_mut();
         match l.as_mut() {
             Some(later) => {
@@ -40,29 +48,19 @@ pub(crate) fn drop_all<T: 'static>(values: impl IntoIterator<Item = T>, what: &s
             }
         }
     });
-    match queued {
-        Ok(true) => {}
-        Ok(false) => {
-            for v in values {
-                run_caught(what, move || drop(v));
-                drain(what);
-            }
-            let _ = LATER.try_with(|l| *l.borrow_mut() = None);
-        }
-        // The thread's locals are being destroyed: drop in place.
-        Err(_) => values.for_each(|v| {
+    if !queued {
+        for v in values {
             run_caught(what, move || drop(v));
-        }),
+            drain(what);
+        }
+        LATER.with(|l| *l.borrow_mut() = None);
     }
 }
 
 /// Drops what user `Drop`s queued on this thread, until nothing is left.
 fn drain(what: &str) {
     loop {
-        let next = LATER
-            .try_with(|l| l.borrow_mut().as_mut().and_then(Vec::pop))
-            .ok()
-            .flatten();
+        let next = LATER.with(|l| l.borrow_mut().as_mut().and_then(Vec::pop));
         match next {
             Some(v) => {
                 run_caught(what, move || drop(v));
