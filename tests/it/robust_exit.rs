@@ -258,10 +258,13 @@ fn a_100_000_sync_queue_chain_dropped_by_a_thread_local_destructor_drops_every_l
                 let mut head: Option<hp::SyncQueue<Link>> = None;
                 for _ in 0..CHAIN {
                     let q = hp::sync_queue::<Link>(&ctx).build();
-                    assert!(q.append(Link {
-                        _next: head.take(),
-                        _counted: Counted(d.clone()),
-                    }));
+                    assert!(
+                        q.append(Link {
+                            _next: head.take(),
+                            _counted: Counted(d.clone()),
+                        })
+                        .is_ok()
+                    );
                     head = Some(q);
                 }
                 Box::new(move || drop(head))
