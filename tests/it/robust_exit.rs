@@ -62,7 +62,7 @@ fn touch_the_crates_thread_locals() {
     // The queues' drop list: a queue dropped with an item in it.
     let ctx = Ctx::beginning("touch");
     let q = hp::sync_queue::<u8>(&ctx).build();
-    q.append(1);
+    q.append(1).unwrap();
     drop(q);
     // The generators' trampoline, scope and drop list: one polled to its end, then dropped.
     let mut g = counter(1);
