@@ -371,9 +371,11 @@ fn drain_on_the_multi_thread_runtime_accounts_for_every_task() {
             }
             drain = drain.holder(holder);
         }
-        let report = drain.run(s(2)).await;
+        let report = drain.run(s(5)).await;
         assert_eq!(report.end, hp::DrainEnd::DeadlineExceeded);
-        assert_eq!(report.cut_short.len(), stuck);
+        // Every stuck task is cut short; under load a task that was still ending at the
+        // deadline (real time here) may be too. Each task is in exactly one list.
+        assert!(report.cut_short.len() >= stuck, "{report}");
         assert_eq!(report.finished.len() + report.cut_short.len(), 200);
         assert!(report.errors.is_empty());
     });
