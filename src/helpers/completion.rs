@@ -3,8 +3,10 @@
 //!
 //! # Invariants
 //! 1. `outcome` is set at most once, and only while `extra` (the callbacks) is locked.
-//! 2. Once `outcome` is set, the callbacks are empty and stay empty: a registration that
-//!    finds the outcome set runs at once instead of being stored.
+//! 2. Setting `outcome` takes the callbacks; the completion is then *firing* until they
+//!    have all run (they may be queued behind other finishing work). A registration that
+//!    finds the outcome set is stored while firing (the runner takes it after the others,
+//!    so it runs after them: CTX 3) and runs at once otherwise.
 //! 3. No lock is held while a callback runs or while a user value (a callback that
 //!    is removed, an outcome that is refused) is dropped.
 //! 4. Callbacks run through [`run_or_defer`]: a completion made from inside another
@@ -64,6 +66,8 @@ struct Extra<T: 'static> {
     /// One entry inline: one awaiter (or one hook) needs no second allocation.
     callbacks: Callbacks<T>,
     name: Option<Arc<str>>,
+    /// Invariant 2: the outcome is set and the callbacks it took have not all run.
+    firing: bool,
 }
 
 impl<T> Extra<T> {
@@ -71,6 +75,7 @@ impl<T> Extra<T> {
         Box::new(Extra {
             callbacks: CallbackList::default(),
             name: None,
+            firing: false,
         })
     }
 }
@@ -136,7 +141,10 @@ impl<T> Completion<T> {
             return None;
         }
         Some(match extra.as_mut() {
-            Some(extra) => std::mem::take(&mut extra.callbacks),
+            Some(extra) => {
+                extra.firing = extra.callbacks.len() > 0;
+                std::mem::take(&mut extra.callbacks)
+            }
             None => CallbackList::default(),
         })
     }
@@ -153,14 +161,10 @@ impl<T> Completion<T> {
         match entered {
             Enter::Nested => {
                 let owner = owner.clone();
-                defer(Box::new(move || {
-                    run_callbacks(callbacks, get(&owner).outcome.get().expect("set"));
-                }));
+                defer(Box::new(move || run_callbacks(get(&owner), callbacks)));
             }
             // Inline, by reference (no handle to clone).
-            Enter::Outermost(_) | Enter::Unavailable => {
-                run_callbacks(callbacks, get(owner).outcome.get().expect("set"));
-            }
+            Enter::Outermost(_) | Enter::Unavailable => run_callbacks(get(owner), callbacks),
         }
     }
 
@@ -224,12 +228,24 @@ impl<T> Completion<T> {
         cb: Callback<T>,
     ) -> Result<CallbackHandle, Callback<T>> {
         let mut extra = lock(&self.extra);
-        if self.outcome.get().is_none() {
+        // While firing, behind the callbacks the outcome took (invariant 2).
+        if self.outcome.get().is_none() || extra.as_ref().is_some_and(|e| e.firing) {
             let extra = extra.get_or_insert_with(Extra::new);
             return Ok(extra.callbacks.push(key, cb));
         }
         drop(extra);
         Err(cb)
+    }
+
+    /// The callbacks added while firing; none left ends the firing (invariant 2).
+    fn take_late(&self) -> Callbacks<T> {
+        let mut extra = lock(&self.extra);
+        let Some(extra) = extra.as_mut() else {
+            return CallbackList::default();
+        };
+        let late = std::mem::take(&mut extra.callbacks);
+        extra.firing = late.len() > 0;
+        late
     }
 
     pub(crate) fn remove_callback(&self, key: CallbackHandle) -> usize {
@@ -306,14 +322,22 @@ impl<T: 'static> Drop for Completion<T> {
     }
 }
 
-/// Runs `callbacks` in order, each under `run_caught`.
-pub(crate) fn run_callbacks<T>(mut callbacks: Callbacks<T>, outcome: &Outcome<T>) {
-    if let Some(cb) = callbacks.take_single() {
-        run_caught("done callback", || cb.call(outcome));
-        return;
-    }
-    for cb in callbacks.take() {
-        run_caught("done callback", || cb.call(outcome));
+/// Runs `callbacks` (taken from `completion` when its outcome was set) in order, each
+/// under `run_caught`, then those added while they ran, until none is left (invariant 2).
+pub(crate) fn run_callbacks<T>(completion: &Completion<T>, mut callbacks: Callbacks<T>) {
+    let outcome = completion.outcome.get().expect("set");
+    loop {
+        if let Some(cb) = callbacks.take_single() {
+            run_caught("done callback", || cb.call(outcome));
+        } else {
+            for cb in callbacks.take() {
+                run_caught("done callback", || cb.call(outcome));
+            }
+        }
+        callbacks = completion.take_late();
+        if callbacks.len() == 0 {
+            return;
+        }
     }
 }
 

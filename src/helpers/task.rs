@@ -322,7 +322,7 @@ impl<T: 'static> Shared<T> {
                 callbacks::defer(Box::new(move || {
                     this.tell_link(link.as_ref());
                     if done_callbacks.len() > 0 {
-                        run_callbacks(done_callbacks, this.core.outcome().expect("set"));
+                        run_callbacks(&this.core, done_callbacks);
                     }
                     // Behind what the callbacks queued.
                     callbacks::run_or_defer(move || {
@@ -334,7 +334,7 @@ impl<T: 'static> Shared<T> {
             entered @ (Enter::Outermost(_) | Enter::Unavailable) => {
                 self.tell_link(link.as_ref());
                 if done_callbacks.len() > 0 {
-                    run_callbacks(done_callbacks, self.core.outcome().expect("set"));
+                    run_callbacks(&self.core, done_callbacks);
                     if let Enter::Outermost(drain) = &entered {
                         drain.run_queued(); // what the callbacks queued, before settling
                     }

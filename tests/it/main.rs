@@ -29,6 +29,7 @@ mod panics;
 mod queue;
 mod queue_manager;
 mod results;
+mod robust_ctx;
 mod scope;
 mod stress_ctx;
 mod stress_holder;
