@@ -3,10 +3,11 @@
 //!
 //! # Invariants
 //! 1. `outcome` is set at most once, and only while `extra` (the callbacks) is locked.
-//! 2. Setting `outcome` takes the callbacks; the completion is then *firing* until they
-//!    have all run (they may be queued behind other finishing work). A registration that
-//!    finds the outcome set is stored while firing (the runner takes it after the others,
-//!    so it runs after them: CTX 3) and runs at once otherwise.
+//! 2. Setting `outcome` takes the callbacks; the completion is then *firing* until the
+//!    last of them starts (they may be queued behind other finishing work). A
+//!    registration that finds the outcome set is stored while firing (the runner takes it
+//!    before the last one starts, so it runs after them: CTX 3) and runs at once
+//!    otherwise (added by the last one, or later).
 //! 3. No lock is held while a callback runs or while a user value (a callback that
 //!    is removed, an outcome that is refused) is dropped.
 //! 4. Callbacks run through [`run_or_defer`]: a completion made from inside another
@@ -66,7 +67,7 @@ struct Extra<T: 'static> {
     /// One entry inline: one awaiter (or one hook) needs no second allocation.
     callbacks: Callbacks<T>,
     name: Option<Arc<str>>,
-    /// Invariant 2: the outcome is set and the callbacks it took have not all run.
+    /// Invariant 2: the outcome is set and the callbacks it took have not all started.
     firing: bool,
 }
 
@@ -237,7 +238,8 @@ impl<T> Completion<T> {
         Err(cb)
     }
 
-    /// The callbacks added while firing; none left ends the firing (invariant 2).
+    /// The callbacks added while firing, taken before the last known one runs; none ends
+    /// the firing (invariant 2).
     fn take_late(&self) -> Callbacks<T> {
         let mut extra = lock(&self.extra);
         let Some(extra) = extra.as_mut() else {
@@ -323,21 +325,25 @@ impl<T: 'static> Drop for Completion<T> {
 }
 
 /// Runs `callbacks` (taken from `completion` when its outcome was set) in order, each
-/// under `run_caught`, then those added while they ran, until none is left (invariant 2).
+/// under `run_caught`, then those added before the last of them started, until none is
+/// left (invariant 2).
 pub(crate) fn run_callbacks<T>(completion: &Completion<T>, mut callbacks: Callbacks<T>) {
     let outcome = completion.outcome.get().expect("set");
-    loop {
-        if let Some(cb) = callbacks.take_single() {
-            run_caught("done callback", || cb.call(outcome));
-        } else {
-            for cb in callbacks.take() {
-                run_caught("done callback", || cb.call(outcome));
-            }
-        }
-        callbacks = completion.take_late();
-        if callbacks.len() == 0 {
+    if let Some(cb) = callbacks.take_single() {
+        let late = completion.take_late();
+        run_caught("done callback", || cb.call(outcome));
+        if late.len() == 0 {
             return;
         }
+        callbacks = late;
+    }
+    let mut next = callbacks.take().peekable();
+    while let Some(cb) = next.next() {
+        if next.peek().is_none() {
+            // The last one known: take what was added meanwhile, or end the firing.
+            next = completion.take_late().take().peekable();
+        }
+        run_caught("done callback", || cb.call(outcome));
     }
 }
 

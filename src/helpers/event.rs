@@ -43,7 +43,7 @@ struct Inner {
 struct Callbacks {
     /// Waiting for the next `set`.
     waiting: CallbackList<DoneCallback>,
-    /// `Some` while a `set`'s callbacks have not all run (they may be queued behind
+    /// `Some` while a `set`'s callbacks have not all started (they may be queued behind
     /// other finishing work): what is added to the set event meanwhile, and what a
     /// later `set` took, run after them, in order, by the same runner (CTX 3:
     /// registration order holds across queueing).
@@ -200,19 +200,23 @@ impl WaitByCallback for Event {
 }
 
 impl Inner {
-    /// Runs the callbacks a `set` took, then those added meanwhile (see
-    /// `Callbacks::late`), in order, until none is left.
+    /// Runs the callbacks a `set` took, then those added before the last of them started
+    /// (see `Callbacks::late`), in order, until none is left.
     fn fire(&self, mut callbacks: CallbackList<DoneCallback>) {
-        loop {
-            for cb in callbacks.take() {
-                run_caught("event callback", cb);
+        let mut next = callbacks.take().peekable();
+        while let Some(cb) = next.next() {
+            if next.peek().is_none() {
+                // The last one known: take what was added meanwhile (behind it), or end
+                // the firing (`late` stays `None`), so one added from now on runs at once.
+                let mut cbs = lock(&self.callbacks);
+                let mut late = cbs.late.take().unwrap_or_default();
+                if late.len() > 0 {
+                    cbs.late = Some(CallbackList::default());
+                }
+                drop(cbs);
+                next = late.take().peekable();
             }
-            let mut cbs = lock(&self.callbacks);
-            callbacks = cbs.late.take().unwrap_or_default();
-            if callbacks.len() == 0 {
-                return; // the firing ends (`late` stays `None`)
-            }
-            cbs.late = Some(CallbackList::default());
+            run_caught("event callback", cb);
         }
     }
 }

@@ -641,3 +641,37 @@ fn registration_order_holds_when_another_thread_adds_while_the_batch_runs() {
         assert_eq!(*order.lock().unwrap(), ["A1", "A2", "B"]);
     });
 }
+
+/// A value whose `Drop` panics with a [`Bomb`] payload (unless already unwinding).
+struct DropBomb;
+
+impl Drop for DropBomb {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            std::panic::panic_any(Bomb);
+        }
+    }
+}
+
+#[tokio::test]
+async fn generators_whose_body_drops_panic_with_bomb_payloads_are_closed_with_panicked() {
+    // Closing the outer generator drops its body: the outer `DropBomb` panics (payload 1);
+    // the inner generator, dropped while that unwinds, is queued for the same drain and
+    // its body's `DropBomb` panics too (payload 2, dropped under a catch).
+    let mut outer = hp::AsyncGenerator::new(|co: hp::Co<u8>| async move {
+        let mut inner = hp::AsyncGenerator::new(|co: hp::Co<u8>| async move {
+            let _bomb = DropBomb;
+            co.yield_(2).await?;
+            Ok::<(), hp::Failure>(())
+        });
+        assert_eq!(inner.next().await, Some(2));
+        let _bomb = DropBomb;
+        co.yield_(1).await?;
+        drop(inner);
+        Ok::<(), hp::Failure>(())
+    });
+    assert_eq!(outer.next().await, Some(1));
+    let failure = outer.aclose().await.unwrap_err();
+    assert_eq!(failure.error().unwrap().type_name(), "Panicked");
+    assert!(outer.finished());
+}

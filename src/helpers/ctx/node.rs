@@ -11,9 +11,10 @@
 //!    plain store instead of a `Once` with two read-modify-writes.)
 //! 3. Whoever stores DONE takes the callbacks under the same lock, so every callback is
 //!    taken (and run) by exactly one thread. A DONE node holds callbacks only while it is
-//!    *firing* (the taken ones have not all run): a callback added then is stored, and
-//!    the one running the taken callbacks takes it afterwards (under the lock, where the
-//!    firing ends once none is left), so it runs after them (CTX 3).
+//!    *firing* (the taken ones have not all started): a callback added then is stored,
+//!    and the one running the taken callbacks takes it before the last of them starts
+//!    (under the lock, where the firing ends once none was added), so it runs after them
+//!    (CTX 3); one added by the last of them, or later, runs at once.
 //! 4. A node is in its parent's `children` under key `slot` from its creation until its
 //!    `Drop`, finished or not (CTX 13: the tree shows every child that still exists).
 //!    Keys are only freed by the child itself, so a key is never reused under it.
@@ -90,9 +91,10 @@ struct Rest {
     children: Slab<Weak<Node>>,
     /// The first callback inline: a node given one callback allocates once.
     callbacks: Callbacks,
-    /// DONE, and the callbacks taken by the finish have not all run yet (they may be
+    /// DONE, and the callbacks taken by the finish have not all started yet (they may be
     /// queued behind other finishing work): a callback added now joins `callbacks` and
     /// runs after them, not at once (CTX 3: registration order holds across queueing).
+    /// Cleared just before the last one starts, when nothing was added meanwhile.
     firing: bool,
 }
 
@@ -331,8 +333,8 @@ impl Node {
         key.unwrap_or_default()
     }
 
-    /// The callbacks added while the finish's ran (see `Rest::firing`); none left ends
-    /// the firing (and frees what the node no longer needs).
+    /// The callbacks added while firing (see `Rest::firing`), taken before the last known
+    /// one runs; none ends the firing (and frees what the node no longer needs).
     fn take_late(&self) -> Callbacks {
         let mut g = lock(&self.inner);
         let Some(rest) = g.rest.as_deref_mut() else {
@@ -480,22 +482,26 @@ fn run_one(node: Arc<Node>, callbacks: Callbacks, failure: Failure) {
     run_or_defer(move || fire(&Ctx::from_node(node), callbacks, &failure));
 }
 
-/// Runs the callbacks a finish took from `ctx`, in order, then those added to it while
-/// they ran (queued behind them, CTX 3), until none is left.
+/// Runs the callbacks a finish took from `ctx`, in order, then those added to it before
+/// the last of them started (queued behind them, CTX 3), until none is left.
 fn fire(ctx: &Ctx, mut callbacks: Callbacks, failure: &Failure) {
-    loop {
-        // One registration (a guard's callback, one waiter): no iterator over the list.
-        if let Some(r) = callbacks.take_single() {
-            r.run(ctx, failure);
-        } else {
-            for r in callbacks.take() {
-                r.run(ctx, failure);
-            }
-        }
-        callbacks = ctx.node.take_late();
-        if callbacks.len() == 0 {
+    // One registration (a guard's callback, one waiter): no iterator over the list.
+    if let Some(r) = callbacks.take_single() {
+        let late = ctx.node.take_late();
+        r.run(ctx, failure);
+        if late.len() == 0 {
             return;
         }
+        callbacks = late;
+    }
+    let mut next = callbacks.take().peekable();
+    while let Some(r) = next.next() {
+        if next.peek().is_none() {
+            // The last one known: take what was added meanwhile (behind it), or end the
+            // firing, so one added from now on runs at once.
+            next = ctx.node.take_late().take().peekable();
+        }
+        r.run(ctx, failure);
     }
 }
 
