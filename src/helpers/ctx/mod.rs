@@ -50,7 +50,13 @@
 //! finishing call on this thread, after the batch it is running and before it returns.
 //! So a nested `cancel()` may return before the callbacks it triggered have run; a
 //! callback added to a finished context from inside a callback still runs at once, up to
-//! 32 such nested levels (then it is queued too).
+//! 32 such nested levels (then it is queued too), unless that context's own earlier
+//! callbacks have not all started (its finish was queued, or a callback of its batch
+//! adds it while later ones wait): then it runs right after them, so registration order
+//! holds across the queueing (the same for futures, tasks and events).
+//!
+//! A panicking callback is caught even when its payload panics when dropped
+//! (`std::panic::panic_any(Bomb)`): the payload is dropped under a catch of its own.
 //!
 //! # The tree
 //! [`Ctx::tree`] and [`Ctx::child_count`] show every child that still exists, finished or
