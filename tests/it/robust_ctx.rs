@@ -675,3 +675,25 @@ async fn generators_whose_body_drops_panic_with_bomb_payloads_are_closed_with_pa
     assert_eq!(failure.error().unwrap().type_name(), "Panicked");
     assert!(outer.finished());
 }
+
+#[test]
+fn an_event_callback_moved_behind_a_queued_batch_can_still_be_removed() {
+    let order = Order::default();
+    let outer = hp::Event::new();
+    let inner = hp::Event::new();
+    inner.add_done_callback(push(&order, "A"));
+    let (i, o) = (inner.clone(), order.clone());
+    let removed = Arc::new(AtomicUsize::new(9));
+    let r = removed.clone();
+    outer.add_done_callback(move || {
+        i.set(); // A queued
+        i.clear();
+        let c = i.add_done_callback(push(&o, "C")); // waits for the next set
+        i.add_done_callback(push(&o, "D"));
+        i.set(); // C and D move behind A, keeping their handles
+        r.store(i.remove_done_callback(c), SeqCst);
+    });
+    outer.set();
+    assert_eq!(removed.load(SeqCst), 1);
+    assert_eq!(*order.lock().unwrap(), ["A", "D"]);
+}
