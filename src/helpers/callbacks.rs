@@ -130,6 +130,19 @@ impl<F, const N: usize> CallbackList<F, N> {
         self.entries.pop()?.f
     }
 
+    /// Moves every registration of `other` behind this list's, keeping their handles.
+    pub(crate) fn append<const M: usize>(&mut self, mut other: CallbackList<F, M>) {
+        self.live += other.live;
+        other.live = 0;
+        // Handles stay removable: `position` falls back to a scan when the sequence
+        // numbers are out of order.
+        self.entries.extend(
+            std::mem::take(&mut other.entries)
+                .into_iter()
+                .filter(|e| e.f.is_some()),
+        );
+    }
+
     /// Takes every callback out, in registration order.
     pub(crate) fn take(&mut self) -> impl Iterator<Item = F> + use<F, N> {
         self.live = 0;
@@ -333,14 +346,10 @@ pub(crate) fn run_added(work: impl FnOnce() + 'static) {
 
 /// Runs `f`, catching a panic and reporting it through `tracing`; returns whether it panicked.
 pub(crate) fn run_caught(what: &str, f: impl FnOnce()) -> Option<crate::helpers::Error> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        Ok(()) => None,
-        Err(payload) => {
-            let err = crate::helpers::Error::from_panic(payload);
-            tracing::error!(error = %err, "{what} panicked");
-            Some(err)
-        }
-    }
+    // The payload is dropped under a catch of its own (`panics::catch`).
+    let err = crate::helpers::panics::catch(f).err()?;
+    tracing::error!(error = %err, "{what} panicked");
+    Some(err)
 }
 
 #[cfg(test)]

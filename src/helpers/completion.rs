@@ -3,8 +3,11 @@
 //!
 //! # Invariants
 //! 1. `outcome` is set at most once, and only while `extra` (the callbacks) is locked.
-//! 2. Once `outcome` is set, the callbacks are empty and stay empty: a registration that
-//!    finds the outcome set runs at once instead of being stored.
+//! 2. Setting `outcome` takes the callbacks; the completion is then *firing* until the
+//!    last of them starts (they may be queued behind other finishing work). A
+//!    registration that finds the outcome set is stored while firing (the runner takes it
+//!    before the last one starts, so it runs after them: CTX 3) and runs at once
+//!    otherwise (added by the last one, or later).
 //! 3. No lock is held while a callback runs or while a user value (a callback that
 //!    is removed, an outcome that is refused) is dropped.
 //! 4. Callbacks run through [`run_or_defer`]: a completion made from inside another
@@ -64,6 +67,8 @@ struct Extra<T: 'static> {
     /// One entry inline: one awaiter (or one hook) needs no second allocation.
     callbacks: Callbacks<T>,
     name: Option<Arc<str>>,
+    /// Invariant 2: the outcome is set and the callbacks it took have not all started.
+    firing: bool,
 }
 
 impl<T> Extra<T> {
@@ -71,6 +76,7 @@ impl<T> Extra<T> {
         Box::new(Extra {
             callbacks: CallbackList::default(),
             name: None,
+            firing: false,
         })
     }
 }
@@ -136,7 +142,10 @@ impl<T> Completion<T> {
             return None;
         }
         Some(match extra.as_mut() {
-            Some(extra) => std::mem::take(&mut extra.callbacks),
+            Some(extra) => {
+                extra.firing = extra.callbacks.len() > 0;
+                std::mem::take(&mut extra.callbacks)
+            }
             None => CallbackList::default(),
         })
     }
@@ -153,14 +162,10 @@ impl<T> Completion<T> {
         match entered {
             Enter::Nested => {
                 let owner = owner.clone();
-                defer(Box::new(move || {
-                    run_callbacks(callbacks, get(&owner).outcome.get().expect("set"));
-                }));
+                defer(Box::new(move || run_callbacks(get(&owner), callbacks)));
             }
             // Inline, by reference (no handle to clone).
-            Enter::Outermost(_) => {
-                run_callbacks(callbacks, get(owner).outcome.get().expect("set"));
-            }
+            Enter::Outermost(_) => run_callbacks(get(owner), callbacks),
         }
     }
 
@@ -224,12 +229,25 @@ impl<T> Completion<T> {
         cb: Callback<T>,
     ) -> Result<CallbackHandle, Callback<T>> {
         let mut extra = lock(&self.extra);
-        if self.outcome.get().is_none() {
+        // While firing, behind the callbacks the outcome took (invariant 2).
+        if self.outcome.get().is_none() || extra.as_ref().is_some_and(|e| e.firing) {
             let extra = extra.get_or_insert_with(Extra::new);
             return Ok(extra.callbacks.push(key, cb));
         }
         drop(extra);
         Err(cb)
+    }
+
+    /// The callbacks added while firing, taken before the last known one runs; none ends
+    /// the firing (invariant 2).
+    fn take_late(&self) -> Callbacks<T> {
+        let mut extra = lock(&self.extra);
+        let Some(extra) = extra.as_mut() else {
+            return CallbackList::default();
+        };
+        let late = std::mem::take(&mut extra.callbacks);
+        extra.firing = late.len() > 0;
+        late
     }
 
     pub(crate) fn remove_callback(&self, key: CallbackHandle) -> usize {
@@ -306,13 +324,25 @@ impl<T: 'static> Drop for Completion<T> {
     }
 }
 
-/// Runs `callbacks` in order, each under `run_caught`.
-pub(crate) fn run_callbacks<T>(mut callbacks: Callbacks<T>, outcome: &Outcome<T>) {
+/// Runs `callbacks` (taken from `completion` when its outcome was set) in order, each
+/// under `run_caught`, then those added before the last of them started, until none is
+/// left (invariant 2).
+pub(crate) fn run_callbacks<T>(completion: &Completion<T>, mut callbacks: Callbacks<T>) {
+    let outcome = completion.outcome.get().expect("set");
     if let Some(cb) = callbacks.take_single() {
+        let late = completion.take_late();
         run_caught("done callback", || cb.call(outcome));
-        return;
+        if late.len() == 0 {
+            return;
+        }
+        callbacks = late;
     }
-    for cb in callbacks.take() {
+    let mut next = callbacks.take().peekable();
+    while let Some(cb) = next.next() {
+        if next.peek().is_none() {
+            // The last one known: take what was added meanwhile, or end the firing.
+            next = completion.take_late().take().peekable();
+        }
         run_caught("done callback", || cb.call(outcome));
     }
 }

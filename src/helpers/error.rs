@@ -96,8 +96,13 @@ impl Error {
     }
 
     /// An error built from a caught panic's payload (type name `Panicked`).
+    ///
+    /// The payload is dropped under a catch: a payload whose own `Drop` panics does not
+    /// make this call panic.
     pub fn from_panic(payload: Box<dyn Any + Send>) -> Self {
-        Error::new(Panicked::from_payload(&*payload))
+        let err = Error::new(Panicked::from_payload(&*payload));
+        super::panics::drop_payload(payload);
+        err
     }
 
     /// The short name of the wrapped error's type, e.g. `DiskOnFire`.

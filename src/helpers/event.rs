@@ -35,7 +35,19 @@ use crate::sync::{AtomicBool, Mutex, get_mut, lock};
 
 struct Inner {
     set: AtomicBool,
-    callbacks: Mutex<CallbackList<DoneCallback>>,
+    callbacks: Mutex<Callbacks>,
+}
+
+/// The registrations, under the event's lock.
+#[derive(Default)]
+struct Callbacks {
+    /// Waiting for the next `set`.
+    waiting: CallbackList<DoneCallback>,
+    /// `Some` while a `set`'s callbacks have not all started (they may be queued behind
+    /// other finishing work): what is added to the set event meanwhile, and what a
+    /// later `set` took, run after them, in order, by the same runner (CTX 3:
+    /// registration order holds across queueing).
+    late: Option<CallbackList<DoneCallback>>,
 }
 
 /// A cloneable flag that tasks can wait for.
@@ -56,7 +68,7 @@ impl Event {
         Event {
             inner: Arc::new(Inner {
                 set: AtomicBool::new(false),
-                callbacks: Mutex::new(CallbackList::default()),
+                callbacks: Mutex::new(Callbacks::default()),
             }),
         }
     }
@@ -75,16 +87,23 @@ impl Event {
             }
             // Release: pairs with the Acquire in `is_set`.
             self.inner.set.store(true, Release);
-            std::mem::take(&mut *cbs)
-        };
-        if callbacks.len() > 0 {
-            run_or_defer(move || {
-                let mut callbacks = callbacks;
-                for cb in callbacks.take() {
-                    run_caught("event callback", cb);
+            let callbacks = std::mem::take(&mut cbs.waiting);
+            if callbacks.len() == 0 {
+                return;
+            }
+            match &mut cbs.late {
+                // An earlier `set`'s callbacks have not all run (cleared and set again
+                // meanwhile): its runner runs these after them.
+                Some(late) => {
+                    late.append(callbacks);
+                    return;
                 }
-            });
-        }
+                None => cbs.late = Some(CallbackList::default()),
+            }
+            callbacks
+        };
+        let inner = self.inner.clone();
+        run_or_defer(move || inner.fire(callbacks));
     }
 
     /// Clears it; later waiters wait for the next `set`.
@@ -121,7 +140,11 @@ impl Event {
         {
             let mut cbs = lock(&self.inner.callbacks);
             if !self.inner.set.load(Acquire) {
-                return cbs.push(None, Box::new(cb));
+                return cbs.waiting.push(None, Box::new(cb));
+            }
+            // Set, and its callbacks have not all run: this one runs after them.
+            if let Some(late) = &mut cbs.late {
+                return late.push(None, Box::new(cb));
             }
         }
         run_added(move || {
@@ -133,7 +156,13 @@ impl Event {
     /// Removes a registration that has not run; returns how many were removed (0 or 1).
     /// The callback is dropped after the event's lock is released.
     pub fn remove_done_callback(&self, handle: CallbackHandle) -> usize {
-        let removed = lock(&self.inner.callbacks).remove(handle);
+        let removed = {
+            let mut cbs = lock(&self.inner.callbacks);
+            match cbs.waiting.remove(handle) {
+                Some(cb) => Some(cb),
+                None => cbs.late.as_mut().and_then(|l| l.remove(handle)),
+            }
+        };
         drop_removed(removed)
     }
 }
@@ -170,13 +199,38 @@ impl WaitByCallback for Event {
     }
 }
 
+impl Inner {
+    /// Runs the callbacks a `set` took, then those added before the last of them started
+    /// (see `Callbacks::late`), in order, until none is left.
+    fn fire(&self, mut callbacks: CallbackList<DoneCallback>) {
+        let mut next = callbacks.take().peekable();
+        while let Some(cb) = next.next() {
+            if next.peek().is_none() {
+                // The last one known: take what was added meanwhile (behind it), or end
+                // the firing (`late` stays `None`), so one added from now on runs at once.
+                let mut cbs = lock(&self.callbacks);
+                let mut late = cbs.late.take().unwrap_or_default();
+                if late.len() > 0 {
+                    cbs.late = Some(CallbackList::default());
+                }
+                drop(cbs);
+                next = late.take().peekable();
+            }
+            run_caught("event callback", cb);
+        }
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         // Callbacks that never ran may capture the next event of a chain: drop them
         // through the finishing loop instead of recursing once per link.
-        let callbacks = std::mem::take(&mut *get_mut(&mut self.callbacks));
-        if callbacks.len() > 0 {
-            run_or_defer(move || drop_each(callbacks));
+        let Callbacks { waiting, late } = std::mem::take(&mut *get_mut(&mut self.callbacks));
+        if waiting.len() > 0 {
+            run_or_defer(move || drop_each(waiting));
+        }
+        if let Some(late) = late.filter(|l| l.len() > 0) {
+            run_or_defer(move || drop_each(late));
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod event;
 pub mod future;
 pub mod generator;
+mod panics;
 pub mod protocols;
 pub mod queue;
 pub mod queue_manager;

@@ -324,7 +324,7 @@ impl<T: 'static> Shared<T> {
                 callbacks::defer(Box::new(move || {
                     this.tell_link(link.as_ref());
                     if done_callbacks.len() > 0 {
-                        run_callbacks(done_callbacks, this.core.outcome().expect("set"));
+                        run_callbacks(&this.core, done_callbacks);
                     }
                     // Behind all the callbacks queued, at every level: this job runs
                     // inside the outermost call's loop, so `defer_last` waits for
@@ -338,7 +338,7 @@ impl<T: 'static> Shared<T> {
             Enter::Outermost(drain) => {
                 self.tell_link(link.as_ref());
                 if done_callbacks.len() > 0 {
-                    run_callbacks(done_callbacks, self.core.outcome().expect("set"));
+                    run_callbacks(&self.core, done_callbacks);
                     drain.run_queued(); // what the callbacks queued, before settling
                 }
                 tell_settled(link, self.take_settle());

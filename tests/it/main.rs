@@ -30,6 +30,7 @@ mod queue;
 mod queue_manager;
 mod queue_refusal;
 mod results;
+mod robust_ctx;
 mod robust_exit;
 mod scope;
 mod shutdown;

@@ -327,3 +327,65 @@ fn loom_a_wait_registering_its_waker_races_the_cancel() {
         assert_eq!(Arc::strong_count(&count), 1);
     });
 }
+
+/// Records the order callbacks ran in: each takes the next number.
+fn stamp(clock: &Arc<AtomicUsize>, at: &Arc<AtomicUsize>) -> impl Fn() + Send + 'static {
+    let (clock, at) = (clock.clone(), at.clone());
+    move || {
+        assert_eq!(
+            at.swap(clock.fetch_add(1, SeqCst) + 1, SeqCst),
+            0,
+            "runs once"
+        );
+    }
+}
+
+#[test]
+fn loom_ctx_callback_added_while_the_finish_fires_runs_after_the_earlier_one() {
+    // Race (issue 22, CTX 3): B is added from another thread while the cancel's callbacks
+    // (A1, A2) may be running: before the finish, while firing, or after it. Each runs
+    // once, and B after A1, in every interleaving.
+    model("ctx callback added while firing", || {
+        let ctx = hp::Ctx::beginning("r");
+        let (clock, a, a2, b) = (counter(), counter(), counter(), counter());
+        let sa = stamp(&clock, &a);
+        ctx.add_done_callback(move |_| sa());
+        let sa2 = stamp(&clock, &a2);
+        ctx.add_done_callback(move |_| sa2());
+        let c2 = ctx.clone();
+        let t = thread::spawn(move || {
+            c2.cancel();
+        });
+        let sb = stamp(&clock, &b);
+        ctx.add_done_callback(move |_| sb());
+        t.join().unwrap();
+        // A1 had not started when B was added (or B was added before the finish), or
+        // it has run: B starts after it. (A2, the last, may already be running when B
+        // comes: B then runs at once, CTX 3.)
+        assert!(a.load(SeqCst) >= 1 && a2.load(SeqCst) >= 1 && b.load(SeqCst) > a.load(SeqCst));
+    });
+}
+
+#[test]
+fn loom_future_callback_added_while_the_finish_fires_runs_after_the_earlier_one() {
+    // The same race on a future's completion.
+    model("future callback added while firing", || {
+        let fut = hp::Fut::<u8>::new();
+        let (clock, a, a2, b) = (counter(), counter(), counter(), counter());
+        let sa = stamp(&clock, &a);
+        fut.add_done_callback(move |_| sa());
+        let sa2 = stamp(&clock, &a2);
+        fut.add_done_callback(move |_| sa2());
+        let f2 = fut.clone();
+        let t = thread::spawn(move || {
+            f2.set_result(1);
+        });
+        let sb = stamp(&clock, &b);
+        fut.add_done_callback(move |_| sb());
+        t.join().unwrap();
+        // A1 had not started when B was added (or B was added before the finish), or
+        // it has run: B starts after it. (A2, the last, may already be running when B
+        // comes: B then runs at once, CTX 3.)
+        assert!(a.load(SeqCst) >= 1 && a2.load(SeqCst) >= 1 && b.load(SeqCst) > a.load(SeqCst));
+    });
+}

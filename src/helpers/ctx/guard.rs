@@ -19,8 +19,10 @@ use super::Ctx;
 /// when it drops, which is what the guard is for).
 ///
 /// # Drop
-/// Cancels the child (a no-op if it is already done), running its callbacks and those of
-/// its descendants before `drop` returns.
+/// Cancels the child, running its callbacks and those of its descendants before `drop`
+/// returns. A child already done, by itself or through an ancestor, keeps its outcome:
+/// after `root.set_exception(e)` the dropped guard's child still reports `e` (Go's
+/// `defer cancel()`).
 #[must_use = "dropping the guard cancels the child at once"]
 pub struct CtxGuard {
     ctx: Ctx,
@@ -79,7 +81,9 @@ impl Deref for CtxGuard {
 impl Drop for CtxGuard {
     fn drop(&mut self) {
         if self.armed {
-            self.ctx.cancel();
+            // Not `cancel()`: a child already done through an ancestor would take
+            // "cancelled" as its own outcome over the ancestor's (CTX 5).
+            self.ctx.node.finish_if_pending(Failure::Cancelled);
         }
     }
 }

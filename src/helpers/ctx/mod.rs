@@ -50,7 +50,13 @@
 //! finishing call on this thread, after the batch it is running and before it returns.
 //! So a nested `cancel()` may return before the callbacks it triggered have run; a
 //! callback added to a finished context from inside a callback still runs at once, up to
-//! 32 such nested levels (then it is queued too).
+//! 32 such nested levels (then it is queued too), unless that context's own earlier
+//! callbacks have not all started (its finish was queued, or a callback of its batch
+//! adds it while later ones wait): then it runs right after them, so registration order
+//! holds across the queueing (the same for futures, tasks and events).
+//!
+//! A panicking callback is caught even when its payload panics when dropped
+//! (`std::panic::panic_any(Bomb)`): the payload is dropped under a catch of its own.
 //!
 //! # The tree
 //! [`Ctx::tree`] and [`Ctx::child_count`] show every child that still exists, finished or
@@ -656,30 +662,16 @@ impl fmt::Debug for Ctx {
 #[must_use = "futures do nothing unless polled"]
 pub struct CtxWait {
     ctx: Ctx,
-    /// The handle of the waker registered with the context, and that waker's identity
-    /// (what `Waker::will_wake` compares), so a re-poll by the same task takes no lock.
-    /// The registration is the task's waker itself (no callback box, nothing shared): a
-    /// context stays done once done, so the node's state says whether it fired.
-    registered: Option<(CallbackHandle, WakerId)>,
-}
-
-/// A waker's data pointer (as an address) and vtable: equal for two wakers exactly when
-/// `will_wake` says they wake the same task. Only compared, never dereferenced; the
-/// waker it was taken from stays registered (alive) while the context is not done.
-#[derive(Clone, Copy)]
-struct WakerId(usize, &'static std::task::RawWakerVTable);
-
-impl PartialEq for WakerId {
-    /// As `Waker::will_wake`: the same data pointer and the same vtable (by address).
-    fn eq(&self, other: &Self) -> bool {
-        self.0 == other.0 && std::ptr::eq(self.1, other.1)
-    }
-}
-
-impl WakerId {
-    fn of(waker: &std::task::Waker) -> Self {
-        WakerId(waker.data() as usize, waker.vtable())
-    }
+    /// The handle of the waker registered with the context. The registration is the
+    /// task's waker itself (no callback box, nothing shared): a context stays done once
+    /// done, so the node's state says whether it fired.
+    ///
+    /// A re-poll compares the new waker with the registered one (`will_wake` on the
+    /// stored clone, under the node's lock), never with the address of the waker a
+    /// former poll was given: that waker may be gone and its address reused by another
+    /// task's waker (a pool whose slots are reused), which would keep the old task's
+    /// registration and lose the wake-up.
+    registered: Option<CallbackHandle>,
 }
 
 impl fmt::Debug for CtxWait {
@@ -705,18 +697,16 @@ impl Future for CtxWait {
         }
         // Registered under the node's lock, where DONE is checked again: either the
         // finish takes (and wakes) the registration, or this sees DONE.
-        let id = WakerId::of(cx.waker());
         match self.registered {
-            // The same task polls again (a `select!` loop, a spurious wake-up).
-            Some((_, registered)) if registered == id => {}
-            Some((key, _)) => {
+            // Polled again (a `select!` loop, a spurious wake-up, another task): keep the
+            // registered waker if it wakes the same task, else replace it.
+            Some(key) => {
                 if !self.ctx.node.update_waker(key, cx.waker()) {
                     return self.ready();
                 }
-                self.registered = Some((key, id));
             }
             None => match self.ctx.node.add_waker(cx.waker().clone()) {
-                Ok(key) => self.registered = Some((key, id)),
+                Ok(key) => self.registered = Some(key),
                 Err(waker) => {
                     drop(waker);
                     return self.ready();
@@ -729,7 +719,7 @@ impl Future for CtxWait {
 
 impl Drop for CtxWait {
     fn drop(&mut self) {
-        if let Some((key, _)) = self.registered.take()
+        if let Some(key) = self.registered.take()
             && !self.ctx.node.done()
         {
             self.ctx.node.remove_callback(key);

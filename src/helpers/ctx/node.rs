@@ -9,8 +9,12 @@
 //!    store to `state` happens under `inner`'s lock, or in `Drop` with `&mut self`.
 //!    (Bits, not a `OnceLock<Failure>`: the common own outcome, cancelled, then costs a
 //!    plain store instead of a `Once` with two read-modify-writes.)
-//! 3. A DONE node holds no callbacks: whoever stores DONE takes them under the same lock,
-//!    so every callback is taken (and run) by exactly one thread.
+//! 3. Whoever stores DONE takes the callbacks under the same lock, so every callback is
+//!    taken (and run) by exactly one thread. A DONE node holds callbacks only while it is
+//!    *firing* (the taken ones have not all started): a callback added then is stored,
+//!    and the one running the taken callbacks takes it before the last of them starts
+//!    (under the lock, where the firing ends once none was added), so it runs after them
+//!    (CTX 3); one added by the last of them, or later, runs at once.
 //! 4. A node is in its parent's `children` under key `slot` from its creation until its
 //!    `Drop`, finished or not (CTX 13: the tree shows every child that still exists).
 //!    Keys are only freed by the child itself, so a key is never reused under it.
@@ -94,6 +98,11 @@ struct Rest {
     next_seq: u64,
     /// The first callback inline: a node given one callback allocates once.
     callbacks: Callbacks,
+    /// DONE, and the callbacks taken by the finish have not all started yet (they may be
+    /// queued behind other finishing work): a callback added now joins `callbacks` and
+    /// runs after them, not at once (CTX 3: registration order holds across queueing).
+    /// Cleared just before the last one starts, when nothing was added meanwhile.
+    firing: bool,
 }
 
 type Callbacks = CallbackList<Registered, 1>;
@@ -140,6 +149,20 @@ impl Inner {
             .as_mut()
             .map(|r| std::mem::take(&mut r.callbacks))
             .unwrap_or_default()
+    }
+
+    /// [`take_callbacks`](Self::take_callbacks) for the finish: when there are any, the
+    /// node is firing until [`Node::take_late`] finds none left.
+    fn take_for_firing(&mut self) -> Callbacks {
+        let callbacks = self.take_callbacks();
+        if callbacks.len() > 0 {
+            self.rest().firing = true;
+        }
+        callbacks
+    }
+
+    fn firing(&self) -> bool {
+        self.rest.as_ref().is_some_and(|r| r.firing)
     }
 }
 
@@ -233,11 +256,23 @@ impl Node {
     /// Sets this node's own outcome. Runs the callbacks of this node and of every
     /// descendant that became done through it, after every lock is released.
     pub(crate) fn finish(self: &Arc<Node>, failure: Failure) -> bool {
+        self.finish_unless(failure, OWN)
+    }
+
+    /// [`Node::finish`] unless this node is done in any way, through an ancestor too
+    /// (a guard's drop: a done context keeps its outcome, CTX 5).
+    pub(crate) fn finish_if_pending(self: &Arc<Node>, failure: Failure) -> bool {
+        self.finish_unless(failure, DONE | OWN)
+    }
+
+    /// Sets the own outcome unless one of the `refuse` bits is set (checked under the
+    /// lock, where every store to `state` is made).
+    fn finish_unless(self: &Arc<Node>, failure: Failure, refuse: u8) -> bool {
         let taken = {
             let mut g = lock(&self.inner);
             // Every store to `state` is made under this lock (invariant 2).
             let state = self.state.load(Acquire);
-            if state & OWN != 0 {
+            if state & refuse != 0 {
                 return false;
             }
             let own = match &failure {
@@ -256,8 +291,10 @@ impl Node {
                 if state & DONE != 0 {
                     return true;
                 }
-                let callbacks = g.take_callbacks();
-                g.rest = None; // no children, no callbacks: nothing of the user's
+                let callbacks = g.take_for_firing();
+                if callbacks.len() == 0 {
+                    g.rest = None; // no children, no callbacks: nothing of the user's
+                }
                 drop(g);
                 if callbacks.len() > 0 {
                     run_one(self.clone(), callbacks, failure);
@@ -285,7 +322,7 @@ impl Node {
         if state & DONE != 0 {
             return None;
         }
-        Some(g.take_callbacks())
+        Some(g.take_for_firing())
     }
 
     /// Adds a callback, or runs it at once (outside the lock) if the node is done.
@@ -296,7 +333,8 @@ impl Node {
     ) -> CallbackHandle {
         {
             let mut g = lock(&self.inner);
-            if !self.done() {
+            // While the finish's callbacks have not all run, this one runs after them.
+            if !self.done() || g.firing() {
                 return g.rest().callbacks.push(key, Registered::Call(cb));
             }
         }
@@ -308,6 +346,23 @@ impl Node {
             run_caught("context done callback", || cb(&ctx, &outcome));
         });
         key.unwrap_or_default()
+    }
+
+    /// The callbacks added while firing (see `Rest::firing`), taken before the last known
+    /// one runs; none ends the firing (and frees what the node no longer needs).
+    fn take_late(&self) -> Callbacks {
+        let mut g = lock(&self.inner);
+        let Some(rest) = g.rest.as_deref_mut() else {
+            return Callbacks::default();
+        };
+        let late = std::mem::take(&mut rest.callbacks);
+        if late.len() == 0 {
+            rest.firing = false;
+            if rest.children.is_empty() {
+                g.rest = None;
+            }
+        }
+        late
     }
 
     pub(crate) fn remove_callback(&self, key: CallbackHandle) -> usize {
@@ -442,32 +497,42 @@ fn propagate(first: Arc<Node>, callbacks: Callbacks) -> Vec<(Arc<Node>, Callback
 }
 
 /// [`run_done`] for one node (a leaf finishing, a dropped context): no batch to allocate.
-fn run_one(node: Arc<Node>, mut callbacks: Callbacks, failure: Failure) {
-    run_or_defer(move || {
-        let ctx = Ctx::from_node(node);
-        // One registration (a guard's callback, one waiter): no iterator over the list.
-        if let Some(r) = callbacks.take_single() {
-            r.run(&ctx, &failure);
+fn run_one(node: Arc<Node>, callbacks: Callbacks, failure: Failure) {
+    run_or_defer(move || fire(&Ctx::from_node(node), callbacks, &failure));
+}
+
+/// Runs the callbacks a finish took from `ctx`, in order, then those added to it before
+/// the last of them started (queued behind them, CTX 3), until none is left.
+fn fire(ctx: &Ctx, mut callbacks: Callbacks, failure: &Failure) {
+    // One registration (a guard's callback, one waiter): no iterator over the list.
+    if let Some(r) = callbacks.take_single() {
+        let late = ctx.node.take_late();
+        r.run(ctx, failure);
+        if late.len() == 0 {
             return;
         }
-        for r in callbacks.take() {
-            r.run(&ctx, &failure);
+        callbacks = late;
+    }
+    let mut next = callbacks.take().peekable();
+    while let Some(r) = next.next() {
+        if next.peek().is_none() {
+            // The last one known: take what was added meanwhile (behind it), or end the
+            // firing, so one added from now on runs at once.
+            next = ctx.node.take_late().take().peekable();
         }
-    });
+        r.run(ctx, failure);
+    }
 }
 
 /// Runs the collected callbacks, in order, with no lock held; queued for the outermost
 /// finishing call when this one was made from inside a callback (CTX rule 3).
 fn run_done(batch: Vec<(Arc<Node>, Callbacks)>, failure: Failure) {
     run_or_defer(move || {
-        for (node, mut callbacks) in batch {
+        for (node, callbacks) in batch {
             if callbacks.len() == 0 {
                 continue;
             }
-            let ctx = Ctx::from_node(node);
-            for r in callbacks.take() {
-                r.run(&ctx, &failure);
-            }
+            fire(&Ctx::from_node(node), callbacks, &failure);
         }
     });
 }
@@ -500,10 +565,17 @@ impl Node {
         if callbacks.len() == 0 {
             return;
         }
+        // Firing: a callback its callbacks add to it runs after them.
+        let firing = Rest {
+            firing: true,
+            ..Rest::default()
+        };
         let stand_in = Arc::new(Node {
             state: AtomicU8::new(DONE | OWN_CANCELLED),
             own_err: OnceLock::new(),
-            inner: Mutex::new(Inner::default()),
+            inner: Mutex::new(Inner {
+                rest: Some(Box::new(firing)),
+            }),
             parent: self.parent.clone(),
             slot: UNREGISTERED,
             seq: self.seq,

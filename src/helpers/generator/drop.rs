@@ -19,6 +19,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::task::Waker;
 
 use super::Body;
+use crate::helpers::panics::first_of;
 use crate::sync::Arc;
 
 /// A generator's slot, type-erased (so the drop queue and the trampoline hold any
@@ -76,7 +77,7 @@ fn drain(first: Retired) -> Option<Payload> {
         let next = QUEUE.with(|q| q.borrow_mut().as_mut().and_then(Vec::pop));
         let Some(job) = next else { break };
         let p = run(job);
-        panic = panic.or(p);
+        panic = first_of(panic, p); // a second payload is dropped under a catch
     }
     QUEUE.with(|q| *q.borrow_mut() = None);
     panic
@@ -87,5 +88,5 @@ fn run(job: Retired) -> Option<Payload> {
     let Retired { body, slot } = job;
     let dropped = catch_unwind(AssertUnwindSafe(move || drop(body))).err();
     let closed = slot.and_then(|s| catch_unwind(AssertUnwindSafe(|| s.close())).err());
-    dropped.or(closed)
+    first_of(dropped, closed)
 }

@@ -529,6 +529,7 @@ impl<Y, S> Drop for AsyncGenerator<Y, S> {
             if std::thread::panicking() {
                 let panicked = Panicked::from_payload(&*payload);
                 tracing::error!(error = %panicked, "a generator's body panicked while dropped");
+                crate::helpers::panics::drop_payload(payload);
             } else {
                 resume_unwind(payload);
             }
