@@ -96,6 +96,7 @@ fn tree_state(node: &Node) -> String {
         Some(Failure::Cancelled) => "cancelled".to_owned(),
         Some(Failure::Error(e)) => format!("exception {}: {}", e.type_name(), e),
         None if node.done() => "done (through an ancestor)".to_owned(),
+        None if node.waiting() => "waiting".to_owned(),
         None => "pending".to_owned(),
     }
 }

@@ -479,8 +479,16 @@ impl Ctx {
 
     /// A multi-line listing of this context and every descendant that still exists
     /// (finished or not), each with its own state; linear in the number of contexts.
+    /// A pending context whose task waits for a task holder's `limit` slot shows
+    /// `[waiting]` instead of `[pending]`.
     pub fn tree(&self) -> String {
         display::tree(&self.node)
+    }
+
+    /// Marks the work behind this context as waiting for a turn (a task holder's task
+    /// waiting for a `limit` slot): `tree()` shows it as `[waiting]` while it is pending.
+    pub(crate) fn set_waiting(&self, waiting: bool) {
+        self.node.set_waiting(waiting);
     }
 
     /// How many children exist right now, finished or not (a child leaves when its last
