@@ -131,7 +131,7 @@ use super::callbacks::{run_caught, run_or_defer};
 use super::completion::DoneHook;
 use super::ctx::{Ctx, CtxGuard, FailureReporter};
 use super::debug::{HOLDERS, Live};
-use super::error::{BoxError, Error, Failure};
+use super::error::{BoxError, Error, Failure, Panicked};
 use super::protocols::CallbackHandle;
 use super::task::{AnyTask, Link, SETTLED, Task, TaskId};
 use crate::sync::{Arc, AtomicUsize, Mutex, lock};
@@ -461,7 +461,7 @@ impl Inner {
         });
         let t = task.clone();
         run_or_defer(move || {
-            run_caught("dropping refused work", move || drop(work));
+            drop_caught(work);
             t.finish_refused();
             if let Some(tracker) = joined {
                 tracker.push_joined(t.erased());
@@ -676,6 +676,17 @@ impl Inner {
             }
             notified.await;
         }
+    }
+}
+
+/// Drops refused work (user code): a panic is caught and logged, and so is a panic in
+/// dropping its payload, and so on, so what follows the drop always runs.
+fn drop_caught<W>(work: W) {
+    let mut next: Box<dyn FnOnce()> = Box::new(move || drop(work));
+    while let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(next)) {
+        let panicked = Panicked::from_payload(&*payload);
+        tracing::error!(error = %panicked, "dropping refused work panicked");
+        next = Box::new(move || drop(payload));
     }
 }
 
