@@ -87,8 +87,28 @@
 //! the runtime, so its `Drop` cleanup ran; scoped work sees its context cancelled, is never
 //! dropped by the holder, and is awaited while it cleans up asynchronously.
 //!
-//! Once finished (or once its context is done) the holder takes no new work: a task added
-//! then is cancelled at once and not held.
+//! # Refused work
+//! Once finished (or once its context is done) the holder takes no new work, and says
+//! so: nothing given to it vanishes.
+//! - `spawn`, `spawn_silent`, `spawn_local*`, `spawn_scoped*` drop the work unrun (a
+//!   scoped work closure is never called) and return a task that has already finished
+//!   as cancelled when the call returns (its done callbacks ran);
+//! - `add_task` cancels the task, which runs elsewhere and so finishes once its runtime
+//!   dropped its future;
+//! - a [`joinable`](TaskHolderBuilder::joinable) holder (and a [`JoinHolder`]) hands
+//!   these tasks out from `join_next` like every task it was given;
+//! - the `try_` forms ([`try_spawn`](TaskHolderHandle::try_spawn),
+//!   [`try_spawn_scoped`](TaskHolderHandle::try_spawn_scoped),
+//!   [`try_add_task`](TaskHolderHandle::try_add_task), ...) give the work itself back
+//!   in [`Refused`], neither run nor dropped, as `mpsc::Sender::send` gives back its
+//!   value in a `SendError`.
+//!
+//! # Backpressure
+//! Under [`limit(n)`](TaskHolderBuilder::limit) `spawn` never waits: extra tasks queue
+//! inside the holder (a scoped one shows `[waiting]` in `Ctx::tree()`).
+//! [`reserve().await`](TaskHolderHandle::reserve) waits for a free slot first, so a
+//! producer never runs ahead: see [`Slot`] (a holder with a limit replaces
+//! `stream.map(f).buffer_unordered(n)`).
 //!
 //! # Drop
 //! Dropping the holder, or a `finish` future before it completed, cancels every task
@@ -106,7 +126,9 @@
 //! 1. Memory: like `TaskTracker`, and unlike `JoinSet`, finished tasks cost nothing
 //!    (unless the holder is `joinable`).
 //! 2. Results: each spawn returns a [`Task`] handle to join (its output by value) or drop;
-//!    a `joinable` holder also hands finished tasks back in completion order.
+//!    a `joinable` holder also hands finished tasks back in completion order, and a
+//!    [`JoinHolder<T>`] gives their outputs (`join_next().await ->
+//!    Option<Result<T, Failure>>`, as `JoinSet<T>`).
 //! 3. Cancellation: a context finishing cancels the held tasks; `TaskTracker` never
 //!    cancels, `JoinSet` only when dropped or asked.
 //! 4. Errors: failures of tasks spawned here are logged through the context's logger

@@ -1,34 +1,6 @@
 //! Joining: the finished tasks of a joinable holder in completion order, and
 //! [`JoinHolder<T>`], a joinable holder of one output type that gives outputs directly
 //! (tokio's `JoinSet<T>`).
-//!
-//! # Example
-//! ```
-//! use machinery::helpers as hp;
-//! use std::time::Duration;
-//! use tokio::time::sleep;
-//!
-//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
-//! # async fn main() {
-//! let ctx = hp::Ctx::beginning("app");
-//! let js = hp::join_holder::<u64>(&ctx);
-//! for (name, secs) in [("slow", 3), ("fast", 1)] {
-//!     js.spawn_scoped(name, move |_ctx| async move {
-//!         sleep(Duration::from_secs(secs)).await;
-//!         secs
-//!     });
-//! }
-//! assert_eq!(js.len(), 2);
-//! let mut seen = Vec::new();
-//! while let Some(task) = js.join_next_task().await {
-//!     // The finished task: its id and name, and its output still to take.
-//!     let name = task.name().unwrap().to_string();
-//!     seen.push((name, task.try_join().unwrap().unwrap()));
-//! }
-//! assert_eq!(seen, [("fast".to_owned(), 1), ("slow".to_owned(), 3)]);
-//! assert!(js.is_empty());
-//! # }
-//! ```
 
 use std::borrow::Cow;
 use std::fmt;
@@ -105,8 +77,7 @@ impl Inner {
 }
 
 /// A joinable holder of tasks that all output a `T`: [`join_next`](JoinHolderHandle::join_next)
-/// gives their outputs in completion order, as tokio's `JoinSet<T>` does; see the
-/// [module docs](self). Made by [`join_holder`] or
+/// gives their outputs in completion order, as tokio's `JoinSet<T>` does. Made by [`join_holder`] or
 /// [`TaskHolderBuilder::build_joinable`] (with a name or a limit).
 ///
 /// Everything else is a [`TaskHolder`]'s: finished tasks wait for `join_next` (they are
@@ -120,6 +91,34 @@ impl Inner {
 /// # Drop
 /// As a [`TaskHolder`]: cancels every task still held and the holder's child context;
 /// finished tasks not yet joined are dropped with the holder's last handle.
+///
+/// # Example
+/// ```
+/// use machinery::helpers as hp;
+/// use std::time::Duration;
+/// use tokio::time::sleep;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let ctx = hp::Ctx::beginning("app");
+/// let js = hp::join_holder::<u64>(&ctx);
+/// for (name, secs) in [("slow", 3), ("fast", 1)] {
+///     js.spawn_scoped(name, move |_ctx| async move {
+///         sleep(Duration::from_secs(secs)).await;
+///         secs
+///     });
+/// }
+/// assert_eq!(js.len(), 2);
+/// let mut seen = Vec::new();
+/// while let Some(task) = js.join_next_task().await {
+///     // The finished task: its id and name, and its output still to take.
+///     let name = task.name().unwrap().to_string();
+///     seen.push((name, task.try_join().unwrap().unwrap()));
+/// }
+/// assert_eq!(seen, [("fast".to_owned(), 1), ("slow".to_owned(), 3)]);
+/// assert!(js.is_empty());
+/// # }
+/// ```
 pub struct JoinHolder<T> {
     handle: JoinHolderHandle<T>,
     holder: TaskHolder,

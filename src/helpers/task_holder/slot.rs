@@ -6,30 +6,6 @@
 //! A holder with a limit then replaces `stream.map(f).buffer_unordered(n)`: at most `n`
 //! tasks are held at any moment (`pending()` never exceeds `n` on account of tasks
 //! spawned through slots: a slot is given back only after its task was released).
-//!
-//! # Example
-//! ```
-//! use machinery::helpers as hp;
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() {
-//! let ctx = hp::Ctx::beginning("app");
-//! let js = hp::TaskHolder::builder(&ctx).limit(4).build_joinable::<u64>();
-//! let mut sum = 0;
-//! for item in 0..100u64 {
-//!     let slot = js.reserve().await; // waits while 4 tasks are held
-//!     slot.spawn(async move { item * 2 });
-//!     assert!(js.pending() <= 4);
-//!     while let Some(done) = js.try_join_next() {
-//!         sum += done.unwrap();
-//!     }
-//! }
-//! while let Some(done) = js.join_next().await {
-//!     sum += done.unwrap();
-//! }
-//! assert_eq!(sum, 9900);
-//! # }
-//! ```
 
 use std::borrow::Cow;
 use std::fmt;
@@ -95,6 +71,30 @@ impl<T: Send + 'static> JoinHolderHandle<T> {
 
 /// A slot under a holder's limit, taken by [`TaskHolderHandle::reserve`]: adds one task
 /// that starts at once.
+///
+/// # Example
+/// ```
+/// use machinery::helpers as hp;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let ctx = hp::Ctx::beginning("app");
+/// let js = hp::TaskHolder::builder(&ctx).limit(4).build_joinable::<u64>();
+/// let mut sum = 0;
+/// for item in 0..100u64 {
+///     let slot = js.reserve().await; // waits while 4 tasks are held
+///     slot.spawn(async move { item * 2 });
+///     assert!(js.pending() <= 4);
+///     while let Some(done) = js.try_join_next() {
+///         sum += done.unwrap();
+///     }
+/// }
+/// while let Some(done) = js.join_next().await {
+///     sum += done.unwrap();
+/// }
+/// assert_eq!(sum, 9900);
+/// # }
+/// ```
 ///
 /// # Drop
 /// Dropping it unused gives the slot back.
