@@ -100,7 +100,7 @@ pub async fn run() {
     println!("  batches joined in completion order: {joined:?}");
     // A closed holder refuses work visibly: the try form gives it back.
     shipper.cancel();
-    let last_batch = vec!["line"; 3];
+    let last_batch = ["line"; 3];
     let refused = js
         .try_spawn(async move { last_batch.len() as u64 })
         .unwrap_err();
