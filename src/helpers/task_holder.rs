@@ -211,8 +211,10 @@ impl TaskHolderBuilder {
     }
 
     /// At most `n` tasks spawned by the holder run at once; further ones wait their turn
-    /// (they count as pending). Zero is treated as one. Tasks given to `add_task` are
-    /// already running and are not limited.
+    /// (they count as pending; a scoped one shows `[waiting]` in `Ctx::tree()`). Zero is
+    /// treated as one. Tasks given to `add_task` are already running and are not
+    /// limited. To wait for a free slot before adding (backpressure), use
+    /// [`reserve`](TaskHolderHandle::reserve).
     pub fn limit(mut self, n: usize) -> Self {
         self.limit = Some(n.max(1));
         self
