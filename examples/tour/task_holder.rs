@@ -80,4 +80,31 @@ pub async fn run() {
         root.name(),
         root.done()
     );
+
+    // A typed joinable holder (tokio's JoinSet<T>) with backpressure: `reserve` waits for
+    // one of the 2 slots before adding; outputs come in completion order.
+    let shipper = hp::Ctx::beginning("shipper");
+    let js = hp::TaskHolder::builder(&shipper)
+        .limit(2)
+        .build_joinable::<u64>();
+    for secs in [4, 1, 2] {
+        js.reserve().await.spawn(async move {
+            sleep(Duration::from_secs(secs)).await;
+            secs
+        });
+    }
+    let mut joined = Vec::new();
+    while let Some(out) = js.join_next().await {
+        joined.push(out.unwrap());
+    }
+    println!("  batches joined in completion order: {joined:?}");
+    // A closed holder refuses work visibly: the try form gives it back.
+    shipper.cancel();
+    let last_batch = ["line"; 3];
+    let refused = js
+        .try_spawn(async move { last_batch.len() as u64 })
+        .unwrap_err();
+    let why = refused.to_string();
+    let shipped = refused.into_inner().await;
+    println!("  {why}: the last batch came back and shipped here: {shipped} lines");
 }

@@ -57,7 +57,8 @@ pub use sync_queue::{
 };
 pub use task::{AnyTask, OutputTaken, Task, TaskId, TaskJoin};
 pub use task_holder::{
-    TaskHolder, TaskHolderBuilder, TaskHolderHandle, task_holder, task_holder_scope,
+    JoinHolder, JoinHolderHandle, JoinSlot, Refused, Slot, TaskHolder, TaskHolderBuilder,
+    TaskHolderHandle, join_holder, task_holder, task_holder_scope,
 };
 pub use ticker::{Ticker, TickerBuilder, TickerControl, TickerError, tick};
 pub use wait::{WaitDone, wait_for_all, wait_for_first};

@@ -468,6 +468,22 @@ impl<T: Send + 'static> Task<T> {
         }
     }
 
+    /// A task that is never spawned: what a holder that refuses work returns. It must
+    /// be finished with [`finish_refused`](Self::finish_refused), after the refused work
+    /// was dropped (as a task's future is dropped before the task is done).
+    pub(crate) fn refused(name: Option<&str>) -> Task<T> {
+        let shared = Arc::new(Shared::new(name, None));
+        lock(&shared.control).stage = Stage::Gone;
+        Task { shared }
+    }
+
+    /// Finishes a task made by [`refused`](Self::refused) as cancelled: its done
+    /// callbacks run now (or, nested in finishing work, before the outermost finishing
+    /// call returns, CTX 3).
+    pub(crate) fn finish_refused(&self) {
+        self.shared.finish(Err(Failure::Cancelled), None);
+    }
+
     /// Spawns the future of a task made by [`unspawned`](Self::unspawned) on the current
     /// runtime, or on `handle`'s when given.
     ///

@@ -87,8 +87,28 @@
 //! the runtime, so its `Drop` cleanup ran; scoped work sees its context cancelled, is never
 //! dropped by the holder, and is awaited while it cleans up asynchronously.
 //!
-//! Once finished (or once its context is done) the holder takes no new work: a task added
-//! then is cancelled at once and not held.
+//! # Refused work
+//! Once finished (or once its context is done) the holder takes no new work, and says
+//! so: nothing given to it vanishes.
+//! - `spawn`, `spawn_silent`, `spawn_local*`, `spawn_scoped*` drop the work unrun (a
+//!   scoped work closure is never called) and return a task that has already finished
+//!   as cancelled when the call returns (its done callbacks ran);
+//! - `add_task` cancels the task, which runs elsewhere and so finishes once its runtime
+//!   dropped its future;
+//! - a [`joinable`](TaskHolderBuilder::joinable) holder (and a [`JoinHolder`]) hands
+//!   these tasks out from `join_next` like every task it was given;
+//! - the `try_` forms ([`try_spawn`](TaskHolderHandle::try_spawn),
+//!   [`try_spawn_scoped`](TaskHolderHandle::try_spawn_scoped),
+//!   [`try_add_task`](TaskHolderHandle::try_add_task), ...) give the work itself back
+//!   in [`Refused`], neither run nor dropped, as `mpsc::Sender::send` gives back its
+//!   value in a `SendError`.
+//!
+//! # Backpressure
+//! Under [`limit(n)`](TaskHolderBuilder::limit) `spawn` never waits: extra tasks queue
+//! inside the holder (a scoped one shows `[waiting]` in `Ctx::tree()`).
+//! [`reserve().await`](TaskHolderHandle::reserve) waits for a free slot first, so a
+//! producer never runs ahead: see [`Slot`] (a holder with a limit replaces
+//! `stream.map(f).buffer_unordered(n)`).
 //!
 //! # Drop
 //! Dropping the holder, or a `finish` future before it completed, cancels every task
@@ -106,7 +126,9 @@
 //! 1. Memory: like `TaskTracker`, and unlike `JoinSet`, finished tasks cost nothing
 //!    (unless the holder is `joinable`).
 //! 2. Results: each spawn returns a [`Task`] handle to join (its output by value) or drop;
-//!    a `joinable` holder also hands finished tasks back in completion order.
+//!    a `joinable` holder also hands finished tasks back in completion order, and a
+//!    [`JoinHolder<T>`] gives their outputs (`join_next().await ->
+//!    Option<Result<T, Failure>>`, as `JoinSet<T>`).
 //! 3. Cancellation: a context finishing cancels the held tasks; `TaskTracker` never
 //!    cancels, `JoinSet` only when dropped or asked.
 //! 4. Errors: failures of tasks spawned here are logged through the context's logger
@@ -123,12 +145,15 @@ use std::panic::AssertUnwindSafe;
 
 mod fail_fast;
 mod held;
+mod join;
+mod refused;
+mod slot;
 
 use futures_util::FutureExt;
 use tokio::runtime::Handle;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
-use super::callbacks::run_caught;
+use super::callbacks::{run_caught, run_or_defer};
 use super::completion::DoneHook;
 use super::ctx::{Ctx, CtxGuard, FailureReporter};
 use super::debug::{HOLDERS, Live};
@@ -138,6 +163,9 @@ use super::task::{AnyTask, Link, SETTLED, Task, TaskId};
 use crate::sync::{Arc, AtomicUsize, Mutex, lock};
 use fail_fast::FailFast;
 use held::Held;
+pub use join::{JoinHolder, JoinHolderHandle, join_holder};
+pub use refused::Refused;
+pub use slot::{JoinSlot, Slot};
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
 
 /// A holder of tasks on `ctx`; see the [module docs](self).
@@ -152,7 +180,7 @@ pub fn task_holder(ctx: &Ctx) -> TaskHolder {
 ///
 /// Returns the body's value once every held task has finished. If the body returns an
 /// error or panics, every held task is cancelled, their cleanup is awaited, and the error
-/// (a panic as [`Panicked`](super::Panicked)) is returned. If `ctx` is done, the tasks are
+/// (a panic as [`Panicked`]) is returned. If `ctx` is done, the tasks are
 /// cancelled and awaited, and the body's value is still returned.
 ///
 /// The body's error may be any `E: Into<`[`BoxError`]`>`: an [`Error`], an
@@ -190,8 +218,10 @@ impl TaskHolderBuilder {
     }
 
     /// At most `n` tasks spawned by the holder run at once; further ones wait their turn
-    /// (they count as pending). Zero is treated as one. Tasks given to `add_task` are
-    /// already running and are not limited.
+    /// (they count as pending; a scoped one shows `[waiting]` in `Ctx::tree()`). Zero is
+    /// treated as one. Tasks given to `add_task` are already running and are not
+    /// limited. To wait for a free slot before adding (backpressure), use
+    /// [`reserve`](TaskHolderHandle::reserve).
     pub fn limit(mut self, n: usize) -> Self {
         self.limit = Some(n.max(1));
         self
@@ -210,9 +240,10 @@ impl TaskHolderBuilder {
         let guard = self.ctx.child(self.name).drop_guard();
         let ctx = guard.ctx().clone();
         let inner = Arc::new(Inner {
-            limit: self.limit.map(|n| Arc::new(Semaphore::new(n))),
+            joinable: self.joinable,
             runtime: ctx.runtime(),
             tracker: Arc::new(Tracker {
+                limit: self.limit.map(|n| Arc::new(Semaphore::new(n))),
                 state: Mutex::new(State {
                     joined: self.joinable.then(VecDeque::new),
                     ..State::default()
@@ -275,7 +306,8 @@ struct State {
 }
 
 struct Inner {
-    limit: Option<Arc<Semaphore>>,
+    /// Finished tasks wait in `State::joined` for `join_next`.
+    joinable: bool,
     /// The context's runtime, looked up once (`None`: the current one).
     runtime: Option<Handle>,
     /// The held tasks, and every held task's link (shared, so no allocation per task).
@@ -301,7 +333,7 @@ impl Drop for Inner {
 /// The held tasks, and what a held task's link (or hooks, for `add_task`) does, by key.
 /// Bit 0: log a failure (the reporter of a task spawned without `_silent`, run first as
 /// if registered first). Bit 1: release the held entry whose sequence number is
-/// `key >> 3`. [`SETTLED`] (told after every done callback of the task): count the task
+/// `key >> SHIFT`. Bit 2: then give its slot back to the limit. [`SETTLED`] (told after every done callback of the task): count the task
 /// as settled.
 ///
 /// The state lives here rather than in `Inner` so that a task's link reaches it without
@@ -309,6 +341,10 @@ impl Drop for Inner {
 /// nothing to remove.
 struct Tracker {
     state: Mutex<State>,
+    /// The slots of `limit(n)`. A task that got its slot before it was held (free at
+    /// spawn, or reserved) holds it until released (its key has [`SLOT`]); one that
+    /// waited for it holds it in its future.
+    limit: Option<Arc<Semaphore>>,
     report: FailureReporter,
     /// The failure policy, when the builder asked for `fail_fast` (`fail_fast.rs`).
     fail_fast: Option<FailFast>,
@@ -327,6 +363,7 @@ struct Tracker {
 
 const REPORT: u64 = 1;
 const HELD: u64 = 2;
+const SLOT: u64 = 4;
 const SHIFT: u32 = 3;
 
 impl DoneHook for Tracker {
@@ -347,6 +384,13 @@ impl DoneHook for Tracker {
         if key & HELD != 0 {
             self.release(key >> SHIFT);
         }
+        if key & SLOT != 0
+            && let Some(limit) = &self.limit
+        {
+            // After the release: a task waiting for this slot is held only once this
+            // one is not, so `pending()` stays within the limit.
+            limit.add_permits(1);
+        }
     }
 }
 
@@ -358,6 +402,22 @@ impl Tracker {
             self.empty.notify_waiters();
             self.joinable.notify_waiters();
         }
+    }
+
+    /// A task refused by a joinable holder has finished: it waits for `join_next`.
+    fn push_joined(&self, task: AnyTask) {
+        let refused = {
+            let mut st = lock(&self.state);
+            match &mut st.joined {
+                Some(joined) => {
+                    joined.push_back(task);
+                    None
+                }
+                None => Some(task),
+            }
+        };
+        self.joinable.notify_waiters();
+        drop(refused); // outside the lock (never in practice: only joinable holders push)
     }
 
     /// A held task finished: it is no longer pending (already inside its callbacks).
@@ -382,15 +442,19 @@ impl Tracker {
 }
 
 impl Inner {
-    /// Holds `task`, spawned elsewhere, until it finishes; cancels it instead when the
-    /// holder is closed.
-    fn track<T: Send + 'static>(&self, task: &Task<T>) {
+    /// Whether the holder takes no new work: closed, or its context is done (checked
+    /// too: a done callback that closes the holder may still be queued, CTX 3).
+    fn refuses(&self, st: &State) -> bool {
+        st.closed || self.ctx.done()
+    }
+
+    /// Holds `task`, spawned elsewhere, until it finishes. On a closed holder, gives it
+    /// back untouched.
+    fn try_track<T: Send + 'static>(&self, task: Task<T>) -> Result<Task<T>, Refused<Task<T>>> {
         let seq = {
             let mut st = lock(&self.tracker.state);
-            if st.closed {
-                drop(st);
-                task.cancel();
-                return;
+            if self.refuses(&st) {
+                return Err(Refused::new(task));
             }
             self.tracker.unsettled.fetch_add(1, Relaxed);
             st.tasks.insert(task.erased(), task.id(), true)
@@ -401,68 +465,208 @@ impl Inner {
         if !task.add_settle_hook(self.tracker.clone(), SETTLED) {
             self.tracker.settle();
         }
+        Ok(task)
+    }
+
+    /// A task given to `add_task` on a closed holder: cancelled (it runs elsewhere, so
+    /// it ends once its runtime dropped its future); a joinable holder hands it out
+    /// from `join_next` once it has finished and its done callbacks ran.
+    fn refuse_task<T: Send + 'static>(&self, task: Task<T>) -> Task<T> {
+        task.cancel();
+        if self.joinable {
+            // Counted until it was handed to the joined queue, so `join_next` waits for it.
+            self.tracker.unsettled.fetch_add(1, Relaxed);
+            let (tracker, erased) = (self.tracker.clone(), task.erased());
+            task.add_done_callback(move |_| tracker.push_joined(erased));
+            if !task.add_settle_hook(self.tracker.clone(), SETTLED) {
+                self.tracker.settle();
+            }
+        }
+        task
+    }
+
+    /// Work the holder does not take: `work` is dropped (its `Drop` is user code:
+    /// caught), then the returned task finishes as cancelled and, in a joinable holder,
+    /// waits for `join_next`. All of that before this returns, or, when called from
+    /// inside finishing work (a done callback, or the `Drop` of other refused work),
+    /// before the outermost finishing call on this thread returns (CTX 3): a chain of
+    /// refusals runs in constant stack.
+    fn refuse<T: Send + 'static, W: 'static>(&self, name: Option<&str>, work: W) -> Task<T> {
+        let task = Task::refused(name);
+        let joined = self.joinable.then(|| {
+            // Counted until it is in the joined queue, so `join_next` waits for it.
+            self.tracker.unsettled.fetch_add(1, Relaxed);
+            self.tracker.clone()
+        });
+        let t = task.clone();
+        run_or_defer(move || {
+            drop_caught(work);
+            t.finish_refused();
+            if let Some(tracker) = joined {
+                tracker.push_joined(t.erased());
+                tracker.settle();
+            }
+        });
+        task
+    }
+
+    /// This task's turn under the limit: `reserved` is a slot taken beforehand (by
+    /// [`TaskHolderHandle::reserve`]; `None` inside: no limit, or the holder is done);
+    /// without one, a free slot is taken now if there is one, else the task waits.
+    fn turn(&self, reserved: Option<Option<OwnedSemaphorePermit>>) -> Turn {
+        match (&self.tracker.limit, reserved) {
+            (None, _) => Turn::default(),
+            (Some(_), Some(permit)) => Turn {
+                permit,
+                wait: false,
+            },
+            (Some(limit), None) => match limit.clone().try_acquire_owned() {
+                Ok(permit) => Turn {
+                    permit: Some(permit),
+                    wait: false,
+                },
+                Err(_) => Turn {
+                    permit: None,
+                    wait: true,
+                },
+            },
+        }
     }
 
     /// A task not spawned yet, linked to the holder and held (made before it is spawned,
-    /// so it cannot finish before it is held: one state lock, no callback to register);
-    /// on a closed holder, cancelled (aborted as soon as it is spawned) and not held.
-    /// Either way it is counted as unsettled until it ends, and must be launched.
+    /// so it cannot finish before it is held: one state lock, no callback to register),
+    /// counted as unsettled until it ends; it must be launched. `None` on a closed
+    /// holder (nothing counted). A task holding a slot (`turn.permit`) gives the slot
+    /// back when it is released, so `pending()` never exceeds the limit on its account.
     fn hold<T: Send + 'static>(
         &self,
         name: Option<&str>,
         abortable: bool,
         report: bool,
-    ) -> Task<T> {
-        let report = if report { REPORT } else { 0 };
-        let hook = self.tracker.clone() as Arc<dyn DoneHook>;
-        // Counted before it can settle: it settles once, however it ends.
-        self.tracker.unsettled.fetch_add(1, Relaxed);
-        let mut st = lock(&self.tracker.state);
-        if st.closed {
-            drop(st);
-            let task = Task::unspawned(name, Link { hook, key: report });
-            task.cancel();
-            return task;
+        turn: &mut Turn,
+    ) -> Option<Task<T>> {
+        let mut key = if report { REPORT } else { 0 } | HELD;
+        if turn.permit.is_some() {
+            key |= SLOT;
         }
-        let key = st.tasks.next_seq() << SHIFT | HELD | report;
-        let task = Task::unspawned(name, Link { hook, key });
-        st.tasks.insert(task.erased(), task.id(), abortable);
-        task
+        let hook = self.tracker.clone() as Arc<dyn DoneHook>;
+        let task = {
+            let mut st = lock(&self.tracker.state);
+            if self.refuses(&st) {
+                return None;
+            }
+            // Counted before it can settle (under the lock: `try_close` sees it).
+            self.tracker.unsettled.fetch_add(1, Relaxed);
+            let key = key | st.tasks.next_seq() << SHIFT;
+            let task = Task::unspawned(name, Link { hook, key });
+            st.tasks.insert(task.erased(), task.id(), abortable);
+            task
+        };
+        if let Some(permit) = turn.permit.take() {
+            permit.forget(); // `Tracker::release` adds it back
+        }
+        Some(task)
     }
 
     /// Makes a held task and spawns `fut` as its future on the holder's context's
-    /// runtime (else the current one), waiting for its turn under the limit.
+    /// runtime (else the current one), under the limit; gives `fut` back on a closed
+    /// holder.
     ///
     /// # Panics
     /// Without a runtime (the task is then finished as cancelled and released).
     #[track_caller]
-    fn spawn<T, F>(&self, name: Option<&str>, fut: F, abortable: bool, report: bool) -> Task<T>
+    fn try_spawn<T, F>(
+        &self,
+        fut: F,
+        report: bool,
+        reserved: Option<Option<OwnedSemaphorePermit>>,
+    ) -> Result<Task<T>, Refused<F>>
     where
         T: Send + 'static,
         F: Future<Output = T> + Send + 'static,
     {
-        let task = self.hold(name, abortable, report);
+        let mut turn = self.turn(reserved);
+        let Some(task) = self.hold(None, true, report, &mut turn) else {
+            return Err(Refused::new(fut));
+        };
+        self.launch(&task, fut, turn.wait.then_some(None));
+        Ok(task)
+    }
+
+    /// Spawns a held task's future on the holder's runtime, after waiting for a slot
+    /// when `wait` says so (`Some(ctx)`: the task's context, shown waiting meanwhile).
+    #[track_caller]
+    fn launch<T, F>(&self, task: &Task<T>, fut: F, wait: Option<Option<Ctx>>)
+    where
+        T: Send + 'static,
+        F: Future<Output = T> + Send + 'static,
+    {
         let handle = self.runtime.as_ref();
-        match &self.limit {
-            None => task.launch(fut, handle),
-            Some(limit) => task.launch(limited(limit.clone(), fut), handle),
+        match (wait, &self.tracker.limit) {
+            (Some(ctx), Some(limit)) => task.launch(limited(limit.clone(), fut, ctx), handle),
+            _ => task.launch(fut, handle),
         }
-        task
     }
 
     /// Spawns a `!Send` future as a held task on the current `LocalSet`, under the limit.
     #[track_caller]
-    fn spawn_local<T, F>(&self, fut: F, report: bool) -> Task<T>
+    fn try_spawn_local<T, F>(&self, fut: F, report: bool) -> Result<Task<T>, Refused<F>>
     where
         T: Send + 'static,
         F: Future<Output = T> + 'static,
     {
-        let task = self.hold(None, true, report);
-        match &self.limit {
-            None => task.launch_local(fut),
-            Some(limit) => task.launch_local(limited(limit.clone(), fut)),
+        let mut turn = self.turn(None);
+        let Some(task) = self.hold(None, true, report, &mut turn) else {
+            return Err(Refused::new(fut));
+        };
+        match (turn.wait, &self.tracker.limit) {
+            (true, Some(limit)) => task.launch_local(limited(limit.clone(), fut, None)),
+            _ => task.launch_local(fut),
         }
-        task
+        Ok(task)
+    }
+
+    /// Holds a task named `name` running `work(ctx)` on a child context of the holder's
+    /// (also named `name`); gives `work` back, uncalled, on a closed holder.
+    ///
+    /// A panic in `work` (the call, not the future) fails the task with it.
+    #[track_caller]
+    fn try_scoped<T, F, Fut>(
+        &self,
+        name: Cow<'static, str>,
+        work: F,
+        report: bool,
+        reserved: Option<Option<OwnedSemaphorePermit>>,
+    ) -> Result<Task<T>, Refused<F>>
+    where
+        T: Send + 'static,
+        F: FnOnce(Ctx) -> Fut,
+        Fut: Future<Output = T> + Send + 'static,
+    {
+        let mut turn = self.turn(reserved);
+        let Some(task) = self.hold(Some(&name), false, report, &mut turn) else {
+            return Err(Refused::new(work));
+        };
+        let guard = self.ctx.child(name).drop_guard();
+        let ctx = guard.ctx().clone();
+        if turn.wait {
+            ctx.set_waiting(true);
+        }
+        // User code; the task is held already, so it must be launched whatever happens.
+        match std::panic::catch_unwind(AssertUnwindSafe(|| work(ctx.clone()))) {
+            Ok(fut) => {
+                let fut = async move {
+                    let _guard = guard; // cancels the task's context when the task ends
+                    fut.await
+                };
+                self.launch(&task, fut, turn.wait.then_some(Some(ctx)));
+            }
+            Err(panic) => {
+                drop(guard);
+                self.launch(&task, async move { std::panic::resume_unwind(panic) }, None);
+            }
+        }
+        Ok(task)
     }
 
     /// Cancels the holder's context (scoped work sees it and returns) and aborts the
@@ -514,11 +718,33 @@ impl Inner {
     }
 }
 
-/// `fut` after taking its turn under `limit`.
-async fn limited<F: Future>(limit: Arc<Semaphore>, fut: F) -> F::Output {
+/// Drops refused work (user code): a panic is caught and logged, and its payload is
+/// dropped under a catch of its own (`panics::catch`), so what follows the drop always
+/// runs.
+fn drop_caught<W>(work: W) {
+    if let Err(e) = super::panics::catch(move || drop(work)) {
+        tracing::error!(error = %e, "dropping refused work panicked");
+    }
+}
+
+/// `fut` after taking its turn under `limit`; `waiting` (a scoped task's context) is
+/// marked waiting until then.
+async fn limited<F: Future>(limit: Arc<Semaphore>, fut: F, waiting: Option<Ctx>) -> F::Output {
     // The semaphore is never closed, so acquiring cannot fail.
     let _turn = limit.acquire_owned().await;
+    if let Some(ctx) = waiting {
+        ctx.set_waiting(false);
+    }
     fut.await
+}
+
+/// A new task's turn under the limit (see [`Inner::turn`]).
+#[derive(Default)]
+struct Turn {
+    /// A slot taken for it.
+    permit: Option<OwnedSemaphorePermit>,
+    /// No slot was free: the task waits for one before its future starts.
+    wait: bool,
 }
 
 /// A cloneable handle to a holder for adding work from anywhere (inside held tasks, say).
@@ -544,9 +770,14 @@ impl TaskHolderHandle {
     ///
     /// Errors and panics are logged through the holder's context (the seed's default);
     /// [`spawn_silent`](Self::spawn_silent) does not log them. With a
-    /// [limit](TaskHolderBuilder::limit) the future waits for its turn before it starts.
-    /// On a finished or cancelled holder the task is cancelled at once and not held (its
-    /// future is never polled).
+    /// [limit](TaskHolderBuilder::limit) the future waits for its turn before it starts
+    /// ([`reserve`](Self::reserve) waits before adding instead).
+    ///
+    /// # Refused work
+    /// On a finished holder, or one whose context is done, `fut` is dropped unpolled and
+    /// the returned task has already finished as cancelled (its done callbacks ran); a
+    /// joinable holder hands it out from `join_next` like every other task.
+    /// [`try_spawn`](Self::try_spawn) gives `fut` back instead.
     ///
     /// # Panics
     /// Without a tokio runtime (the context's or the current one); nothing stays held.
@@ -556,7 +787,44 @@ impl TaskHolderHandle {
         T: Send + 'static,
         F: Future<Output = T> + Send + 'static,
     {
-        self.inner.spawn(None, fut, true, true)
+        self.inner
+            .try_spawn(fut, true, None)
+            .unwrap_or_else(|r| self.inner.refuse(None, r.into_inner()))
+    }
+
+    /// Like [`spawn`](Self::spawn), but a closed holder gives `fut` back, unpolled.
+    ///
+    /// # Errors
+    /// [`Refused`] holding `fut` when the holder has finished or its context is done.
+    ///
+    /// # Panics
+    /// Without a tokio runtime (the context's or the current one).
+    ///
+    /// # Example
+    /// ```
+    /// use machinery::helpers as hp;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let ctx = hp::Ctx::beginning("app");
+    /// let ts = hp::task_holder(&ctx);
+    /// let handle = ts.handle();
+    /// ts.finish().await;
+    /// let last_batch = vec!["a", "b"];
+    /// match handle.try_spawn(async move { last_batch.len() }) {
+    ///     Ok(task) => drop(task),
+    ///     // Not run and not dropped: the future and the batch it owns come back.
+    ///     Err(refused) => assert_eq!(refused.into_inner().await, 2),
+    /// }
+    /// # }
+    /// ```
+    #[track_caller]
+    pub fn try_spawn<T, F>(&self, fut: F) -> Result<Task<T>, Refused<F>>
+    where
+        T: Send + 'static,
+        F: Future<Output = T> + Send + 'static,
+    {
+        self.inner.try_spawn(fut, true, None)
     }
 
     /// Like [`spawn`](Self::spawn), but failures are not logged (the seed's
@@ -570,12 +838,30 @@ impl TaskHolderHandle {
         T: Send + 'static,
         F: Future<Output = T> + Send + 'static,
     {
-        self.inner.spawn(None, fut, true, false)
+        self.inner
+            .try_spawn(fut, false, None)
+            .unwrap_or_else(|r| self.inner.refuse(None, r.into_inner()))
+    }
+
+    /// Like [`try_spawn`](Self::try_spawn), but failures are not logged.
+    ///
+    /// # Errors
+    /// [`Refused`] holding `fut` when the holder has finished or its context is done.
+    ///
+    /// # Panics
+    /// Without a tokio runtime (the context's or the current one).
+    #[track_caller]
+    pub fn try_spawn_silent<T, F>(&self, fut: F) -> Result<Task<T>, Refused<F>>
+    where
+        T: Send + 'static,
+        F: Future<Output = T> + Send + 'static,
+    {
+        self.inner.try_spawn(fut, false, None)
     }
 
     /// Spawns a `!Send` future as a held task on the current
     /// [`LocalSet`](tokio::task::LocalSet) (as `JoinSet::spawn_local`); failures are
-    /// logged as with [`spawn`](Self::spawn).
+    /// logged as with [`spawn`](Self::spawn). Refused work as with `spawn`.
     ///
     /// # Panics
     /// Outside a `LocalSet`.
@@ -585,7 +871,9 @@ impl TaskHolderHandle {
         T: Send + 'static,
         F: Future<Output = T> + 'static,
     {
-        self.inner.spawn_local(fut, true)
+        self.inner
+            .try_spawn_local(fut, true)
+            .unwrap_or_else(|r| self.inner.refuse(None, r.into_inner()))
     }
 
     /// Like [`spawn_local`](Self::spawn_local), but failures are not logged.
@@ -598,7 +886,41 @@ impl TaskHolderHandle {
         T: Send + 'static,
         F: Future<Output = T> + 'static,
     {
-        self.inner.spawn_local(fut, false)
+        self.inner
+            .try_spawn_local(fut, false)
+            .unwrap_or_else(|r| self.inner.refuse(None, r.into_inner()))
+    }
+
+    /// Like [`spawn_local`](Self::spawn_local), but a closed holder gives `fut` back.
+    ///
+    /// # Errors
+    /// [`Refused`] holding `fut` when the holder has finished or its context is done.
+    ///
+    /// # Panics
+    /// Outside a `LocalSet`.
+    ///
+    /// # Example
+    /// ```
+    /// use machinery::helpers as hp;
+    /// use std::rc::Rc;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let ctx = hp::Ctx::beginning("app");
+    /// let ts = hp::task_holder(&ctx);
+    /// ts.cancel_all();
+    /// let local = Rc::new(5);
+    /// let refused = ts.try_spawn_local(async move { *local }).unwrap_err();
+    /// assert_eq!(refused.into_inner().await, 5); // run here instead
+    /// # }
+    /// ```
+    #[track_caller]
+    pub fn try_spawn_local<T, F>(&self, fut: F) -> Result<Task<T>, Refused<F>>
+    where
+        T: Send + 'static,
+        F: Future<Output = T> + 'static,
+    {
+        self.inner.try_spawn_local(fut, true)
     }
 
     /// Spawns `work(ctx)` as a held task named `name`, where `ctx` is a child of the
@@ -610,8 +932,15 @@ impl TaskHolderHandle {
     /// doing, clean up and return, and [`TaskHolder::finish`] waits for that. Work that
     /// ignores `ctx` keeps `finish` waiting. The context is cancelled when the task ends
     /// (however it ends). Failures are logged ([`spawn_scoped_silent`](Self::spawn_scoped_silent)
-    /// does not log them); the [limit](TaskHolderBuilder::limit) applies. On a finished or
-    /// cancelled holder `work` is not called, and the task is cancelled at once.
+    /// does not log them); the [limit](TaskHolderBuilder::limit) applies (while the task
+    /// waits for its turn, `Ctx::tree()` shows its context `[waiting]`). A panic in
+    /// `work` itself (before it returns its future) fails the task with that panic.
+    ///
+    /// # Refused work
+    /// On a finished holder, or one whose context is done, `work` is dropped without
+    /// being called and the returned task has already finished as cancelled (its done
+    /// callbacks ran); a joinable holder hands it out from `join_next`.
+    /// [`try_spawn_scoped`](Self::try_spawn_scoped) gives `work` back instead.
     ///
     /// # Panics
     /// Without a tokio runtime (the context's or the current one).
@@ -619,10 +948,54 @@ impl TaskHolderHandle {
     pub fn spawn_scoped<T, F, Fut>(&self, name: impl Into<Cow<'static, str>>, work: F) -> Task<T>
     where
         T: Send + 'static,
+        F: FnOnce(Ctx) -> Fut + 'static,
+        Fut: Future<Output = T> + Send + 'static,
+    {
+        let name = name.into();
+        match self.inner.try_scoped(name.clone(), work, true, None) {
+            Ok(task) => task,
+            Err(r) => self.inner.refuse(Some(&name), r.into_inner()),
+        }
+    }
+
+    /// Like [`spawn_scoped`](Self::spawn_scoped), but a closed holder gives `work` back,
+    /// uncalled.
+    ///
+    /// # Errors
+    /// [`Refused`] holding `work` when the holder has finished or its context is done.
+    ///
+    /// # Panics
+    /// Without a tokio runtime (the context's or the current one).
+    ///
+    /// # Example
+    /// ```
+    /// use machinery::helpers as hp;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let ctx = hp::Ctx::beginning("shipper");
+    /// let ts = hp::task_holder(&ctx);
+    /// ctx.cancel();
+    /// let batch = vec![1, 2, 3];
+    /// let ship = move |_ctx: hp::Ctx| async move { batch.len() };
+    /// let Err(refused) = ts.try_spawn_scoped("ship", ship) else { unreachable!() };
+    /// // Uncalled: ship the final batch here instead.
+    /// let ship = refused.into_inner();
+    /// assert_eq!(ship(hp::Ctx::beginning("last")).await, 3);
+    /// # }
+    /// ```
+    #[track_caller]
+    pub fn try_spawn_scoped<T, F, Fut>(
+        &self,
+        name: impl Into<Cow<'static, str>>,
+        work: F,
+    ) -> Result<Task<T>, Refused<F>>
+    where
+        T: Send + 'static,
         F: FnOnce(Ctx) -> Fut,
         Fut: Future<Output = T> + Send + 'static,
     {
-        self.scoped(name.into(), work, true)
+        self.inner.try_scoped(name.into(), work, true, None)
     }
 
     /// Like [`spawn_scoped`](Self::spawn_scoped), but failures are not logged.
@@ -637,40 +1010,77 @@ impl TaskHolderHandle {
     ) -> Task<T>
     where
         T: Send + 'static,
-        F: FnOnce(Ctx) -> Fut,
+        F: FnOnce(Ctx) -> Fut + 'static,
         Fut: Future<Output = T> + Send + 'static,
     {
-        self.scoped(name.into(), work, false)
+        let name = name.into();
+        match self.inner.try_scoped(name.clone(), work, false, None) {
+            Ok(task) => task,
+            Err(r) => self.inner.refuse(Some(&name), r.into_inner()),
+        }
     }
 
+    /// Like [`try_spawn_scoped`](Self::try_spawn_scoped), but failures are not logged.
+    ///
+    /// # Errors
+    /// [`Refused`] holding `work` when the holder has finished or its context is done.
+    ///
+    /// # Panics
+    /// Without a tokio runtime (the context's or the current one).
     #[track_caller]
-    fn scoped<T, F, Fut>(&self, name: Cow<'static, str>, work: F, report: bool) -> Task<T>
+    pub fn try_spawn_scoped_silent<T, F, Fut>(
+        &self,
+        name: impl Into<Cow<'static, str>>,
+        work: F,
+    ) -> Result<Task<T>, Refused<F>>
     where
         T: Send + 'static,
         F: FnOnce(Ctx) -> Fut,
         Fut: Future<Output = T> + Send + 'static,
     {
-        if self.is_closed() {
-            // Do not even start it: it would run on a context that is already done.
-            drop(work);
-            return self
-                .inner
-                .spawn(Some(&name), std::future::pending::<T>(), true, report);
-        }
-        let guard = self.inner.ctx.child(name.clone()).drop_guard();
-        let fut = work(guard.ctx().clone());
-        let fut = async move {
-            let _guard = guard; // cancels the task's context when the task ends
-            fut.await
-        };
-        self.inner.spawn(Some(&name), fut, false, report)
+        self.inner.try_scoped(name.into(), work, false, None)
     }
 
     /// Holds a task spawned elsewhere until it finishes, and returns it (the seed's
     /// `add_task`). Its failures are not logged by the holder.
+    ///
+    /// # Refused work
+    /// On a finished holder, or one whose context is done, the task is cancelled and
+    /// not held. It runs elsewhere, so it finishes (cancelled, unless it finished
+    /// already) once its runtime has dropped its future, which may be after this
+    /// returns; a joinable holder hands it out from `join_next` then.
+    /// [`try_add_task`](Self::try_add_task) gives it back uncancelled instead.
     pub fn add_task<T: Send + 'static>(&self, task: Task<T>) -> Task<T> {
-        self.inner.track(&task);
-        task
+        self.inner
+            .try_track(task)
+            .unwrap_or_else(|r| self.inner.refuse_task(r.into_inner()))
+    }
+
+    /// Like [`add_task`](Self::add_task), but a closed holder gives the task back,
+    /// untouched (still running).
+    ///
+    /// # Errors
+    /// [`Refused`] holding the task when the holder has finished or its context is done.
+    ///
+    /// # Example
+    /// ```
+    /// use machinery::helpers as hp;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let ctx = hp::Ctx::beginning("app");
+    /// let ts = hp::task_holder(&ctx);
+    /// ctx.cancel();
+    /// let task = hp::Task::spawn(async { 7 });
+    /// let task = ts.try_add_task(task).unwrap_err().into_inner();
+    /// assert_eq!(task.await.unwrap(), 7); // not cancelled: it ran to the end
+    /// # }
+    /// ```
+    pub fn try_add_task<T: Send + 'static>(
+        &self,
+        task: Task<T>,
+    ) -> Result<Task<T>, Refused<Task<T>>> {
+        self.inner.try_track(task)
     }
 
     /// How many held tasks have not finished. Already 0 inside the done callbacks of
@@ -700,28 +1110,35 @@ impl TaskHolderHandle {
     ///
     /// Needs a [`joinable`](TaskHolderBuilder::joinable) holder (others forget tasks as
     /// they finish, so this returns `None` at once). The task's output is taken with
-    /// [`AnyTask::downcast`] and [`Task::join`]. Several callers each get different tasks.
+    /// [`AnyTask::downcast`] and [`Task::join`]; a [`JoinHolder`] of one output type
+    /// gives outputs directly. Several callers each get different tasks. Work the
+    /// holder refused (added after it closed) comes out here too, cancelled.
+    ///
+    /// Takes part in tokio's cooperative budget, as `JoinSet::join_next` does: a loop
+    /// draining many finished tasks yields to the scheduler now and then.
     ///
     /// # Cancel safety
     /// Cancel safe: a task is taken only in the poll that returns it.
     pub async fn join_next(&self) -> Option<AnyTask> {
-        loop {
-            let notified = self.inner.tracker.joinable.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            {
-                let mut st = lock(&self.inner.tracker.state);
-                let idle = st.tasks.is_empty() && self.inner.tracker.unsettled.load(Acquire) == 0;
-                let joined = st.joined.as_mut()?;
-                if let Some(task) = joined.pop_front() {
-                    return Some(task);
-                }
-                if idle {
-                    return None;
-                }
-            }
-            notified.await;
-        }
+        self.inner.join_next().await
+    }
+
+    /// The next finished task if one is waiting to be joined, without waiting (as
+    /// `JoinSet::try_join_next`); `None` also while tasks are still running.
+    pub fn try_join_next(&self) -> Option<AnyTask> {
+        self.inner.try_join_next()
+    }
+
+    /// How many tasks the holder has: pending ones plus, in a joinable holder, finished
+    /// ones not yet taken by `join_next` (as `JoinSet::len`).
+    pub fn len(&self) -> usize {
+        let st = lock(&self.inner.tracker.state);
+        st.tasks.len() + st.joined.as_ref().map_or(0, VecDeque::len)
+    }
+
+    /// Whether [`len`](Self::len) is 0.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// The holder's child context (named by [`TaskHolderBuilder::name`]).
@@ -731,7 +1148,8 @@ impl TaskHolderHandle {
 
     /// Whether the holder takes no new work (finished, dropped, or its context is done).
     pub fn is_closed(&self) -> bool {
-        lock(&self.inner.tracker.state).closed
+        let st = lock(&self.inner.tracker.state);
+        self.inner.refuses(&st)
     }
 }
 

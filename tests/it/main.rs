@@ -14,6 +14,8 @@ mod ctx_waiters;
 mod event;
 mod future;
 mod generator;
+mod holder_join;
+mod holder_refusal;
 mod hostile_core;
 mod hostile_holder;
 mod hostile_holder_link;

@@ -535,6 +535,12 @@ impl Ctx {
         display::tree(&self.node)
     }
 
+    /// Marks the work behind this context as waiting for a turn (a task holder's task
+    /// waiting for a `limit` slot): `tree()` shows it as `[waiting]` while it is pending.
+    pub(crate) fn set_waiting(&self, waiting: bool) {
+        self.node.set_waiting(waiting);
+    }
+
     /// How many children exist right now, finished or not (a child leaves when its last
     /// handle is dropped).
     pub fn child_count(&self) -> usize {

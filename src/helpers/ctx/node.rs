@@ -30,7 +30,7 @@
 
 use std::borrow::Cow;
 use std::sync::OnceLock;
-use std::sync::atomic::Ordering::{Acquire, Release};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::task::Waker;
 
 use slab::Slab;
@@ -43,7 +43,7 @@ use super::super::error::{Error, Failure};
 use super::super::protocols::CallbackHandle;
 use super::Ctx;
 use super::log::Logger;
-use crate::sync::{Arc, AtomicU8, Mutex, Weak, lock};
+use crate::sync::{Arc, AtomicBool, AtomicU8, Mutex, Weak, lock};
 
 const PENDING: u8 = 0;
 const DONE: u8 = 1;
@@ -68,6 +68,9 @@ pub(crate) struct Extras {
 
 pub(crate) struct Node {
     state: AtomicU8,
+    /// A task holder's task behind this context waits for a `limit` slot (shown by
+    /// `tree()`; beside `state` so it costs no space).
+    waiting: AtomicBool,
     /// The own error, when the own outcome is one (set before OWN_ERROR is published).
     own_err: OnceLock<Error>,
     inner: Mutex<Inner>,
@@ -170,6 +173,7 @@ impl Node {
     pub(crate) fn root(name: Cow<'static, str>, extras: Option<Box<Extras>>) -> Arc<Node> {
         Arc::new(Node {
             state: AtomicU8::new(PENDING),
+            waiting: AtomicBool::new(false),
             own_err: OnceLock::new(),
             inner: Mutex::new(Inner::default()),
             parent: None,
@@ -206,6 +210,7 @@ impl Node {
             entry.insert(weak.clone());
             Node {
                 state: AtomicU8::new(state),
+                waiting: AtomicBool::new(false),
                 own_err: OnceLock::new(),
                 inner: Mutex::new(Inner::default()),
                 parent: Some(parent.clone()),
@@ -224,6 +229,17 @@ impl Node {
     /// also sees the outcome written before it.
     pub(crate) fn done(&self) -> bool {
         self.state.load(Acquire) & DONE != 0
+    }
+
+    /// Marks the work behind this context as waiting for its turn (or not).
+    pub(crate) fn set_waiting(&self, waiting: bool) {
+        // Relaxed: a display hint only, read by `tree()`; nothing else depends on it.
+        self.waiting.store(waiting, Relaxed);
+    }
+
+    /// Whether the work behind this context waits for its turn.
+    pub(crate) fn waiting(&self) -> bool {
+        self.waiting.load(Relaxed)
     }
 
     /// This node's own outcome, if it has one.
@@ -572,6 +588,7 @@ impl Node {
         };
         let stand_in = Arc::new(Node {
             state: AtomicU8::new(DONE | OWN_CANCELLED),
+            waiting: AtomicBool::new(false),
             own_err: OnceLock::new(),
             inner: Mutex::new(Inner {
                 rest: Some(Box::new(firing)),

@@ -48,6 +48,7 @@ impl CtxState {
             Some(Failure::Cancelled) => CtxState::Cancelled,
             Some(Failure::Error(e)) => CtxState::Failed(e),
             None if node.done() => CtxState::DoneByAncestor,
+            None if node.waiting() => CtxState::Waiting,
             None => CtxState::Pending,
         }
     }

@@ -131,7 +131,7 @@ impl TaskHolderHandle {
     where
         T: Send + 'static,
         E: Into<BoxError>,
-        F: FnOnce(Ctx) -> Fut,
+        F: FnOnce(Ctx) -> Fut + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
         let inner = std::sync::Arc::downgrade(&self.inner);
