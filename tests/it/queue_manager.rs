@@ -1229,3 +1229,40 @@ async fn a_produced_feed_carries_its_own_context() {
         ]
     );
 }
+
+/// Issue 22 item 7: the entry queue gives its memory back once a burst is consumed (as
+/// tokio's channels free their blocks), on both runtimes.
+fn burst_then_consume_gives_the_queue_capacity_back(rt: tokio::runtime::Runtime) {
+    rt.block_on(async {
+        let ctx = hp::Ctx::beginning("t");
+        let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx, || ());
+        let burst = 200_000;
+        for i in 0..burst {
+            feeder.add_value(i);
+        }
+        let full = streamer.queue_capacity();
+        assert!(full >= burst as usize, "{full}");
+        for i in 0..burst {
+            let r = streamer.next().await.expect("a result");
+            assert_eq!(r.into_value(), Some(i));
+        }
+        let after = streamer.queue_capacity();
+        assert!(
+            after <= 2048,
+            "capacity after the burst was consumed: {after} (was {full})"
+        );
+        // The manager goes on as before.
+        feeder.add_value(7);
+        assert_eq!(streamer.next().await.and_then(R::into_value), Some(7));
+    });
+}
+
+#[test]
+fn memory_the_entry_queue_shrinks_after_a_burst_current_thread() {
+    burst_then_consume_gives_the_queue_capacity_back(common::current_thread());
+}
+
+#[test]
+fn memory_the_entry_queue_shrinks_after_a_burst_multi_thread() {
+    burst_then_consume_gives_the_queue_capacity_back(common::multi_thread_runtime());
+}

@@ -148,6 +148,10 @@
 //! # Memory and robustness
 //! A finished source leaves the table at once: a manager that lives for ever while
 //! millions of sources come and go holds only the live ones ([`QueueFeeder::live_sources`]).
+//! The entry queue gives its memory back once a burst is consumed: when three quarters
+//! of its capacity are unused (past 1 024 entries) it halves, so after 1 M queued values
+//! are taken a long-lived manager is back to a small queue (amortised O(1) per entry;
+//! a steady manager below 1 024 entries never reallocates).
 //! Source chains are bounded ([`Sources`], **differs from the original**). No user code
 //! runs and no user value is dropped under the manager's lock; a panic in user code
 //! (a source, its `Drop`, a task's `Clone`) is caught: the source fails, or (a `Drop`)

@@ -194,6 +194,13 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Streamer<V, C> {
             .collect()
     }
 
+    /// The capacity of the manager's entry queue, in entries: only for tests of the
+    /// memory given back after a burst (not part of the API).
+    #[doc(hidden)]
+    pub fn queue_capacity(&self) -> usize {
+        self.shared.queue_capacity()
+    }
+
     /// How many sources are live.
     pub fn live_sources(&self) -> usize {
         self.shared.live_sources()

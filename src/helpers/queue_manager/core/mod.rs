@@ -40,6 +40,11 @@ use crate::helpers::protocols::WaitByCallback;
 use crate::helpers::task::AnyTask;
 use crate::sync::{Mutex, MutexGuard, lock};
 
+/// The entry queue's capacity kept whatever happens: below it the queue never shrinks
+/// (a steady manager never reallocates), above it a queue three quarters unused gives
+/// half its capacity back.
+pub(crate) const SHRINK_ABOVE: usize = 1024;
+
 /// A source's context: shared by its results, cloned out when one is handed out.
 pub(crate) type Ctxt<C> = Option<Arc<C>>;
 /// A result whose context is still shared (or `None` when the source had none).
@@ -408,6 +413,11 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Shared<V, C> {
         results
     }
 
+    /// The entry queue's capacity (for the memory tests).
+    pub(crate) fn queue_capacity(&self) -> usize {
+        self.lock().queue.capacity()
+    }
+
     /// The generator sources the stop ended, to stop.
     pub(crate) fn take_stopping(&self) -> Stopping<V> {
         std::mem::take(&mut self.lock().stopping)
@@ -735,6 +745,20 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
         }
     }
 
+    /// Gives back half of the entry queue's capacity once it is three quarters unused
+    /// (a burst was consumed), as tokio's channels free their blocks. Halving keeps the
+    /// cost amortised O(1) per entry: each shrink moves fewer than a quarter of the
+    /// capacity it frees, and the queue must drain by half again before the next one.
+    #[cold]
+    #[inline(never)]
+    fn shrink_queue(&mut self) {
+        let target = (self.queue.capacity() / 2).max(SHRINK_ABOVE);
+        self.queue.shrink_to(target);
+        if self.woken.capacity() > SHRINK_ABOVE && self.woken.len() < self.woken.capacity() / 4 {
+            self.woken.shrink_to(SHRINK_ABOVE);
+        }
+    }
+
     fn next(&mut self, waker: &Waker, d: &mut Deferred<V>) -> Next<V, C> {
         loop {
             while let Some((key, number)) = self.woken.pop_front() {
@@ -748,6 +772,11 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
                 }
             }
             let entry = self.queue.pop_front();
+            // One compare per entry; the shrink itself is rare (module docs, "Memory").
+            if self.queue.capacity() > SHRINK_ABOVE && self.queue.len() < self.queue.capacity() / 4
+            {
+                self.shrink_queue();
+            }
             if !self.rewoken.is_empty() {
                 self.woken.extend(self.rewoken.drain(..));
                 if entry.is_none() {
