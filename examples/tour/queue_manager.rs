@@ -26,11 +26,13 @@ fn show(r: &R<String, &'static str>) -> String {
             sources,
             error,
             context,
+            ..
         } => format!("Failure {error} ctx={context:?} from {}", chain(sources)),
         R::IterationStop {
             sources,
             error,
             context,
+            ..
         } => {
             format!(
                 "IterationStop error={error:?} ctx={context:?} from {}",
@@ -44,7 +46,8 @@ fn show(r: &R<String, &'static str>) -> String {
 /// The worked example of the module docs, step by step, with the chains the model gives.
 async fn turns() {
     let root = hp::Ctx::beginning("turns");
-    let (mut streamer, feeder) = hp::queue_manager::<i32, &'static str>(&root, || "-");
+    let (mut streamer, feeder) =
+        hp::queue_manager_with_empty_context::<i32, &'static str>(&root, "queue_manager", || "-");
     feeder.add_sync_iterator_with_context([1, 2], "list"); // SYNC_ITERATOR#1: [St1]
     feeder.add_value(10); // VALUE#2: [St1, S10]
     feeder.add_sync_function(|| Feed::generator([20])); // #3 runs now, SYNC_GENERATOR#4
@@ -83,7 +86,7 @@ pub async fn run() {
     let root = hp::Ctx::beginning("app");
     let start = Instant::now();
     let (mut streamer, feeder) =
-        hp::queue_manager_named::<String, &'static str>(&root, "qm", || "-");
+        hp::queue_manager_with_empty_context::<String, &'static str>(&root, "qm", || "-");
 
     feeder.add_sync_function_with_context(|| "from a function".to_string(), "fn");
     feeder.add_value("a value".to_string());
@@ -124,7 +127,7 @@ pub async fn run() {
         "stream",
     );
     feeder.add_sync_function_with_context(
-        || Feed::<String>::error(hp::Error::msg("this one failed")),
+        || Feed::<String, &str>::error(hp::Error::msg("this one failed")),
         "bad",
     );
     feeder.add_coroutine_with_context(
