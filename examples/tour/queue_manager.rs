@@ -79,9 +79,42 @@ async fn turns() {
     );
 }
 
+/// One bad line and go on (`Feed::item_error`), then a stop: the rest of the iterator
+/// comes back in its `IterationStop`, to count or re-queue.
+async fn nothing_lost() {
+    let root = hp::Ctx::beginning("parser");
+    let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&root);
+    let lines = ["1", "x", "3", "4", "5"].map(|l| match l.parse::<u32>() {
+        Ok(n) => Feed::Value(n),
+        Err(e) => Feed::item_error(hp::Error::msg(format!("line {l:?}: {e}"))),
+    });
+    feeder.add_sync_iterator(lines);
+    let mut left = 0;
+    while let Some(mut r) = streamer.next().await {
+        if let Some(Feed::Iterator(rest)) = r.take_unread() {
+            left = rest.count();
+        }
+        match r {
+            R::Success { value, .. } => {
+                println!("  parsed {value}");
+                if value == 3 {
+                    streamer.ctx().cancel(); // stop: 4 is produced already, 5 is not
+                }
+            }
+            R::Failure { error, .. } => println!("  bad line, going on: {error}"),
+            R::IterationStop { error, .. } => println!("  iterator ended: {error:?}"),
+            R::Stopped { error } => println!("  stopped: {error:?}"),
+        }
+    }
+    println!("  lines handed back unread: {left}");
+    assert_eq!(left, 1);
+}
+
 pub async fn run() {
     println!("\n== queue manager: the turn model");
     turns().await;
+    println!("\n== queue manager: one bad item, a stop, and what comes back");
+    nothing_lost().await;
     println!("\n== queue manager");
     let root = hp::Ctx::beginning("app");
     let start = Instant::now();
