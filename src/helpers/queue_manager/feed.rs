@@ -195,7 +195,7 @@ impl<V, C> Feed<V, C> {
     /// The context's type is the manager's context type `C` (a `Feed<V, C>` names it),
     /// so a context of another type is a compile error:
     ///
-    /// ```compile_fail
+    /// ```compile_fail,E0308
     /// use machinery::helpers::Feed;
     /// // A manager of `u32` values with `String` contexts takes `Feed<u32, String>`.
     /// let feed: Feed<u32, String> = Feed::Value(1).with_context(5u32); // error[E0308]

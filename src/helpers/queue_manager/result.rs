@@ -405,6 +405,51 @@ impl<V, C> QueueManagerResult<V, C> {
 
     /// The unread rest of an iterator or stream (or the work a stop kept from starting)
     /// that this result hands back, by value (see the `unread` fields).
+    ///
+    /// An iterator ended by an error hands back its rest in its `IterationStop`:
+    /// ```
+    /// use futures::StreamExt;
+    /// use machinery::helpers::{self as hp, Feed, QueueManagerResult as R};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let ctx = hp::Ctx::beginning("app");
+    /// let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx);
+    /// feeder.add_sync_iterator([Feed::Value(1), Feed::error(hp::Error::msg("boom")), Feed::Value(2)]);
+    /// feeder.set_as_finished_if_out_of_sources();
+    /// let mut rest = None;
+    /// while let Some(mut r) = streamer.next().await {
+    ///     if let R::IterationStop { error: Some(_), .. } = r {
+    ///         rest = r.take_unread();
+    ///     }
+    /// }
+    /// let Some(Feed::Iterator(rest)) = rest else { panic!("the rest comes back") };
+    /// assert!(matches!(rest.collect::<Vec<_>>()[..], [Feed::Value(2)]));
+    /// # }
+    /// ```
+    ///
+    /// A function produced after the stop is not called: its `Failure` hands it back.
+    /// ```
+    /// use futures::StreamExt;
+    /// use machinery::helpers::{self as hp, Feed};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let ctx = hp::Ctx::beginning("app");
+    /// let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx);
+    /// let stop = streamer.ctx().clone();
+    /// // Runs inside the call: stops the manager, returns the next function.
+    /// feeder.add_sync_function(move || {
+    ///     stop.cancel();
+    ///     Feed::function(|| 7u32)
+    /// });
+    /// let mut back = Vec::new();
+    /// while let Some(mut r) = streamer.next().await {
+    ///     back.extend(r.take_unread());
+    /// }
+    /// let [Feed::Function(f)] = <[_; 1]>::try_from(back).ok().unwrap() else { panic!() };
+    /// assert!(matches!(f(), Feed::Value(7))); // the caller may still call it
+    /// assert_eq!(streamer.cut_short().len(), 1);
+    /// # }
+    /// ```
     pub fn take_unread(&mut self) -> Option<Feed<V, C>> {
         match self {
             Self::Failure { unread, .. } | Self::IterationStop { unread, .. } => {
