@@ -17,7 +17,9 @@
 //!    bodies, futures, sources and contexts leave the table into [`Deferred`], which runs
 //!    after unlocking, each piece under `catch_unwind`, so a panicking `Drop` cannot stop
 //!    the rest (cancelling, waking, registering). Contexts are cloned and made
-//!    (`make_empty_context`) when a result is handed out, outside the lock.
+//!    (`make_empty_context`) when a result is handed out, outside the lock. What a
+//!    source leaves unread (its body, a function not called, a future not spawned) is
+//!    moved into its result, never dropped under the lock.
 //! 5. No recursion grows with a user-controlled length: extending loops, deferred work
 //!    is a work list, chains are flat ([`Sources`]).
 
@@ -284,7 +286,7 @@ impl<V: Send + 'static, C: Send + Sync + 'static> Shared<V, C> {
         lock(&self.state)
     }
 
-    /// Gives a raw result its context (user code: `C::clone`, `make_empty_context`;
+    /// Gives a raw result its context (user code: `C::default` or `make_empty_context`;
     /// called with no lock held; a panic there reaches the consumer's poll).
     #[inline]
     pub(crate) fn resolve(&self, raw: Raw<V, C>) -> QueueManagerResult<V, C> {
