@@ -61,17 +61,29 @@ pub(crate) enum Raw<V, C> {
         sources: Sources,
         error: Failure,
         context: Ctxt<C>,
-        unread: Option<Box<Feed<V, C>>>,
     },
     IterationStop {
         sources: Sources,
         error: Option<Failure>,
         context: Ctxt<C>,
-        unread: Option<Box<Feed<V, C>>>,
     },
     Stopped {
         error: Option<Failure>,
     },
+    /// A `Failure` or an `IterationStop` handing back what its source left unread:
+    /// rare (once per source an error or the stop ended), so boxed, keeping every
+    /// entry of the queue as small as before.
+    Unread(Box<Unread<V, C>>),
+}
+
+/// The boxed body of [`Raw::Unread`].
+pub(crate) struct Unread<V, C> {
+    /// An `IterationStop` (else a `Failure`).
+    end: bool,
+    sources: Sources,
+    error: Failure,
+    context: Ctxt<C>,
+    unread: Feed<V, C>,
 }
 
 /// One entry of the queue (invariant 1).
@@ -305,24 +317,47 @@ impl<V: Send + 'static, C: Send + Sync + 'static> Shared<V, C> {
                 sources,
                 error,
                 context,
-                unread,
             } => QueueManagerResult::Failure {
                 sources,
                 error,
                 context: ctx(context),
-                unread,
+                unread: None,
             },
             Raw::IterationStop {
                 sources,
                 error,
                 context,
-                unread,
             } => QueueManagerResult::IterationStop {
                 sources,
                 error,
                 context: ctx(context),
-                unread,
+                unread: None,
             },
+            Raw::Unread(u) => {
+                let Unread {
+                    end,
+                    sources,
+                    error,
+                    context,
+                    unread,
+                } = *u;
+                let unread = Some(Box::new(unread));
+                if end {
+                    QueueManagerResult::IterationStop {
+                        sources,
+                        error: Some(error),
+                        context: ctx(context),
+                        unread,
+                    }
+                } else {
+                    QueueManagerResult::Failure {
+                        sources,
+                        error,
+                        context: ctx(context),
+                        unread,
+                    }
+                }
+            }
             Raw::Stopped { error } => QueueManagerResult::Stopped { error },
         }
     }
@@ -768,7 +803,30 @@ impl<V: Send + 'static, C: Send + Sync + 'static> State<V, C> {
             sources,
             error,
             context,
-            unread: None,
+        });
+    }
+
+    /// An `IterationStop` carrying `error`, handing back `unread` when there is one.
+    fn ended(
+        &mut self,
+        sources: Sources,
+        error: Failure,
+        context: Ctxt<C>,
+        unread: Option<Feed<V, C>>,
+    ) {
+        self.push(match unread {
+            Some(unread) => Raw::Unread(Box::new(Unread {
+                end: true,
+                sources,
+                error,
+                context,
+                unread,
+            })),
+            None => Raw::IterationStop {
+                sources,
+                error: Some(error),
+                context,
+            },
         });
     }
 
@@ -776,12 +834,13 @@ impl<V: Send + 'static, C: Send + Sync + 'static> State<V, C> {
     /// a `Failure` carrying the stop's failure at the back, the work handed back in it.
     fn refused(&mut self, sources: Sources, failure: Failure, context: Ctxt<C>, work: Feed<V, C>) {
         self.cut_short.push((sources.clone(), context.clone()));
-        self.push(Raw::Failure {
+        self.push(Raw::Unread(Box::new(Unread {
+            end: false,
             sources,
             error: failure,
             context,
-            unread: Some(Box::new(work)),
-        });
+            unread: work,
+        })));
     }
 
     /// Removes the source at `(key, number)`; the caller trashes it.
@@ -965,15 +1024,10 @@ impl<V: Send + 'static, C: Send + Sync + 'static> State<V, C> {
                     self.stopping.push(stream, failure.clone());
                     None
                 }
-                Some(Err(body)) => body.into_unread(kind).map(Box::new),
+                Some(Err(body)) => body.into_unread(kind),
                 None => None,
             };
-            self.push(Raw::IterationStop {
-                sources: s.chain.clone(),
-                error: Some(failure),
-                context: s.context.clone(),
-                unread,
-            });
+            self.ended(s.chain.clone(), failure, s.context.clone(), unread);
             d.trash(s);
         }
     }
@@ -1022,13 +1076,8 @@ impl<V: Send + 'static, C: Send + Sync + 'static> State<V, C> {
                     // source back (what it left unread).
                     let failure_ctx = own.or_else(|| s.context.clone());
                     self.failure(s.chain.clone(), error.clone(), failure_ctx);
-                    let unread = body.into_unread(s.chain.producer().kind()).map(Box::new);
-                    self.push(Raw::IterationStop {
-                        sources: s.chain.clone(),
-                        error: Some(error),
-                        context: s.context.clone(),
-                        unread,
-                    });
+                    let unread = body.into_unread(s.chain.producer().kind());
+                    self.ended(s.chain.clone(), error, s.context.clone(), unread);
                     d.trash(s);
                 } else {
                     d.trash(body);
@@ -1044,7 +1093,6 @@ impl<V: Send + 'static, C: Send + Sync + 'static> State<V, C> {
                         sources: s.chain.clone(),
                         error: None,
                         context: s.context.clone(),
-                        unread: None,
                     });
                     d.trash(s);
                 }
@@ -1241,5 +1289,17 @@ impl<V: Send + 'static, C: Send + Sync + 'static> State<V, C> {
                 None
             }
         }
+    }
+}
+
+#[cfg(all(test, target_pointer_width = "64"))]
+mod size {
+    /// A queued entry stays six words (48 bytes for `usize` values): results handing
+    /// back unread work are boxed (`Raw::Unread`), so 1 M queued values take 48 MiB,
+    /// not more.
+    #[test]
+    fn an_entry_of_the_queue_stays_six_words() {
+        assert_eq!(size_of::<super::Entry<usize, ()>>(), 48);
+        assert_eq!(size_of::<super::Raw<usize, ()>>(), 48);
     }
 }
