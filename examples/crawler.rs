@@ -33,7 +33,7 @@ type Seen = Arc<Mutex<HashSet<&'static str>>>;
 
 /// A page as a source: a future that fetches it and produces its text and, for every
 /// link not seen yet, the next page as a source with the link's URL as its context.
-fn page(url: &'static str, site: Site, seen: Seen) -> Feed<String> {
+fn page(url: &'static str, site: Site, seen: Seen) -> Feed<String, String> {
     Feed::future(async move {
         let (millis, links) = site[url].clone();
         tokio::time::sleep(Duration::from_millis(millis)).await;
@@ -56,7 +56,7 @@ async fn main() {
     let start = Instant::now();
     let site: Site = Arc::new(site());
     let seen: Seen = Arc::new(Mutex::new(HashSet::from(["/"])));
-    let (mut streamer, feeder) = hp::queue_manager::<String, String>(&crawl, String::new);
+    let (mut streamer, feeder) = hp::queue_manager::<String, String>(&crawl);
     feeder.add_value(page("/", site.clone(), seen.clone()));
 
     let mut fetched = Vec::new();
@@ -71,7 +71,7 @@ async fn main() {
             } => {
                 println!("{at:>5} ms  fetched {value}   (context {context}, chain {sources:?})");
                 assert_eq!(value.split(':').next(), Some(context.as_str()));
-                fetched.push(context);
+                fetched.push(context.to_string());
             }
             R::Stopped { error } => {
                 println!("{at:>5} ms  stopped: {error:?}");

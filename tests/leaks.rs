@@ -231,7 +231,8 @@ fn queue_managers_stopped_closed_and_dropped_are_freed() {
     check(|| async {
         let ctx = hp::Ctx::beginning("root");
         for round in 0..100u32 {
-            let (mut streamer, feeder) = hp::queue_manager::<u32, u32>(&ctx, || 0);
+            let (mut streamer, feeder) =
+                hp::queue_manager_with_empty_context::<u32, u32>(&ctx, "queue_manager", || 0);
             feeder.add_sync_iterator_with_context(0..50u32, round);
             let pause = Duration::from_millis(u64::from(round % 3));
             feeder.add_coroutine_with_context(

@@ -132,7 +132,7 @@ mod ours {
 
     pub async fn one_active(items: usize) -> Duration {
         let ctx = hp::Ctx::beginning("bench");
-        let (mut streamer, feeder) = hp::queue_manager::<usize, ()>(&ctx, || ());
+        let (mut streamer, feeder) = hp::queue_manager::<usize, ()>(&ctx);
         let start = Instant::now();
         for s in idle_and_one(items) {
             feeder.add_async_generator(s);
@@ -144,7 +144,7 @@ mod ours {
 
     pub async fn all_active(sources: usize, per: usize) -> Duration {
         let ctx = hp::Ctx::beginning("bench");
-        let (mut streamer, feeder) = hp::queue_manager::<usize, ()>(&ctx, || ());
+        let (mut streamer, feeder) = hp::queue_manager::<usize, ()>(&ctx);
         let start = Instant::now();
         for s in active(sources, per) {
             feeder.add_async_generator(s);
@@ -156,7 +156,7 @@ mod ours {
 
     pub async fn sync_iterator() -> Duration {
         let ctx = hp::Ctx::beginning("bench");
-        let (mut streamer, feeder) = hp::queue_manager::<usize, ()>(&ctx, || ());
+        let (mut streamer, feeder) = hp::queue_manager::<usize, ()>(&ctx);
         let start = Instant::now();
         feeder.add_sync_iterator(0..super::ACTIVE_ITEMS);
         feeder.set_as_finished_if_out_of_sources();

@@ -26,11 +26,13 @@ fn show(r: &R<String, &'static str>) -> String {
             sources,
             error,
             context,
+            ..
         } => format!("Failure {error} ctx={context:?} from {}", chain(sources)),
         R::IterationStop {
             sources,
             error,
             context,
+            ..
         } => {
             format!(
                 "IterationStop error={error:?} ctx={context:?} from {}",
@@ -44,7 +46,8 @@ fn show(r: &R<String, &'static str>) -> String {
 /// The worked example of the module docs, step by step, with the chains the model gives.
 async fn turns() {
     let root = hp::Ctx::beginning("turns");
-    let (mut streamer, feeder) = hp::queue_manager::<i32, &'static str>(&root, || "-");
+    let (mut streamer, feeder) =
+        hp::queue_manager_with_empty_context::<i32, &'static str>(&root, "queue_manager", || "-");
     feeder.add_sync_iterator_with_context([1, 2], "list"); // SYNC_ITERATOR#1: [St1]
     feeder.add_value(10); // VALUE#2: [St1, S10]
     feeder.add_sync_function(|| Feed::generator([20])); // #3 runs now, SYNC_GENERATOR#4
@@ -76,14 +79,47 @@ async fn turns() {
     );
 }
 
+/// One bad line and go on (`Feed::item_error`), then a stop: the rest of the iterator
+/// comes back in its `IterationStop`, to count or re-queue.
+async fn nothing_lost() {
+    let root = hp::Ctx::beginning("parser");
+    let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&root);
+    let lines = ["1", "x", "3", "4", "5"].map(|l| match l.parse::<u32>() {
+        Ok(n) => Feed::Value(n),
+        Err(e) => Feed::item_error(hp::Error::msg(format!("line {l:?}: {e}"))),
+    });
+    feeder.add_sync_iterator(lines);
+    let mut left = 0;
+    while let Some(mut r) = streamer.next().await {
+        if let Some(Feed::Iterator(rest)) = r.take_unread() {
+            left = rest.count();
+        }
+        match r {
+            R::Success { value, .. } => {
+                println!("  parsed {value}");
+                if value == 3 {
+                    streamer.ctx().cancel(); // stop: 4 is produced already, 5 is not
+                }
+            }
+            R::Failure { error, .. } => println!("  bad line, going on: {error}"),
+            R::IterationStop { error, .. } => println!("  iterator ended: {error:?}"),
+            R::Stopped { error } => println!("  stopped: {error:?}"),
+        }
+    }
+    println!("  lines handed back unread: {left}");
+    assert_eq!(left, 1);
+}
+
 pub async fn run() {
     println!("\n== queue manager: the turn model");
     turns().await;
+    println!("\n== queue manager: one bad item, a stop, and what comes back");
+    nothing_lost().await;
     println!("\n== queue manager");
     let root = hp::Ctx::beginning("app");
     let start = Instant::now();
     let (mut streamer, feeder) =
-        hp::queue_manager_named::<String, &'static str>(&root, "qm", || "-");
+        hp::queue_manager_with_empty_context::<String, &'static str>(&root, "qm", || "-");
 
     feeder.add_sync_function_with_context(|| "from a function".to_string(), "fn");
     feeder.add_value("a value".to_string());
@@ -124,7 +160,7 @@ pub async fn run() {
         "stream",
     );
     feeder.add_sync_function_with_context(
-        || Feed::<String>::error(hp::Error::msg("this one failed")),
+        || Feed::<String, &str>::error(hp::Error::msg("this one failed")),
         "bad",
     );
     feeder.add_coroutine_with_context(

@@ -43,8 +43,9 @@ pub use queue::{
     queue,
 };
 pub use queue_manager::{
-    CHAIN_KEEP, CutShort, Feed, FeedContext, QueueFeeder, QueueInput, QueueManagerResult, SourceId,
-    Sources, Streamer, TaskFeed, queue_manager, queue_manager_named, queue_manager_scoped,
+    CHAIN_KEEP, CutShort, Feed, QueueFeeder, QueueInput, QueueManagerResult, ResultContext,
+    SourceId, Sources, Streamer, TaskFeed, queue_manager, queue_manager_named,
+    queue_manager_scoped, queue_manager_with_empty_context,
 };
 pub use results::{find_and_apply_result, noncancelled_results_from_futs};
 pub use scope::{AsyncContextManager, ensure_aexit, using};

@@ -459,7 +459,7 @@ async fn waiting_for_nothing_returns_at_once() {
 async fn adding_to_a_stopped_queue_manager_ends_new_sources_with_the_stop_error() {
     use hp::QueueManagerResult as R;
     let ctx = hp::Ctx::beginning("app");
-    let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx, || ());
+    let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx);
     streamer.ctx().cancel();
     assert!(matches!(
         streamer.next().await,
@@ -502,7 +502,7 @@ async fn adding_to_a_stopped_queue_manager_ends_new_sources_with_the_stop_error(
 #[tokio::test(start_paused = true)]
 async fn adding_through_a_feeder_after_the_streamer_was_dropped_runs_nothing() {
     let ctx = hp::Ctx::beginning("app");
-    let (streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx, || ());
+    let (streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx);
     drop(streamer);
     assert!(feeder.is_stopped());
     let ran = Arc::new(AtomicUsize::new(0));
@@ -525,7 +525,7 @@ async fn adding_through_a_feeder_after_the_streamer_was_dropped_runs_nothing() {
 async fn queue_manager_with_no_sources_stops_at_once_when_told_to_finish() {
     use hp::QueueManagerResult as R;
     let ctx = hp::Ctx::beginning("app");
-    let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx, || ());
+    let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx);
     feeder.set_as_finished_if_out_of_sources();
     assert!(matches!(
         streamer.next().await,
@@ -538,7 +538,7 @@ async fn queue_manager_with_no_sources_stops_at_once_when_told_to_finish() {
 async fn queue_manager_empty_iterator_gives_only_its_iteration_stop() {
     use hp::QueueManagerResult as R;
     let ctx = hp::Ctx::beginning("app");
-    let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx, || ());
+    let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx);
     feeder.add_sync_iterator(std::iter::empty::<u32>());
     feeder.set_as_finished_if_out_of_sources();
     let all: Vec<R<u32, ()>> = streamer.by_ref().collect().await;
@@ -550,7 +550,7 @@ async fn queue_manager_empty_iterator_gives_only_its_iteration_stop() {
 #[tokio::test(start_paused = true)]
 async fn closing_a_queue_manager_twice_is_harmless() {
     let ctx = hp::Ctx::beginning("app");
-    let (streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx, || ());
+    let (streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx);
     feeder.add_coroutine(async {
         sleep(s(3600)).await;
         1u32

@@ -51,7 +51,7 @@ fn a_function_returning_the_next_function_a_million_times_delivers_with_a_bounde
         || {
             current_thread(async {
                 let ctx = hp::Ctx::beginning("app");
-                let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx, || ());
+                let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx);
                 let first = feeder.add_sync_function(|| hop(1_000_000));
                 let res = streamer.next().await.unwrap();
                 let R::Success { sources, value, .. } = &res else {
@@ -83,7 +83,7 @@ fn a_feed_with_its_context_replaced_a_hundred_thousand_times_does_not_nest() {
         module_path!(),
         "a_feed_with_its_context_replaced_a_hundred_thousand_times_does_not_nest",
         || {
-            let mut feed = Feed::<u32>::Value(1);
+            let mut feed = Feed::<u32, u32>::Value(1);
             for i in 0..100_000u32 {
                 feed = feed.with_context(i);
             }
@@ -108,7 +108,7 @@ fn sources_producing_sources_a_hundred_thousand_deep() {
         || {
             current_thread(async {
                 let ctx = hp::Ctx::beginning("app");
-                let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx, || ());
+                let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx);
                 feeder.add_value(nested(100_000));
                 feeder.set_as_finished_if_out_of_sources();
                 let mut ends = 0;
@@ -149,7 +149,7 @@ fn futures_resolving_to_futures_ten_thousand_deep() {
         || {
             current_thread(async {
                 let ctx = hp::Ctx::beginning("app");
-                let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx, || ());
+                let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx);
                 feeder.add_value(futures_deep(10_000));
                 let r = streamer.next().await.unwrap();
                 assert_eq!(r.value(), Some(&9));
@@ -168,7 +168,7 @@ fn dropping_a_manager_with_a_long_chain_still_queued_does_not_recurse() {
         || {
             current_thread(async {
                 let ctx = hp::Ctx::beginning("app");
-                let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx, || ());
+                let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx);
                 feeder.add_sync_function(|| hop(1_000_000));
                 // Take a few hops, then drop everything mid-way.
                 let _ = timeout(Duration::from_millis(1), streamer.next()).await;
@@ -192,7 +192,8 @@ fn panicking_stream() -> impl futures::Stream<Item = u32> + Send {
 
 async fn a_stream_drop_panicking_at_the_stop(multi: bool) {
     let ctx = hp::Ctx::beginning("app");
-    let (mut streamer, feeder) = hp::queue_manager::<u32, &'static str>(&ctx, || "-");
+    let (mut streamer, feeder) =
+        hp::queue_manager_with_empty_context::<u32, &'static str>(&ctx, "queue_manager", || "-");
     let dropped = Arc::new(AtomicUsize::new(0));
     feeder.add_async_generator_with_context(panicking_stream(), "s1");
     let flag = DropFlag(dropped.clone());
@@ -209,20 +210,38 @@ async fn a_stream_drop_panicking_at_the_stop(multi: bool) {
         sleep(Duration::from_millis(10)).await;
         c.cancel();
     });
-    // The consumer waits; the stop must wake it although both streams' Drop panic.
+    // The consumer waits; the stop must wake it although both streams' Drop panic. The
+    // streams the stop cut short come back in their `IterationStop` (issue 23 item 6):
+    // their panicking `Drop` runs where the consumer drops them (caught here).
     let got: Vec<String> = streamer
         .by_ref()
-        .map(|r| match r {
-            R::Stopped { error } => format!("stopped {error:?}"),
-            R::IterationStop { context, .. } => format!("end {context}"),
-            R::Failure { context, .. } => format!("fail {context}"),
-            R::Success { context, .. } => format!("ok {context}"),
+        .map(|mut r| {
+            let unread = r.take_unread().map(|u| {
+                let kind = format!("{:?}", u.kind());
+                let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(u)));
+                format!(
+                    " unread {kind} drop {}",
+                    if dropped.is_err() { "panicked" } else { "ok" }
+                )
+            });
+            let unread = unread.unwrap_or_default();
+            match r {
+                R::Stopped { error } => format!("stopped {error:?}"),
+                R::IterationStop { context, .. } => format!("end {context}{unread}"),
+                R::Failure { context, .. } => format!("fail {context}{unread}"),
+                R::Success { context, .. } => format!("ok {context}"),
+            }
         })
         .collect()
         .await;
     assert_eq!(
         got,
-        ["stopped Some(Cancelled)", "end s1", "fail c", "end s2"],
+        [
+            "stopped Some(Cancelled)",
+            "end s1 unread Some(ASYNC_GENERATOR) drop panicked",
+            "fail c",
+            "end s2 unread Some(ASYNC_GENERATOR) drop panicked"
+        ],
         "multi-thread: {multi}"
     );
     // The pending coroutine was cancelled and its future dropped.
@@ -247,7 +266,7 @@ fn a_panicking_drop_of_an_exhausted_iterator_is_caught_and_the_manager_goes_on()
     with_watchdog(|| {
         current_thread(async {
             let ctx = hp::Ctx::beginning("app");
-            let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx, || ());
+            let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx);
             let guard = PanicOnDrop("iterator drop boom");
             feeder.add_sync_iterator([1u32].into_iter().inspect(move |_| {
                 let _ = &guard;
@@ -274,7 +293,7 @@ fn a_panicking_drop_when_the_streamer_is_dropped_does_not_keep_the_rest() {
     with_watchdog(|| {
         current_thread(async {
             let ctx = hp::Ctx::beginning("app");
-            let (streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx, || ());
+            let (streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx);
             let dropped = Arc::new(AtomicUsize::new(0));
             for _ in 0..3 {
                 let guard = PanicOnDrop("source drop boom");
@@ -300,12 +319,16 @@ fn a_panic_in_make_empty_context_reaches_the_poll_and_the_manager_goes_on() {
             let ctx = hp::Ctx::beginning("app");
             let calls = Arc::new(AtomicUsize::new(0));
             let c = calls.clone();
-            let (mut streamer, feeder) = hp::queue_manager::<u32, u32>(&ctx, move || {
-                if c.fetch_add(1, SeqCst) == 0 {
-                    panic!("empty context boom");
-                }
-                0
-            });
+            let (mut streamer, feeder) = hp::queue_manager_with_empty_context::<u32, u32>(
+                &ctx,
+                "queue_manager",
+                move || {
+                    if c.fetch_add(1, SeqCst) == 0 {
+                        panic!("empty context boom");
+                    }
+                    0
+                },
+            );
             feeder.add_value(1);
             feeder.add_value(2);
             let first =
@@ -336,7 +359,7 @@ fn a_tasks_output_is_taken_by_value_so_a_panicking_clone_never_runs() {
     with_watchdog(|| {
         current_thread(async {
             let ctx = hp::Ctx::beginning("app");
-            let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx, || ());
+            let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx);
             let task = hp::Task::spawn(async { PanickyClone(1) });
             let id = feeder.add_task(task);
             feeder.add_value(5);
@@ -360,7 +383,7 @@ fn a_panicking_drop_of_a_function_s_captures_fails_that_function() {
     with_watchdog(|| {
         current_thread(async {
             let ctx = hp::Ctx::beginning("app");
-            let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx, || ());
+            let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx);
             let guard = PanicOnDrop("capture drop boom");
             feeder.add_value(Feed::function(move || {
                 let _g = guard;
@@ -385,7 +408,7 @@ fn a_source_whose_drop_adds_to_the_feeder_does_not_deadlock() {
     with_watchdog(|| {
         current_thread(async {
             let ctx = hp::Ctx::beginning("app");
-            let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx, || ());
+            let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx);
             struct AddOnDrop(hp::QueueFeeder<u32, ()>, u32);
             impl Drop for AddOnDrop {
                 fn drop(&mut self) {
@@ -444,9 +467,11 @@ fn a_context_whose_drop_calls_the_feeder_does_not_deadlock() {
             let ctx = hp::Ctx::beginning("app");
             let slot = Arc::new(Mutex::new(None));
             let s2 = slot.clone();
-            let (mut streamer, feeder) = hp::queue_manager::<u32, NoisyContext>(&ctx, move || {
-                NoisyContext { feeder: s2.clone() }
-            });
+            let (mut streamer, feeder) = hp::queue_manager_with_empty_context::<u32, NoisyContext>(
+                &ctx,
+                "queue_manager",
+                move || NoisyContext { feeder: s2.clone() },
+            );
             *slot.lock().unwrap() = Some(feeder.clone());
             let given = NoisyContext {
                 feeder: slot.clone(),
@@ -482,7 +507,7 @@ fn every_route_to_a_result_wakes_a_waiting_consumer() {
     with_watchdog(|| {
         current_thread(async {
             let ctx = hp::Ctx::beginning("app");
-            let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx, || ());
+            let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx);
             let later = |f: Later| {
                 let feeder = feeder.clone();
                 tokio::spawn(async move {
@@ -572,7 +597,7 @@ fn next_cancelled_at_any_moment_loses_nothing() {
     with_watchdog(|| {
         current_thread(async {
             let ctx = hp::Ctx::beginning("app");
-            let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx, || ());
+            let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx);
             let slow = futures::stream::iter(0..20u32).then(|i| async move {
                 sleep(Duration::from_millis(7)).await;
                 i
@@ -614,7 +639,7 @@ fn close_and_the_scoped_form_dropped_mid_way_still_stop_everything() {
             let ctx = hp::Ctx::beginning("app");
             let dropped = Arc::new(AtomicUsize::new(0));
             // close() dropped before the cancelled task finished.
-            let (streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx, || ());
+            let (streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx);
             let flag = DropFlag(dropped.clone());
             feeder.add_coroutine(async move {
                 let _f = flag;
@@ -629,8 +654,7 @@ fn close_and_the_scoped_form_dropped_mid_way_still_stop_everything() {
             let scoped = hp::queue_manager_scoped(
                 &ctx,
                 "qm",
-                || (),
-                move |mut s, f| async move {
+                move |mut s: hp::Streamer<u32, ()>, f| async move {
                     let flag = DropFlag(d);
                     f.add_coroutine(async move {
                         let _f = flag;
@@ -657,7 +681,6 @@ fn the_scoped_form_accepts_an_anyhow_error_and_still_closes() {
             let out: Result<u32, hp::Error> = hp::queue_manager_scoped(
                 &ctx,
                 "qm",
-                || (),
                 move |_s, f: hp::QueueFeeder<u32, ()>| async move {
                     let flag = DropFlag(d);
                     f.add_coroutine(async move {
@@ -677,7 +700,6 @@ fn the_scoped_form_accepts_an_anyhow_error_and_still_closes() {
             let ok = hp::queue_manager_scoped(
                 &ctx,
                 "qm",
-                || (),
                 |_s, f: hp::QueueFeeder<u32, ()>| async move {
                     f.add_value(1);
                     anyhow::Ok(5)

@@ -88,7 +88,8 @@ async fn started(
     Log,
 ) {
     let ctx = hp::Ctx::beginning("t");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     let log = log();
     for &(name, cleanup) in gens {
         f.add_async_generator(generator(name, &log, cleanup));
@@ -129,7 +130,8 @@ async fn take(s: &mut hp::Streamer<i32, &'static str>, n: usize) {
 #[tokio::test(start_paused = true)]
 async fn close_stops_several_generators_in_order_and_drops_the_rest() {
     let ctx = hp::Ctx::beginning("t");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     let log = log();
     f.add_async_generator(generator("g1", &log, Cleanup::Sleep(5)));
     f.add_async_generator(generator("g2", &log, Cleanup::Sleep(1)));
@@ -167,7 +169,8 @@ async fn close_stops_several_generators_in_order_and_drops_the_rest() {
 #[tokio::test(start_paused = true)]
 async fn cleanup_awaiting_another_task_is_awaited() {
     let ctx = hp::Ctx::beginning("t");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     let log = log();
     let (tx, rx) = tokio::sync::oneshot::channel::<&'static str>();
     let l = log.clone();
@@ -212,7 +215,8 @@ async fn a_panicking_drop_of_a_stopped_generator_is_reported() {
         }
     }
     let ctx = hp::Ctx::beginning("t");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     let log = log();
     f.add_async_generator(hp::AsyncGenerator::new(|co: hp::Co<i32>| async move {
         let _p = PanicOnDrop;
@@ -256,7 +260,8 @@ async fn a_generator_that_yields_again_is_closed_at_that_yield() {
 #[tokio::test(start_paused = true)]
 async fn a_produced_generator_behind_feed_stream_is_stopped_too() {
     let ctx = hp::Ctx::beginning("t");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     let log = log();
     let l = log.clone();
     f.add_sync_function(move || Feed::stream(generator("inner", &l, Cleanup::Sleep(2))));
@@ -271,7 +276,8 @@ async fn a_produced_generator_behind_feed_stream_is_stopped_too() {
 #[tokio::test(start_paused = true)]
 async fn a_try_generator_is_stopped_too() {
     let ctx = hp::Ctx::beginning("t");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     let log = log();
     let g = generator("g", &log, Cleanup::Sleep(1)).into_try_stream();
     f.add_async_generator(g.map(|r| Feed::from_result(r.map_err(hp::Error::new))));
@@ -295,7 +301,8 @@ async fn dropping_the_streamer_drops_generators_without_async_cleanup() {
 #[tokio::test(start_paused = true)]
 async fn a_stopped_context_stops_generators_before_the_stream_ends() {
     let ctx = hp::Ctx::beginning("t");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     let log = log();
     f.add_async_generator(generator("g1", &log, Cleanup::Sleep(4)));
     f.add_async_generator(generator("g2", &log, Cleanup::Sleep(4)));
@@ -365,7 +372,8 @@ fn close_racing_a_context_cancel_stops_each_generator_once() {
     multi_thread(async {
         for round in 0..50 {
             let ctx = hp::Ctx::beginning("t");
-            let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+            let (mut s, f) =
+                hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
             let log = log();
             for name in ["g1", "g2", "g3"] {
                 f.add_async_generator(generator(name, &log, Cleanup::Sleep(1)));
@@ -417,7 +425,6 @@ async fn the_scoped_form_stops_generators_after_its_body() {
     let out = hp::queue_manager_scoped::<i32, &str, _, _, _, hp::Error>(
         &ctx,
         "qm",
-        || "-",
         |mut s, f| async move {
             f.add_async_generator(generator("g1", &l, Cleanup::Sleep(1)));
             f.add_async_generator(generator("g2", &l, Cleanup::Sleep(1)));
@@ -451,7 +458,6 @@ async fn the_scoped_form_dropped_mid_body_drops_generators() {
     let scoped = hp::queue_manager_scoped::<i32, &str, _, _, (), hp::Error>(
         &ctx,
         "qm",
-        || "-",
         |mut s, f| async move {
             f.add_async_generator(generator("g1", &l, Cleanup::Sleep(1)));
             take(&mut s, 1).await;
@@ -467,7 +473,8 @@ async fn the_scoped_form_dropped_mid_body_drops_generators() {
 #[tokio::test(start_paused = true)]
 async fn a_thousand_generators_are_all_stopped() {
     let ctx = hp::Ctx::beginning("t");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     let log = log();
     let names: Vec<&'static str> = (0..1_000)
         .map(|i| &*Box::leak(format!("g{i}").into_boxed_str()))
@@ -490,7 +497,8 @@ async fn a_thousand_generators_are_all_stopped() {
 #[tokio::test(start_paused = true)]
 async fn a_cleanup_calling_back_into_the_manager_does_not_deadlock() {
     let ctx = hp::Ctx::beginning("t");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     let log = log();
     let (l, f2, l2) = (log.clone(), f.clone(), log.clone());
     f.add_async_generator(hp::AsyncGenerator::new(move |co: hp::Co<i32>| async move {
@@ -520,7 +528,8 @@ fn a_context_cancel_from_another_thread_stops_generators_before_the_end() {
     multi_thread(async {
         for _ in 0..30 {
             let ctx = hp::Ctx::beginning("t");
-            let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+            let (mut s, f) =
+                hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
             let log = log();
             for name in ["g1", "g2", "g3"] {
                 f.add_async_generator(generator(name, &log, Cleanup::Sleep(1)));

@@ -29,7 +29,7 @@ fn add_sources(feeder: &hp::QueueFeeder<usize, ()>) {
 
 async fn round_robin_over_a_hundred_thousand_items() {
     let ctx = hp::Ctx::beginning("fast");
-    let (mut streamer, feeder) = hp::queue_manager::<usize, ()>(&ctx, || ());
+    let (mut streamer, feeder) = hp::queue_manager::<usize, ()>(&ctx);
     add_sources(&feeder);
     feeder.set_as_finished_if_out_of_sources();
     // Every round delivers one value of each source, in the order they were added; a
@@ -68,7 +68,7 @@ fn ten_sources_deliver_in_exact_rounds_over_a_hundred_thousand_items() {
 
 async fn stopped_in_the_middle_of_a_round() {
     let ctx = hp::Ctx::beginning("fast");
-    let (mut streamer, feeder) = hp::queue_manager::<usize, ()>(&ctx, || ());
+    let (mut streamer, feeder) = hp::queue_manager::<usize, ()>(&ctx);
     add_sources(&feeder);
     let taken = 5 * K + 3;
     let mut last = [None::<usize>; K];
@@ -120,7 +120,7 @@ fn a_stop_in_the_middle_of_a_round_ends_every_source_once_and_loses_nothing_queu
 /// stream is on the woken list when the `ValueStep` of this one is taken).
 async fn a_step_that_wakes_another_stream() {
     let ctx = hp::Ctx::beginning("fast");
-    let (mut streamer, feeder) = hp::queue_manager::<usize, ()>(&ctx, || ());
+    let (mut streamer, feeder) = hp::queue_manager::<usize, ()>(&ctx);
     let slot: Arc<std::sync::Mutex<Option<std::task::Waker>>> = Arc::default();
     let ready = Arc::new(AtomicUsize::new(0));
     let (s2, r2) = (slot.clone(), ready.clone());
@@ -169,7 +169,7 @@ fn a_step_waking_another_stream_keeps_both_in_order() {
 
 async fn a_stream_panicking_after_many_items() {
     let ctx = hp::Ctx::beginning("fast");
-    let (mut streamer, feeder) = hp::queue_manager::<usize, ()>(&ctx, || ());
+    let (mut streamer, feeder) = hp::queue_manager::<usize, ()>(&ctx);
     feeder.add_async_generator(futures::stream::iter(0..50_000usize).map(|i| {
         if i == 49_999 {
             panic!("boom at the end");

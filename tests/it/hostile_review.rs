@@ -68,7 +68,8 @@ fn ticker_stream(n: i32, every: Duration) -> impl futures::Stream<Item = i32> + 
 #[tokio::test(start_paused = true)]
 async fn turns_iterator_function_chain_and_ready_stream() {
     let ctx = hp::Ctx::beginning("t");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     f.add_sync_iterator([1, 2]);
     f.add_sync_function(|| Feed::function(|| Feed::function(|| 5)));
     f.add_async_generator(futures::stream::iter([7, 8]));
@@ -94,7 +95,8 @@ async fn turns_iterator_function_chain_and_ready_stream() {
 #[tokio::test(start_paused = true)]
 async fn turns_future_resolving_to_a_stream() {
     let ctx = hp::Ctx::beginning("t");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     f.add_coroutine(async { Feed::stream(futures::stream::iter([1, 2])) });
     f.set_as_finished_if_out_of_sources();
     assert_eq!(
@@ -113,7 +115,8 @@ async fn turns_future_resolving_to_a_stream() {
 #[tokio::test(start_paused = true)]
 async fn turns_pending_stream_interleaves_with_iterator_at_exact_instants() {
     let ctx = hp::Ctx::beginning("t");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     let t0 = Instant::now();
     f.add_async_generator(ticker_stream(2, Duration::from_secs(1)));
     f.add_sync_iterator([10, 11, 12]);
@@ -150,7 +153,8 @@ async fn turns_pending_stream_interleaves_with_iterator_at_exact_instants() {
 #[tokio::test(start_paused = true)]
 async fn turns_stop_in_the_middle_keeps_queued_order() {
     let ctx = hp::Ctx::beginning("t");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     f.add_sync_iterator([1, 2, 3]);
     f.add_sync_iterator([10, 20]);
     let first = s.next().await.unwrap();
@@ -182,7 +186,8 @@ async fn turns_stop_in_the_middle_keeps_queued_order() {
 #[tokio::test(start_paused = true)]
 async fn turns_error_in_iterator_then_finished_after_a_step_that_produced_nothing() {
     let ctx = hp::Ctx::beginning("t");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     let advanced = Arc::new(AtomicUsize::new(0));
     let a = advanced.clone();
     let items = vec![Feed::Value(1), Feed::error(Boom("bad")), Feed::Value(3)];
@@ -207,7 +212,8 @@ async fn turns_error_in_iterator_then_finished_after_a_step_that_produced_nothin
 #[tokio::test(start_paused = true)]
 async fn finished_while_consumer_waits_on_empty_queue() {
     let ctx = hp::Ctx::beginning("t");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     let t0 = Instant::now();
     let consumer = tokio::spawn(async move {
         let seen = drain(&mut s).await;
@@ -229,7 +235,8 @@ async fn finished_while_consumer_waits_on_empty_queue() {
 #[tokio::test(start_paused = true)]
 async fn finished_value_added_while_handling_last_result_comes_first() {
     let ctx = hp::Ctx::beginning("t");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     f.add_value(1);
     f.set_as_finished_if_out_of_sources();
     let mut seen = Vec::new();
@@ -250,7 +257,8 @@ async fn finished_value_added_while_handling_last_result_comes_first() {
 #[tokio::test(start_paused = true)]
 async fn breaker_keeps_results_and_advances_nothing() {
     let ctx = hp::Ctx::beginning("t");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     let advanced = Arc::new(AtomicUsize::new(0));
     let a = advanced.clone();
     f.add_value(5);
@@ -274,7 +282,9 @@ async fn contexts_per_source_and_fresh_empty_context_per_result() {
     let made = Arc::new(AtomicUsize::new(0));
     let m = made.clone();
     let (mut s, f) =
-        hp::queue_manager::<i32, String>(&ctx, move || format!("e{}", m.fetch_add(1, SeqCst)));
+        hp::queue_manager_with_empty_context::<i32, String>(&ctx, "queue_manager", move || {
+            format!("e{}", m.fetch_add(1, SeqCst))
+        });
     f.add_value(1);
     f.add_value_with_context(2, "a".to_owned());
     f.add_sync_function_with_context(|| Feed::generator([3]), "b".to_owned());
@@ -310,7 +320,8 @@ async fn contexts_per_source_and_fresh_empty_context_per_result() {
 #[tokio::test(start_paused = true)]
 async fn panics_in_function_and_iterator_are_failures_in_turn() {
     let ctx = hp::Ctx::beginning("t");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     let advanced = Arc::new(AtomicUsize::new(0));
     let a = advanced.clone();
     f.add_sync_iterator((0..3).inspect(move |&i| {
@@ -339,7 +350,8 @@ async fn panics_in_function_and_iterator_are_failures_in_turn() {
 #[tokio::test(start_paused = true)]
 async fn panics_in_stream_poll_and_coroutine_are_failures() {
     let ctx = hp::Ctx::beginning("t");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     f.add_async_generator(futures::stream::poll_fn(
         |_| -> std::task::Poll<Option<i32>> { panic!("st") },
     ));
@@ -400,7 +412,8 @@ impl Iterator for DropIter {
 async fn drop_of_exhausted_source_adds_a_source_and_cancels_a_ctx() {
     let ctx = hp::Ctx::beginning("t");
     let other = ctx.child("other");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     let (f2, o2) = (f.clone(), other.clone());
     f.add_sync_iterator(DropIter {
         items: vec![1].into_iter(),
@@ -431,7 +444,8 @@ async fn drop_of_exhausted_source_adds_a_source_and_cancels_a_ctx() {
 #[tokio::test(start_paused = true)]
 async fn drop_of_source_that_panics_does_not_stop_the_manager() {
     let ctx = hp::Ctx::beginning("t");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     f.add_sync_iterator(DropIter {
         items: vec![1].into_iter(),
         _on_drop: OnDrop::new(|| panic!("drop")),
@@ -463,7 +477,8 @@ async fn drop_of_source_that_panics_does_not_stop_the_manager() {
 async fn drop_of_streamer_with_reentrant_and_panicking_source_drops() {
     let ctx = hp::Ctx::beginning("t");
     let parent = ctx.child("p");
-    let (s, f) = hp::queue_manager::<i32, &str>(&parent, || "-");
+    let (s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&parent, "queue_manager", || "-");
     let dropped = Arc::new(AtomicUsize::new(0));
     for k in 0..3 {
         let (f2, p2, d2) = (f.clone(), parent.clone(), dropped.clone());
@@ -800,7 +815,7 @@ fn chain_qm_functions_returning_functions_1m() {
         || {
             current_thread().block_on(async {
                 let ctx = hp::Ctx::beginning("r");
-                let (mut s, f) = hp::queue_manager::<i32, ()>(&ctx, || ());
+                let (mut s, f) = hp::queue_manager::<i32, ()>(&ctx);
                 f.add_value(hop(1_000_000));
                 f.add_sync_function(|| hop(1_000_000));
                 f.set_as_finished_if_out_of_sources();
@@ -854,7 +869,7 @@ fn chain_qm_sources_producing_sources_100k() {
         || {
             current_thread().block_on(async {
                 let ctx = hp::Ctx::beginning("r");
-                let (mut s, f) = hp::queue_manager::<i32, ()>(&ctx, || ());
+                let (mut s, f) = hp::queue_manager::<i32, ()>(&ctx);
                 f.add_value(nested_stream(N as u32));
                 f.add_value(nested_generator(N as u32));
                 f.add_value(nested_future(N as u32));
@@ -874,7 +889,7 @@ fn chain_qm_sources_producing_sources_100k() {
                 assert_eq!(ok, [(0, d), (1, d), (2, 2 * N as u64 + 1)]);
                 assert_eq!((ends, other), (2 * N, 0));
 
-                let (mut s, f) = hp::queue_manager::<i32, ()>(&ctx, || ());
+                let (mut s, f) = hp::queue_manager::<i32, ()>(&ctx);
                 f.add_value(nested_stream(N as u32));
                 f.add_value(nested_generator(N as u32));
                 f.add_value(nested_future(N as u32));
@@ -1173,7 +1188,8 @@ fn sync_queue_item_at_the_instant_of_finishing_is_never_lost() {
 /// `set_as_finished_if_out_of_sources`.
 async fn qm_wake(route: u8) -> Vec<String> {
     let ctx = hp::Ctx::beginning("r");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     let (tx, rx) = tokio::sync::oneshot::channel::<i32>();
     let gate = Arc::new(tokio::sync::Notify::new());
     match route {
@@ -1264,7 +1280,8 @@ fn turns_same_order_on_multi_thread() {
     common::multi_thread(async {
         for _ in 0..50 {
             let ctx = hp::Ctx::beginning("t");
-            let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+            let (mut s, f) =
+                hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
             f.add_sync_iterator([1, 2]);
             f.add_sync_function(|| Feed::function(|| Feed::function(|| 5)));
             f.add_async_generator(futures::stream::iter([7, 8]));
@@ -1283,7 +1300,8 @@ fn turns_same_order_on_multi_thread() {
                 ]
             );
 
-            let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+            let (mut s, f) =
+                hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
             f.add_sync_iterator([1, 2, 3]);
             f.add_sync_iterator([10, 20]);
             assert_eq!(line(&s.next().await.unwrap()), "ok 1 [SYNC_ITERATOR#1] @-");
@@ -1312,7 +1330,8 @@ fn turns_same_order_on_multi_thread() {
 #[tokio::test(start_paused = true)]
 async fn cancel_streamer_next_while_waiting_loses_nothing() {
     let ctx = hp::Ctx::beginning("t");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     f.add_coroutine(async {
         tokio::time::sleep(Duration::from_secs(2)).await;
         1
@@ -1376,7 +1395,8 @@ async fn cancel_queue_iteration_mid_batch_and_while_waiting_loses_nothing() {
 async fn cancel_close_future_still_cancels_running_tasks() {
     for await_it in [false, true] {
         let ctx = hp::Ctx::beginning("t");
-        let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+        let (mut s, f) =
+            hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
         let dropped = Arc::new(AtomicUsize::new(0));
         let d = dropped.clone();
         f.add_coroutine(async move {
@@ -1418,11 +1438,8 @@ async fn scoped_manager_body_error_closes_and_returns_it() {
     let ctx = hp::Ctx::beginning("t");
     let dropped = Arc::new(AtomicUsize::new(0));
     let d = dropped.clone();
-    let out: Result<(), hp::Error> = hp::queue_manager_scoped::<i32, (), _, _, _, _>(
-        &ctx,
-        "m",
-        || (),
-        |mut s, f| async move {
+    let out: Result<(), hp::Error> =
+        hp::queue_manager_scoped::<i32, (), _, _, _, _>(&ctx, "m", |mut s, f| async move {
             // (the guard is made outside the future: it may be dropped unpolled)
             let g = OnDrop::new(move || {
                 d.fetch_add(1, SeqCst);
@@ -1434,9 +1451,8 @@ async fn scoped_manager_body_error_closes_and_returns_it() {
             f.add_value(1);
             assert_eq!(s.next().await.and_then(R::into_value), Some(1));
             Err::<(), _>(Boom("body"))
-        },
-    )
-    .await;
+        })
+        .await;
     assert_eq!(out.unwrap_err().to_string(), "body");
     assert_eq!(dropped.load(SeqCst), 1);
 }
@@ -1848,7 +1864,8 @@ async fn ticker_paused_from_the_first_poll_anchors_the_grid_at_the_first_tick() 
 #[tokio::test(start_paused = true)]
 async fn stop_with_waiting_stream_and_running_task() {
     let ctx = hp::Ctx::beginning("t");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     f.add_async_generator(ticker_stream(5, Duration::from_secs(100)));
     f.add_coroutine(async {
         tokio::time::sleep(Duration::from_secs(100)).await;
@@ -1904,7 +1921,8 @@ async fn stop_with_waiting_stream_and_running_task() {
 #[tokio::test(start_paused = true)]
 async fn task_sources_in_turn_and_finished_waits_for_live_stream() {
     let ctx = hp::Ctx::beginning("t");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     let five = hp::Task::spawn(async { 5 });
     five.wait().await; // finished, its output still there for the manager's join
     f.add_sync_iterator([1]);
@@ -1934,7 +1952,8 @@ async fn task_sources_in_turn_and_finished_waits_for_live_stream() {
         ]
     );
 
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     let bad: hp::Task<i32> = hp::Task::spawn(async {
         tokio::time::sleep(Duration::from_secs(1)).await;
         panic!("task")
@@ -1960,7 +1979,7 @@ async fn task_sources_in_turn_and_finished_waits_for_live_stream() {
 #[tokio::test(start_paused = true)]
 async fn result_drops_reenter_and_make_empty_context_panics_once() {
     let ctx = hp::Ctx::beginning("t");
-    let (s, f) = hp::queue_manager::<OnDrop, ()>(&ctx, || ());
+    let (s, f) = hp::queue_manager::<OnDrop, ()>(&ctx);
     let dropped = Arc::new(AtomicUsize::new(0));
     for _ in 0..3 {
         let (f2, c2, d2) = (f.clone(), ctx.clone(), dropped.clone());
@@ -1977,12 +1996,13 @@ async fn result_drops_reenter_and_make_empty_context_panics_once() {
     let ctx = hp::Ctx::beginning("t");
     let calls = Arc::new(AtomicUsize::new(0));
     let c = calls.clone();
-    let (mut s, f) = hp::queue_manager::<i32, u32>(&ctx, move || {
-        if c.fetch_add(1, SeqCst) == 1 {
-            panic!("make_empty_context");
-        }
-        7
-    });
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, u32>(&ctx, "queue_manager", move || {
+            if c.fetch_add(1, SeqCst) == 1 {
+                panic!("make_empty_context");
+            }
+            7
+        });
     f.add_value(1);
     f.add_value(2);
     f.add_value(3);
@@ -2000,7 +2020,7 @@ async fn result_drops_reenter_and_make_empty_context_panics_once() {
 fn qm_concurrent_producers_every_value_once() {
     common::multi_thread(async {
         let ctx = hp::Ctx::beginning("t");
-        let (mut s, f) = hp::queue_manager::<i32, ()>(&ctx, || ());
+        let (mut s, f) = hp::queue_manager::<i32, ()>(&ctx);
         let consumer = tokio::spawn(async move {
             let mut got = Vec::new();
             while let Some(r) = s.next().await {
@@ -2229,39 +2249,6 @@ async fn async_with_timeout_done_ctx_and_event_before_the_work_sees_it() {
     );
 }
 
-/// A produced feed with a context of the wrong type: not run, a Failure with the
-/// producer's context.
-#[tokio::test(start_paused = true)]
-async fn feed_with_context_of_wrong_type_is_a_failure() {
-    let ctx = hp::Ctx::beginning("t");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
-    let ran = Arc::new(AtomicBool::new(false));
-    let r = ran.clone();
-    f.add_value_with_context(
-        Feed::function(move || {
-            r.store(true, SeqCst);
-            1
-        })
-        .with_context(5_u64),
-        "given",
-    );
-    f.set_as_finished_if_out_of_sources();
-    let first = s.next().await.unwrap();
-    assert!(
-        matches!(
-            first,
-            R::Failure {
-                context: "given",
-                ..
-            }
-        ),
-        "{}",
-        line(&first)
-    );
-    assert!(s.next().await.is_some_and(|r| r.is_stopped()));
-    assert!(!ran.load(SeqCst));
-}
-
 /// User code running inside a step (an iterator's `next`, a function called inside
 /// `add_sync_function`, a stream's poll) re-enters the feeder: no deadlock, and the
 /// order follows the rules. Inside add_sync_function#1: VALUE#2 -> [S10]; then 20 ->
@@ -2271,7 +2258,8 @@ async fn feed_with_context_of_wrong_type_is_a_failure() {
 #[tokio::test(start_paused = true)]
 async fn user_code_inside_steps_reenters_the_feeder() {
     let ctx = hp::Ctx::beginning("t");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     let f2 = f.clone();
     f.add_sync_function(move || {
         f2.add_value(10);
@@ -2308,7 +2296,8 @@ async fn user_code_inside_steps_reenters_the_feeder() {
 #[tokio::test(start_paused = true)]
 async fn stop_from_inside_a_step() {
     let ctx = hp::Ctx::beginning("t");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     let mctx = s.ctx().clone();
     let mut n = 0;
     f.add_sync_iterator(std::iter::from_fn(move || {
@@ -2334,7 +2323,8 @@ async fn stop_from_inside_a_step() {
 #[tokio::test(start_paused = true)]
 async fn breaker_wakes_a_waiting_consumer_and_resume_continues() {
     let ctx = hp::Ctx::beginning("t");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     let breaker = s.breaker().clone();
     let consumer = tokio::spawn(async move {
         let first = s.next().await.is_none();
@@ -2399,7 +2389,8 @@ fn ctx_callbacks_read_and_extend_the_finishing_context() {
 #[tokio::test(start_paused = true)]
 async fn finished_called_from_inside_a_running_sync_function() {
     let ctx = hp::Ctx::beginning("t");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     let f2 = f.clone();
     f.add_sync_function(move || {
         let live = f2.live_sources();
@@ -2411,7 +2402,8 @@ async fn finished_called_from_inside_a_running_sync_function() {
         ["ok 1 [SYNC_FUNCTION#1] @-", "stopped -"]
     );
 
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     let f2 = f.clone();
     f.add_value(Feed::function(move || {
         let live = f2.live_sources();
@@ -2429,7 +2421,8 @@ async fn finished_called_from_inside_a_running_sync_function() {
 #[tokio::test(start_paused = true)]
 async fn finished_with_no_sources_then_a_value_before_the_consumer_takes_it() {
     let ctx = hp::Ctx::beginning("t");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     f.set_as_finished_if_out_of_sources();
     f.add_value(1);
     assert_eq!(drain(&mut s).await, ["stopped -", "ok 1 [VALUE#1] @-"]);
@@ -2666,7 +2659,8 @@ async fn queue_instructions_that_break_or_finish() {
 #[tokio::test(start_paused = true)]
 async fn qm_self_waking_stream_does_not_starve_the_queue() {
     let ctx = hp::Ctx::beginning("t");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     let polls = Arc::new(AtomicUsize::new(0));
     let p = polls.clone();
     f.add_async_generator(futures::stream::poll_fn(move |cx| {
@@ -2708,7 +2702,8 @@ async fn qm_self_waking_stream_does_not_starve_the_queue() {
 #[tokio::test(start_paused = true)]
 async fn qm_endless_ready_stream_and_the_breaker() {
     let ctx = hp::Ctx::beginning("t");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     let polls = Arc::new(AtomicUsize::new(0));
     let p = polls.clone();
     f.add_async_generator(futures::stream::iter(0..).inspect(move |_| {
@@ -2737,7 +2732,7 @@ fn qm_stop_in_the_middle_multi_thread_every_source_ends_once() {
     common::multi_thread(async {
         for round in 0..5u64 {
             let ctx = hp::Ctx::beginning("t");
-            let (mut s, f) = hp::queue_manager::<i32, ()>(&ctx, || ());
+            let (mut s, f) = hp::queue_manager::<i32, ()>(&ctx);
             let mut rng = common::Rng(round + 1);
             let mut coroutines = HashMap::new();
             let mut streams = HashMap::new();
@@ -2803,7 +2798,8 @@ fn qm_stop_in_the_middle_multi_thread_every_source_ends_once() {
 #[tokio::test(start_paused = true)]
 async fn finished_then_cancelled_before_the_consumer_takes_stopped() {
     let ctx = hp::Ctx::beginning("t");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     f.set_as_finished_if_out_of_sources();
     s.ctx().cancel();
     let seen = drain(&mut s).await;
@@ -3124,7 +3120,7 @@ impl Clone for PanicClone {
     }
 }
 
-impl From<PanicClone> for Feed<i32> {
+impl From<PanicClone> for Feed<i32, &str> {
     fn from(p: PanicClone) -> Self {
         Feed::Value(p.0)
     }
@@ -3135,7 +3131,8 @@ impl From<PanicClone> for Feed<i32> {
 #[tokio::test(start_paused = true)]
 async fn task_value_is_moved_so_a_panicking_clone_never_runs() {
     let ctx = hp::Ctx::beginning("t");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     let t = hp::Task::spawn(async { PanicClone(1) });
     f.add_task(t);
     f.add_value(2);
@@ -3151,7 +3148,8 @@ async fn task_value_is_moved_so_a_panicking_clone_never_runs() {
 #[test]
 fn coroutine_added_without_a_runtime_fails_clearly() {
     let ctx = hp::Ctx::beginning("t");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     f.add_coroutine(async { 1 });
     f.add_value(2);
     f.set_as_finished_if_out_of_sources();
@@ -3171,7 +3169,8 @@ fn coroutine_added_without_a_runtime_fails_clearly() {
 #[tokio::test(start_paused = true)]
 async fn breaker_set_inside_a_step_advances_no_other_source() {
     let ctx = hp::Ctx::beginning("t");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     let breaker = s.breaker().clone();
     let mut first = true;
     f.add_sync_iterator(std::iter::from_fn(move || {
@@ -3198,7 +3197,8 @@ async fn breaker_set_inside_a_step_advances_no_other_source() {
 #[tokio::test(start_paused = true)]
 async fn breaker_set_inside_a_stream_poll_or_a_call_advances_nothing_more() {
     let ctx = hp::Ctx::beginning("t");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     let breaker = s.breaker().clone();
     f.add_value(Feed::function(move || {
         breaker.set();
@@ -3226,7 +3226,8 @@ async fn breaker_set_inside_a_stream_poll_or_a_call_advances_nothing_more() {
 #[tokio::test(start_paused = true)]
 async fn breaker_set_by_a_source_drop_advances_no_other_source() {
     let ctx = hp::Ctx::beginning("t");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     let breaker = s.breaker().clone();
     f.add_sync_iterator(DropIter {
         items: Vec::new().into_iter(),
@@ -3254,7 +3255,8 @@ async fn breaker_set_by_a_source_drop_advances_no_other_source() {
 #[tokio::test(start_paused = true)]
 async fn stop_by_a_source_drop_advances_no_other_source() {
     let ctx = hp::Ctx::beginning("t");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     let mctx = s.ctx().clone();
     f.add_sync_iterator(DropIter {
         items: Vec::new().into_iter(),
@@ -3308,7 +3310,8 @@ fn sync_queue_long_waits_end_when_the_ctx_finishes() {
 async fn manager_outlives_the_users_ctx_handle() {
     let ctx = hp::Ctx::beginning("t");
     let parent = ctx.child("p");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&parent, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&parent, "queue_manager", || "-");
     drop(parent);
     f.add_value(1);
     f.set_as_finished_if_out_of_sources();
@@ -3436,7 +3439,7 @@ async fn using_runs_exit_once_in_every_case() {
 fn breaker_cycles_lose_and_repeat_nothing_multi_thread() {
     common::multi_thread(async {
         let ctx = hp::Ctx::beginning("t");
-        let (mut s, f) = hp::queue_manager::<i32, ()>(&ctx, || ());
+        let (mut s, f) = hp::queue_manager::<i32, ()>(&ctx);
         let it = f.add_sync_iterator(0..);
         f.add_async_generator(futures::stream::iter(1_000_000..));
         let (mut a, mut b) = (Vec::new(), Vec::new());
@@ -3483,7 +3486,8 @@ fn breaker_cycles_lose_and_repeat_nothing_multi_thread() {
 /// of a task's future when the user cancels the task.
 async fn qm_wake_more(route: u8) -> Vec<String> {
     let ctx = hp::Ctx::beginning("r");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let (stx, srx) = std::sync::mpsc::channel::<()>();
     let mut task = None;
@@ -3594,7 +3598,8 @@ fn wake_queue_manager_more_routes_multi_thread() {
 #[tokio::test(start_paused = true)]
 async fn close_stops_a_generator_source_as_stop_async_generator_does() {
     let ctx = hp::Ctx::beginning("t");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     let log = Arc::new(Mutex::new(Vec::<String>::new()));
     let l = log.clone();
     let g = hp::AsyncGenerator::new(move |co: hp::Co<i32>| async move {
@@ -3624,7 +3629,8 @@ fn finished_while_a_sync_function_runs_on_another_thread() {
     common::multi_thread(async {
         for _ in 0..20 {
             let ctx = hp::Ctx::beginning("t");
-            let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+            let (mut s, f) =
+                hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
             let consumer = tokio::spawn(async move { drain(&mut s).await });
             let (in_tx, in_rx) = std::sync::mpsc::channel::<()>();
             let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
@@ -3780,7 +3786,8 @@ fn fut_and_event_callbacks_reenter() {
 #[tokio::test(start_paused = true)]
 async fn produced_feed_context_covers_its_subtree() {
     let ctx = hp::Ctx::beginning("t");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     let inner = Feed::generator([Feed::function(|| 5)]).with_context("b");
     f.add_sync_iterator_with_context([inner, Feed::Value(9)], "a");
     f.set_as_finished_if_out_of_sources();
@@ -3878,7 +3885,8 @@ async fn ctx_deadlines_past_parent_first_and_dropped() {
 #[tokio::test(start_paused = true)]
 async fn produced_tasks_finished_and_pending() {
     let ctx = hp::Ctx::beginning("t");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     let done = hp::Task::spawn(async { 5 });
     done.wait().await; // finished, its output still there for the manager's join
     let pending = hp::Task::spawn(async {
@@ -3902,7 +3910,7 @@ async fn produced_tasks_finished_and_pending() {
 /// coroutines, streams and iterators deliver: every value exactly once, then Stopped.
 async fn next_cancelled_at_random_points(seed: u64) {
     let ctx = hp::Ctx::beginning("t");
-    let (mut s, f) = hp::queue_manager::<i32, ()>(&ctx, || ());
+    let (mut s, f) = hp::queue_manager::<i32, ()>(&ctx);
     let mut rng = common::Rng(seed);
     let mut want = Vec::new();
     for i in 0..30 {
@@ -4033,7 +4041,8 @@ fn cancel_queue_next_at_random_points_multi_thread() {
 #[tokio::test(start_paused = true)]
 async fn turns_stream_woken_while_the_consumer_is_busy() {
     let ctx = hp::Ctx::beginning("t");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "queue_manager", || "-");
     f.add_async_generator(ticker_stream(2, Duration::from_secs(1)).map(|x| 100 + x));
     f.add_sync_iterator(0..);
     let t0 = Instant::now();
@@ -4131,7 +4140,8 @@ fn several_waiters_all_woken_multi_thread() {
 async fn stop_by_a_parent_error_carries_the_error() {
     let ctx = hp::Ctx::beginning("t");
     let parent = ctx.child("p");
-    let (mut s, f) = hp::queue_manager::<i32, &str>(&parent, || "-");
+    let (mut s, f) =
+        hp::queue_manager_with_empty_context::<i32, &str>(&parent, "queue_manager", || "-");
     f.add_coroutine_with_context(std::future::pending::<i32>(), "co");
     f.add_sync_iterator_with_context(0.., "it");
     // [St3]: St3:0 -> [E0, St3] -> [St3, S0] -> [S0, E1, St3]; S0

@@ -28,6 +28,8 @@ mod hostile_queues;
 mod hostile_review;
 mod hostile_sync_queue;
 mod panics;
+mod qm_context;
+mod qm_nothing_lost;
 mod queue;
 mod queue_manager;
 mod queue_refusal;

@@ -355,7 +355,8 @@ fn a_panicking_sync_queue_consumer_gives_its_batch_back() {
 async fn panicking_queue_manager_sources_fail_alone_and_the_manager_goes_on() {
     use hp::QueueManagerResult as R;
     let ctx = hp::Ctx::beginning("app");
-    let (mut streamer, feeder) = hp::queue_manager::<u32, &str>(&ctx, || "");
+    let (mut streamer, feeder) =
+        hp::queue_manager_with_empty_context::<u32, &str>(&ctx, "queue_manager", || "");
     let func = feeder.add_sync_function_with_context(|| -> u32 { panic!("function boom") }, "f");
     let iter = feeder.add_sync_iterator_with_context(
         (0..3u32).map(|n| if n == 1 { panic!("iterator boom") } else { n }),

@@ -191,7 +191,7 @@ async fn queue_consumer_wakes_the_second_task_polling_with_a_reused_waker_slot()
 #[tokio::test]
 async fn queue_manager_consumer_wakes_the_second_task_polling_with_a_reused_waker_slot() {
     let ctx = hp::Ctx::beginning("app");
-    let (mut streamer, feeder) = hp::queue_manager::<i32, String>(&ctx, || "e".to_string());
+    let (mut streamer, feeder) = hp::queue_manager::<i32, String>(&ctx);
     second_task_in_a_reused_slot_is_woken(
         |cx| next_ready(&mut streamer, cx),
         || {
@@ -416,8 +416,8 @@ async fn a_queue_hook_panicking_with_a_bomb_payload_is_caught() {
 #[tokio::test]
 async fn a_queue_manager_function_panicking_with_a_bomb_payload_is_a_failure() {
     let ctx = hp::Ctx::beginning("app");
-    let (mut streamer, feeder) = hp::queue_manager::<i32, String>(&ctx, || "e".to_string());
-    feeder.add_sync_function(|| -> hp::Feed<i32> { bomb() });
+    let (mut streamer, feeder) = hp::queue_manager::<i32, String>(&ctx);
+    feeder.add_sync_function(|| -> hp::Feed<i32, String> { bomb() });
     feeder.add_value(5);
     feeder.set_as_finished_if_out_of_sources();
     let mut kinds = Vec::new();

@@ -330,7 +330,7 @@ async fn drain_collects_a_fail_fast_holders_failures_and_tasks_added_while_drain
 #[tokio::test(start_paused = true)]
 async fn drain_stops_a_queue_manager_and_lists_its_cut_short_sources() {
     let root = hp::Ctx::beginning("app");
-    let (streamer, feeder) = hp::queue_manager::<i32, String>(&root, || "e".into());
+    let (streamer, feeder) = hp::queue_manager::<i32, String>(&root);
     feeder.add_coroutine(std::future::pending::<i32>());
     feeder.add_value(1);
     tokio::task::yield_now().await;

@@ -70,6 +70,13 @@ async fn feed(feeder: hp::QueueFeeder<(u32, u32), u32>, f: u32, ended: Arc<Atomi
     added
 }
 
+/// What a stop hands back (a coroutine not spawned, an iterator's rest) is the
+/// consumer's: dropped here, so the coroutines' end counters see it.
+fn handed_back(mut r: Res) -> Res {
+    drop(r.take_unread());
+    r
+}
+
 /// Checks one round's results against what was added.
 fn check(results: &[Res], added: &[Added]) {
     let stops = results.iter().filter(|r| r.is_stopped()).count();
@@ -120,7 +127,10 @@ fn check(results: &[Res], added: &[Added]) {
 
 async fn one_round(seed: u64) -> (usize, bool) {
     let root = hp::Ctx::beginning("stress");
-    let (mut streamer, feeder) = hp::queue_manager::<(u32, u32), u32>(&root, || u32::MAX);
+    let (mut streamer, feeder) =
+        hp::queue_manager_with_empty_context::<(u32, u32), u32>(&root, "queue_manager", || {
+            u32::MAX
+        });
     let ended = Arc::new(AtomicUsize::new(0));
     let mctx = streamer.ctx().clone();
     let mut rng = Rng(seed);
@@ -134,7 +144,7 @@ async fn one_round(seed: u64) -> (usize, bool) {
         .collect();
     let results = Arc::new(Mutex::new(Vec::new()));
     while let Some(r) = streamer.next().await {
-        results.lock().unwrap().push(r);
+        results.lock().unwrap().push(handed_back(r));
     }
     canceller.await.unwrap();
     let mut added = Vec::new();
@@ -150,12 +160,12 @@ async fn one_round(seed: u64) -> (usize, bool) {
     loop {
         streamer.resume();
         while let Some(r) = streamer.next().await {
-            results.lock().unwrap().push(r);
+            results.lock().unwrap().push(handed_back(r));
         }
         if ended.load(SeqCst) >= futs && streamer.live_sources() == 0 {
             streamer.resume();
             while let Some(r) = streamer.next().await {
-                results.lock().unwrap().push(r);
+                results.lock().unwrap().push(handed_back(r));
             }
             break;
         }

@@ -408,7 +408,7 @@ fn loom_queue_manager_values_race_a_stop() {
     use hp::QueueManagerResult as R;
     model("queue manager values race a stop", || {
         let ctx = hp::Ctx::beginning("r");
-        let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx, || ());
+        let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx);
         let mctx = streamer.ctx().clone();
         let t = thread::spawn(move || {
             feeder.add_value(hp::Feed::Value(1));
@@ -435,7 +435,7 @@ fn loom_queue_manager_iterator_races_a_stop() {
     use hp::QueueManagerResult as R;
     model("queue manager iterator races a stop", || {
         let ctx = hp::Ctx::beginning("r");
-        let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx, || ());
+        let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx);
         feeder.add_sync_iterator([1u32, 2]);
         let mctx = streamer.ctx().clone();
         let c = thread::spawn(move || {

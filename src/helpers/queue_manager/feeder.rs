@@ -17,17 +17,20 @@ use crate::helpers::task::Task;
 ///
 /// Each `add_x` has an `add_x_with_context` form: every result of that source, and of
 /// the sources it produces, carries the context (unless a produced feed brings its own,
-/// [`Feed::with_context`]); without one each result gets a fresh `make_empty_context()`.
+/// [`Feed::with_context`]); without one each result gets the manager's empty context.
+/// A context is stored once (an `Arc`) and shared by every result it reaches.
 /// Each returns the new source's [`SourceId`], the last entry of the `sources` chain of
 /// its results.
 ///
 /// # After a stop
 /// Once the manager stopped (its context finished, or it was closed), new sources are
 /// still delivered as the turn model says: an iterator or stream gets an
-/// `IterationStop` carrying the stop's failure when its step is taken, a future is not
-/// spawned and a running task is cancelled (a `Failure` carrying the stop's failure),
-/// a finished task delivers its value, and values and functions (which run inside the
-/// call) are delivered.
+/// `IterationStop` carrying the stop's failure and handing it back unread when its
+/// step is taken, a future is not spawned (its `Failure` hands it back), a running
+/// task is cancelled (a `Failure` carrying the stop's failure), a finished task
+/// delivers its value, and values and functions given here (which run inside the
+/// call) are delivered; a function they produce is not called (its `Failure` hands it
+/// back). Once the streamer is dropped, what is added is dropped unrun.
 ///
 /// # Drop
 /// A feeder owns no work: dropping it (or every clone) changes nothing. The sources
@@ -50,7 +53,7 @@ impl<V, C> fmt::Debug for QueueFeeder<V, C> {
     }
 }
 
-impl<V: Send + 'static, C: Clone + Send + Sync + 'static> QueueFeeder<V, C> {
+impl<V: Send + 'static, C: Send + Sync + 'static> QueueFeeder<V, C> {
     pub(crate) fn new(shared: Arc<Shared<V, C>>) -> Self {
         QueueFeeder { shared }
     }
@@ -61,7 +64,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> QueueFeeder<V, C> {
     pub fn add_sync_function<F, T>(&self, f: F) -> SourceId
     where
         F: FnOnce() -> T,
-        T: Into<Feed<V>>,
+        T: Into<Feed<V, C>>,
     {
         self.shared.add_function(move || f().into(), None)
     }
@@ -70,7 +73,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> QueueFeeder<V, C> {
     pub fn add_sync_function_with_context<F, T>(&self, f: F, context: C) -> SourceId
     where
         F: FnOnce() -> T,
-        T: Into<Feed<V>>,
+        T: Into<Feed<V, C>>,
     {
         self.shared
             .add_function(move || f().into(), Some(Arc::new(context)))
@@ -83,7 +86,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> QueueFeeder<V, C> {
     where
         I: IntoIterator,
         I::IntoIter: Send + 'static,
-        I::Item: Into<Feed<V>> + 'static,
+        I::Item: Into<Feed<V, C>> + 'static,
     {
         self.shared.add_source(Feed::iterator(iter), None)
     }
@@ -93,7 +96,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> QueueFeeder<V, C> {
     where
         I: IntoIterator,
         I::IntoIter: Send + 'static,
-        I::Item: Into<Feed<V>> + 'static,
+        I::Item: Into<Feed<V, C>> + 'static,
     {
         self.shared
             .add_source(Feed::iterator(iter), Some(Arc::new(context)))
@@ -105,7 +108,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> QueueFeeder<V, C> {
     where
         I: IntoIterator,
         I::IntoIter: Send + 'static,
-        I::Item: Into<Feed<V>> + 'static,
+        I::Item: Into<Feed<V, C>> + 'static,
     {
         self.shared.add_source(Feed::generator(iter), None)
     }
@@ -115,7 +118,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> QueueFeeder<V, C> {
     where
         I: IntoIterator,
         I::IntoIter: Send + 'static,
-        I::Item: Into<Feed<V>> + 'static,
+        I::Item: Into<Feed<V, C>> + 'static,
     {
         self.shared
             .add_source(Feed::generator(iter), Some(Arc::new(context)))
@@ -124,12 +127,12 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> QueueFeeder<V, C> {
     /// Extends a value inside the call: a plain value is a `Success` at the back,
     /// [`Feed::Error`] a `Failure`, an extendable [`Feed`] a new source under this
     /// `VALUE` source.
-    pub fn add_value(&self, value: impl Into<Feed<V>>) -> SourceId {
+    pub fn add_value(&self, value: impl Into<Feed<V, C>>) -> SourceId {
         self.shared.add_value(value.into(), None)
     }
 
     /// [`add_value`](Self::add_value) with a context for its results.
-    pub fn add_value_with_context(&self, value: impl Into<Feed<V>>, context: C) -> SourceId {
+    pub fn add_value_with_context(&self, value: impl Into<Feed<V, C>>, context: C) -> SourceId {
         self.shared.add_value(value.into(), Some(Arc::new(context)))
     }
 
@@ -142,7 +145,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> QueueFeeder<V, C> {
     pub fn add_coroutine<F>(&self, fut: F) -> SourceId
     where
         F: Future + Send + 'static,
-        F::Output: Into<Feed<V>>,
+        F::Output: Into<Feed<V, C>>,
     {
         self.shared.add_source(Feed::future(fut), None)
     }
@@ -151,7 +154,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> QueueFeeder<V, C> {
     pub fn add_coroutine_with_context<F>(&self, fut: F, context: C) -> SourceId
     where
         F: Future + Send + 'static,
-        F::Output: Into<Feed<V>>,
+        F::Output: Into<Feed<V, C>>,
     {
         self.shared
             .add_source(Feed::future(fut), Some(Arc::new(context)))
@@ -162,7 +165,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> QueueFeeder<V, C> {
     /// `Failure` at the back. The manager cancels it when it stops.
     pub fn add_task<T>(&self, task: Task<T>) -> SourceId
     where
-        T: Into<Feed<V>> + Send + 'static,
+        T: Into<Feed<V, C>> + Send + 'static,
     {
         self.shared.add_source(Feed::task(task), None)
     }
@@ -170,7 +173,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> QueueFeeder<V, C> {
     /// [`add_task`](Self::add_task) with a context for its results.
     pub fn add_task_with_context<T>(&self, task: Task<T>, context: C) -> SourceId
     where
-        T: Into<Feed<V>> + Send + 'static,
+        T: Into<Feed<V, C>> + Send + 'static,
     {
         self.shared
             .add_source(Feed::task(task), Some(Arc::new(context)))
@@ -194,7 +197,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> QueueFeeder<V, C> {
     pub fn add_async_generator<S>(&self, stream: S) -> SourceId
     where
         S: Stream + Send + 'static,
-        S::Item: Into<Feed<V>>,
+        S::Item: Into<Feed<V, C>>,
     {
         self.shared.add_source(Feed::stream(stream), None)
     }
@@ -203,7 +206,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> QueueFeeder<V, C> {
     pub fn add_async_generator_with_context<S>(&self, stream: S, context: C) -> SourceId
     where
         S: Stream + Send + 'static,
-        S::Item: Into<Feed<V>>,
+        S::Item: Into<Feed<V, C>>,
     {
         self.shared
             .add_source(Feed::stream(stream), Some(Arc::new(context)))

@@ -54,7 +54,7 @@
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() {
 //! let ctx = hp::Ctx::beginning("app");
-//! let (mut streamer, feeder) = hp::queue_manager::<i32, &str>(&ctx, || "-");
+//! let (mut streamer, feeder) = hp::queue_manager_with_empty_context::<i32, &str>(&ctx, "qm", || "-");
 //! feeder.add_sync_iterator_with_context([1, 2], "list"); // SYNC_ITERATOR#1: [St1]
 //! feeder.add_value(10); //                                  VALUE#2: [St1, S10]
 //! // SYNC_FUNCTION#3 runs now and returns a generator: SYNC_GENERATOR#4 under it.
@@ -97,10 +97,65 @@
 //! error in the middle of an iterator, a stop with work still queued, the breaker.
 //!
 //! # Failures
-//! A source fails when it panics, yields [`Feed::Error`], or (a future or task) is
+//! A source fails when it panics, yields [`Feed::Error`] (bare or wrapped by
+//! [`Feed::with_context`]: an error wherever it sits), or (a future or task) is
 //! cancelled: a `Failure` is delivered, and an iterator or stream also ends with an
-//! `IterationStop` carrying the error. Cancellation is [`Failure::Cancelled`](crate::helpers::Failure::Cancelled),
-//! never "no error". Nothing is lost.
+//! `IterationStop` carrying the error and handing back what it left unread. To report
+//! one bad item and go on, an iterator or stream yields [`Feed::ItemError`] instead:
+//!
+//! | an iterator or stream yields | delivered | the source |
+//! |---|---|---|
+//! | [`Feed::Error`] (bare or wrapped) | `Failure`, then `IterationStop` with `unread` | ends |
+//! | [`Feed::ItemError`] (bare or wrapped) | `Failure`, in the item's turn | goes on |
+//!
+//! Cancellation is [`Failure::Cancelled`](crate::helpers::Failure::Cancelled), never
+//! "no error".
+//!
+//! # Nothing is lost
+//! Every value handed to the manager is delivered, or comes back to the caller:
+//!
+//! | what the manager does not run | where it comes back |
+//! |---|---|
+//! | the rest of an iterator or stream ended by an error (or a panic in `next`) | its `IterationStop`'s `unread` ([`QueueManagerResult::take_unread`]) |
+//! | the rest of an iterator or stream the stop cut short | its `IterationStop`'s `unread`, and [`Streamer::cut_short`] lists it |
+//! | a produced function after the stop (not called) | its `Failure`'s `unread` (a [`Feed::Function`]), listed by `cut_short` |
+//! | a future after the stop (not spawned) | its `Failure`'s `unread` (a [`Feed::Future`]), listed by `cut_short` |
+//! | a running task the stop cancelled | its `Failure` (cancelled), listed by `cut_short`; [`Streamer::close`] waits for its cleanup |
+//! | a generator source ([`hp::AsyncGenerator`](crate::helpers::AsyncGenerator)) the stop ended | not handed back: stopped as `stop_async_generator` does (the seed's close) |
+//! | results queued when the breaker ended the stream | [`Streamer::remaining`] |
+//!
+//! Dropping the streamer drops what is still queued (its results included): read the
+//! stream to its end (or call `remaining`) before dropping it to keep them.
+//!
+//! ```
+//! use futures::StreamExt;
+//! use machinery::helpers::{self as hp, Feed, QueueManagerResult as R};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! let ctx = hp::Ctx::beginning("app");
+//! let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx);
+//! feeder.add_sync_iterator(1..=4);
+//! let first = streamer.next().await.and_then(R::into_value);
+//! assert_eq!(first, Some(1));
+//! streamer.ctx().cancel(); // stop: 2 was already produced, 3 and 4 were not
+//! feeder.add_coroutine(async { 5 }); // after the stop: not spawned
+//! let mut delivered = Vec::new();
+//! let mut unread = Vec::new();
+//! while let Some(mut r) = streamer.next().await {
+//!     unread.extend(r.take_unread());
+//!     delivered.extend(r.into_value());
+//! }
+//! assert_eq!(delivered, [2]);
+//! // The future and the iterator's rest come back (in the order of their results:
+//! // the future's `Failure` was queued before the step that found the stop).
+//! let Feed::Future(fut) = unread.remove(0) else { panic!() };
+//! assert!(matches!(fut.await, Feed::Value(5)));
+//! let Feed::Iterator(rest) = unread.remove(0) else { panic!() };
+//! assert_eq!(rest.count(), 2); // 3 and 4, to count or re-queue
+//! assert_eq!(streamer.cut_short().len(), 2);
+//! # }
+//! ```
 //!
 //! # Stopping
 //! When the manager's context finishes (the one given, or its own child context:
@@ -112,9 +167,12 @@
 //! for their waker end at once (an `IterationStop` at the back) and running tasks are
 //! cancelled (a `Failure` at the back), in the order the sources were added; tasks that
 //! already finished still deliver. What is added afterwards is delivered by the same
-//! rules (no future is spawned). Each source the stop ended is *cut short*: its result
-//! carries the stop's failure, its chain and its context, and [`Streamer::cut_short`]
-//! lists them all, so a program can tell which work did not finish.
+//! rules. **Nothing new starts after the stop**: a future is not spawned and a produced
+//! function is not called (each comes back in its `Failure`), so a stop ends the stream
+//! after a bounded amount of work even when every function returns another function.
+//! Each source the stop ended is *cut short*: its result carries the stop's failure,
+//! its chain, its context and what it left unread, and [`Streamer::cut_short`] lists
+//! them all, so a program can tell which work did not finish.
 //! [`Streamer::close`], the scoped form [`queue_manager_scoped`], and dropping the
 //! streamer stop it the same way (with `Failure::Cancelled`).
 //!
@@ -140,14 +198,23 @@
 //! until it is empty, which never ends with an endless source).
 //!
 //! # Contexts
-//! A result's context is the one given with the first source of its chain
-//! (`add_x_with_context`), else a fresh `make_empty_context()` each time. A produced
-//! feed may bring its own ([`Feed::with_context`]), used for its results and those of
-//! the sources it produces (**differs from the original**, which has no such thing).
+//! A result's context ([`ResultContext`], dereferencing to `C`) is the one given with
+//! the first source of its chain (`add_x_with_context`), shared by all its results (a
+//! reference count per result: a `String` context costs no allocation per item), else
+//! the manager's empty context: `C::default()` ([`queue_manager`]) or the seed's
+//! `make_empty_context()` ([`queue_manager_with_empty_context`]), made when the result
+//! is handed out. A produced feed may bring its own ([`Feed::with_context`]), used for
+//! its results and those of the sources it produces (**differs from the original**,
+//! which has no such thing); a [`Feed<V, C>`](Feed) names the manager's context type,
+//! so a context of another type does not compile.
 //!
 //! # Memory and robustness
 //! A finished source leaves the table at once: a manager that lives for ever while
 //! millions of sources come and go holds only the live ones ([`QueueFeeder::live_sources`]).
+//! The entry queue gives its memory back once a burst is consumed: when three quarters
+//! of its capacity are unused (past 1 024 entries) it halves, so after 1 M queued values
+//! are taken a long-lived manager is back to a small queue (amortised O(1) per entry;
+//! a steady manager below 1 024 entries never reallocates).
 //! Source chains are bounded ([`Sources`], **differs from the original**). No user code
 //! runs and no user value is dropped under the manager's lock; a panic in user code
 //! (a source, its `Drop`, a task's `Clone`) is caught: the source fails, or (a `Drop`)
@@ -170,9 +237,9 @@ mod streamer;
 use std::borrow::Cow;
 use std::future::Future;
 
-pub use feed::{Feed, FeedContext, FeedFn, FeedFuture, FeedIter, FeedStream};
+pub use feed::{Feed, FeedFn, FeedFuture, FeedIter, FeedStream};
 pub use feeder::QueueFeeder;
-pub use result::{CHAIN_KEEP, QueueInput, QueueManagerResult, SourceId, Sources};
+pub use result::{CHAIN_KEEP, QueueInput, QueueManagerResult, ResultContext, SourceId, Sources};
 pub use sources::task::TaskFeed;
 pub use streamer::{CutShort, Streamer};
 
@@ -182,28 +249,43 @@ use core::Shared;
 
 /// Creates a queue manager on a child of `ctx` named `queue_manager`.
 ///
-/// `make_empty_context` makes the context of results whose sources were added without
-/// one; it is called once per such result, when the streamer hands it out.
-pub fn queue_manager<V, C>(
-    ctx: &Ctx,
-    make_empty_context: impl Fn() -> C + Send + Sync + 'static,
-) -> (Streamer<V, C>, QueueFeeder<V, C>)
+/// A result whose sources were given no context carries `C::default()` (made when the
+/// result is handed out: no allocation for `()`, `String`, `Option<_>`...); one given
+/// with a source is shared by its results ([`ResultContext`]).
+///
+/// **Breaking** (0.x): `make_empty_context` is no longer required; the seed's form is
+/// [`queue_manager_with_empty_context`].
+pub fn queue_manager<V, C>(ctx: &Ctx) -> (Streamer<V, C>, QueueFeeder<V, C>)
 where
     V: Send + 'static,
-    C: Clone + Send + Sync + 'static,
+    C: Default + Send + Sync + 'static,
 {
-    queue_manager_named(ctx, "queue_manager", make_empty_context)
+    queue_manager_named(ctx, "queue_manager")
 }
 
 /// [`queue_manager`] with the seed's `name`: the manager's context is `ctx-->name`.
 pub fn queue_manager_named<V, C>(
     ctx: &Ctx,
     name: impl Into<Cow<'static, str>>,
+) -> (Streamer<V, C>, QueueFeeder<V, C>)
+where
+    V: Send + 'static,
+    C: Default + Send + Sync + 'static,
+{
+    queue_manager_with_empty_context(ctx, name, C::default)
+}
+
+/// The seed's full form: `make_empty_context` makes the context of results whose
+/// sources were given none; it is called once per such result, when the streamer hands
+/// it out (with no lock held; a panic there reaches that poll).
+pub fn queue_manager_with_empty_context<V, C>(
+    ctx: &Ctx,
+    name: impl Into<Cow<'static, str>>,
     make_empty_context: impl Fn() -> C + Send + Sync + 'static,
 ) -> (Streamer<V, C>, QueueFeeder<V, C>)
 where
     V: Send + 'static,
-    C: Clone + Send + Sync + 'static,
+    C: Send + Sync + 'static,
 {
     let guard = ctx.child(name).drop_guard();
     let runtime = guard
@@ -238,17 +320,16 @@ where
 pub async fn queue_manager_scoped<V, C, F, Fut, T, E>(
     ctx: &Ctx,
     name: impl Into<Cow<'static, str>>,
-    make_empty_context: impl Fn() -> C + Send + Sync + 'static,
     body: F,
 ) -> Result<T, Error>
 where
     V: Send + 'static,
-    C: Clone + Send + Sync + 'static,
+    C: Default + Send + Sync + 'static,
     F: FnOnce(Streamer<V, C>, QueueFeeder<V, C>) -> Fut,
     Fut: Future<Output = Result<T, E>>,
     E: Into<BoxError>,
 {
-    let (streamer, feeder) = queue_manager_named(ctx, name, make_empty_context);
+    let (streamer, feeder) = queue_manager_named(ctx, name);
     let closer = streamer.scoped_closer();
     let out = body(streamer, feeder).await;
     closer.close().await;

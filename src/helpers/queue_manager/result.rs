@@ -4,6 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use super::feed::Feed;
 use crate::helpers::error::Failure;
 
 /// The kind of a source (the seed's `QueueInput`, one variant per seed value).
@@ -150,7 +151,7 @@ struct Chain {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// let ctx = hp::Ctx::beginning("app");
-/// let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx, || ());
+/// let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx);
 /// feeder.add_value(hop(100));
 /// let Some(R::Success { sources, .. }) = streamer.next().await else { panic!() };
 /// assert_eq!(sources.depth(), 101); // the VALUE, then 100 functions
@@ -317,18 +318,26 @@ pub enum QueueManagerResult<V, C> {
         sources: Sources,
         /// The value.
         value: V,
-        /// The context given with the added source, else `make_empty_context()`.
-        context: C,
+        /// The context given with the added source (shared, not copied), else the
+        /// manager's empty context.
+        context: ResultContext<C>,
     },
-    /// A source failed: it returned [`Feed::Error`](super::Feed::Error), panicked, or was
-    /// cancelled.
+    /// A source failed: it returned [`Feed::Error`](super::Feed::Error) or
+    /// [`Feed::ItemError`](super::Feed::ItemError), panicked, or was cancelled, or the
+    /// manager's stop cut it short before it started.
     Failure {
         /// The chain from the failing source back to the added one.
         sources: Sources,
         /// Why.
         error: Failure,
-        /// The context given with the added source, else `make_empty_context()`.
-        context: C,
+        /// The work the stop kept from starting, handed back: a produced function not
+        /// called ([`Feed::Function`](super::Feed::Function)) or a future not spawned
+        /// ([`Feed::Future`](super::Feed::Future)); `None` otherwise. **Breaking** (new
+        /// field).
+        unread: Option<Box<Feed<V, C>>>,
+        /// The context given with the added source (shared, not copied), else the
+        /// manager's empty context.
+        context: ResultContext<C>,
     },
     /// An iterator or stream ended: `None` when exhausted, else the error that ended it
     /// (its own failure, or the manager's stop).
@@ -337,8 +346,17 @@ pub enum QueueManagerResult<V, C> {
         sources: Sources,
         /// What ended it, if it did not simply run out.
         error: Option<Failure>,
-        /// The context given with the added source, else `make_empty_context()`.
-        context: C,
+        /// What it left unread, handed back when an error or the manager's stop ended
+        /// it: the iterator ([`Feed::Iterator`](super::Feed::Iterator) or
+        /// [`Feed::Generator`](super::Feed::Generator)) or stream
+        /// ([`Feed::Stream`](super::Feed::Stream)), positioned after the last item it
+        /// gave; re-queue it or count it. `None` when it ran out, and for a generator
+        /// source ([`hp::AsyncGenerator`](crate::helpers::AsyncGenerator)) the stop ends:
+        /// it is stopped as `stop_async_generator` does. **Breaking** (new field).
+        unread: Option<Box<Feed<V, C>>>,
+        /// The context given with the added source (shared, not copied), else the
+        /// manager's empty context.
+        context: ResultContext<C>,
     },
     /// The manager stopped: `None` after `set_as_finished_if_out_of_sources` once nothing
     /// was left, else the context's outcome (or [`Failure::Cancelled`] when closed).
@@ -385,8 +403,201 @@ impl<V, C> QueueManagerResult<V, C> {
         }
     }
 
+    /// The unread rest of an iterator or stream (or the work a stop kept from starting)
+    /// that this result hands back, by value (see the `unread` fields).
+    ///
+    /// An iterator ended by an error hands back its rest in its `IterationStop`:
+    /// ```
+    /// use futures::StreamExt;
+    /// use machinery::helpers::{self as hp, Feed, QueueManagerResult as R};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let ctx = hp::Ctx::beginning("app");
+    /// let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx);
+    /// feeder.add_sync_iterator([Feed::Value(1), Feed::error(hp::Error::msg("boom")), Feed::Value(2)]);
+    /// feeder.set_as_finished_if_out_of_sources();
+    /// let mut rest = None;
+    /// while let Some(mut r) = streamer.next().await {
+    ///     if let R::IterationStop { error: Some(_), .. } = r {
+    ///         rest = r.take_unread();
+    ///     }
+    /// }
+    /// let Some(Feed::Iterator(rest)) = rest else { panic!("the rest comes back") };
+    /// assert!(matches!(rest.collect::<Vec<_>>()[..], [Feed::Value(2)]));
+    /// # }
+    /// ```
+    ///
+    /// A function produced after the stop is not called: its `Failure` hands it back.
+    /// ```
+    /// use futures::StreamExt;
+    /// use machinery::helpers::{self as hp, Feed};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let ctx = hp::Ctx::beginning("app");
+    /// let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx);
+    /// let stop = streamer.ctx().clone();
+    /// // Runs inside the call: stops the manager, returns the next function.
+    /// feeder.add_sync_function(move || {
+    ///     stop.cancel();
+    ///     Feed::function(|| 7u32)
+    /// });
+    /// let mut back = Vec::new();
+    /// while let Some(mut r) = streamer.next().await {
+    ///     back.extend(r.take_unread());
+    /// }
+    /// let [Feed::Function(f)] = <[_; 1]>::try_from(back).ok().unwrap() else { panic!() };
+    /// assert!(matches!(f(), Feed::Value(7))); // the caller may still call it
+    /// assert_eq!(streamer.cut_short().len(), 1);
+    /// # }
+    /// ```
+    pub fn take_unread(&mut self) -> Option<Feed<V, C>> {
+        match self {
+            Self::Failure { unread, .. } | Self::IterationStop { unread, .. } => {
+                unread.take().map(|b| *b)
+            }
+            _ => None,
+        }
+    }
+
     /// Whether this is `Stopped`.
     pub fn is_stopped(&self) -> bool {
         matches!(self, Self::Stopped { .. })
+    }
+}
+
+/// The context of one result: a reference to the context given with its source (shared
+/// by every result of that source, never copied), or the manager's empty context for
+/// a source given none. Dereferences to `C`.
+///
+/// # Cost (**Breaking** in 0.x: results held `C` and cloned it per result)
+/// A context given once (`add_x_with_context`, [`Feed::with_context`](super::Feed::with_context))
+/// is stored once in an [`Arc`]; each result takes a reference count, so a `String`
+/// context costs no allocation per result. A result without one gets the manager's
+/// empty context: `C::default()` ([`queue_manager`](super::queue_manager): no
+/// allocation for `()`, `String`, `Option<_>`...) or the seed's `make_empty_context()`
+/// ([`queue_manager_with_empty_context`](super::queue_manager_with_empty_context)),
+/// made when the result is handed out.
+///
+/// ```
+/// use std::sync::Arc;
+/// use futures::StreamExt;
+/// use machinery::helpers::{self as hp, QueueManagerResult as R};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let ctx = hp::Ctx::beginning("app");
+/// let (mut streamer, feeder) = hp::queue_manager::<u32, String>(&ctx);
+/// feeder.add_sync_iterator_with_context([1, 2], "https://example.com".to_string());
+/// feeder.add_value(3);
+/// let mut contexts = Vec::new();
+/// for _ in 0..3 {
+///     let Some(R::Success { context, .. }) = streamer.next().await else { panic!() };
+///     contexts.push(context);
+/// }
+/// // The two results of the iterator share its one context; the value has the empty one.
+/// assert_eq!(contexts[1], "https://example.com".to_string());
+/// assert_eq!(contexts[2], "https://example.com".to_string());
+/// assert!(Arc::ptr_eq(contexts[1].shared().unwrap(), contexts[2].shared().unwrap()));
+/// assert_eq!(*contexts[0], ""); // `String::default()`
+/// # }
+/// ```
+pub struct ResultContext<C>(CtxRepr<C>);
+
+enum CtxRepr<C> {
+    Shared(Arc<C>),
+    Own(C),
+}
+
+impl<C> ResultContext<C> {
+    pub(crate) fn shared_from(context: Arc<C>) -> Self {
+        ResultContext(CtxRepr::Shared(context))
+    }
+
+    pub(crate) fn own(context: C) -> Self {
+        ResultContext(CtxRepr::Own(context))
+    }
+
+    /// The shared context given with the source, `None` for the manager's empty one.
+    pub fn shared(&self) -> Option<&Arc<C>> {
+        match &self.0 {
+            CtxRepr::Shared(c) => Some(c),
+            CtxRepr::Own(_) => None,
+        }
+    }
+
+    /// Whether this is the manager's empty context (the source was given none).
+    pub fn is_empty_context(&self) -> bool {
+        matches!(self.0, CtxRepr::Own(_))
+    }
+
+    /// The context as an `Arc` (the shared one as it is; the empty one is wrapped).
+    pub fn into_arc(self) -> Arc<C> {
+        match self.0 {
+            CtxRepr::Shared(c) => c,
+            CtxRepr::Own(c) => Arc::new(c),
+        }
+    }
+
+    /// The context by value: the empty one as it is, the shared one unwrapped when this
+    /// is its last reference, else cloned.
+    pub fn into_inner(self) -> C
+    where
+        C: Clone,
+    {
+        match self.0 {
+            CtxRepr::Shared(c) => Arc::unwrap_or_clone(c),
+            CtxRepr::Own(c) => c,
+        }
+    }
+}
+
+impl<C> std::ops::Deref for ResultContext<C> {
+    type Target = C;
+    fn deref(&self) -> &C {
+        match &self.0 {
+            CtxRepr::Shared(c) => c,
+            CtxRepr::Own(c) => c,
+        }
+    }
+}
+
+impl<C> AsRef<C> for ResultContext<C> {
+    fn as_ref(&self) -> &C {
+        self
+    }
+}
+
+impl<C: Clone> Clone for ResultContext<C> {
+    /// O(1) for a shared context (a reference count); clones the empty one.
+    fn clone(&self) -> Self {
+        match &self.0 {
+            CtxRepr::Shared(c) => ResultContext(CtxRepr::Shared(c.clone())),
+            CtxRepr::Own(c) => ResultContext(CtxRepr::Own(c.clone())),
+        }
+    }
+}
+
+impl<C: fmt::Debug> fmt::Debug for ResultContext<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl<C: fmt::Display> fmt::Display for ResultContext<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&**self, f)
+    }
+}
+
+impl<C: PartialEq> PartialEq for ResultContext<C> {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl<C: Eq> Eq for ResultContext<C> {}
+
+impl<C: PartialEq> PartialEq<C> for ResultContext<C> {
+    fn eq(&self, other: &C) -> bool {
+        **self == *other
     }
 }

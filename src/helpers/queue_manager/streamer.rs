@@ -10,7 +10,7 @@ use futures_core::Stream;
 use futures_core::stream::FusedStream;
 
 use super::core::{Next, Shared};
-use super::result::{QueueManagerResult, Sources};
+use super::result::{QueueManagerResult, ResultContext, Sources};
 use super::sources::{Stopping, function};
 use crate::helpers::ctx::{Ctx, CtxGuard};
 use crate::helpers::event::Event;
@@ -43,7 +43,7 @@ use crate::helpers::wait::WaitDone;
 /// and an instruction that ran has queued what it produced before the poll returns.
 ///
 /// # Panics
-/// A panic in `make_empty_context` or in `C::clone` (run when a result is handed out)
+/// A panic in `make_empty_context` or `C::default` (run when a result is handed out)
 /// reaches the poll that hands the result out, as a panic in a `map` closure would;
 /// that result is lost, the manager stays consistent and can be polled again.
 ///
@@ -61,7 +61,7 @@ pub struct Streamer<V, C> {
     breaker_wait: Option<WaitDone<Event>>,
     ended: bool,
     /// Generator sources the stop ended, being stopped before the stream ends.
-    stopping: Stopping<V>,
+    stopping: Stopping<V, C>,
 }
 
 impl<V, C> fmt::Debug for Streamer<V, C> {
@@ -82,12 +82,16 @@ const STEPS_PER_POLL: usize = 64;
 /// manager stopped, so it did not finish. Its result in the stream is an
 /// `IterationStop` (iterators, streams) or a `Failure` (futures, tasks) carrying the
 /// stop's failure; [`Streamer::cut_short`] lists them all.
+///
+/// What it left comes back in that result: an iterator's or stream's unread rest in
+/// the `IterationStop`'s `unread`, a function not called or a future not spawned in
+/// the `Failure`'s `unread` ([`QueueManagerResult::take_unread`]).
 #[derive(Debug, Clone)]
 pub struct CutShort<C> {
     /// Its chain, producer first.
     pub sources: Sources,
-    /// Its context (`make_empty_context()` when it had none).
-    pub context: C,
+    /// Its context (the manager's empty context when it had none).
+    pub context: ResultContext<C>,
 }
 
 /// Closes a manager from outside its streamer (the scoped form keeps one).
@@ -101,7 +105,7 @@ pub(crate) struct Closer<V, C> {
 /// future was dropped), it drops them.
 pub(crate) struct ScopedCloser<V, C>(Option<Closer<V, C>>);
 
-impl<V: Send + 'static, C: Clone + Send + Sync + 'static> ScopedCloser<V, C> {
+impl<V: Send + 'static, C: Send + Sync + 'static> ScopedCloser<V, C> {
     pub(crate) async fn close(mut self) {
         if let Some(closer) = self.0.take() {
             closer.close().await;
@@ -117,7 +121,7 @@ impl<V, C> Drop for ScopedCloser<V, C> {
     }
 }
 
-impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Closer<V, C> {
+impl<V: Send + 'static, C: Send + Sync + 'static> Closer<V, C> {
     /// Stops the manager, stops its generator sources, waits for its cancelled tasks.
     pub(crate) async fn close(self) {
         self.ctx.cancel();
@@ -125,7 +129,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Closer<V, C> {
         self.finish(stopping).await;
     }
 
-    async fn finish(self, mut stopping: Stopping<V>) {
+    async fn finish(self, mut stopping: Stopping<V, C>) {
         poll_fn(|cx| stopping.poll(cx)).await;
         for task in self.shared.take_cancelled() {
             task.wait().await;
@@ -133,7 +137,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Closer<V, C> {
     }
 }
 
-impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Streamer<V, C> {
+impl<V: Send + 'static, C: Send + Sync + 'static> Streamer<V, C> {
     pub(crate) fn new(guard: CtxGuard, shared: Arc<Shared<V, C>>) -> Self {
         Streamer {
             guard,
@@ -192,6 +196,13 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Streamer<V, C> {
                 context: self.shared.context(context),
             })
             .collect()
+    }
+
+    /// The capacity of the manager's entry queue, in entries: only for tests of the
+    /// memory given back after a burst (not part of the API).
+    #[doc(hidden)]
+    pub fn queue_capacity(&self) -> usize {
+        self.shared.queue_capacity()
     }
 
     /// How many sources are live.
@@ -278,7 +289,7 @@ impl<V, C> Drop for Streamer<V, C> {
     }
 }
 
-impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Stream for Streamer<V, C> {
+impl<V: Send + 'static, C: Send + Sync + 'static> Stream for Streamer<V, C> {
     type Item = QueueManagerResult<V, C>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -340,7 +351,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Stream for Streamer<V,
     }
 }
 
-impl<V: Send + 'static, C: Clone + Send + Sync + 'static> FusedStream for Streamer<V, C> {
+impl<V: Send + 'static, C: Send + Sync + 'static> FusedStream for Streamer<V, C> {
     fn is_terminated(&self) -> bool {
         self.ended
     }

@@ -17,7 +17,9 @@
 //!    bodies, futures, sources and contexts leave the table into [`Deferred`], which runs
 //!    after unlocking, each piece under `catch_unwind`, so a panicking `Drop` cannot stop
 //!    the rest (cancelling, waking, registering). Contexts are cloned and made
-//!    (`make_empty_context`) when a result is handed out, outside the lock.
+//!    (`make_empty_context`) when a result is handed out, outside the lock. What a
+//!    source leaves unread (its body, a function not called, a future not spawned) is
+//!    moved into its result, never dropped under the lock.
 //! 5. No recursion grows with a user-controlled length: extending loops, deferred work
 //!    is a work list, chains are flat ([`Sources`]).
 
@@ -32,7 +34,7 @@ use slab::Slab;
 use tokio::runtime::Handle;
 
 use super::feed::{Feed, FeedFn, FeedFuture};
-use super::result::{QueueInput, QueueManagerResult, SourceId, Sources};
+use super::result::{QueueInput, QueueManagerResult, ResultContext, SourceId, Sources};
 use super::sources::{self, Body, PendingSource, Polled, Schedule, Stopping, StreamSource, future};
 use crate::helpers::debug::{Live, MANAGERS};
 use crate::helpers::error::{Error, Failure};
@@ -40,10 +42,49 @@ use crate::helpers::protocols::WaitByCallback;
 use crate::helpers::task::AnyTask;
 use crate::sync::{Mutex, MutexGuard, lock};
 
+/// The entry queue's capacity kept whatever happens: below it the queue never shrinks
+/// (a steady manager never reallocates), above it a queue three quarters unused gives
+/// half its capacity back.
+pub(crate) const SHRINK_ABOVE: usize = 1024;
+
 /// A source's context: shared by its results, cloned out when one is handed out.
 pub(crate) type Ctxt<C> = Option<Arc<C>>;
-/// A result whose context is still shared (or `None` when the source had none).
-pub(crate) type Raw<V, C> = QueueManagerResult<V, Ctxt<C>>;
+/// A result as queued: its context is the source's (or `None` when the source had
+/// none); [`Shared::resolve`] makes the [`QueueManagerResult`] handed out.
+pub(crate) enum Raw<V, C> {
+    Success {
+        sources: Sources,
+        value: V,
+        context: Ctxt<C>,
+    },
+    Failure {
+        sources: Sources,
+        error: Failure,
+        context: Ctxt<C>,
+    },
+    IterationStop {
+        sources: Sources,
+        error: Option<Failure>,
+        context: Ctxt<C>,
+    },
+    Stopped {
+        error: Option<Failure>,
+    },
+    /// A `Failure` or an `IterationStop` handing back what its source left unread:
+    /// rare (once per source an error or the stop ended), so boxed, keeping every
+    /// entry of the queue as small as before.
+    Unread(Box<Unread<V, C>>),
+}
+
+/// The boxed body of [`Raw::Unread`].
+pub(crate) struct Unread<V, C> {
+    /// An `IterationStop` (else a `Failure`).
+    end: bool,
+    sources: Sources,
+    error: Failure,
+    context: Ctxt<C>,
+    unread: Feed<V, C>,
+}
 
 /// One entry of the queue (invariant 1).
 pub(crate) enum Entry<V, C> {
@@ -54,7 +95,7 @@ pub(crate) enum Entry<V, C> {
     /// Extend a feed produced by the source of `Sources`. Boxed: a feed other than a
     /// plain value (those are `ValueStep`) is rare per item, and unboxed it made every
     /// entry 8 bytes bigger.
-    Extend(Box<(Feed<V>, Sources, Ctxt<C>)>),
+    Extend(Box<(Feed<V, C>, Sources, Ctxt<C>)>),
     /// A plain value the iterator or stream at `(key, number)` produced, then that
     /// source's next step: the pair `Extend(Value)`, `Step` that a step producing a value
     /// queues, as one entry. Taking it does exactly what taking the two in a row does
@@ -65,7 +106,7 @@ pub(crate) enum Entry<V, C> {
     /// are read then, not cloned per item.
     ValueStep(V, usize, u64),
     /// Add a produced function as a `SYNC_FUNCTION` source under `Sources` (call it).
-    Call(FeedFn<V>, Sources, Ctxt<C>),
+    Call(FeedFn<V, C>, Sources, Ctxt<C>),
 }
 
 /// Who touches a source next (invariant 2).
@@ -89,7 +130,7 @@ struct Source<V, C> {
     number: u64,
     chain: Sources,
     context: Ctxt<C>,
-    body: Option<Body<V>>,
+    body: Option<Body<V, C>>,
     turn: Turn,
 }
 
@@ -133,31 +174,31 @@ pub(crate) struct State<V, C> {
     /// Generator sources the stop ended, to stop as `stop_async_generator` does (by
     /// `close()`, or by the consumer before the stream ends); dropped with the streamer
     /// unless `keep_generators`.
-    stopping: Stopping<V>,
+    stopping: Stopping<V, C>,
     /// The scoped form will close the manager after its body: a streamer dropped in the
     /// body leaves its generator sources in `stopping` for that close to stop.
     keep_generators: bool,
 }
 
 /// Work to do after the lock is released (invariant 4).
-pub(crate) struct Deferred<V> {
-    work: Vec<Work<V>>,
+pub(crate) struct Deferred<V, C> {
+    work: Vec<Work<V, C>>,
     waker: Option<Waker>,
 }
 
 /// One piece of deferred work.
-enum Work<V> {
+enum Work<V, C> {
     /// A user value to drop.
     Trash(Box<dyn Send>),
     /// A task to cancel.
     Cancel(AnyTask),
     /// The future of the task source at `(key, number)`, to spawn.
-    Spawn(usize, u64, FeedFuture<V>),
+    Spawn(usize, u64, FeedFuture<V, C>),
     /// The task of the source at `(key, number)`, to watch.
     Register(usize, u64, AnyTask),
 }
 
-impl<V> Default for Deferred<V> {
+impl<V, C> Default for Deferred<V, C> {
     fn default() -> Self {
         Deferred {
             work: Vec::new(),
@@ -166,7 +207,7 @@ impl<V> Default for Deferred<V> {
     }
 }
 
-impl<V> Deferred<V> {
+impl<V, C> Deferred<V, C> {
     fn is_empty(&self) -> bool {
         self.work.capacity() == 0 && self.waker.is_none()
     }
@@ -179,7 +220,7 @@ impl<V> Deferred<V> {
         self.work.push(Work::Cancel(task));
     }
 
-    fn spawn(&mut self, key: usize, number: u64, fut: FeedFuture<V>) {
+    fn spawn(&mut self, key: usize, number: u64, fut: FeedFuture<V, C>) {
         self.work.push(Work::Spawn(key, number, fut));
     }
 
@@ -198,10 +239,10 @@ pub(crate) enum Next<V, C> {
     Wait,
     /// Step (or poll) the source at `(key, number)`, then hand it back with
     /// [`Shared::stepped`].
-    Step(usize, u64, Body<V>),
+    Step(usize, u64, Body<V, C>),
     /// Call a produced function (a new `SYNC_FUNCTION` source with this chain), then
     /// hand its feed back with [`Shared::called`].
-    Call(FeedFn<V>, Sources, Ctxt<C>),
+    Call(FeedFn<V, C>, Sources, Ctxt<C>),
     /// An instruction ran and produced no result.
     Continue,
 }
@@ -219,7 +260,7 @@ fn chain_under(parent: Option<&Sources>, id: SourceId) -> Sources {
     parent.map_or_else(|| Sources::root(id), |p| p.child(id))
 }
 
-impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Shared<V, C> {
+impl<V: Send + 'static, C: Send + Sync + 'static> Shared<V, C> {
     pub(crate) fn new(
         make_empty: Box<dyn Fn() -> C + Send + Sync>,
         runtime: Option<Handle>,
@@ -257,7 +298,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Shared<V, C> {
         lock(&self.state)
     }
 
-    /// Gives a raw result its context (user code: `C::clone`, `make_empty_context`;
+    /// Gives a raw result its context (user code: `C::default` or `make_empty_context`;
     /// called with no lock held; a panic there reaches the consumer's poll).
     #[inline]
     pub(crate) fn resolve(&self, raw: Raw<V, C>) -> QueueManagerResult<V, C> {
@@ -280,6 +321,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Shared<V, C> {
                 sources,
                 error,
                 context: ctx(context),
+                unread: None,
             },
             Raw::IterationStop {
                 sources,
@@ -289,22 +331,50 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Shared<V, C> {
                 sources,
                 error,
                 context: ctx(context),
+                unread: None,
             },
+            Raw::Unread(u) => {
+                let Unread {
+                    end,
+                    sources,
+                    error,
+                    context,
+                    unread,
+                } = *u;
+                let unread = Some(Box::new(unread));
+                if end {
+                    QueueManagerResult::IterationStop {
+                        sources,
+                        error: Some(error),
+                        context: ctx(context),
+                        unread,
+                    }
+                } else {
+                    QueueManagerResult::Failure {
+                        sources,
+                        error,
+                        context: ctx(context),
+                        unread,
+                    }
+                }
+            }
             Raw::Stopped { error } => QueueManagerResult::Stopped { error },
         }
     }
 
-    /// A result's context: the source's, else a fresh `make_empty_context()` (user
-    /// code, called with no lock held).
-    pub(crate) fn context(&self, c: Ctxt<C>) -> C {
+    /// A result's context: the source's (shared, O(1)), else the manager's empty
+    /// context (`C::default()` or `make_empty_context()`: user code, called with no
+    /// lock held).
+    #[inline]
+    pub(crate) fn context(&self, c: Ctxt<C>) -> ResultContext<C> {
         match c {
-            Some(c) => C::clone(&c),
-            None => (self.make_empty)(),
+            Some(c) => ResultContext::shared_from(c),
+            None => ResultContext::own((self.make_empty)()),
         }
     }
 
     /// Runs `f` on the state and the deferred work it leaves, waking the consumer.
-    fn with_state<R>(&self, f: impl FnOnce(&mut State<V, C>, &mut Deferred<V>) -> R) -> R {
+    fn with_state<R>(&self, f: impl FnOnce(&mut State<V, C>, &mut Deferred<V, C>) -> R) -> R {
         let mut d = Deferred::default();
         let r = {
             let mut st = self.lock();
@@ -317,7 +387,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Shared<V, C> {
     }
 
     /// `add_value`: extends `feed` as produced by a new `VALUE` source.
-    pub(crate) fn add_value(&self, feed: Feed<V>, context: Ctxt<C>) -> SourceId {
+    pub(crate) fn add_value(&self, feed: Feed<V, C>, context: Ctxt<C>) -> SourceId {
         self.with_state(|st, d| {
             let id = st.new_id(QueueInput::Value);
             if st.closed {
@@ -330,7 +400,11 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Shared<V, C> {
     }
 
     /// `add_sync_function`: calls `f` inside the call, then extends its feed.
-    pub(crate) fn add_function(&self, f: impl FnOnce() -> Feed<V>, context: Ctxt<C>) -> SourceId {
+    pub(crate) fn add_function(
+        &self,
+        f: impl FnOnce() -> Feed<V, C>,
+        context: Ctxt<C>,
+    ) -> SourceId {
         let (id, closed) = {
             let mut st = self.lock();
             if !st.closed {
@@ -351,7 +425,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Shared<V, C> {
     }
 
     /// Adds a source of any kind (not a value, an error or a function) with no parent.
-    pub(crate) fn add_source(&self, feed: Feed<V>, context: Ctxt<C>) -> SourceId {
+    pub(crate) fn add_source(&self, feed: Feed<V, C>, context: Ctxt<C>) -> SourceId {
         self.with_state(|st, d| {
             if st.closed {
                 let id = st.new_id(feed.kind().unwrap_or(QueueInput::Value));
@@ -408,14 +482,19 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Shared<V, C> {
         results
     }
 
+    /// The entry queue's capacity (for the memory tests).
+    pub(crate) fn queue_capacity(&self) -> usize {
+        self.lock().queue.capacity()
+    }
+
     /// The generator sources the stop ended, to stop.
-    pub(crate) fn take_stopping(&self) -> Stopping<V> {
+    pub(crate) fn take_stopping(&self) -> Stopping<V, C> {
         std::mem::take(&mut self.lock().stopping)
     }
 
     /// `close()`: ends every generator source still live (the stop ended the others) as
     /// the stop ends a source, and takes all of them to stop.
-    pub(crate) fn take_generators(&self) -> Stopping<V> {
+    pub(crate) fn take_generators(&self) -> Stopping<V, C> {
         self.with_state(|st, d| {
             st.keep_generators = false;
             st.end_generators(d);
@@ -456,8 +535,8 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Shared<V, C> {
         &self,
         key: usize,
         number: u64,
-        body: Body<V>,
-        polled: Polled<V>,
+        body: Body<V, C>,
+        polled: Polled<V, C>,
         then: Option<&Waker>,
     ) -> Option<Next<V, C>> {
         let mut d = Deferred::default();
@@ -474,7 +553,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Shared<V, C> {
     /// [`stepped`](Self::stepped).
     pub(crate) fn called(
         &self,
-        out: Result<Feed<V>, Failure>,
+        out: Result<Feed<V, C>, Failure>,
         chain: Sources,
         ctx: Ctxt<C>,
         then: Option<&Waker>,
@@ -492,7 +571,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Shared<V, C> {
     }
 
     #[inline]
-    fn run(&self, d: Deferred<V>) {
+    fn run(&self, d: Deferred<V, C>) {
         if d.is_empty() {
             // The common case: a step that only produced a value. Nothing was ever put
             // in `d`, so forgetting it frees nothing and skips an out-of-line drop.
@@ -506,7 +585,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Shared<V, C> {
     /// outcome or installing a spawned task may leave more work, which is queued here,
     /// not run recursively. Every piece runs under `catch_unwind` (invariant 4).
     #[inline(never)]
-    fn run_deferred(&self, d: Deferred<V>) {
+    fn run_deferred(&self, d: Deferred<V, C>) {
         let mut work = vec![d];
         while let Some(d) = work.pop() {
             let Deferred {
@@ -548,7 +627,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Shared<V, C> {
     }
 
     /// Spawns the future of the task source at `(key, number)` and installs the task.
-    fn spawned(&self, key: usize, number: u64, fut: FeedFuture<V>) -> Deferred<V> {
+    fn spawned(&self, key: usize, number: u64, fut: FeedFuture<V, C>) -> Deferred<V, C> {
         let handle = self.runtime.clone().or_else(|| Handle::try_current().ok());
         let task = match handle {
             Some(h) => {
@@ -569,7 +648,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Shared<V, C> {
     }
 
     /// Takes a finished task's outcome (user code, no lock) and extends it.
-    fn task_finished(&self, key: usize, number: u64) -> Deferred<V> {
+    fn task_finished(&self, key: usize, number: u64) -> Deferred<V, C> {
         let Some(mut p) = self.lock().take_task(key, number) else {
             return Deferred::default();
         };
@@ -588,7 +667,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Shared<V, C> {
     }
 }
 
-impl<V: Send + 'static, C: Clone + Send + Sync + 'static> Schedule for Shared<V, C> {
+impl<V: Send + 'static, C: Send + Sync + 'static> Schedule for Shared<V, C> {
     fn stream_woke(&self, key: usize, number: u64) {
         let waker = {
             let mut st = self.lock();
@@ -635,7 +714,7 @@ impl<V, C> Shared<V, C> {
 
     /// The streamer is dropped: drops everything (`clear`), except the generator sources
     /// (`stopping`, and the live ones) when a close is to come (`keep_generators`).
-    pub(crate) fn dropped(&self, stopping: Stopping<V>) {
+    pub(crate) fn dropped(&self, stopping: Stopping<V, C>) {
         let dropped = {
             let mut st = lock(&self.state);
             if st.keep_generators {
@@ -709,7 +788,7 @@ impl<V, C> State<V, C> {
     }
 }
 
-impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
+impl<V: Send + 'static, C: Send + Sync + 'static> State<V, C> {
     fn new_id(&mut self, kind: QueueInput) -> SourceId {
         self.next_number += 1;
         SourceId::new(kind, self.next_number)
@@ -727,15 +806,66 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
         });
     }
 
+    /// An `IterationStop` carrying `error`, handing back `unread` when there is one.
+    fn ended(
+        &mut self,
+        sources: Sources,
+        error: Failure,
+        context: Ctxt<C>,
+        unread: Option<Feed<V, C>>,
+    ) {
+        self.push(match unread {
+            Some(unread) => Raw::Unread(Box::new(Unread {
+                end: true,
+                sources,
+                error,
+                context,
+                unread,
+            })),
+            None => Raw::IterationStop {
+                sources,
+                error: Some(error),
+                context,
+            },
+        });
+    }
+
+    /// A source the stop kept from starting (a produced function, a future): cut short,
+    /// a `Failure` carrying the stop's failure at the back, the work handed back in it.
+    fn refused(&mut self, sources: Sources, failure: Failure, context: Ctxt<C>, work: Feed<V, C>) {
+        self.cut_short.push((sources.clone(), context.clone()));
+        self.push(Raw::Unread(Box::new(Unread {
+            end: false,
+            sources,
+            error: failure,
+            context,
+            unread: work,
+        })));
+    }
+
     /// Removes the source at `(key, number)`; the caller trashes it.
-    fn remove(&mut self, key: usize, number: u64, _d: &mut Deferred<V>) -> Option<Source<V, C>> {
+    fn remove(&mut self, key: usize, number: u64, _d: &mut Deferred<V, C>) -> Option<Source<V, C>> {
         match self.sources.get(key) {
             Some(s) if s.number == number => Some(self.sources.remove(key)),
             _ => None,
         }
     }
 
-    fn next(&mut self, waker: &Waker, d: &mut Deferred<V>) -> Next<V, C> {
+    /// Gives back half of the entry queue's capacity once it is three quarters unused
+    /// (a burst was consumed), as tokio's channels free their blocks. Halving keeps the
+    /// cost amortised O(1) per entry: each shrink moves fewer than a quarter of the
+    /// capacity it frees, and the queue must drain by half again before the next one.
+    #[cold]
+    #[inline(never)]
+    fn shrink_queue(&mut self) {
+        let target = (self.queue.capacity() / 2).max(SHRINK_ABOVE);
+        self.queue.shrink_to(target);
+        if self.woken.capacity() > SHRINK_ABOVE && self.woken.len() < self.woken.capacity() / 4 {
+            self.woken.shrink_to(SHRINK_ABOVE);
+        }
+    }
+
+    fn next(&mut self, waker: &Waker, d: &mut Deferred<V, C>) -> Next<V, C> {
         loop {
             while let Some((key, number)) = self.woken.pop_front() {
                 if let Some(s) = self.sources.get_mut(key)
@@ -748,6 +878,11 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
                 }
             }
             let entry = self.queue.pop_front();
+            // One compare per entry; the shrink itself is rare (module docs, "Memory").
+            if self.queue.capacity() > SHRINK_ABOVE && self.queue.len() < self.queue.capacity() / 4
+            {
+                self.shrink_queue();
+            }
             if !self.rewoken.is_empty() {
                 self.woken.extend(self.rewoken.drain(..));
                 if entry.is_none() {
@@ -801,6 +936,12 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
                 }
                 Some(Entry::Call(f, chain, ctx)) => {
                     let id = self.new_id(QueueInput::SyncFunction);
+                    if let Some(failure) = self.stopped.clone() {
+                        // Nothing new starts after the stop (SEMANTICS): the function is
+                        // not called; it comes back in its `Failure`, and is cut short.
+                        self.refused(chain.child(id), failure, ctx, Feed::Function(f));
+                        continue;
+                    }
                     // Live while the consumer calls it; `Shared::called` ends that.
                     self.running_functions += 1;
                     return Next::Call(f, chain.child(id), ctx);
@@ -844,7 +985,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
     }
 
     /// Ends the live generator sources as the stop ends a source (kept in `stopping`).
-    fn end_generators(&mut self, d: &mut Deferred<V>) {
+    fn end_generators(&mut self, d: &mut Deferred<V, C>) {
         let failure = self.stopped.clone().unwrap_or(Failure::Cancelled);
         for (number, key) in self.live_generators() {
             self.end_cut_short(key, number, failure.clone(), d);
@@ -855,7 +996,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
     /// consumer to step, or its end when the manager stopped; `None` when the entry is
     /// stale.
     #[inline]
-    fn take_step(&mut self, key: usize, number: u64, d: &mut Deferred<V>) -> Option<Next<V, C>> {
+    fn take_step(&mut self, key: usize, number: u64, d: &mut Deferred<V, C>) -> Option<Next<V, C>> {
         let s = self.sources.get_mut(key)?;
         if s.number != number || s.turn != Turn::Queued {
             return None;
@@ -874,19 +1015,19 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
     ///
     /// A generator source is kept to be stopped as `stop_async_generator` does (throw
     /// `failure` in, let it clean up), not dropped.
-    fn end_cut_short(&mut self, key: usize, number: u64, failure: Failure, d: &mut Deferred<V>) {
+    fn end_cut_short(&mut self, key: usize, number: u64, failure: Failure, d: &mut Deferred<V, C>) {
         if let Some(mut s) = self.remove(key, number, d) {
             self.cut_short.push((s.chain.clone(), s.context.clone()));
-            self.push(Raw::IterationStop {
-                sources: s.chain.clone(),
-                error: Some(failure.clone()),
-                context: s.context.clone(),
-            });
-            match s.body.take().map(Body::into_generator) {
-                Some(Ok(stream)) => self.stopping.push(stream, failure),
-                Some(Err(body)) => d.trash(body),
-                None => {}
-            }
+            let kind = s.chain.producer().kind();
+            let unread = match s.body.take().map(Body::into_generator) {
+                Some(Ok(stream)) => {
+                    self.stopping.push(stream, failure.clone());
+                    None
+                }
+                Some(Err(body)) => body.into_unread(kind),
+                None => None,
+            };
+            self.ended(s.chain.clone(), failure, s.context.clone(), unread);
             d.trash(s);
         }
     }
@@ -895,9 +1036,9 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
         &mut self,
         key: usize,
         number: u64,
-        body: Body<V>,
-        polled: Polled<V>,
-        d: &mut Deferred<V>,
+        body: Body<V, C>,
+        polled: Polled<V, C>,
+        d: &mut Deferred<V, C>,
     ) {
         let Some(s) = self.sources.get_mut(key).filter(|s| s.number == number) else {
             d.trash(body);
@@ -928,16 +1069,21 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
                     s.turn = Turn::Waiting;
                 }
             }
-            Polled::Fail(error) => {
-                d.trash(body);
+            Polled::Fail(error, own) => {
                 if let Some(s) = self.remove(key, number, d) {
-                    self.failure(s.chain.clone(), error.clone(), s.context.clone());
-                    self.push(Raw::IterationStop {
-                        sources: s.chain.clone(),
-                        error: Some(error),
-                        context: s.context.clone(),
-                    });
+                    // The failure carries the error's own context (`with_context` on the
+                    // error) if it has one; the end carries the source's, and hands the
+                    // source back (what it left unread).
+                    let failure_ctx = own.or_else(|| s.context.clone());
+                    self.failure(s.chain.clone(), error.clone(), failure_ctx);
+                    let unread = body.into_unread(s.chain.producer().kind());
+                    self.ended(s.chain.clone(), error, s.context.clone(), unread);
                     d.trash(s);
+                } else {
+                    d.trash(body);
+                    if let Some(own) = own {
+                        d.trash(own);
+                    }
                 }
             }
             Polled::End => {
@@ -958,10 +1104,10 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
     /// `Failure` at the back.
     fn called(
         &mut self,
-        out: Result<Feed<V>, Failure>,
+        out: Result<Feed<V, C>, Failure>,
         chain: Sources,
         ctx: Ctxt<C>,
-        d: &mut Deferred<V>,
+        d: &mut Deferred<V, C>,
     ) {
         match out {
             Ok(feed) => self.extend(feed, chain, ctx, d),
@@ -972,35 +1118,30 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
     /// Extends a feed produced by the source of `chain` (SEMANTICS, "Extending"): a
     /// value is a `Success` at the back, a function a `Call` at the back, any other
     /// source a new source under `chain`.
-    fn extend(&mut self, mut feed: Feed<V>, chain: Sources, mut ctx: Ctxt<C>, d: &mut Deferred<V>) {
+    fn extend(
+        &mut self,
+        mut feed: Feed<V, C>,
+        chain: Sources,
+        mut ctx: Ctxt<C>,
+        d: &mut Deferred<V, C>,
+    ) {
         loop {
             match feed {
-                Feed::WithContext(inner, context) => match context.into_inner().downcast::<C>() {
-                    Ok(c) => {
-                        // The producer's context may be the last handle: its drop is
-                        // user code, after unlocking.
-                        if let Some(old) = ctx.replace(Arc::new(*c)) {
-                            d.trash(old);
-                        }
-                        feed = *inner;
-                        continue;
+                Feed::WithContext(inner, context) => {
+                    // The producer's context may be the last handle: its drop is user
+                    // code, after unlocking.
+                    if let Some(old) = ctx.replace(context) {
+                        d.trash(old);
                     }
-                    Err(other) => {
-                        d.trash(other);
-                        d.trash(inner);
-                        let error = Error::msg(format!(
-                            "queue manager: a feed's context is not a {}",
-                            std::any::type_name::<C>()
-                        ));
-                        self.failure(chain, Failure::Error(error), ctx);
-                    }
-                },
+                    feed = *inner;
+                    continue;
+                }
                 Feed::Value(value) => self.push(Raw::Success {
                     sources: chain,
                     value,
                     context: ctx,
                 }),
-                Feed::Error(e) => self.failure(chain, Failure::Error(e), ctx),
+                Feed::Error(e) | Feed::ItemError(e) => self.failure(chain, Failure::Error(e), ctx),
                 Feed::Function(f) => self.queue.push_back(Entry::Call(f, chain, ctx)),
                 source => {
                     self.add_source_under(source, Some(&chain), ctx, d);
@@ -1013,10 +1154,10 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
     /// Adds a source (an iterator, stream, future or task) under `parent`.
     fn add_source_under(
         &mut self,
-        feed: Feed<V>,
+        feed: Feed<V, C>,
         parent: Option<&Sources>,
         ctx: Ctxt<C>,
-        d: &mut Deferred<V>,
+        d: &mut Deferred<V, C>,
     ) -> SourceId {
         let kind = feed.kind().unwrap_or(QueueInput::Value);
         let id = self.new_id(kind);
@@ -1041,9 +1182,8 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
                 // `add_coroutine`: a COROUTINE source that spawns the future and adds
                 // that task as a TASK source under it.
                 if let Some(failure) = self.stopped.clone() {
-                    d.trash(fut);
-                    self.cut_short.push((chain.clone(), ctx.clone()));
-                    self.failure(chain, failure, ctx);
+                    // Nothing new starts after the stop: the future comes back unspawned.
+                    self.refused(chain, failure, ctx, Feed::Future(fut));
                     return id;
                 }
                 let task_id = self.new_id(QueueInput::Task);
@@ -1081,7 +1221,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
         id: SourceId,
         chain: Sources,
         context: Ctxt<C>,
-        body: impl Into<Option<Body<V>>>,
+        body: impl Into<Option<Body<V, C>>>,
         turn: Turn,
     ) -> usize {
         self.sources.insert(Source {
@@ -1098,8 +1238,8 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
         &mut self,
         key: usize,
         number: u64,
-        task: Result<Box<dyn PendingSource<V>>, Failure>,
-        d: &mut Deferred<V>,
+        task: Result<Box<dyn PendingSource<V, C>>, Failure>,
+        d: &mut Deferred<V, C>,
     ) {
         let valid = matches!(self.sources.get(key), Some(s) if s.number == number);
         match task {
@@ -1134,7 +1274,7 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
     }
 
     /// Takes a waiting task source's body to take its outcome.
-    fn take_task(&mut self, key: usize, number: u64) -> Option<Box<dyn PendingSource<V>>> {
+    fn take_task(&mut self, key: usize, number: u64) -> Option<Box<dyn PendingSource<V, C>>> {
         let s = self.sources.get_mut(key)?;
         if s.number != number || s.turn != Turn::Waiting {
             return None;
@@ -1149,5 +1289,17 @@ impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
                 None
             }
         }
+    }
+}
+
+#[cfg(all(test, target_pointer_width = "64"))]
+mod size {
+    /// A queued entry stays six words (48 bytes for `usize` values): results handing
+    /// back unread work are boxed (`Raw::Unread`), so 1 M queued values take 48 MiB,
+    /// not more.
+    #[test]
+    fn an_entry_of_the_queue_stays_six_words() {
+        assert_eq!(size_of::<super::Entry<usize, ()>>(), 48);
+        assert_eq!(size_of::<super::Raw<usize, ()>>(), 48);
     }
 }

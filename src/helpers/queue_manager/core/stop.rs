@@ -5,12 +5,12 @@
 use super::{Deferred, Entry, Raw, State, Turn};
 use crate::helpers::error::Failure;
 
-impl<V: Send + 'static, C: Clone + Send + Sync + 'static> State<V, C> {
+impl<V: Send + 'static, C: Send + Sync + 'static> State<V, C> {
     /// `Stopped(failure)` at the front (replacing a queued `Stopped { error: None }`); waiting streams end with an `IterationStop`
     /// carrying `failure`, running tasks are cancelled with a `Failure` carrying it (in
     /// the order the sources were added). Iterators and streams with a step queued end
     /// when that step is taken; tasks that already finished still deliver.
-    pub(super) fn stop(&mut self, failure: Failure, d: &mut Deferred<V>) {
+    pub(super) fn stop(&mut self, failure: Failure, d: &mut Deferred<V, C>) {
         if self.stopped.is_some() {
             return;
         }

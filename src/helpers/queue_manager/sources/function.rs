@@ -7,7 +7,7 @@ use crate::helpers::error::Failure;
 use crate::helpers::queue_manager::feed::Feed;
 
 /// Calls `f`, catching a panic as a failure; [`Feed::Error`] is a failure too.
-pub(crate) fn call<V>(f: impl FnOnce() -> Feed<V>) -> Result<Feed<V>, Failure> {
+pub(crate) fn call<V, C>(f: impl FnOnce() -> Feed<V, C>) -> Result<Feed<V, C>, Failure> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Feed::Error(e)) => Err(Failure::Error(e)),
         Ok(feed) => Ok(feed),

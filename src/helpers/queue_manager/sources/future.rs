@@ -14,9 +14,9 @@ use crate::helpers::queue_manager::feed::{Feed, FeedFuture};
 use crate::helpers::task::{AnyTask, Task};
 use crate::sync::{Mutex, lock};
 
-struct Spawned<V> {
+struct Spawned<V, C> {
     task: Task<()>,
-    slot: Arc<Mutex<Option<Feed<V>>>>,
+    slot: Arc<Mutex<Option<Feed<V, C>>>>,
 }
 
 /// The error of a future that had no runtime to run on.
@@ -27,10 +27,10 @@ pub(crate) fn no_runtime() -> Failure {
 }
 
 /// Spawns `fut` on `handle`.
-pub(crate) fn spawn<V: Send + 'static>(
+pub(crate) fn spawn<V: Send + 'static, C: Send + Sync + 'static>(
     handle: &Handle,
-    fut: FeedFuture<V>,
-) -> Box<dyn PendingSource<V>> {
+    fut: FeedFuture<V, C>,
+) -> Box<dyn PendingSource<V, C>> {
     let slot = Arc::new(Mutex::new(None));
     let fill = slot.clone();
     let task = Task::spawn_on(
@@ -43,12 +43,12 @@ pub(crate) fn spawn<V: Send + 'static>(
     Box::new(Spawned { task, slot })
 }
 
-impl<V: Send + 'static> PendingSource<V> for Spawned<V> {
+impl<V: Send + 'static, C: Send + Sync + 'static> PendingSource<V, C> for Spawned<V, C> {
     fn handle(&self) -> AnyTask {
         self.task.erased()
     }
 
-    fn take(&mut self) -> Outcome<Feed<V>> {
+    fn take(&mut self) -> Outcome<Feed<V, C>> {
         match self.task.try_join() {
             Some(Ok(())) => lock(&self.slot).take().ok_or_else(|| {
                 Failure::Error(Error::msg("queue manager: future output taken twice"))

@@ -43,14 +43,14 @@ impl Wake for SourceWaker {
 }
 
 /// A stream and its waker.
-pub(crate) struct StreamSource<V> {
-    stream: FeedStream<V>,
+pub(crate) struct StreamSource<V, C> {
+    stream: FeedStream<V, C>,
     waker: Waker,
 }
 
-impl<V> StreamSource<V> {
+impl<V, C> StreamSource<V, C> {
     pub(crate) fn new(
-        stream: FeedStream<V>,
+        stream: FeedStream<V, C>,
         target: Weak<dyn Schedule>,
         key: usize,
         number: u64,
@@ -64,12 +64,12 @@ impl<V> StreamSource<V> {
     }
 
     /// The stream, to stop.
-    pub(crate) fn into_stream(self) -> FeedStream<V> {
+    pub(crate) fn into_stream(self) -> FeedStream<V, C> {
         self.stream
     }
 
     /// Polls once; a panic fails the iteration.
-    pub(crate) fn poll(&mut self) -> Polled<V> {
+    pub(crate) fn poll(&mut self) -> Polled<V, C> {
         let mut cx = Context::from_waker(&self.waker);
         let stream = &mut self.stream;
         Self::sort(catch_unwind(AssertUnwindSafe(|| {
@@ -79,7 +79,7 @@ impl<V> StreamSource<V> {
 
     /// The first poll: also finds out whether the stream is a generator (see
     /// `generator::probe`).
-    pub(crate) fn poll_first(&mut self) -> (Polled<V>, bool) {
+    pub(crate) fn poll_first(&mut self) -> (Polled<V, C>, bool) {
         let mut cx = Context::from_waker(&self.waker);
         let stream = &mut self.stream;
         let (polled, probe) = probe::poll_as_source(None, || {
@@ -89,12 +89,12 @@ impl<V> StreamSource<V> {
     }
 
     #[inline]
-    fn sort(polled: std::thread::Result<Poll<Option<super::Feed<V>>>>) -> Polled<V> {
+    fn sort(polled: std::thread::Result<Poll<Option<super::Feed<V, C>>>>) -> Polled<V, C> {
         match polled {
             Ok(Poll::Ready(Some(feed))) => Polled::from_feed(feed),
             Ok(Poll::Ready(None)) => Polled::End,
             Ok(Poll::Pending) => Polled::Pending,
-            Err(payload) => Polled::Fail(panicked(payload)),
+            Err(payload) => Polled::Fail(panicked(payload), None),
         }
     }
 }
@@ -104,11 +104,11 @@ impl<V> StreamSource<V> {
 /// the yield where each waits, its async cleanup runs, and one that catches it and
 /// yields again is closed. A failure other than the thrown one (a panic in the cleanup,
 /// `IgnoredGeneratorExit`) is logged, as the manager logs panics in deferred work.
-pub(crate) struct Stopping<V> {
-    streams: VecDeque<(FeedStream<V>, Failure)>,
+pub(crate) struct Stopping<V, C> {
+    streams: VecDeque<(FeedStream<V, C>, Failure)>,
 }
 
-impl<V> Default for Stopping<V> {
+impl<V, C> Default for Stopping<V, C> {
     fn default() -> Self {
         Stopping {
             streams: VecDeque::new(),
@@ -116,12 +116,12 @@ impl<V> Default for Stopping<V> {
     }
 }
 
-impl<V> Stopping<V> {
-    pub(crate) fn push(&mut self, stream: FeedStream<V>, thrown: Failure) {
+impl<V, C> Stopping<V, C> {
+    pub(crate) fn push(&mut self, stream: FeedStream<V, C>, thrown: Failure) {
         self.streams.push_back((stream, thrown));
     }
 
-    pub(crate) fn append(&mut self, mut other: Stopping<V>) {
+    pub(crate) fn append(&mut self, mut other: Stopping<V, C>) {
         self.streams.append(&mut other.streams);
     }
 
@@ -160,7 +160,7 @@ impl<V> Stopping<V> {
     }
 }
 
-impl<V> Drop for Stopping<V> {
+impl<V, C> Drop for Stopping<V, C> {
     /// Those not stopped yet are dropped (their synchronous cleanup only), each on its
     /// own: a panicking `Drop` does not keep the others.
     fn drop(&mut self) {

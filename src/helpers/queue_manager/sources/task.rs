@@ -13,30 +13,30 @@ use crate::helpers::queue_manager::feed::Feed;
 use crate::helpers::task::{AnyTask, Task};
 
 /// A source that runs as a task and is taken once, when the task is done.
-pub(crate) trait PendingSource<V>: Send {
+pub(crate) trait PendingSource<V, C>: Send {
     /// The task, to wait on and cancel.
     fn handle(&self) -> AnyTask;
     /// The outcome as a feed; called once, after the task is done.
-    fn take(&mut self) -> Outcome<Feed<V>>;
+    fn take(&mut self) -> Outcome<Feed<V, C>>;
 }
 
 /// A task given as a source ([`Feed::task`](super::super::Feed::task)).
-pub struct TaskFeed<V>(Box<dyn PendingSource<V>>);
+pub struct TaskFeed<V, C = ()>(Box<dyn PendingSource<V, C>>);
 
-impl<V> TaskFeed<V> {
+impl<V, C> TaskFeed<V, C> {
     pub(crate) fn new<T>(task: Task<T>) -> Self
     where
-        T: Into<Feed<V>> + Send + 'static,
+        T: Into<Feed<V, C>> + Send + 'static,
     {
         TaskFeed(Box::new(UserTask(task)))
     }
 
-    pub(crate) fn into_inner(self) -> Box<dyn PendingSource<V>> {
+    pub(crate) fn into_inner(self) -> Box<dyn PendingSource<V, C>> {
         self.0
     }
 }
 
-impl<V> fmt::Debug for TaskFeed<V> {
+impl<V, C> fmt::Debug for TaskFeed<V, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("TaskFeed").field(&self.0.handle()).finish()
     }
@@ -44,15 +44,15 @@ impl<V> fmt::Debug for TaskFeed<V> {
 
 struct UserTask<T: 'static>(Task<T>);
 
-impl<V, T> PendingSource<V> for UserTask<T>
+impl<V, C, T> PendingSource<V, C> for UserTask<T>
 where
-    T: Into<Feed<V>> + Send + 'static,
+    T: Into<Feed<V, C>> + Send + 'static,
 {
     fn handle(&self) -> AnyTask {
         self.0.erased()
     }
 
-    fn take(&mut self) -> Outcome<Feed<V>> {
+    fn take(&mut self) -> Outcome<Feed<V, C>> {
         match self.0.try_join() {
             Some(outcome) => outcome.map(Into::into),
             None => Err(crate::helpers::error::Failure::Cancelled),
@@ -62,7 +62,7 @@ where
 
 /// Takes a finished task's feed, or its failure; a panic (in `Clone` or `Into`) is a
 /// failure, and so is [`Feed::Error`].
-pub(crate) fn take<V>(p: &mut Box<dyn PendingSource<V>>) -> Result<Feed<V>, Failure> {
+pub(crate) fn take<V, C>(p: &mut Box<dyn PendingSource<V, C>>) -> Result<Feed<V, C>, Failure> {
     match catch_unwind(AssertUnwindSafe(|| p.take())) {
         Ok(Ok(Feed::Error(e))) => Err(Failure::Error(e)),
         Ok(Ok(feed)) => Ok(feed),
