@@ -180,7 +180,7 @@ pub fn task_holder(ctx: &Ctx) -> TaskHolder {
 ///
 /// Returns the body's value once every held task has finished. If the body returns an
 /// error or panics, every held task is cancelled, their cleanup is awaited, and the error
-/// (a panic as [`Panicked`]) is returned. If `ctx` is done, the tasks are
+/// (a panic as [`Panicked`](super::error::Panicked)) is returned. If `ctx` is done, the tasks are
 /// cancelled and awaited, and the body's value is still returned.
 ///
 /// The body's error may be any `E: Into<`[`BoxError`]`>`: an [`Error`], an
