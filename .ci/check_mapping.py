@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks docs/MAPPING.md: every `works` row names at least one test, and every test it
-names as `module::test` exists as `fn test` in tests/it/module.rs, tests/module.rs or
-tests/loom/module.rs (or in src/ for unit tests)."""
+names as `module::test` exists as `fn test` in tests/*/module.rs or tests/module.rs (or
+in src/ for unit tests)."""
 import os
 import re
 import sys
@@ -20,7 +20,11 @@ for n, line in enumerate(open("docs/MAPPING.md"), 1):
     if not refs and "doctest" not in test and "unit" not in test:
         bad.append(f"line {n}: a `works` row names no test: {cols[1]}")
     for f, t in refs:
-        paths = [f"tests/it/{f}.rs", f"tests/{f}.rs", f"tests/loom/{f}.rs"]
+        paths = [f"tests/{f}.rs"] + [
+            os.path.join("tests", d, f + ".rs")
+            for d in os.listdir("tests")
+            if os.path.isdir(os.path.join("tests", d))
+        ]
         if any(
             os.path.exists(p) and re.search(r"fn " + t + r"\b", open(p).read()) for p in paths
         ):

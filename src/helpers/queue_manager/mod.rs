@@ -92,7 +92,7 @@
 //! );
 //! # }
 //! ```
-//! `tests/it/queue_manager.rs` (the `turns_*` tests) works through more: streams waiting
+//! `tests/qm/queue_manager.rs` (the `turns_*` tests) works through more: streams waiting
 //! for their waker, a future resolving to a stream, a task resolving to a coroutine, an
 //! error in the middle of an iterator, a stop with work still queued, the breaker.
 //!
