@@ -498,15 +498,21 @@ impl Inner {
             self.tracker.unsettled.fetch_add(1, Relaxed);
             self.tracker.clone()
         });
-        let t = task.clone();
-        run_or_defer(move || {
-            drop_caught(work);
-            t.finish_refused();
-            if let Some(tracker) = joined {
+        // The work is dropped first, then the task finishes, then a joinable holder
+        // takes it. Outermost, each runs now. Nested in finishing work (a done callback
+        // adding to a closed holder), the drop and the joining are queued (CTX 3: a
+        // drop re-entering the holder 100 000 times stays iterative) while the task is
+        // done at once, its callbacks queued behind the drop: the caller gets a task
+        // that is already finished as cancelled either way.
+        run_or_defer(move || drop_caught(work));
+        task.finish_refused();
+        if let Some(tracker) = joined {
+            let t = task.clone();
+            run_or_defer(move || {
                 tracker.push_joined(t.erased());
                 tracker.settle();
-            }
-        });
+            });
+        }
         task
     }
 
@@ -1182,7 +1188,10 @@ impl<T: Send + 'static> Extend<Task<T>> for TaskHolder {
 /// Derefs to [`TaskHolderHandle`] for adding and inspecting tasks.
 ///
 /// # Drop
-/// Cancels every task still held and the holder's child context.
+/// Cancels every task still held and the holder's child context: a plain task is
+/// aborted (its future dropped at its next poll); a scoped task sees its context
+/// cancelled and ends when its work returns (work that ignores its context runs on, as a
+/// tokio task that ignores a `CancellationToken` does; nothing waits for it any more).
 pub struct TaskHolder {
     handle: TaskHolderHandle,
     guard: CtxGuard,

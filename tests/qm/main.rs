@@ -16,4 +16,5 @@ mod hostile_review;
 mod qm_context;
 mod qm_nothing_lost;
 mod queue_manager;
+mod review_probes;
 mod stress_qm;

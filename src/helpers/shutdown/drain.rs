@@ -17,6 +17,9 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 /// One thing handed to a drain.
 trait Part: Send {
+    /// Notes what is running, before the context is finished: work that ends at once
+    /// when it is (and is released on another thread) must still be in the report.
+    fn begin(&mut self) {}
     /// Starts draining it; the future resolves once it has finished.
     fn start(&mut self) -> BoxFuture<()>;
     /// Writes it into the report once the wait is over (`start`'s future dropped);
@@ -168,6 +171,9 @@ impl Drain {
             force,
         } = self;
         let started = tokio::time::Instant::now();
+        for part in &mut parts {
+            part.begin();
+        }
         ctx.cancel(); // no-op when it is done: its outcome stays the cause
         let cause = ctx.outcome();
         let waits = futures_util::future::join_all(parts.iter_mut().map(|p| p.start()));
@@ -236,8 +242,11 @@ struct HolderPart {
 }
 
 impl Part for HolderPart {
-    fn start(&mut self) -> BoxFuture<()> {
+    fn begin(&mut self) {
         self.seen = self.handle.iter().collect();
+    }
+
+    fn start(&mut self) -> BoxFuture<()> {
         match self.holder.take() {
             Some(holder) => Box::pin(holder.finish()),
             None => Box::pin(async {}),

@@ -90,7 +90,10 @@ impl Inner {
 ///
 /// # Drop
 /// As a [`TaskHolder`]: cancels every task still held and the holder's child context;
-/// finished tasks not yet joined are dropped with the holder's last handle.
+/// finished tasks not yet joined are dropped with the holder's last handle. An output
+/// that itself holds a handle to this holder (a [`JoinHolderHandle`]) keeps the joined
+/// queue alive: a reference cycle the program made, never dropped until it is joined
+/// (docs/RELIABILITY.md, "Documented hazards"). Join such outputs, or keep a weak link.
 ///
 /// # Example
 /// ```
