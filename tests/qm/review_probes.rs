@@ -120,21 +120,18 @@ fn th_try_forms_after_finish_come_back() {
                 let t = t;
                 t.id
             })
-            .err()
-            .expect("refused after finish");
+            .expect_err("refused after finish");
         let t2 = Tracked::new(2, &drops);
         let r2 = h
             .try_spawn_scoped("s", move |_c| async move {
                 let t2 = t2;
                 t2.id
             })
-            .err()
-            .expect("scoped refused after finish");
+            .expect_err("scoped refused after finish");
         let task = hp::Task::spawn(async { 5usize });
         let r3 = h
             .try_add_task(task)
-            .err()
-            .expect("add_task refused after finish");
+            .expect_err("add_task refused after finish");
         assert_eq!(drops.load(SeqCst), 0);
         assert_eq!(r.into_inner().await, 1);
         assert_eq!((r2.into_inner())(ctx.clone()).await, 2);
