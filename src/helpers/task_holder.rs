@@ -153,7 +153,7 @@ use futures_util::FutureExt;
 use tokio::runtime::Handle;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
-use super::callbacks::{run_caught, run_or_defer};
+use super::callbacks::{Enter, defer, enter, run_caught};
 use super::completion::DoneHook;
 use super::ctx::{Ctx, CtxGuard, FailureReporter};
 use super::debug::{HOLDERS, Live};
@@ -499,19 +499,33 @@ impl Inner {
             self.tracker.clone()
         });
         // The work is dropped first, then the task finishes, then a joinable holder
-        // takes it. Outermost, each runs now. Nested in finishing work (a done callback
-        // adding to a closed holder), the drop and the joining are queued (CTX 3: a
-        // drop re-entering the holder 100 000 times stays iterative) while the task is
-        // done at once, its callbacks queued behind the drop: the caller gets a task
-        // that is already finished as cancelled either way.
-        run_or_defer(move || drop_caught(work));
-        task.finish_refused();
-        if let Some(tracker) = joined {
-            let t = task.clone();
-            run_or_defer(move || {
-                tracker.push_joined(t.erased());
-                tracker.settle();
-            });
+        // takes it. Nested in finishing work (a done callback adding to a closed
+        // holder), the drop and the joining are queued (CTX 3: a drop that re-enters the
+        // holder 100 000 times stays iterative) while the task is done at once, its
+        // callbacks queued behind the drop: the caller gets a task already finished as
+        // cancelled either way. Outermost, all three run now, and what the drop queued
+        // (a refusal made by the work's `Drop`) runs after them.
+        match enter() {
+            Enter::Nested => {
+                defer(Box::new(move || drop_caught(work)));
+                task.finish_refused();
+                if let Some(tracker) = joined {
+                    let t = task.clone();
+                    defer(Box::new(move || {
+                        tracker.push_joined(t.erased());
+                        tracker.settle();
+                    }));
+                }
+            }
+            Enter::Outermost(drain) => {
+                drop_caught(work);
+                task.finish_refused();
+                if let Some(tracker) = joined {
+                    tracker.push_joined(task.erased());
+                    tracker.settle();
+                }
+                drop(drain); // runs what the drop and the finish queued
+            }
         }
         task
     }

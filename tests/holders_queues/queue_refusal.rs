@@ -424,8 +424,10 @@ async fn hostile_refused_value_round() -> (Vec<u32>, usize, usize) {
         got
     });
     tokio::task::yield_now().await;
+    // In order (a front append could race the consumer on the multi-thread runtime:
+    // it may have taken 1 already, which CI saw once as [1, 0]).
+    h.append(Item::Plain(0)).unwrap();
     h.append(Item::Plain(1)).unwrap();
-    h.append_front(Item::Plain(0)).unwrap();
     h.close();
     let back = h.append(hostile(&h, &drops, &re)).unwrap_err();
     let front = h.append_front(hostile(&h, &drops, &re)).unwrap_err();
