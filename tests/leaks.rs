@@ -265,3 +265,46 @@ fn queue_managers_stopped_closed_and_dropped_are_freed() {
         }
     });
 }
+
+/// The queue manager's hot path (issue 26): hot iterators and streams (values and
+/// their sources travelling in the consumer's own part of the queue) fed by producers
+/// on other workers, then stopped, closed or dropped at once after k results: every
+/// context, task and manager is freed.
+#[test]
+fn queue_manager_hot_sources_fed_from_other_workers_are_freed() {
+    check(|| async {
+        let ctx = hp::Ctx::beginning("root");
+        for round in 0..60u32 {
+            let (mut streamer, feeder) =
+                hp::queue_manager_with_empty_context::<u32, u32>(&ctx, "queue_manager", || 0);
+            let producers: Vec<_> = (0..3u32)
+                .map(|p| {
+                    let feeder = feeder.clone();
+                    tokio::spawn(async move {
+                        for i in 0..20u32 {
+                            feeder.add_sync_iterator_with_context(0..30u32, p * 100 + i);
+                            feeder.add_async_generator(futures::stream::iter(0..30u32));
+                            feeder.add_value(hp::Feed::Value(i));
+                            tokio::task::yield_now().await;
+                        }
+                    })
+                })
+                .collect();
+            let k = (round as usize * 37) % 400;
+            let _: Vec<_> = streamer.by_ref().take(k).collect().await;
+            match round % 3 {
+                0 => streamer.close().await,
+                1 => {
+                    streamer.ctx().cancel();
+                    let _: Vec<_> = streamer.by_ref().collect().await;
+                    drop(streamer);
+                }
+                _ => drop(streamer),
+            }
+            for p in producers {
+                p.await.unwrap();
+            }
+            drop(feeder);
+        }
+    });
+}

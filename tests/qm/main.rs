@@ -13,6 +13,7 @@ mod hostile_qm;
 mod hostile_qm_close;
 mod hostile_qm_fast;
 mod hostile_review;
+mod hot_path;
 mod qm_context;
 mod qm_nothing_lost;
 mod queue_manager;

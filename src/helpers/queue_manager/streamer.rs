@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use futures_core::Stream;
 use futures_core::stream::FusedStream;
 
-use super::core::{Next, Shared};
+use super::core::{Local, Next, Shared};
 use super::result::{QueueManagerResult, ResultContext, Sources};
 use super::sources::{Stopping, function};
 use crate::helpers::ctx::{Ctx, CtxGuard};
@@ -57,6 +57,9 @@ use crate::helpers::wait::WaitDone;
 pub struct Streamer<V, C> {
     guard: CtxGuard,
     shared: Arc<Shared<V, C>>,
+    /// The front part of the manager's queue, taken without the shared lock
+    /// (`core::consumer`).
+    local: Local<V, C>,
     breaker: Event,
     breaker_wait: Option<WaitDone<Event>>,
     ended: bool,
@@ -125,7 +128,7 @@ impl<V: Send + 'static, C: Send + Sync + 'static> Closer<V, C> {
     /// Stops the manager, stops its generator sources, waits for its cancelled tasks.
     pub(crate) async fn close(self) {
         self.ctx.cancel();
-        let stopping = self.shared.take_generators();
+        let stopping = self.shared.take_generators(None);
         self.finish(stopping).await;
     }
 
@@ -142,6 +145,7 @@ impl<V: Send + 'static, C: Send + Sync + 'static> Streamer<V, C> {
         Streamer {
             guard,
             shared,
+            local: Local::default(),
             breaker: Event::new(),
             breaker_wait: None,
             ended: false,
@@ -181,7 +185,7 @@ impl<V: Send + 'static, C: Send + Sync + 'static> Streamer<V, C> {
     /// Hands out the results already queued, without running any instruction (no
     /// source is advanced; the instructions stay queued in their order).
     pub fn remaining(&mut self) -> impl Iterator<Item = QueueManagerResult<V, C>> + '_ {
-        let results = self.shared.take_results();
+        let results = self.shared.take_results(&mut self.local);
         results.into_iter().map(|r| self.shared.resolve(r))
     }
 
@@ -202,7 +206,7 @@ impl<V: Send + 'static, C: Send + Sync + 'static> Streamer<V, C> {
     /// memory given back after a burst (not part of the API).
     #[doc(hidden)]
     pub fn queue_capacity(&self) -> usize {
-        self.shared.queue_capacity()
+        self.shared.queue_capacity() + self.local.capacity()
     }
 
     /// How many sources are live.
@@ -235,7 +239,7 @@ impl<V: Send + 'static, C: Send + Sync + 'static> Streamer<V, C> {
         let closer = self.closer();
         self.guard.ctx().cancel();
         let mut stopping = std::mem::take(&mut self.stopping);
-        stopping.append(self.shared.take_generators());
+        stopping.append(self.shared.take_generators(Some(&mut self.local)));
         drop(self);
         closer.finish(stopping).await;
     }
@@ -269,7 +273,7 @@ impl<V: Send + 'static, C: Send + Sync + 'static> Streamer<V, C> {
             cx.waker().wake_by_ref();
             return Err(Poll::Pending);
         }
-        Ok(self.shared.next(cx.waker()))
+        Ok(self.shared.next(&mut self.local, cx.waker()))
     }
 
     fn end(&mut self) -> Poll<Option<QueueManagerResult<V, C>>> {
@@ -285,7 +289,8 @@ impl<V, C> Drop for Streamer<V, C> {
         self.guard.ctx().cancel();
         // Generator sources being stopped are dropped (no async drop: their sync cleanup
         // runs, each on its own), unless the scoped form's close is to stop them.
-        self.shared.dropped(std::mem::take(&mut self.stopping));
+        let stopping = std::mem::take(&mut self.stopping);
+        self.shared.dropped(&mut self.local, stopping);
     }
 }
 
@@ -328,15 +333,21 @@ impl<V: Send + 'static, C: Send + Sync + 'static> Stream for Streamer<V, C> {
                     }
                     return Poll::Pending;
                 }
+                Next::Hot(mut hot) => {
+                    let polled = hot.step();
+                    let then = then(&this.breaker);
+                    this.shared.stepped_hot(&mut this.local, hot, polled, then)
+                }
                 Next::Step(key, number, mut body) => {
                     let polled = body.step();
                     let then = then(&this.breaker);
-                    this.shared.stepped(key, number, body, polled, then)
+                    this.shared
+                        .stepped(&mut this.local, key, number, body, polled, then)
                 }
                 Next::Call(f, chain, ctx) => {
                     let out = function::call(f);
                     let then = then(&this.breaker);
-                    this.shared.called(out, chain, ctx, then)
+                    this.shared.called(&mut this.local, out, chain, ctx, then)
                 }
                 Next::Continue => None,
             };

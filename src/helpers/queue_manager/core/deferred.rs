@@ -147,6 +147,7 @@ impl<V: Send + 'static, C: Send + Sync + 'static> Shared<V, C> {
             let mut st = self.lock();
             st.install(key, number, task, &mut d);
             d.waker = st.consumer.take();
+            self.tell();
         }
         d
     }
@@ -166,6 +167,7 @@ impl<V: Send + 'static, C: Send + Sync + 'static> Shared<V, C> {
                 d.trash(s);
             }
             d.waker = st.consumer.take();
+            self.tell();
         }
         d
     }
@@ -185,6 +187,7 @@ impl<V: Send + 'static, C: Send + Sync + 'static> Schedule for Shared<V, C> {
                 Turn::Waiting => {
                     s.turn = Turn::Woken;
                     st.woken.push_back((key, number));
+                    self.tell();
                 }
                 Turn::Busy => {
                     s.turn = Turn::Notified;

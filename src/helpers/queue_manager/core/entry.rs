@@ -73,6 +73,13 @@ pub(crate) enum Entry<V, C> {
     /// queued leaves the table only when that step is taken), so its chain and context
     /// are read then, not cloned per item.
     ValueStep(V, usize, u64),
+    /// A `ValueStep` whose source travels with it (a *hot* source, `consumer.rs`): the
+    /// value, then the step of the source in the box, which holds its body, its chain
+    /// and its context, so the consumer takes the entry, queues the `Success` and steps
+    /// the source without looking into the table, with no lock held. The source's
+    /// record stays in the table (`Turn::Queued`, no body) for the wakers and the
+    /// counts.
+    Hot(V, Box<Hot<V, C>>),
     /// Add a produced function as a `SYNC_FUNCTION` source under `Sources` (call it).
     Call(FeedFn<V, C>, Sources, Ctxt<C>),
 }
@@ -88,11 +95,38 @@ pub(crate) enum Next<V, C> {
     /// Step (or poll) the source at `(key, number)`, then hand it back with
     /// [`Shared::stepped`].
     Step(usize, u64, Body<V, C>),
+    /// Step the hot source in the box (its `Success` is already queued), then hand it
+    /// back with [`Shared::stepped_hot`].
+    Hot(Box<Hot<V, C>>),
     /// Call a produced function (a new `SYNC_FUNCTION` source with this chain), then
     /// hand its feed back with [`Shared::called`].
     Call(FeedFn<V, C>, Sources, Ctxt<C>),
     /// An instruction ran and produced no result.
     Continue,
+}
+
+/// A hot source: an iterator or stream whose step is queued as [`Entry::Hot`] or being
+/// taken by the consumer. Its chain and context are clones of its table record's,
+/// made once when it first went hot; the box is kept in the record (`spare`) while the
+/// source is cold, so going hot again allocates nothing.
+pub(crate) struct Hot<V, C> {
+    pub(super) key: usize,
+    pub(super) number: u64,
+    pub(super) chain: Sources,
+    pub(super) context: Ctxt<C>,
+    /// `None` only while the box is a record's spare.
+    pub(super) body: Option<Body<V, C>>,
+}
+
+impl<V: Send + 'static, C: Send + Sync + 'static> Hot<V, C> {
+    /// Steps the source (user code: called with no lock held).
+    #[inline]
+    pub(crate) fn step(&mut self) -> Polled<V, C> {
+        match self.body.as_mut() {
+            Some(body) => body.step(),
+            None => Polled::End,
+        }
+    }
 }
 
 impl<V: Send + 'static, C: Send + Sync + 'static> Shared<V, C> {

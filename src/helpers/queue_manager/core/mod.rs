@@ -25,6 +25,7 @@
 //! 4. No recursion grows with a user-controlled length: extending loops, deferred work
 //!    is a work list, chains are flat ([`Sources`]).
 
+mod consumer;
 mod deferred;
 mod entry;
 mod extend;
@@ -32,14 +33,16 @@ mod table;
 mod teardown;
 mod turn;
 
+pub(crate) use consumer::Local;
 pub(crate) use deferred::Deferred;
 use deferred::caught;
-pub(crate) use entry::{Ctxt, Entry, Next, Raw};
+pub(crate) use entry::{Ctxt, Entry, Hot, Next, Raw};
 use table::chain_under;
 mod stop;
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::Waker;
 
@@ -83,6 +86,9 @@ struct Source<V, C> {
     context: Ctxt<C>,
     body: Option<Body<V, C>>,
     turn: Turn,
+    /// The box this source travels in while hot (`consumer.rs`), kept while it is
+    /// cold so that going hot again allocates nothing.
+    spare: Option<Box<Hot<V, C>>>,
 }
 
 pub(crate) struct Shared<V, C> {
@@ -90,11 +96,29 @@ pub(crate) struct Shared<V, C> {
     make_empty: Box<dyn Fn() -> C + Send + Sync>,
     runtime: Option<Handle>,
     this: Weak<dyn Schedule>,
+    /// Set (under the lock) whenever the state holds something the consumer must see
+    /// before its next entry: entries in the inbox, woken streams, the stop, `Stopped`
+    /// to put at the front. The consumer takes its own entries without the lock only
+    /// while it is clear (`consumer.rs`).
+    news: AtomicBool,
+    /// The consumer's own queue (`Local`) may hold entries: read under the lock by
+    /// `set_as_finished_if_out_of_sources` (nothing queued?), written by the consumer.
+    held_entries: AtomicBool,
     _live: Live<MANAGERS>,
 }
 
 pub(crate) struct State<V, C> {
+    /// The queue while the consumer decides under the lock; between two such
+    /// decisions the consumer holds the front part in its [`Local`] and this is the
+    /// inbox, the back part (`consumer.rs`, invariant 1).
     queue: VecDeque<Entry<V, C>>,
+    /// The consumer's [`Local`] holds the front part of the queue.
+    held: bool,
+    /// `Stopped` to put at the very front (ahead of what the consumer holds).
+    front: Option<Entry<V, C>>,
+    /// The stop superseded a queued `Stopped { error: None }`, which may sit in the
+    /// consumer's part: removed when the consumer next decides under the lock.
+    purge_idle_stop: bool,
     /// Streams that woke while waiting, polled before the consumer's next entry.
     woken: VecDeque<(usize, u64)>,
     /// Streams that woke while being polled from `woken`: polled again only after the
@@ -141,6 +165,9 @@ impl<V: Send + 'static, C: Send + Sync + 'static> Shared<V, C> {
             Shared {
                 state: Mutex::new(State {
                     queue: VecDeque::new(),
+                    held: false,
+                    front: None,
+                    purge_idle_stop: false,
                     woken: VecDeque::new(),
                     rewoken: Vec::new(),
                     sources: Slab::new(),
@@ -160,6 +187,8 @@ impl<V: Send + 'static, C: Send + Sync + 'static> Shared<V, C> {
                 make_empty,
                 runtime,
                 this,
+                news: AtomicBool::new(false),
+                held_entries: AtomicBool::new(false),
                 _live: Live::new(),
             }
         })
@@ -169,6 +198,13 @@ impl<V: Send + 'static, C: Send + Sync + 'static> Shared<V, C> {
         lock(&self.state)
     }
 
+    /// Tells the consumer to look under the lock before its next entry (called with
+    /// the lock held, after changing what the consumer must see).
+    #[inline]
+    fn tell(&self) {
+        self.news.store(true, Ordering::Release);
+    }
+
     /// Runs `f` on the state and the deferred work it leaves, waking the consumer.
     fn with_state<R>(&self, f: impl FnOnce(&mut State<V, C>, &mut Deferred<V, C>) -> R) -> R {
         let mut d = Deferred::default();
@@ -176,6 +212,7 @@ impl<V: Send + 'static, C: Send + Sync + 'static> Shared<V, C> {
             let mut st = self.lock();
             let r = f(&mut st, &mut d);
             d.waker = st.consumer.take();
+            self.tell();
             r
         };
         self.run(d);
@@ -245,6 +282,7 @@ impl<V: Send + 'static, C: Send + Sync + 'static> Shared<V, C> {
                 && st.sources.is_empty()
                 && st.running_functions == 0
                 && st.queue.is_empty()
+                && !(st.held && self.held_entries.load(Ordering::Acquire))
                 && st.woken.is_empty()
             {
                 st.idle_stop_queued = true;
@@ -264,8 +302,9 @@ impl<V: Send + 'static, C: Send + Sync + 'static> Shared<V, C> {
     }
 
     /// Takes the queued results, leaving the instructions queued in their order.
-    pub(crate) fn take_results(&self) -> Vec<Raw<V, C>> {
+    pub(crate) fn take_results(&self, local: &mut Local<V, C>) -> Vec<Raw<V, C>> {
         let mut st = self.lock();
+        st.enter(local);
         let mut results = Vec::new();
         let mut kept = VecDeque::new();
         for e in std::mem::take(&mut st.queue) {
@@ -275,10 +314,11 @@ impl<V: Send + 'static, C: Send + Sync + 'static> Shared<V, C> {
             }
         }
         st.queue = kept;
+        st.leave(local, self);
         results
     }
 
-    /// The entry queue's capacity (for the memory tests).
+    /// The inbox's capacity (for the memory tests; the streamer adds its own part's).
     pub(crate) fn queue_capacity(&self) -> usize {
         self.lock().queue.capacity()
     }
@@ -290,10 +330,21 @@ impl<V: Send + 'static, C: Send + Sync + 'static> Shared<V, C> {
 
     /// `close()`: ends every generator source still live (the stop ended the others) as
     /// the stop ends a source, and takes all of them to stop.
-    pub(crate) fn take_generators(&self) -> Stopping<V, C> {
+    /// The consumer's part of the queue (`local`) comes back first, when the caller is
+    /// the streamer; a scoped close after a body that kept its streamer alive leaves
+    /// the hot sources in that streamer's part to be ended when it next takes them.
+    pub(crate) fn take_generators(&self, local: Option<&mut Local<V, C>>) -> Stopping<V, C> {
+        let mut local = local;
         self.with_state(|st, d| {
+            if let Some(local) = local.as_deref_mut() {
+                st.enter(local);
+                st.rehome_all(d);
+            }
             st.keep_generators = false;
             st.end_generators(d);
+            if let Some(local) = local {
+                st.leave(local, self);
+            }
             std::mem::take(&mut st.stopping)
         })
     }
@@ -312,57 +363,5 @@ impl<V: Send + 'static, C: Send + Sync + 'static> Shared<V, C> {
     /// The sources the stop cut short so far.
     pub(crate) fn cut_short(&self) -> Vec<(Sources, Ctxt<C>)> {
         self.lock().cut_short.clone()
-    }
-
-    /// Decides the consumer's next move; registers `waker` when there is nothing to do.
-    pub(crate) fn next(&self, waker: &Waker) -> Next<V, C> {
-        let mut d = Deferred::default();
-        let next = self.lock().next(waker, &mut d);
-        self.run(d);
-        next
-    }
-
-    /// Hands back a source the consumer stepped; with `then` (the consumer's waker) also
-    /// decides the next move in the same lock, unless handing it back left deferred
-    /// work: that work runs user code (a `Drop` of an ended source may set the
-    /// streamer's breaker), so the consumer then decides afresh after it, checking the
-    /// breaker first (`None`).
-    pub(crate) fn stepped(
-        &self,
-        key: usize,
-        number: u64,
-        body: Body<V, C>,
-        polled: Polled<V, C>,
-        then: Option<&Waker>,
-    ) -> Option<Next<V, C>> {
-        let mut d = Deferred::default();
-        let next = {
-            let mut st = self.lock();
-            st.stepped(key, number, body, polled, &mut d);
-            then.filter(|_| d.is_empty()).map(|w| st.next(w, &mut d))
-        };
-        self.run(d);
-        next
-    }
-
-    /// Hands back what a produced function returned; `then` as for
-    /// [`stepped`](Self::stepped).
-    pub(crate) fn called(
-        &self,
-        out: Result<Feed<V, C>, Failure>,
-        chain: Sources,
-        ctx: Ctxt<C>,
-        then: Option<&Waker>,
-    ) -> Option<Next<V, C>> {
-        let mut d = Deferred::default();
-        let next = {
-            let mut st = self.lock();
-            // The consumer called the function its `Call` entry gave it (`next`).
-            st.running_functions -= 1;
-            st.called(out, chain, ctx, &mut d);
-            then.filter(|_| d.is_empty()).map(|w| st.next(w, &mut d))
-        };
-        self.run(d);
-        next
     }
 }

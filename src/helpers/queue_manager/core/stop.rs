@@ -18,11 +18,14 @@ impl<V: Send + 'static, C: Send + Sync + 'static> State<V, C> {
         if self.idle_stop_queued {
             // A `Stopped { error: None }` (`set_as_finished_if_out_of_sources`) still
             // queued is superseded: the manager stops once, so the consumer sees one
-            // `Stopped`, this one.
+            // `Stopped`, this one. It may sit in the consumer's part of the queue: the
+            // consumer removes it when it next decides under the lock (`enter`).
             self.queue
                 .retain(|e| !matches!(e, Entry::Result(Raw::Stopped { error: None })));
+            self.purge_idle_stop = true;
         }
-        self.queue.push_front(Entry::Result(Raw::Stopped {
+        // At the very front, ahead of the consumer's part too (`consumer.rs`).
+        self.front = Some(Entry::Result(Raw::Stopped {
             error: Some(failure.clone()),
         }));
         self.woken.clear();

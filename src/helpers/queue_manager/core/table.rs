@@ -50,6 +50,7 @@ impl<V: Send + 'static, C: Send + Sync + 'static> State<V, C> {
             context,
             body: body.into(),
             turn,
+            spare: None,
         })
     }
 

@@ -24,9 +24,13 @@ impl<V, C> Shared<V, C> {
 
     /// The streamer is dropped: drops everything (`clear`), except the generator sources
     /// (`stopping`, and the live ones) when a close is to come (`keep_generators`).
-    pub(crate) fn dropped(&self, stopping: Stopping<V, C>) {
+    ///
+    /// The streamer's part of the queue (`local`) comes back first.
+    pub(crate) fn dropped(&self, local: &mut Local<V, C>, stopping: Stopping<V, C>) {
         let dropped = {
             let mut st = lock(&self.state);
+            st.enter(local);
+            st.rehome_bodies();
             if st.keep_generators {
                 let failure = st.stopped.clone().unwrap_or(Failure::Cancelled);
                 for (_, key) in st.live_generators() {
@@ -49,15 +53,18 @@ impl<V, C> Shared<V, C> {
     /// Drops everything the manager holds (the streamer is gone): each piece on its own,
     /// so a panicking `Drop` does not keep the others.
     pub(crate) fn clear(&self) {
-        let (queue, sources, woken, stopping) = {
+        let (front, queue, sources, woken, stopping) = {
             let mut st = lock(&self.state);
             st.closed = true;
+            // Sources are dropped in the table's order, hot ones too.
+            st.rehome_bodies();
             let stopping = if st.keep_generators {
                 Stopping::default()
             } else {
                 std::mem::take(&mut st.stopping)
             };
             (
+                st.front.take(),
                 std::mem::take(&mut st.queue),
                 std::mem::take(&mut st.sources),
                 std::mem::take(&mut st.woken),
@@ -65,6 +72,7 @@ impl<V, C> Shared<V, C> {
             )
         };
         drop(woken);
+        caught(move || drop(front));
         // Each on its own (`Stopping`'s `Drop`): sync cleanup only, there is no async drop.
         drop(stopping);
         for e in queue {

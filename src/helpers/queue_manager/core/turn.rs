@@ -63,34 +63,27 @@ impl<V: Send + 'static, C: Send + Sync + 'static> State<V, C> {
                     }
                 }
                 Some(Entry::ValueStep(value, key, number)) => {
-                    // The extension: a `Success` at the back.
-                    let Some(s) = self.sources.get_mut(key).filter(|s| s.number == number) else {
-                        // Not reached (see `Entry::ValueStep`); the value is user code to
-                        // drop. Its step would be stale: nothing more to do.
+                    if let Some(next) = self.value_step(value, key, number, d) {
+                        return next;
+                    }
+                }
+                Some(Entry::Hot(value, h)) => {
+                    // As a `ValueStep`; in the common case (no stream woke, the manager
+                    // runs) the source stays hot: it is stepped from its box.
+                    if self.woken.is_empty() && self.stopped.is_none() {
+                        self.queue.push_back(Entry::Result(Raw::Success {
+                            sources: h.chain.clone(),
+                            value,
+                            context: h.context.clone(),
+                        }));
+                        return Next::Hot(h);
+                    }
+                    let (key, number) = (h.key, h.number);
+                    if !self.rehome(h, d) {
                         d.trash(value);
                         continue;
-                    };
-                    self.queue.push_back(Entry::Result(Raw::Success {
-                        sources: s.chain.clone(),
-                        value,
-                        context: s.context.clone(),
-                    }));
-                    // Then the step, as taking a `Step` entry next would: streams that
-                    // woke meanwhile come first. The common case (none woke, the manager
-                    // runs) is `take_step`'s without looking the source up again.
-                    if self.woken.is_empty()
-                        && self.stopped.is_none()
-                        && s.turn == Turn::Queued
-                        && let Some(body) = s.body.take()
-                    {
-                        s.turn = Turn::Busy;
-                        return Next::Step(key, number, body);
                     }
-                    if !self.woken.is_empty() {
-                        self.queue.push_front(Entry::Step(key, number));
-                        continue;
-                    }
-                    if let Some(next) = self.take_step(key, number, d) {
+                    if let Some(next) = self.value_step(value, key, number, d) {
                         return next;
                     }
                 }
@@ -150,6 +143,46 @@ impl<V: Send + 'static, C: Send + Sync + 'static> State<V, C> {
         }
     }
 
+    /// Takes a `ValueStep` entry: the `Success` at the back, then the source's step;
+    /// `None` when there is nothing to hand the consumer yet.
+    fn value_step(
+        &mut self,
+        value: V,
+        key: usize,
+        number: u64,
+        d: &mut Deferred<V, C>,
+    ) -> Option<Next<V, C>> {
+        // The extension: a `Success` at the back.
+        let Some(s) = self.sources.get_mut(key).filter(|s| s.number == number) else {
+            // Not reached (see `Entry::ValueStep`); the value is user code to drop. Its
+            // step would be stale: nothing more to do.
+            d.trash(value);
+            return None;
+        };
+        self.queue.push_back(Entry::Result(Raw::Success {
+            sources: s.chain.clone(),
+            value,
+            context: s.context.clone(),
+        }));
+        // Then the step, as taking a `Step` entry next would: streams that woke
+        // meanwhile come first. The common case (none woke, the manager runs) is
+        // `take_step`'s without looking the source up again.
+        if self.woken.is_empty()
+            && self.stopped.is_none()
+            && s.turn == Turn::Queued
+            && let Some(body) = s.body.take()
+        {
+            s.turn = Turn::Busy;
+            return Some(Next::Step(key, number, body));
+        }
+        if !self.woken.is_empty() {
+            self.queue.push_front(Entry::Step(key, number));
+            return None;
+        }
+        self.take_step(key, number, d)
+    }
+
+    /// Takes the `Step` entry of the source at `(key, number)`: its body for the
     /// consumer to step, or its end when the manager stopped; `None` when the entry is
     /// stale.
     #[inline]
@@ -214,9 +247,11 @@ impl<V: Send + 'static, C: Send + Sync + 'static> State<V, C> {
         };
         match polled {
             Polled::Item(Feed::Value(value)) => {
-                s.body = Some(body);
+                // The source goes hot (`consumer.rs`): its next step travels with the
+                // value.
                 s.turn = Turn::Queued;
-                self.queue.push_back(Entry::ValueStep(value, key, number));
+                let h = self.go_hot(key, number, body);
+                self.queue.push_back(Entry::Hot(value, h));
             }
             Polled::Item(feed) => {
                 s.body = Some(body);

@@ -92,6 +92,15 @@ impl<V: 'static, C: 'static> Body<V, C> {
 }
 
 impl<V, C> Body<V, C> {
+    /// Whether a stream source's waker fired since its last poll began (never, for
+    /// the other kinds).
+    pub(crate) fn woke(&self) -> bool {
+        match self {
+            Body::Stream(s) | Body::Generator(s) | Body::NewStream(s) => s.woke(),
+            Body::Iter(_) | Body::Task(_) => false,
+        }
+    }
+
     /// A generator stream source, to stop rather than drop.
     pub(crate) fn into_generator(self) -> Result<super::feed::FeedStream<V, C>, Self> {
         match self {

@@ -8,6 +8,7 @@
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 
@@ -29,6 +30,10 @@ struct SourceWaker {
     target: Weak<dyn Schedule>,
     key: usize,
     number: u64,
+    /// Set by every wake, cleared before every poll: whether the stream woke while (or
+    /// since) it was last polled. The manager reads it for a stream it stepped without
+    /// marking it busy in its table (a hot source, `core::consumer`).
+    woke: AtomicBool,
 }
 
 impl Wake for SourceWaker {
@@ -36,6 +41,7 @@ impl Wake for SourceWaker {
         self.wake_by_ref()
     }
     fn wake_by_ref(self: &Arc<Self>) {
+        self.woke.store(true, Ordering::Release);
         if let Some(target) = self.target.upgrade() {
             target.stream_woke(self.key, self.number);
         }
@@ -46,6 +52,7 @@ impl Wake for SourceWaker {
 pub(crate) struct StreamSource<V, C> {
     stream: FeedStream<V, C>,
     waker: Waker,
+    source: Arc<SourceWaker>,
 }
 
 impl<V, C> StreamSource<V, C> {
@@ -55,12 +62,23 @@ impl<V, C> StreamSource<V, C> {
         key: usize,
         number: u64,
     ) -> Self {
-        let waker = Waker::from(Arc::new(SourceWaker {
+        let source = Arc::new(SourceWaker {
             target,
             key,
             number,
-        }));
-        StreamSource { stream, waker }
+            woke: AtomicBool::new(false),
+        });
+        let waker = Waker::from(source.clone());
+        StreamSource {
+            stream,
+            waker,
+            source,
+        }
+    }
+
+    /// Whether the stream's waker fired since its last poll began.
+    pub(crate) fn woke(&self) -> bool {
+        self.source.woke.load(Ordering::Acquire)
     }
 
     /// The stream, to stop.
@@ -70,6 +88,7 @@ impl<V, C> StreamSource<V, C> {
 
     /// Polls once; a panic fails the iteration.
     pub(crate) fn poll(&mut self) -> Polled<V, C> {
+        self.source.woke.store(false, Ordering::Relaxed);
         let mut cx = Context::from_waker(&self.waker);
         let stream = &mut self.stream;
         Self::sort(catch_unwind(AssertUnwindSafe(|| {
@@ -80,6 +99,7 @@ impl<V, C> StreamSource<V, C> {
     /// The first poll: also finds out whether the stream is a generator (see
     /// `generator::probe`).
     pub(crate) fn poll_first(&mut self) -> (Polled<V, C>, bool) {
+        self.source.woke.store(false, Ordering::Relaxed);
         let mut cx = Context::from_waker(&self.waker);
         let stream = &mut self.stream;
         let (polled, probe) = probe::poll_as_source(None, || {
