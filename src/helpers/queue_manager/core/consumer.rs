@@ -206,7 +206,7 @@ impl<V: Send + 'static, C: Send + Sync + 'static> Shared<V, C> {
                         value,
                         context: h.context.clone(),
                     }));
-                    self.shrink_local(local);
+                    // One entry out, one in: the length did not change, no shrink.
                     return Next::Hot(h);
                 }
                 Some(other) => local.queue.push_front(other),
