@@ -390,3 +390,73 @@ fn values_dropped_with_the_consumers_part_call_back_without_deadlock_multi_threa
         }
     });
 }
+
+type Log = Arc<std::sync::Mutex<Vec<String>>>;
+
+/// Logs `NAME dropped` when dropped (a generator body's synchronous cleanup).
+struct Guard(&'static str, Log);
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.1.lock().unwrap().push(format!("{} dropped", self.0));
+    }
+}
+
+/// Yields 0, 1, 2, ...; when a failure is thrown in, sleeps 1 ms, logs, returns it.
+fn generator(name: &'static str, log: &Log) -> hp::AsyncGenerator<i64> {
+    let log = log.clone();
+    hp::AsyncGenerator::new(move |co: hp::Co<i64>| async move {
+        let _guard = Guard(name, log.clone());
+        let mut i = 0;
+        loop {
+            match co.yield_(i).await {
+                Ok(()) => i += 1,
+                Err(f) => {
+                    log.lock().unwrap().push(format!("{name} thrown {f}"));
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    log.lock().unwrap().push(format!("{name} cleaned"));
+                    return Err(f);
+                }
+            }
+        }
+    })
+}
+
+/// The scoped form's close has no streamer to ask: a body that hands its streamer out
+/// (alive, with values and steps in its own part of the queue) still has every
+/// generator source stopped as `stop_async_generator` does (thrown in, async cleanup
+/// run) before the scoped call returns, because generators never travel in the
+/// consumer's part. The plain stream beside them is left to the streamer.
+#[tokio::test(start_paused = true)]
+async fn the_scoped_close_stops_generators_when_the_body_keeps_its_streamer() {
+    let ctx = hp::Ctx::beginning("t");
+    let log: Log = Arc::default();
+    let l = log.clone();
+    let out = hp::queue_manager_scoped::<i64, (), _, _, _, hp::Error>(
+        &ctx,
+        "qm",
+        |mut s, f| async move {
+            f.add_async_generator(generator("g1", &l));
+            f.add_async_generator(futures::stream::iter(100..200));
+            f.add_async_generator(generator("g2", &l));
+            for _ in 0..7 {
+                assert!(matches!(s.next().await, Some(R::Success { .. })));
+            }
+            assert!(l.lock().unwrap().is_empty());
+            Ok(s)
+        },
+    )
+    .await;
+    let streamer = out.unwrap();
+    assert_eq!(
+        *log.lock().unwrap(),
+        [
+            "g1 thrown cancelled",
+            "g1 cleaned",
+            "g1 dropped",
+            "g2 thrown cancelled",
+            "g2 cleaned",
+            "g2 dropped",
+        ]
+    );
+    drop(streamer);
+}

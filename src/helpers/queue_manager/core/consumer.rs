@@ -30,8 +30,12 @@
 //!    box holds the body. A stream stepped from a hot entry is not marked busy, so a
 //!    wake during its poll is read from its waker's flag (`StreamSource::woke`) when
 //!    the step comes back with nothing ready.
-//! 4. Every path that looks at bodies in the table (close, the streamer's drop) first
-//!    brings hot sources home ([`State::rehome_all`]).
+//! 4. A generator source (`hp::AsyncGenerator`, stopped as `stop_async_generator` does)
+//!    never goes hot: its body stays in the table, where a close from outside the
+//!    streamer (the scoped form) finds it. Every path that looks at bodies in the table
+//!    from the streamer (its close, its drop) first brings hot sources home
+//!    ([`State::rehome_all`], [`State::rehome_bodies`]), so sources are dropped in the
+//!    table's order as before.
 //! 5. No user code and no user value's drop runs under the lock here either: a hot
 //!    entry's value is moved, never dropped, on the way through.
 

@@ -330,9 +330,9 @@ impl<V: Send + 'static, C: Send + Sync + 'static> Shared<V, C> {
 
     /// `close()`: ends every generator source still live (the stop ended the others) as
     /// the stop ends a source, and takes all of them to stop.
-    /// The consumer's part of the queue (`local`) comes back first, when the caller is
-    /// the streamer; a scoped close after a body that kept its streamer alive leaves
-    /// the hot sources in that streamer's part to be ended when it next takes them.
+    /// The consumer's part of the queue (`local`) comes back first when the caller is
+    /// the streamer; generator sources are never in it (`consumer.rs`, invariant 4), so
+    /// the scoped form's close, which has no streamer, finds them all in the table.
     pub(crate) fn take_generators(&self, local: Option<&mut Local<V, C>>) -> Stopping<V, C> {
         let mut local = local;
         self.with_state(|st, d| {

@@ -246,12 +246,19 @@ impl<V: Send + 'static, C: Send + Sync + 'static> State<V, C> {
             return;
         };
         match polled {
-            Polled::Item(Feed::Value(value)) => {
+            Polled::Item(Feed::Value(value)) if !body.is_generator() => {
                 // The source goes hot (`consumer.rs`): its next step travels with the
                 // value.
                 s.turn = Turn::Queued;
                 let h = self.go_hot(key, number, body);
                 self.queue.push_back(Entry::Hot(value, h));
+            }
+            Polled::Item(Feed::Value(value)) => {
+                // A generator source stays in the table (`consumer.rs`, invariant 4):
+                // a close from outside the streamer finds it there to stop it.
+                s.body = Some(body);
+                s.turn = Turn::Queued;
+                self.queue.push_back(Entry::ValueStep(value, key, number));
             }
             Polled::Item(feed) => {
                 s.body = Some(body);
