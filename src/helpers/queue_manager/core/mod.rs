@@ -10,11 +10,14 @@
 //! - `stop`: `Stopped` at the front, waiting sources ended, tasks cancelled;
 //! - `deferred`: work run after unlocking (drops, cancels, spawns, wakes), and the
 //!   wakers' and task callbacks' way in;
-//! - `teardown`: the streamer dropped, the close, the last reference gone.
+//! - `teardown`: the streamer dropped, the close, the last reference gone;
+//! - `consumer`: the consumer's own part of the queue and the hot path (no lock).
 //!
 //! # Invariants (of the whole)
-//! 1. All of the state is behind one lock (`state`); the consumer, the feeder, stream
-//!    wakers, task callbacks and the context's stop all go through it.
+//! 1. The shared state is behind one lock (`state`); the feeder, stream wakers, task
+//!    callbacks and the context's stop all go through it. The consumer holds the front
+//!    of the entry queue in its own [`Local`] and takes its entries there without the
+//!    lock while nothing is new (`consumer`); otherwise it decides under the lock too.
 //! 2. No user code runs under that lock, and no user value is dropped under it
 //!    (`deferred`). Contexts are cloned and made when a result is handed out, outside
 //!    the lock. What a source leaves unread (its body, a function not called, a future

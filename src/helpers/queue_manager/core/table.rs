@@ -3,8 +3,10 @@
 //!
 //! # Invariants
 //! 1. Every live source has one record. Its `body` is `None` only while the consumer
-//!    steps it, a task's outcome is being taken, or its future is being spawned (user
-//!    code runs with no lock held). Its [`Turn`] says who touches it next.
+//!    steps it, while it is hot (its body travels in its queue entry, `consumer.rs`;
+//!    the record says `Turn::Queued`), while a task's outcome is being taken, or while
+//!    its future is being spawned (user code runs with no lock held). Its [`Turn`] says
+//!    who touches it next.
 //! 2. A record found by key whose number differs is another source: every lookup from
 //!    outside (a waker, a task callback, a spawn) checks the number and does nothing on
 //!    a mismatch.

@@ -6,7 +6,9 @@
 //!    while being polled from that list waits until the consumer took its next entry
 //!    (`rewoken`), so a stream that always wakes itself cannot keep the queue still.
 //! 2. A source with a step queued leaves the table only when that step is taken; a
-//!    source being stepped (`Turn::Busy`) has its body with the consumer.
+//!    source being stepped (`Turn::Busy`) has its body with the consumer. A step that
+//!    gave a plain value makes its source hot (an `Entry::Hot` carrying its body), unless
+//!    it is a generator (`consumer.rs`, invariant 4).
 //! 3. After the stop, a step taken ends its source with the stop's failure, extensions
 //!    still deliver, and no produced function is called.
 //! 4. A step that produced a plain value queues one `ValueStep`; any other feed queues
