@@ -458,3 +458,36 @@ fn loom_queue_manager_iterator_races_a_stop() {
         assert_eq!(feeder.live_sources(), 0);
     });
 }
+
+#[test]
+fn loom_queue_manager_hot_iterator_races_a_feeder() {
+    // The consumer steps a hot iterator (its values and steps in the consumer's own part
+    // of the queue, taken without the shared lock) while a feeder thread adds a value
+    // and then asks to finish: every value comes exactly once, the iterator's in order,
+    // one `IterationStop`, and `Stopped { error: None }` exactly once, last.
+    use hp::QueueManagerResult as R;
+    model("queue manager hot iterator races a feeder", || {
+        let ctx = hp::Ctx::beginning("r");
+        let (mut streamer, feeder) = hp::queue_manager::<u32, ()>(&ctx);
+        feeder.add_sync_iterator([1u32, 2]);
+        let f = feeder.clone();
+        let t = thread::spawn(move || {
+            f.add_value(hp::Feed::Value(10));
+            f.set_as_finished_if_out_of_sources();
+        });
+        let got: Vec<R<u32, ()>> = block_on(streamer.by_ref().collect());
+        t.join().unwrap();
+        let values: Vec<u32> = got.iter().filter_map(|r| r.value().copied()).collect();
+        let mine: Vec<u32> = values.iter().copied().filter(|v| *v < 10).collect();
+        assert_eq!(mine, [1, 2]);
+        assert_eq!(values.iter().filter(|v| **v == 10).count(), 1);
+        let stops = got
+            .iter()
+            .filter(|r| matches!(r, R::IterationStop { .. }))
+            .count();
+        assert_eq!(stops, 1);
+        assert_eq!(got.iter().filter(|r| r.is_stopped()).count(), 1);
+        assert!(got.last().unwrap().is_stopped());
+        assert_eq!(feeder.live_sources(), 0);
+    });
+}

@@ -45,7 +45,7 @@ mod stop;
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::task::Waker;
 
@@ -59,7 +59,7 @@ use crate::helpers::debug::{Live, MANAGERS};
 use crate::helpers::error::{Error, Failure};
 use crate::helpers::protocols::WaitByCallback;
 use crate::helpers::task::AnyTask;
-use crate::sync::{Mutex, MutexGuard, lock};
+use crate::sync::{AtomicBool, Mutex, MutexGuard, lock};
 
 /// The entry queue's capacity kept whatever happens: below it the queue never shrinks
 /// (a steady manager never reallocates), above it a queue three quarters unused gives

@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 
@@ -16,6 +16,7 @@ use super::{Polled, panicked};
 use crate::helpers::error::{Error, Failure};
 use crate::helpers::generator::probe;
 use crate::helpers::queue_manager::feed::FeedStream;
+use crate::sync::AtomicBool;
 
 /// Tells the manager a source can go on (implemented by the manager's core).
 pub(crate) trait Schedule: Send + Sync {
