@@ -143,6 +143,8 @@ use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 
+mod counts;
+mod detached;
 mod fail_fast;
 mod held;
 mod join;
@@ -160,13 +162,15 @@ use super::debug::{HOLDERS, Live};
 use super::error::{BoxError, Error, Failure};
 use super::protocols::CallbackHandle;
 use super::task::{AnyTask, Link, SETTLED, Task, TaskId};
-use crate::sync::{Arc, AtomicUsize, Mutex, lock};
+use crate::sync::{Arc, AtomicBool, Mutex, lock};
+use counts::Counts;
 use fail_fast::FailFast;
 use held::Held;
 pub use join::{JoinHolder, JoinHolderHandle, join_holder};
 pub use refused::Refused;
 pub use slot::{JoinSlot, Slot};
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
+use std::sync::atomic::Ordering::Release;
+use std::task::Waker;
 
 /// A holder of tasks on `ctx`; see the [module docs](self).
 ///
@@ -250,7 +254,8 @@ impl TaskHolderBuilder {
                 }),
                 report: ctx.failure_reporter(),
                 fail_fast: self.fail_fast.then(|| FailFast::new(ctx.clone())),
-                unsettled: AtomicUsize::new(0),
+                unsettled: Counts::default(),
+                aborted: AtomicBool::new(false),
                 empty: Notify::new(),
                 joinable: Notify::new(),
             }),
@@ -303,6 +308,9 @@ struct State {
     closed: bool,
     /// Finished tasks in completion order, for `join_next` (a `joinable` holder only).
     joined: Option<VecDeque<AnyTask>>,
+    /// The wakers of the detached tasks that are waiting (`detached.rs`), for aborting
+    /// them; a slot is `None` once the holder took its waker.
+    waiting: slab::Slab<Option<Waker>>,
 }
 
 struct Inner {
@@ -354,7 +362,10 @@ struct Tracker {
     /// start, so it cannot settle before it is counted), or under the state lock by
     /// `add_task` while the holder is open; lowered by each settle, lock-free. A task
     /// counted while `finish` closes the holder is rejected and settles as it ends.
-    unsettled: AtomicUsize,
+    /// The same word counts the pending detached tasks (`counts.rs`).
+    unsettled: Counts,
+    /// The holder aborted its tasks: a detached task stops at its next poll.
+    aborted: AtomicBool,
     /// Notified when the last tracked task settles.
     empty: Notify,
     /// Notified when a task finishes (for `join_next`).
@@ -397,8 +408,13 @@ impl DoneHook for Tracker {
 impl Tracker {
     /// Every done callback of a tracked task has run: when none is left, finishing may end.
     fn settle(&self) {
+        self.settle_as(false);
+    }
+
+    /// A task settled; `detached`: a detached task, which stops being pending too.
+    fn settle_as(&self, detached: bool) {
         // AcqRel: the callbacks' effects happen before `try_close` sees the count drop.
-        if self.unsettled.fetch_sub(1, AcqRel) == 1 {
+        if self.unsettled.settle(detached) {
             self.empty.notify_waiters();
             self.joinable.notify_waiters();
         }
@@ -456,7 +472,7 @@ impl Inner {
             if self.refuses(&st) {
                 return Err(Refused::new(task));
             }
-            self.tracker.unsettled.fetch_add(1, Relaxed);
+            self.tracker.unsettled.add();
             st.tasks.insert(task.erased(), task.id(), true)
         };
         // Registered after inserting: a task that already finished releases itself now.
@@ -475,7 +491,7 @@ impl Inner {
         task.cancel();
         if self.joinable {
             // Counted until it was handed to the joined queue, so `join_next` waits for it.
-            self.tracker.unsettled.fetch_add(1, Relaxed);
+            self.tracker.unsettled.add();
             let (tracker, erased) = (self.tracker.clone(), task.erased());
             task.add_done_callback(move |_| tracker.push_joined(erased));
             if !task.add_settle_hook(self.tracker.clone(), SETTLED) {
@@ -495,7 +511,7 @@ impl Inner {
         let task = Task::refused(name);
         let joined = self.joinable.then(|| {
             // Counted until it is in the joined queue, so `join_next` waits for it.
-            self.tracker.unsettled.fetch_add(1, Relaxed);
+            self.tracker.unsettled.add();
             self.tracker.clone()
         });
         // The work is dropped first, then the task finishes, then a joinable holder
@@ -576,7 +592,7 @@ impl Inner {
                 return None;
             }
             // Counted before it can settle (under the lock: `try_close` sees it).
-            self.tracker.unsettled.fetch_add(1, Relaxed);
+            self.tracker.unsettled.add();
             let key = key | st.tasks.next_seq() << SHIFT;
             let task = Task::unspawned(name, Link { hook, key });
             st.tasks.insert(task.erased(), task.id(), abortable);
@@ -698,11 +714,18 @@ impl Inner {
 
     /// Closes the holder and aborts every held plain task (outside the lock).
     fn abort_plain(&self) {
-        let tasks: Vec<AnyTask> = {
+        // Before taking the wakers: a detached task that registers its waker after this
+        // sees the flag (`detached.rs`).
+        self.tracker.aborted.store(true, Release);
+        let (tasks, wakers): (Vec<AnyTask>, Vec<Waker>) = {
             let mut st = lock(&self.tracker.state);
             st.closed = true;
-            st.tasks.abortable()
+            let wakers = st.waiting.iter_mut().filter_map(|(_, w)| w.take()).collect();
+            (st.tasks.abortable(), wakers)
         };
+        for waker in wakers {
+            waker.wake(); // the task sees `aborted` and drops its future
+        }
         for t in tasks {
             t.cancel();
             // Possibly the last handle: its output's `Drop` is user code.
@@ -715,7 +738,7 @@ impl Inner {
         let mut st = lock(&self.tracker.state);
         // Under the state lock: a task counted after this check is rejected by `hold`
         // and `track`.
-        let idle = self.tracker.unsettled.load(Acquire) == 0;
+        let idle = self.tracker.unsettled.try_close();
         if idle {
             st.closed = true;
         }
@@ -1106,7 +1129,8 @@ impl TaskHolderHandle {
     /// How many held tasks have not finished. Already 0 inside the done callbacks of
     /// the last one.
     pub fn pending(&self) -> usize {
-        lock(&self.inner.tracker.state).tasks.len()
+        let held = lock(&self.inner.tracker.state).tasks.len();
+        held + self.inner.tracker.unsettled.detached()
     }
 
     /// Whether `task` is held: true for a pending task added here (spawned here or given
@@ -1153,7 +1177,8 @@ impl TaskHolderHandle {
     /// ones not yet taken by `join_next` (as `JoinSet::len`).
     pub fn len(&self) -> usize {
         let st = lock(&self.inner.tracker.state);
-        st.tasks.len() + st.joined.as_ref().map_or(0, VecDeque::len)
+        let detached = self.inner.tracker.unsettled.detached();
+        st.tasks.len() + detached + st.joined.as_ref().map_or(0, VecDeque::len)
     }
 
     /// Whether [`len`](Self::len) is 0.
