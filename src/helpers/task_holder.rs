@@ -162,14 +162,15 @@ use super::debug::{HOLDERS, Live};
 use super::error::{BoxError, Error, Failure};
 use super::protocols::CallbackHandle;
 use super::task::{AnyTask, Link, SETTLED, Task, TaskId};
-use crate::sync::{Arc, AtomicBool, Mutex, lock};
+use crate::sync::{Arc, AtomicBool, AtomicUsize, Mutex, lock};
 use counts::Counts;
 use fail_fast::FailFast;
 use held::Held;
 pub use join::{JoinHolder, JoinHolderHandle, join_holder};
 pub use refused::Refused;
 pub use slot::{JoinSlot, Slot};
-use std::sync::atomic::Ordering::Release;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::{Relaxed, Release};
 use std::task::Waker;
 
 /// A holder of tasks on `ctx`; see the [module docs](self).
@@ -256,6 +257,8 @@ impl TaskHolderBuilder {
                 fail_fast: self.fail_fast.then(|| FailFast::new(ctx.clone())),
                 unsettled: Counts::default(),
                 aborted: AtomicBool::new(false),
+                waiting: Mutex::new(HashMap::new()),
+                registered: AtomicUsize::new(0),
                 empty: Notify::new(),
                 joinable: Notify::new(),
             }),
@@ -308,9 +311,6 @@ struct State {
     closed: bool,
     /// Finished tasks in completion order, for `join_next` (a `joinable` holder only).
     joined: Option<VecDeque<AnyTask>>,
-    /// The wakers of the detached tasks that are waiting (`detached.rs`), for aborting
-    /// them; a slot is `None` once the holder took its waker.
-    waiting: slab::Slab<Option<Waker>>,
 }
 
 struct Inner {
@@ -366,6 +366,12 @@ struct Tracker {
     unsettled: Counts,
     /// The holder aborted its tasks: a detached task stops at its next poll.
     aborted: AtomicBool,
+    /// The wakers of the detached tasks that wait, by tokio's task id, for aborting
+    /// them (`detached.rs`); its own lock, so that waiting tasks do not contend with the
+    /// held ones.
+    waiting: Mutex<HashMap<tokio::task::Id, Waker>>,
+    /// How many wakers `waiting` has: a detached task that ends looks there only if some.
+    registered: AtomicUsize,
     /// Notified when the last tracked task settles.
     empty: Notify,
     /// Notified when a task finishes (for `join_next`).
@@ -717,13 +723,17 @@ impl Inner {
         // Before taking the wakers: a detached task that registers its waker after this
         // sees the flag (`detached.rs`).
         self.tracker.aborted.store(true, Release);
-        let (tasks, wakers): (Vec<AnyTask>, Vec<Waker>) = {
+        let tasks: Vec<AnyTask> = {
             let mut st = lock(&self.tracker.state);
             st.closed = true;
-            let wakers = st.waiting.iter_mut().filter_map(|(_, w)| w.take()).collect();
-            (st.tasks.abortable(), wakers)
+            st.tasks.abortable()
         };
-        for waker in wakers {
+        let wakers = {
+            let mut waiting = lock(&self.tracker.waiting);
+            self.tracker.registered.store(0, Relaxed);
+            std::mem::take(&mut *waiting)
+        };
+        for (_, waker) in wakers {
             waker.wake(); // the task sees `aborted` and drops its future
         }
         for t in tasks {

@@ -26,119 +26,141 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::Ordering::Acquire;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::atomic::Ordering::{Acquire, Relaxed};
 use std::task::{Context, Poll, Waker};
 
 use futures_util::FutureExt;
 use futures_util::future::CatchUnwind;
+use tokio::sync::OwnedSemaphorePermit;
 
-use super::{Inner, REPORT, Refused, SHIFT, SLOT, TaskHolderHandle, Tracker, drop_caught, limited};
+use super::{Inner, Refused, TaskHolderHandle, Tracker, drop_caught, limited};
 use crate::helpers::callbacks::{self, Enter, run_caught};
 use crate::helpers::error::{Error, Failure};
 use crate::sync::{Arc, lock};
 
-/// What a detached task's future carries: tells the holder once, when the task ends.
+/// What a detached task's future carries: tells the holder, when dropped, that the task
+/// ended. One pointer, as tokio-util's token: tokio's task cell grows in steps of 128
+/// bytes, so a word more can double it for a small future.
 struct Token {
-    /// `None` once told.
-    tracker: Option<Arc<Tracker>>,
-    /// [`REPORT`] and [`SLOT`] as in a held task's key; above [`SHIFT`], the task's slot
-    /// in `State::waiting` plus one once it registered its waker (0: not registered).
-    key: u64,
-}
-
-impl Token {
-    /// Tells the holder that the task ended, with its failure if any; it settles once
-    /// what the report and the policy queued has run (CTX 3: nested in finishing work,
-    /// all of it is queued for the outermost finishing call on this thread).
-    fn end(&mut self, failure: Option<Failure>) {
-        let Some(tracker) = self.tracker.take() else {
-            return;
-        };
-        let key = self.key;
-        match callbacks::enter() {
-            Enter::Outermost(drain) => {
-                let lowered = tracker.detached_ended(key, failure.as_ref(), false);
-                if failure.is_some() {
-                    drain.run_queued(); // what the report and the policy queued
-                }
-                tracker.settle_as(!lowered);
-                drop(drain);
-            }
-            Enter::Nested => callbacks::defer(Box::new(move || {
-                tracker.detached_ended(key, failure.as_ref(), true);
-                callbacks::defer_last(Box::new(move || tracker.settle_as(false)));
-            })),
-        }
-    }
-
-    /// Registers the task's waker for an abort (once: see the module docs).
-    fn register(&mut self, tracker: &Tracker, waker: &Waker) {
-        let mut st = lock(&tracker.state);
-        if tracker.aborted.load(Acquire) {
-            // The abort took the wakers already: poll again, and stop then.
-            drop(st);
-            waker.wake_by_ref();
-            return;
-        }
-        let slot = st.waiting.insert(Some(waker.clone())) as u64;
-        self.key |= (slot + 1) << SHIFT;
-    }
+    tracker: Arc<Tracker>,
 }
 
 impl Drop for Token {
+    /// The task ended (its future was dropped just before: completed, aborted, or its
+    /// runtime shut down): it stops being pending and settles. Nested in finishing work
+    /// (CTX 3), it settles after all the work queued there.
     fn drop(&mut self) {
-        // The future was dropped unfinished (aborted, or its runtime shut down).
-        self.end(Some(Failure::Cancelled));
+        let tracker = &self.tracker;
+        tracker.forget_waker();
+        match callbacks::enter() {
+            Enter::Outermost(drain) => {
+                tracker.settle_as(true);
+                drop(drain);
+            }
+            Enter::Nested => {
+                tracker.unsettled.end_detached();
+                let tracker = tracker.clone();
+                callbacks::defer_last(Box::new(move || tracker.settle_as(false)));
+            }
+        }
     }
 }
 
 impl Tracker {
-    /// A detached task ended: its waker is removed, a failure reported and given to the
-    /// policy, and it stops being pending when `lower` says so, or when it failed or
-    /// holds a slot under the limit (given back after: the task waiting for it becomes
-    /// pending only once this one is not). Returns whether it stopped being pending.
-    fn detached_ended(&self, key: u64, failure: Option<&Failure>, lower: bool) -> bool {
-        let slot = key >> SHIFT;
-        if slot != 0 {
-            let waker = {
-                let mut st = lock(&self.state);
-                let waker = st.waiting.try_remove((slot - 1) as usize);
-                if st.waiting.is_empty() && st.waiting.capacity() > 64 {
-                    st.waiting = slab::Slab::new(); // give a burst's memory back
+    /// Registers the waker of the detached task being polled, for an abort (see the
+    /// module docs); keyed by tokio's id of the task, which is known again when the task
+    /// ends (tokio sets it while it polls or drops a task's future).
+    fn register(&self, id: tokio::task::Id, waker: &Waker) {
+        let mut waiting = lock(&self.waiting);
+        if self.aborted.load(Acquire) {
+            // The abort took the wakers already: poll again, and stop then.
+            drop(waiting);
+            waker.wake_by_ref();
+            return;
+        }
+        match waiting.entry(id) {
+            // Registered at an earlier wait: tokio's waker for a task stays the same.
+            Entry::Occupied(mut e) => {
+                if !e.get().will_wake(waker) {
+                    e.insert(waker.clone());
                 }
-                waker
-            };
-            drop(waker); // tokio's waker: outside the lock all the same
-        }
-        if let Some(failure) = failure {
-            if key & REPORT != 0 {
-                // The context's logger is user code: a panic in it must not skip the
-                // settle (finish would wait for ever).
-                run_caught("task holder failure report", || self.report.report(Some(failure)));
             }
-            if let Some(policy) = &self.fail_fast {
-                run_caught("task holder failure policy", || policy.failed(Some(failure)));
+            Entry::Vacant(e) => {
+                e.insert(waker.clone());
+                self.registered.fetch_add(1, Relaxed);
             }
         }
-        let lower = lower || failure.is_some() || key & SLOT != 0;
-        if lower {
-            self.unsettled.end_detached();
+    }
+
+    /// Removes the waker of the detached task that is ending, if it registered one.
+    fn forget_waker(&self) {
+        // Its own registration happened before (in its own polls): seen here.
+        if self.registered.load(Acquire) == 0 {
+            return;
         }
-        if key & SLOT != 0
-            && let Some(limit) = &self.limit
-        {
-            limit.add_permits(1);
+        let Some(id) = tokio::task::try_id() else {
+            return;
+        };
+        let waker = {
+            let mut waiting = lock(&self.waiting);
+            let waker = waiting.remove(&id);
+            if waker.is_some() {
+                self.registered.fetch_sub(1, Relaxed);
+            }
+            if waiting.is_empty() && waiting.capacity() > 64 {
+                *waiting = HashMap::new(); // give a burst's memory back
+            }
+            waker
+        };
+        drop(waker); // tokio's waker: outside the lock all the same
+    }
+
+    /// A detached task panicked (its future is dropped and it is no longer pending; a
+    /// count taken for it keeps `finish` waiting): the failure is logged and given to
+    /// the policy, then that count settles, after what they queued.
+    fn detached_failed(self: Arc<Self>, failure: Failure) {
+        let tell = move |tracker: &Tracker| {
+            // The context's logger is user code: a panic in it must not skip the
+            // settle (finish would wait for ever).
+            run_caught("task holder failure report", || {
+                tracker.report.report(Some(&failure));
+            });
+            if let Some(policy) = &tracker.fail_fast {
+                run_caught("task holder failure policy", || policy.failed(Some(&failure)));
+            }
+        };
+        match callbacks::enter() {
+            Enter::Outermost(drain) => {
+                tell(&self);
+                drain.run_queued(); // what the report and the policy queued
+                self.settle_as(false);
+                drop(drain);
+            }
+            Enter::Nested => callbacks::defer(Box::new(move || {
+                tell(&self);
+                callbacks::defer_last(Box::new(move || self.settle_as(false)));
+            })),
         }
-        lower
     }
 }
 
 pin_project_lite::pin_project! {
-    /// A detached task's future: the user's, then the token (fields drop in declaration
-    /// order, so an aborted task's future is dropped before its token tells the holder).
+    /// A detached task's future. One `Option` around the user's future and the token,
+    /// the token's pointer giving `None` its value (an `Option` around the future alone
+    /// costs a word). Fields drop in declaration order: an aborted task's future is
+    /// dropped before its token tells the holder.
     struct Detached<F: Future> {
         #[pin]
-        fut: Option<CatchUnwind<AssertUnwindSafe<F>>>,
+        running: Option<Running<F>>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    struct Running<F: Future> {
+        #[pin]
+        fut: CatchUnwind<AssertUnwindSafe<F>>,
         token: Token,
     }
 }
@@ -146,40 +168,49 @@ pin_project_lite::pin_project! {
 impl<F: Future> Future for Detached<F> {
     type Output = ();
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let mut this = self.project();
-        let (Some(fut), Some(tracker)) = (this.fut.as_mut().as_pin_mut(), &this.token.tracker)
-        else {
+        let mut running = self.project().running;
+        let Some(this) = running.as_mut().as_pin_mut() else {
             return Poll::Ready(());
         };
-        if tracker.aborted.load(Acquire) {
+        let this = this.project();
+        let tracker = &this.token.tracker;
+        let panicked = if tracker.aborted.load(Acquire) {
             // Aborted: the future is dropped (unpolled, if this is its first turn).
-            run_caught("dropping an aborted task's future", || this.fut.set(None));
-            this.token.end(Some(Failure::Cancelled));
-            return Poll::Ready(());
-        }
-        let out = match fut.poll(cx) {
-            Poll::Ready(out) => out,
-            Poll::Pending => {
-                if this.token.key >> SHIFT == 0 {
-                    let tracker = tracker.clone();
-                    this.token.register(&tracker, cx.waker());
+            None
+        } else {
+            match this.fut.poll(cx) {
+                Poll::Pending => {
+                    if let Some(id) = tokio::task::try_id() {
+                        tracker.register(id, cx.waker());
+                    }
+                    return Poll::Pending;
                 }
-                return Poll::Pending;
+                Poll::Ready(Ok(output)) => {
+                    // Nobody joins it: dropped (user code, caught) while the task counts.
+                    run_caught("dropping a detached task's output", || drop(output));
+                    None
+                }
+                Poll::Ready(Err(panic)) => {
+                    let failure = Failure::Error(Error::from_panic(panic));
+                    let tracker = tracker.clone();
+                    tracker.unsettled.add(); // `finish` waits until it is reported
+                    Some((tracker, failure))
+                }
             }
         };
-        // The finished future is dropped first (user code: caught), then the output
-        // nobody joins, then the holder is told.
-        run_caught("dropping a finished task's future", || this.fut.set(None));
-        let failure = match out {
-            Ok(output) => {
-                run_caught("dropping a detached task's output", || drop(output));
-                None
-            }
-            Err(panic) => Some(Failure::Error(Error::from_panic(panic))),
-        };
-        this.token.end(failure);
+        // The future (user code: caught), then the token, which tells the holder.
+        run_caught("dropping a detached task's future", || running.set(None));
+        if let Some((tracker, failure)) = panicked {
+            tracker.detached_failed(failure);
+        }
         Poll::Ready(())
     }
+}
+
+/// `fut` holding a slot of the limit until it is dropped.
+async fn with_slot<F: Future>(slot: OwnedSemaphorePermit, fut: F) -> F::Output {
+    let _slot = slot;
+    fut.await
 }
 
 impl Inner {
@@ -198,18 +229,16 @@ impl Inner {
             self.tracker.settle_as(true);
             return Err(Refused::new(fut));
         }
-        let mut turn = self.turn(None);
-        let mut key = REPORT;
-        if let Some(permit) = turn.permit.take() {
-            permit.forget(); // given back when the task ends
-            key |= SLOT;
-        }
+        let turn = self.turn(None);
         let token = Token {
-            tracker: Some(self.tracker.clone()),
-            key,
+            tracker: self.tracker.clone(),
         };
-        match (turn.wait, &self.tracker.limit) {
-            (true, Some(limit)) => self.spawn_body(limited(limit.clone(), fut, None), token),
+        // Under a limit the slot is held by the future, given back when it is dropped.
+        match (turn.permit, turn.wait, &self.tracker.limit) {
+            (Some(permit), _, _) => self.spawn_body(with_slot(permit, fut), token),
+            (None, true, Some(limit)) => {
+                self.spawn_body(limited(limit.clone(), fut, None), token);
+            }
             _ => self.spawn_body(fut, token),
         }
         Ok(())
@@ -221,8 +250,10 @@ impl Inner {
         F: Future + Send + 'static,
     {
         let body = Detached {
-            fut: Some(AssertUnwindSafe(fut).catch_unwind()),
-            token,
+            running: Some(Running {
+                fut: AssertUnwindSafe(fut).catch_unwind(),
+                token,
+            }),
         };
         // The join handle is dropped at once: the task is detached.
         drop(match &self.runtime {
@@ -329,5 +360,25 @@ impl TaskHolderHandle {
         F: Future + Send + 'static,
     {
         self.inner.try_spawn_detached(fut)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body_size<F: Future>(_: &F) -> usize {
+        std::mem::size_of::<Detached<F>>()
+    }
+
+    /// The body is the future plus one pointer, as tokio-util's tracked future: tokio's
+    /// cell grows in steps of 128 bytes, so a word more can double it.
+    #[test]
+    fn the_body_is_the_future_plus_a_pointer() {
+        let i = 5usize;
+        let fut = async move {
+            std::hint::black_box(i);
+        };
+        assert_eq!(body_size(&fut), std::mem::size_of_val(&fut) + 8);
     }
 }
