@@ -48,7 +48,11 @@ impl Counts {
     /// A task settled (`detached`: a detached task that also stops being pending now);
     /// `true` when it was the last unsettled one.
     pub(super) fn settle(&self, detached: bool) -> bool {
-        let n = if detached { UNSETTLED | DETACHED } else { UNSETTLED };
+        let n = if detached {
+            UNSETTLED | DETACHED
+        } else {
+            UNSETTLED
+        };
         // AcqRel: the task's effects happen before whoever sees the count reach zero.
         self.0.fetch_sub(n, AcqRel) & UNSETTLED_MASK == 1
     }

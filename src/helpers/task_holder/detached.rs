@@ -23,11 +23,11 @@
 //!
 //! [`Task`]: crate::helpers::Task
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
 use std::task::{Context, Poll, Waker};
 
@@ -128,7 +128,9 @@ impl Tracker {
                 tracker.report.report(Some(&failure));
             });
             if let Some(policy) = &tracker.fail_fast {
-                run_caught("task holder failure policy", || policy.failed(Some(&failure)));
+                run_caught("task holder failure policy", || {
+                    policy.failed(Some(&failure))
+                });
             }
         };
         match callbacks::enter() {
