@@ -1,20 +1,21 @@
-//! `cargo bench` (or `cargo bench --bench report -- --only chan --tsv`): the same
-//! workloads and report as `cargo run --release --example bench_report`. The workload
-//! code lives once, in examples/bench_report/, and is included here.
+//! `cargo bench -p machinery-benches` (or `cargo bench -p machinery-benches -- --only
+//! chan --tsv`): the same workloads and report as `cargo run --release -p
+//! machinery-benches --bin bench_report`. The workload code lives once, in
+//! benches/bench_report/, and is included here.
 
-#[path = "../examples/bench_report/chan.rs"]
+#[path = "bench_report/chan.rs"]
 mod chan;
-#[path = "../examples/bench_report/cli.rs"]
+#[path = "bench_report/cli.rs"]
 mod cli;
-#[path = "../examples/bench_report/ctx.rs"]
+#[path = "bench_report/ctx.rs"]
 mod ctx;
-#[path = "../examples/bench_report/measure.rs"]
+#[path = "bench_report/measure.rs"]
 mod measure;
-#[path = "../examples/bench_report/merge.rs"]
+#[path = "bench_report/merge.rs"]
 mod merge;
-#[path = "../examples/bench_report/tasks.rs"]
+#[path = "bench_report/tasks.rs"]
 mod tasks;
-#[path = "../examples/bench_report/tick.rs"]
+#[path = "bench_report/tick.rs"]
 mod tick;
 
 fn main() {

@@ -1,5 +1,5 @@
-//! The command line shared by `cargo run --release --example bench_report` and
-//! `cargo bench` (benches/report.rs includes these same files): run the workloads, then
+//! The command line shared by `cargo run --release -p machinery-benches --bin bench_report` and
+//! `cargo bench -p machinery-benches` (benches/report.rs includes these same files): run the workloads, then
 //! print the table or the TSV lines.
 //!
 //! # Method (the default)

@@ -1,8 +1,9 @@
 //! Peak memory of a burst of short tasks given to a task holder (issue 22, item 7), beside
 //! tokio-util's `TaskTracker` on the same workload.
 //!
-//! `cargo run --release --example holder_burst -- ours|detached|tracker [tasks]` (`ours`:
-//! `spawn_silent`, a `Task` handle per task; `detached`: `spawn_detached`): on a multi-thread
+//! `cargo run --release -p machinery-benches --bin holder_burst -- ours|detached|tracker
+//! [tasks]` (`ours`: `spawn_silent`, a `Task` handle per task; `detached`:
+//! `spawn_detached`): on a multi-thread
 //! runtime with 2 workers, a spawned task adds `tasks` (default 1 000 000) trivial tasks,
 //! yielding every 1 024 spawns, then waits for all (`finish()`, or `close()` + `wait()`).
 //! Prints the process's peak resident set (VmHWM, KiB), the largest backlog seen at a
