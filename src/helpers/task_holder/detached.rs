@@ -54,16 +54,13 @@ impl Drop for Token {
     fn drop(&mut self) {
         let tracker = &self.tracker;
         tracker.forget_waker();
-        match callbacks::enter() {
-            Enter::Outermost(drain) => {
-                tracker.settle_as(true);
-                drop(drain);
-            }
-            Enter::Nested => {
-                tracker.unsettled.end_detached();
-                let tracker = tracker.clone();
-                callbacks::defer_last(Box::new(move || tracker.settle_as(false)));
-            }
+        if callbacks::nested() {
+            tracker.unsettled.end_detached();
+            let tracker = tracker.clone();
+            callbacks::defer_last(Box::new(move || tracker.settle_as(false)));
+        } else {
+            // Outermost: settling runs no user code and queues nothing, so no trampoline.
+            tracker.settle_as(true);
         }
     }
 }
@@ -189,7 +186,9 @@ impl<F: Future> Future for Detached<F> {
                 }
                 Poll::Ready(Ok(output)) => {
                     // Nobody joins it: dropped (user code, caught) while the task counts.
-                    run_caught("dropping a detached task's output", || drop(output));
+                    if std::mem::needs_drop::<F::Output>() {
+                        run_caught("dropping a detached task's output", || drop(output));
+                    }
                     None
                 }
                 Poll::Ready(Err(panic)) => {
@@ -231,7 +230,10 @@ impl Inner {
             self.tracker.settle_as(true);
             return Err(Refused::new(fut));
         }
-        let turn = self.turn(None);
+        let turn = match self.tracker.limit {
+            None => super::Turn::default(),
+            Some(_) => self.turn(None),
+        };
         let token = Token {
             tracker: self.tracker.clone(),
         };
