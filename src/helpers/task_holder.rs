@@ -36,6 +36,15 @@
 //!   step or clean up asynchronously: a connection that answers the line it is reading and
 //!   says goodbye, a writer that flushes. Its context also lets one task be stopped alone
 //!   (`task`'s `ctx.cancel()` from inside, or the whole holder from outside).
+//! - [`spawn_detached`](TaskHolderHandle::spawn_detached): a plain future whose output
+//!   and outcome nobody asks for, for "spawn many, wait for all" (tokio-util's
+//!   `TaskTracker::spawn`). It returns no [`Task`] handle, so it costs what a tokio task
+//!   costs: nothing is allocated beside tokio's own task and no lock is taken (a `spawn`
+//!   allocates the handle's shared state too: ~180 bytes and ~480 instructions per task,
+//!   see docs/BENCHMARKS.md). It keeps every holder rule (finish waits, cancellation
+//!   stops it, panics are logged and count for `fail_fast`, the limit applies, `pending`
+//!   counts it) but, having no handle, is not listed by `iter`. Use it whenever you
+//!   would drop the `Task` that `spawn` returns.
 //! - [`add_task`](TaskHolderHandle::add_task): a [`Task`] spawned elsewhere.
 //! - [`spawn_local`](TaskHolderHandle::spawn_local): a `!Send` future inside a `LocalSet`.
 //!
@@ -97,7 +106,9 @@
 //!   dropped its future;
 //! - a [`joinable`](TaskHolderBuilder::joinable) holder (and a [`JoinHolder`]) hands
 //!   these tasks out from `join_next` like every task it was given;
+//! - `spawn_detached` drops the future unpolled and returns `false`;
 //! - the `try_` forms ([`try_spawn`](TaskHolderHandle::try_spawn),
+//!   [`try_spawn_detached`](TaskHolderHandle::try_spawn_detached),
 //!   [`try_spawn_scoped`](TaskHolderHandle::try_spawn_scoped),
 //!   [`try_add_task`](TaskHolderHandle::try_add_task), ...) give the work itself back
 //!   in [`Refused`], neither run nor dropped, as `mpsc::Sender::send` gives back its
@@ -125,7 +136,9 @@
 //! # Compared with `JoinSet` and `TaskTracker`
 //! 1. Memory: like `TaskTracker`, and unlike `JoinSet`, finished tasks cost nothing
 //!    (unless the holder is `joinable`).
-//! 2. Results: each spawn returns a [`Task`] handle to join (its output by value) or drop;
+//! 2. Results: each spawn returns a [`Task`] handle to join (its output by value) or drop
+//!    ([`spawn_detached`](TaskHolderHandle::spawn_detached) returns none, at
+//!    `TaskTracker::spawn`'s cost);
 //!    a `joinable` holder also hands finished tasks back in completion order, and a
 //!    [`JoinHolder<T>`] gives their outputs (`join_next().await ->
 //!    Option<Result<T, Failure>>`, as `JoinSet<T>`).

@@ -284,6 +284,12 @@ impl TaskHolderHandle {
     /// the [limit](super::TaskHolderBuilder::limit) applies; [`pending`](Self::pending)
     /// and [`len`](Self::len) count it.
     ///
+    /// What it costs: tokio's task, the holder's count (one atomic add and subtract)
+    /// and, each time its future waits, a lock to register its waker for an abort. A
+    /// task that waits a million times takes that lock a million times: for long-lived
+    /// work that waits often, `spawn` (which locks only to add and release the task)
+    /// or [`spawn_scoped`](Self::spawn_scoped) fits better.
+    ///
     /// Having no handle, it is not listed by [`iter`](Self::iter) (nor in a
     /// `ShutdownPlan` drain's report, which lists the held tasks), `contains` cannot ask
     /// for it, and a [`joinable`](super::TaskHolderBuilder::joinable) holder does not hand
