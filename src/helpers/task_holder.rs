@@ -39,9 +39,9 @@
 //! - [`spawn_detached`](TaskHolderHandle::spawn_detached): a plain future whose output
 //!   and outcome nobody asks for, for "spawn many, wait for all" (tokio-util's
 //!   `TaskTracker::spawn`). It returns no [`Task`] handle, so it costs what a tokio task
-//!   costs: nothing is allocated beside tokio's own task and no lock is taken (a `spawn`
-//!   allocates the handle's shared state too: ~180 bytes and ~480 instructions per task,
-//!   see docs/BENCHMARKS.md). It keeps every holder rule (finish waits, cancellation
+//!   costs: nothing is allocated beside tokio's own task and no lock is taken to spawn or
+//!   end it (a `spawn` allocates the handle's shared state too: ~180 bytes and ~480
+//!   instructions per task, see docs/BENCHMARKS.md). It keeps every holder rule (finish waits, cancellation
 //!   stops it, panics are logged and count for `fail_fast`, the limit applies, `pending`
 //!   counts it) but, having no handle, is not listed by `iter`. Use it whenever you
 //!   would drop the `Task` that `spawn` returns.

@@ -272,10 +272,10 @@ impl TaskHolderHandle {
     /// cheap form for "spawn many, wait for all" (tokio-util's `TaskTracker::spawn`).
     /// Returns whether the holder took it.
     ///
-    /// Nothing is allocated beside tokio's own task and no lock is taken (a
-    /// [`spawn`](Self::spawn) also allocates the handle's shared state and holds it in
-    /// the holder), so use it when nobody joins the task's output, reads its outcome or
-    /// registers callbacks on it: its output is dropped when it finishes. Every holder
+    /// Nothing is allocated beside tokio's own task and no lock is taken to spawn or end
+    /// it (a [`spawn`](Self::spawn) also allocates the handle's shared state and holds it
+    /// in the holder), so use it when nobody joins the task's output, reads its outcome
+    /// or registers callbacks on it: its output is dropped when it finishes. Every holder
     /// rule holds for it as for `spawn`: `finish` waits for it; a done context,
     /// [`TaskHolder::cancel_all`](super::TaskHolder::cancel_all) or dropping the holder
     /// stops it (its future is dropped, so its `Drop` cleanup runs, before the holder
