@@ -460,3 +460,83 @@ fn a_joinable_holder_waits_for_detached_tasks_but_does_not_hand_them_out() {
         assert_eq!(ts.len(), 0);
     });
 }
+
+/// Rule: a task counts as pending until its future's `Drop` has run (completed or
+/// aborted); a `Drop` that panics is caught and logged, and one that cancels the holder's
+/// context stops the siblings; `finish` still returns.
+#[test]
+fn a_detached_futures_drop_runs_while_it_still_counts_and_may_panic_or_cancel() {
+    struct Probe {
+        h: hp::TaskHolderHandle,
+        seen: Arc<Mutex<Vec<usize>>>,
+        cancel: bool,
+        panic: bool,
+    }
+    impl Drop for Probe {
+        fn drop(&mut self) {
+            self.seen.lock().unwrap().push(self.h.pending());
+            if self.cancel {
+                self.h.ctx().cancel();
+            }
+            if self.panic {
+                panic!("probe drop");
+            }
+        }
+    }
+    for multi in [false, true] {
+        let scenario = async {
+            let (ctx, log) = logged_ctx("app");
+            let ts = hp::task_holder(&ctx);
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let probe = |cancel, panic| Probe {
+                h: ts.handle(),
+                seen: seen.clone(),
+                cancel,
+                panic,
+            };
+            // The only task: completes, its drop sees itself pending, then panics.
+            let p = probe(false, true);
+            ts.spawn_detached(async move {
+                let _p = p;
+            });
+            while ts.pending() > 0 {
+                tokio::task::yield_now().await;
+            }
+            assert_eq!(*seen.lock().unwrap(), [1]);
+            // Three waiting siblings; a fourth's drop cancels the holder's context.
+            for _ in 0..3 {
+                let p = probe(false, false);
+                ts.spawn_detached(async move {
+                    let _p = p;
+                    std::future::pending::<()>().await;
+                });
+            }
+            let p = probe(true, false);
+            ts.spawn_detached(async move {
+                sleep(ms(10)).await;
+                drop(p);
+            });
+            let h = ts.handle();
+            ts.finish().await;
+            let mut seen = seen.lock().unwrap().clone();
+            seen.sort_unstable();
+            let lines = take(&log);
+            (seen, h.pending(), lines)
+        };
+        let (seen, pending, lines) = if multi {
+            multi_thread(scenario)
+        } else {
+            common::current_thread().block_on(scenario)
+        };
+        assert_eq!(pending, 0);
+        // The first probe saw 1; the canceller saw 4 (itself and three siblings) and
+        // each sibling at least itself.
+        assert_eq!(seen.len(), 5, "{seen:?}");
+        assert_eq!(seen[0], 1);
+        assert_eq!(*seen.last().unwrap(), 4);
+        assert!(seen.iter().all(|&n| (1..=4).contains(&n)), "{seen:?}");
+        // A panic in a finished future's `Drop` is caught and reported through
+        // `tracing` (as `spawn`'s): the task's outcome stands, nothing is a failure.
+        assert!(lines.is_empty(), "{lines:?}");
+    }
+}
