@@ -494,7 +494,8 @@ fn a_detached_futures_drop_runs_while_it_still_counts_and_may_panic_or_cancel() 
                 cancel,
                 panic,
             };
-            // The only task: completes, its drop sees itself pending, then panics.
+            // The only task: its drop (in the block's last poll) sees itself pending,
+            // then panics.
             let p = probe(false, true);
             ts.spawn_detached(async move {
                 let _p = p;
@@ -535,8 +536,54 @@ fn a_detached_futures_drop_runs_while_it_still_counts_and_may_panic_or_cancel() 
         assert_eq!(seen[0], 1);
         assert_eq!(*seen.last().unwrap(), 4);
         assert!(seen.iter().all(|&n| (1..=4).contains(&n)), "{seen:?}");
-        // A panic in a finished future's `Drop` is caught and reported through
-        // `tracing` (as `spawn`'s): the task's outcome stands, nothing is a failure.
+        // The async block drops its locals in its last poll: the probe's panic is the
+        // task's own panic, caught and logged once through the holder's context.
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].contains("probe drop"), "{lines:?}");
+    }
+}
+
+/// A future that is ready at once and drops `D` only when it is dropped itself (after
+/// returning: an async block would drop it inside its last poll).
+struct ReadyThenDrop<D>(D);
+
+impl<D: Unpin> std::future::Future for ReadyThenDrop<D> {
+    type Output = ();
+    fn poll(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        std::task::Poll::Ready(())
+    }
+}
+
+/// Rule: a finished future is dropped while its task still counts; a panic in that
+/// drop (a bomb payload too) is caught and reported (through `tracing`, as `spawn`'s:
+/// the task's outcome stands, it is not a failure), and `finish` returns.
+#[test]
+fn a_finished_futures_drop_that_panics_with_a_bomb_is_caught_and_finish_returns() {
+    struct BombOnDrop(hp::TaskHolderHandle, Arc<Mutex<Vec<usize>>>);
+    impl Drop for BombOnDrop {
+        fn drop(&mut self) {
+            self.1.lock().unwrap().push(self.0.pending());
+            std::panic::panic_any(Bomb);
+        }
+    }
+    for multi in [false, true] {
+        let scenario = async {
+            let (ctx, log) = logged_ctx("app");
+            let ts = hp::TaskHolder::builder(&ctx).fail_fast().build();
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            ts.spawn_detached(ReadyThenDrop(BombOnDrop(ts.handle(), seen.clone())));
+            let h = ts.handle();
+            let out = ts.try_finish().await;
+            let seen = seen.lock().unwrap().clone();
+            (out.is_ok(), seen, h.pending(), take(&log))
+        };
+        let (ok, seen, pending, lines) = if multi {
+            multi_thread(scenario)
+        } else {
+            common::current_thread().block_on(scenario)
+        };
+        assert!(ok, "not a failure under fail_fast");
+        assert_eq!((seen, pending), (vec![1], 0));
         assert!(lines.is_empty(), "{lines:?}");
     }
 }
