@@ -587,3 +587,53 @@ fn a_finished_futures_drop_that_panics_with_a_bomb_is_caught_and_finish_returns(
         assert!(lines.is_empty(), "{lines:?}");
     }
 }
+
+thread_local! {
+    static KEEP: std::cell::RefCell<Option<tokio::runtime::Runtime>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Rule (thread exit): a runtime kept in a user thread-local registered before the
+/// crate's is dropped at thread exit, after the crate's own thread-locals: its detached
+/// tasks' futures are dropped there, each one settles, and `finish` returns at once
+/// afterwards (a child process: an abort there fails this test, not the suite).
+#[test]
+fn a_runtime_dropped_at_thread_exit_settles_its_detached_tasks() {
+    in_child_process(
+        module_path!(),
+        "a_runtime_dropped_at_thread_exit_settles_its_detached_tasks",
+        || {
+            let dropped = counter();
+            let d = dropped.clone();
+            let ts = common::on_small_stack(move || {
+                KEEP.with(|_| {}); // first: destroyed after the crate's thread-locals
+                let f = hp::Fut::<()>::new(); // sets up the finishing trampoline
+                f.add_done_callback(|_| {});
+                f.set_result(());
+                let rt = common::current_thread();
+                let ts = rt.block_on(async {
+                    let ts = hp::task_holder(&hp::Ctx::beginning("app"));
+                    for _ in 0..100 {
+                        let dd = Dropped(d.clone());
+                        ts.spawn_detached(async move {
+                            let _d = dd;
+                            std::future::pending::<()>().await;
+                        });
+                    }
+                    tokio::task::yield_now().await;
+                    ts
+                });
+                assert_eq!(ts.pending(), 100);
+                KEEP.with(|k| *k.borrow_mut() = Some(rt));
+                ts
+            });
+            assert_eq!(dropped.load(SeqCst), 100);
+            assert_eq!(ts.pending(), 0);
+            common::current_thread().block_on(async move {
+                tokio::time::timeout(Duration::from_secs(5), ts.finish())
+                    .await
+                    .expect("finish returns at once");
+            });
+        },
+    );
+}
