@@ -1,7 +1,9 @@
 //! Peak memory of a burst of short tasks given to a task holder (issue 22, item 7), beside
 //! tokio-util's `TaskTracker` on the same workload.
 //!
-//! `cargo run --release -p machinery-benches --bin holder_burst -- ours|tracker [tasks]`: on a multi-thread
+//! `cargo run --release -p machinery-benches --bin holder_burst -- ours|detached|tracker
+//! [tasks]` (`ours`: `spawn_silent`, a `Task` handle per task; `detached`:
+//! `spawn_detached`): on a multi-thread
 //! runtime with 2 workers, a spawned task adds `tasks` (default 1 000 000) trivial tasks,
 //! yielding every 1 024 spawns, then waits for all (`finish()`, or `close()` + `wait()`).
 //! Prints the process's peak resident set (VmHWM, KiB), the largest backlog seen at a
@@ -39,6 +41,8 @@ async fn burst(imp: String, n: usize) -> (usize, usize) {
         };
         if imp == "ours" {
             drop(holder.spawn_silent(work));
+        } else if imp == "detached" {
+            holder.spawn_detached(work);
         } else {
             drop(tracker.spawn(work));
         }
@@ -48,7 +52,7 @@ async fn burst(imp: String, n: usize) -> (usize, usize) {
         }
     }
     let ran_at_end = ran.load(Relaxed);
-    if imp == "ours" {
+    if imp != "tracker" {
         holder.finish().await;
     } else {
         tracker.close();
@@ -61,7 +65,10 @@ async fn burst(imp: String, n: usize) -> (usize, usize) {
 fn main() {
     let mut args = std::env::args().skip(1);
     let imp = args.next().unwrap_or_else(|| "ours".into());
-    assert!(imp == "ours" || imp == "tracker", "ours|tracker");
+    assert!(
+        ["ours", "detached", "tracker"].contains(&imp.as_str()),
+        "ours|detached|tracker"
+    );
     let n: usize = args
         .next()
         .map_or(1_000_000, |s| s.parse().expect("a count"));

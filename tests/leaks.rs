@@ -308,3 +308,38 @@ fn queue_manager_hot_sources_fed_from_other_workers_are_freed() {
         }
     });
 }
+
+/// Detached held tasks (`spawn_detached`) that finish, panic, wait when the holder is
+/// dropped, or are refused: the holder and everything the tasks captured are freed.
+#[test]
+fn detached_tasks_finished_panicked_aborted_and_refused_free_everything() {
+    check(|| async {
+        let ctx = hp::Ctx::beginning("root");
+        let ts = hp::task_holder(&ctx);
+        for i in 0..3_000u64 {
+            let child = ctx.child("captured");
+            ts.spawn_detached(async move {
+                if i % 7 == 0 {
+                    panic!("boom {i}");
+                }
+                sleep(Duration::from_millis(i % 3)).await;
+                drop(child);
+            });
+        }
+        ts.finish().await;
+        // A dropped holder stops its waiting detached tasks and frees them.
+        let ts = hp::task_holder(&ctx);
+        let h = ts.handle();
+        for _ in 0..500 {
+            let child = ctx.child("captured");
+            ts.spawn_detached(async move {
+                sleep(Duration::from_secs(3600)).await;
+                drop(child);
+            });
+        }
+        tokio::task::yield_now().await;
+        drop(ts);
+        let child = ctx.child("refused");
+        assert!(!h.spawn_detached(async move { drop(child) }));
+    });
+}

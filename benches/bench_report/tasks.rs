@@ -5,7 +5,9 @@
 //!   task (best of `ROUNDS`) and, on the current-thread runtime (where none has run yet),
 //!   heap bytes per task once all are added. Ours also as bare
 //!   `hp::Task`s awaited one by one (what the holder spawns): the holder's own cost is the
-//!   difference.
+//!   difference. And the holder's handle-free form, `spawn_detached` (what its docs
+//!   recommend for "spawn many, wait all"), under its own variant beside the same
+//!   TaskTracker figure.
 //! - tasks.detached_growth: `DETACHED` trivial tasks added in batches of 10 000 (each
 //!   batch runs before the next is added) and never awaited: heap growth once all have
 //!   finished, and how many the holder still holds.
@@ -38,18 +40,22 @@ pub fn run(r: &mut Report) {
         };
         for (rt_name, multi) in [("current-thread", false), ("multi-thread", true)] {
             let v = format!("100k trivial tasks, {rt_name}");
+            let vd = format!("100k trivial tasks via spawn_detached, {rt_name}");
             if keep("holder", rt_name) {
-                spawn_join(r, OURS, &v, multi, holder);
+                spawn_join(r, OURS, &[&v], multi, holder);
+            }
+            if keep("detached", rt_name) {
+                spawn_join(r, OURS, &[&vd], multi, holder_detached);
             }
             if keep("joinset", rt_name) {
-                spawn_join(r, "tokio JoinSet", &v, multi, joinset);
+                spawn_join(r, "tokio JoinSet", &[&v], multi, joinset);
             }
             if keep("tracker", rt_name) {
-                spawn_join(r, "tokio-util TaskTracker", &v, multi, tracker);
+                spawn_join(r, "tokio-util TaskTracker", &[&v, &vd], multi, tracker);
             }
             let v = format!("100k bare hp::Task (no holder), {rt_name}");
             if keep("bare", rt_name) {
-                spawn_join(r, OURS, &v, multi, bare_tasks);
+                spawn_join(r, OURS, &[&v], multi, bare_tasks);
             }
         }
     }
@@ -70,12 +76,12 @@ pub fn run(r: &mut Report) {
     }
 }
 
-/// Best of `ROUNDS` runs of `f` on a fresh runtime; `f` returns (duration, heap bytes
-/// once all tasks were added).
+/// Best of `ROUNDS` runs of `f` on a fresh runtime, added under each of `variants`; `f`
+/// returns (duration, heap bytes once all tasks were added).
 fn spawn_join<F: Future<Output = (Duration, i64)>>(
     r: &mut Report,
     imp: &'static str,
-    variant: &str,
+    variants: &[&str],
     multi: bool,
     f: fn() -> F,
 ) {
@@ -90,21 +96,23 @@ fn spawn_join<F: Future<Output = (Duration, i64)>>(
         peak = p;
         d
     });
-    r.add(
-        "tasks.spawn_join",
-        imp,
-        variant,
-        ns_per(d, SPAWNS),
-        "ns/task",
-    );
-    let per_task = peak as f64 / SPAWNS as f64;
-    r.add(
-        "tasks.spawn_join",
-        imp,
-        variant,
-        per_task,
-        "B/task when all added",
-    );
+    for &variant in variants {
+        r.add(
+            "tasks.spawn_join",
+            imp,
+            variant,
+            ns_per(d, SPAWNS),
+            "ns/task",
+        );
+        let per_task = peak as f64 / SPAWNS as f64;
+        r.add(
+            "tasks.spawn_join",
+            imp,
+            variant,
+            per_task,
+            "B/task when all added",
+        );
+    }
 }
 
 async fn holder() -> (Duration, i64) {
@@ -115,6 +123,21 @@ async fn holder() -> (Duration, i64) {
     for i in 0..SPAWNS {
         // Not silent: the seed's default (silent measured the same).
         holder.spawn(async move {
+            black_box(i);
+        });
+    }
+    let peak = heap_bytes() - before;
+    holder.finish().await;
+    (start.elapsed(), peak)
+}
+
+async fn holder_detached() -> (Duration, i64) {
+    let ctx = hp::Ctx::beginning("bench");
+    let before = heap_bytes();
+    let start = Instant::now();
+    let holder = hp::task_holder(&ctx);
+    for i in 0..SPAWNS {
+        holder.spawn_detached(async move {
             black_box(i);
         });
     }

@@ -39,6 +39,17 @@ pub async fn run() {
         start.elapsed().as_secs()
     );
 
+    // Spawn many, wait for all: no `Task` handle, at tokio-util `TaskTracker`'s cost.
+    let batch = hp::task_holder(&ctx);
+    for i in 0..1000u64 {
+        batch.spawn_detached(async move {
+            std::hint::black_box(i);
+        });
+    }
+    println!("  1000 detached tasks, pending: {}", batch.pending());
+    batch.finish().await;
+    println!("  finish returned: all 1000 ran");
+
     let ts = hp::TaskHolder::builder(&ctx)
         .name("workers")
         .limit(2)

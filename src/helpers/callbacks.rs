@@ -263,6 +263,13 @@ pub(crate) fn enter() -> Enter {
     }
 }
 
+/// Whether this thread is running finishing work (so work started now would be queued
+/// by [`enter`]): for callers whose work queues nothing when outermost and can skip the
+/// trampoline then (a holder's detached task settling).
+pub(crate) fn nested() -> bool {
+    with_trampoline(|t| t.active.get())
+}
+
 /// Queues `job` for the outermost finishing call (only after [`enter`] said `Nested`).
 pub(crate) fn defer(job: Job) {
     with_trampoline(|t| t.queue.borrow_mut().push_back(job));

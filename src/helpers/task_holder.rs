@@ -36,6 +36,15 @@
 //!   step or clean up asynchronously: a connection that answers the line it is reading and
 //!   says goodbye, a writer that flushes. Its context also lets one task be stopped alone
 //!   (`task`'s `ctx.cancel()` from inside, or the whole holder from outside).
+//! - [`spawn_detached`](TaskHolderHandle::spawn_detached): a plain future whose output
+//!   and outcome nobody asks for, for "spawn many, wait for all" (tokio-util's
+//!   `TaskTracker::spawn`). It returns no [`Task`] handle, so it costs what a tokio task
+//!   costs: nothing is allocated beside tokio's own task and no lock is taken to spawn or
+//!   end it (a `spawn` allocates the handle's shared state too: ~180 bytes and ~480
+//!   instructions per task, see docs/BENCHMARKS.md). It keeps every holder rule (finish waits, cancellation
+//!   stops it, panics are logged and count for `fail_fast`, the limit applies, `pending`
+//!   counts it) but, having no handle, is not listed by `iter`. Use it whenever you
+//!   would drop the `Task` that `spawn` returns.
 //! - [`add_task`](TaskHolderHandle::add_task): a [`Task`] spawned elsewhere.
 //! - [`spawn_local`](TaskHolderHandle::spawn_local): a `!Send` future inside a `LocalSet`.
 //!
@@ -97,7 +106,9 @@
 //!   dropped its future;
 //! - a [`joinable`](TaskHolderBuilder::joinable) holder (and a [`JoinHolder`]) hands
 //!   these tasks out from `join_next` like every task it was given;
+//! - `spawn_detached` drops the future unpolled and returns `false`;
 //! - the `try_` forms ([`try_spawn`](TaskHolderHandle::try_spawn),
+//!   [`try_spawn_detached`](TaskHolderHandle::try_spawn_detached),
 //!   [`try_spawn_scoped`](TaskHolderHandle::try_spawn_scoped),
 //!   [`try_add_task`](TaskHolderHandle::try_add_task), ...) give the work itself back
 //!   in [`Refused`], neither run nor dropped, as `mpsc::Sender::send` gives back its
@@ -125,7 +136,9 @@
 //! # Compared with `JoinSet` and `TaskTracker`
 //! 1. Memory: like `TaskTracker`, and unlike `JoinSet`, finished tasks cost nothing
 //!    (unless the holder is `joinable`).
-//! 2. Results: each spawn returns a [`Task`] handle to join (its output by value) or drop;
+//! 2. Results: each spawn returns a [`Task`] handle to join (its output by value) or drop
+//!    ([`spawn_detached`](TaskHolderHandle::spawn_detached) returns none, at
+//!    `TaskTracker::spawn`'s cost);
 //!    a `joinable` holder also hands finished tasks back in completion order, and a
 //!    [`JoinHolder<T>`] gives their outputs (`join_next().await ->
 //!    Option<Result<T, Failure>>`, as `JoinSet<T>`).
@@ -143,6 +156,8 @@ use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 
+mod counts;
+mod detached;
 mod fail_fast;
 mod held;
 mod join;
@@ -160,13 +175,16 @@ use super::debug::{HOLDERS, Live};
 use super::error::{BoxError, Error, Failure};
 use super::protocols::CallbackHandle;
 use super::task::{AnyTask, Link, SETTLED, Task, TaskId};
-use crate::sync::{Arc, AtomicUsize, Mutex, lock};
+use crate::sync::{Arc, AtomicBool, AtomicUsize, Mutex, lock};
+use counts::Counts;
 use fail_fast::FailFast;
 use held::Held;
 pub use join::{JoinHolder, JoinHolderHandle, join_holder};
 pub use refused::Refused;
 pub use slot::{JoinSlot, Slot};
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::{Relaxed, Release};
+use std::task::Waker;
 
 /// A holder of tasks on `ctx`; see the [module docs](self).
 ///
@@ -250,7 +268,10 @@ impl TaskHolderBuilder {
                 }),
                 report: ctx.failure_reporter(),
                 fail_fast: self.fail_fast.then(|| FailFast::new(ctx.clone())),
-                unsettled: AtomicUsize::new(0),
+                unsettled: Counts::default(),
+                aborted: AtomicBool::new(false),
+                waiting: Mutex::new(HashMap::new()),
+                registered: AtomicUsize::new(0),
                 empty: Notify::new(),
                 joinable: Notify::new(),
             }),
@@ -354,7 +375,16 @@ struct Tracker {
     /// start, so it cannot settle before it is counted), or under the state lock by
     /// `add_task` while the holder is open; lowered by each settle, lock-free. A task
     /// counted while `finish` closes the holder is rejected and settles as it ends.
-    unsettled: AtomicUsize,
+    /// The same word counts the pending detached tasks (`counts.rs`).
+    unsettled: Counts,
+    /// The holder aborted its tasks: a detached task stops at its next poll.
+    aborted: AtomicBool,
+    /// The wakers of the detached tasks that wait, by tokio's task id, for aborting
+    /// them (`detached.rs`); its own lock, so that waiting tasks do not contend with the
+    /// held ones.
+    waiting: Mutex<HashMap<tokio::task::Id, Waker>>,
+    /// How many wakers `waiting` has: a detached task that ends looks there only if some.
+    registered: AtomicUsize,
     /// Notified when the last tracked task settles.
     empty: Notify,
     /// Notified when a task finishes (for `join_next`).
@@ -397,8 +427,13 @@ impl DoneHook for Tracker {
 impl Tracker {
     /// Every done callback of a tracked task has run: when none is left, finishing may end.
     fn settle(&self) {
+        self.settle_as(false);
+    }
+
+    /// A task settled; `detached`: a detached task, which stops being pending too.
+    fn settle_as(&self, detached: bool) {
         // AcqRel: the callbacks' effects happen before `try_close` sees the count drop.
-        if self.unsettled.fetch_sub(1, AcqRel) == 1 {
+        if self.unsettled.settle(detached) {
             self.empty.notify_waiters();
             self.joinable.notify_waiters();
         }
@@ -456,7 +491,7 @@ impl Inner {
             if self.refuses(&st) {
                 return Err(Refused::new(task));
             }
-            self.tracker.unsettled.fetch_add(1, Relaxed);
+            self.tracker.unsettled.add();
             st.tasks.insert(task.erased(), task.id(), true)
         };
         // Registered after inserting: a task that already finished releases itself now.
@@ -475,7 +510,7 @@ impl Inner {
         task.cancel();
         if self.joinable {
             // Counted until it was handed to the joined queue, so `join_next` waits for it.
-            self.tracker.unsettled.fetch_add(1, Relaxed);
+            self.tracker.unsettled.add();
             let (tracker, erased) = (self.tracker.clone(), task.erased());
             task.add_done_callback(move |_| tracker.push_joined(erased));
             if !task.add_settle_hook(self.tracker.clone(), SETTLED) {
@@ -495,7 +530,7 @@ impl Inner {
         let task = Task::refused(name);
         let joined = self.joinable.then(|| {
             // Counted until it is in the joined queue, so `join_next` waits for it.
-            self.tracker.unsettled.fetch_add(1, Relaxed);
+            self.tracker.unsettled.add();
             self.tracker.clone()
         });
         // The work is dropped first, then the task finishes, then a joinable holder
@@ -576,7 +611,7 @@ impl Inner {
                 return None;
             }
             // Counted before it can settle (under the lock: `try_close` sees it).
-            self.tracker.unsettled.fetch_add(1, Relaxed);
+            self.tracker.unsettled.add();
             let key = key | st.tasks.next_seq() << SHIFT;
             let task = Task::unspawned(name, Link { hook, key });
             st.tasks.insert(task.erased(), task.id(), abortable);
@@ -698,11 +733,22 @@ impl Inner {
 
     /// Closes the holder and aborts every held plain task (outside the lock).
     fn abort_plain(&self) {
+        // Before taking the wakers: a detached task that registers its waker after this
+        // sees the flag (`detached.rs`).
+        self.tracker.aborted.store(true, Release);
         let tasks: Vec<AnyTask> = {
             let mut st = lock(&self.tracker.state);
             st.closed = true;
             st.tasks.abortable()
         };
+        let wakers = {
+            let mut waiting = lock(&self.tracker.waiting);
+            self.tracker.registered.store(0, Relaxed);
+            std::mem::take(&mut *waiting)
+        };
+        for (_, waker) in wakers {
+            waker.wake(); // the task sees `aborted` and drops its future
+        }
         for t in tasks {
             t.cancel();
             // Possibly the last handle: its output's `Drop` is user code.
@@ -715,7 +761,7 @@ impl Inner {
         let mut st = lock(&self.tracker.state);
         // Under the state lock: a task counted after this check is rejected by `hold`
         // and `track`.
-        let idle = self.tracker.unsettled.load(Acquire) == 0;
+        let idle = self.tracker.unsettled.try_close();
         if idle {
             st.closed = true;
         }
@@ -1106,7 +1152,8 @@ impl TaskHolderHandle {
     /// How many held tasks have not finished. Already 0 inside the done callbacks of
     /// the last one.
     pub fn pending(&self) -> usize {
-        lock(&self.inner.tracker.state).tasks.len()
+        let held = lock(&self.inner.tracker.state).tasks.len();
+        held + self.inner.tracker.unsettled.detached()
     }
 
     /// Whether `task` is held: true for a pending task added here (spawned here or given
@@ -1153,7 +1200,8 @@ impl TaskHolderHandle {
     /// ones not yet taken by `join_next` (as `JoinSet::len`).
     pub fn len(&self) -> usize {
         let st = lock(&self.inner.tracker.state);
-        st.tasks.len() + st.joined.as_ref().map_or(0, VecDeque::len)
+        let detached = self.inner.tracker.unsettled.detached();
+        st.tasks.len() + detached + st.joined.as_ref().map_or(0, VecDeque::len)
     }
 
     /// Whether [`len`](Self::len) is 0.

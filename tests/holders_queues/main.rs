@@ -9,6 +9,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod holder_detached;
 mod holder_join;
 mod holder_refusal;
 mod hostile_holder;

@@ -7,7 +7,6 @@ use std::fmt;
 use std::future::{Future, poll_fn};
 use std::marker::PhantomData;
 use std::pin::pin;
-use std::sync::atomic::Ordering::Acquire;
 use std::task::{Poll, ready};
 
 use tokio::task::coop;
@@ -31,7 +30,7 @@ impl Inner {
     fn next_joined(&self) -> Next {
         let mut st = lock(&self.tracker.state);
         // Acquire: pairs with the AcqRel decrement in `settle`.
-        let idle = st.tasks.is_empty() && self.tracker.unsettled.load(Acquire) == 0;
+        let idle = st.tasks.is_empty() && self.tracker.unsettled.is_zero();
         let Some(joined) = st.joined.as_mut() else {
             return Next::End;
         };
