@@ -42,7 +42,7 @@ async fn burst(imp: String, n: usize) -> (usize, usize) {
         if imp == "ours" {
             drop(holder.spawn_silent(work));
         } else if imp == "detached" {
-            holder.spawn_detached(work);
+            assert!(holder.spawn_detached(work));
         } else {
             drop(tracker.spawn(work));
         }

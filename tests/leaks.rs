@@ -318,13 +318,13 @@ fn detached_tasks_finished_panicked_aborted_and_refused_free_everything() {
         let ts = hp::task_holder(&ctx);
         for i in 0..3_000u64 {
             let child = ctx.child("captured");
-            ts.spawn_detached(async move {
+            assert!(ts.spawn_detached(async move {
                 if i % 7 == 0 {
                     panic!("boom {i}");
                 }
                 sleep(Duration::from_millis(i % 3)).await;
                 drop(child);
-            });
+            }));
         }
         ts.finish().await;
         // A dropped holder stops its waiting detached tasks and frees them.
@@ -332,10 +332,10 @@ fn detached_tasks_finished_panicked_aborted_and_refused_free_everything() {
         let h = ts.handle();
         for _ in 0..500 {
             let child = ctx.child("captured");
-            ts.spawn_detached(async move {
+            assert!(ts.spawn_detached(async move {
                 sleep(Duration::from_secs(3600)).await;
                 drop(child);
-            });
+            }));
         }
         tokio::task::yield_now().await;
         drop(ts);

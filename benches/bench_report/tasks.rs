@@ -137,9 +137,9 @@ async fn holder_detached() -> (Duration, i64) {
     let start = Instant::now();
     let holder = hp::task_holder(&ctx);
     for i in 0..SPAWNS {
-        holder.spawn_detached(async move {
+        assert!(holder.spawn_detached(async move {
             black_box(i);
-        });
+        }));
     }
     let peak = heap_bytes() - before;
     holder.finish().await;

@@ -42,9 +42,9 @@ pub async fn run() {
     // Spawn many, wait for all: no `Task` handle, at tokio-util `TaskTracker`'s cost.
     let batch = hp::task_holder(&ctx);
     for i in 0..1000u64 {
-        batch.spawn_detached(async move {
+        assert!(batch.spawn_detached(async move {
             std::hint::black_box(i);
-        });
+        }));
     }
     println!("  1000 detached tasks, pending: {}", batch.pending());
     batch.finish().await;

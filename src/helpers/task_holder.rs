@@ -106,7 +106,7 @@
 //!   dropped its future;
 //! - a [`joinable`](TaskHolderBuilder::joinable) holder (and a [`JoinHolder`]) hands
 //!   these tasks out from `join_next` like every task it was given;
-//! - `spawn_detached` drops the future unpolled and returns `false`;
+//! - `spawn_detached` drops the future unpolled and returns `false` (`#[must_use]`);
 //! - the `try_` forms ([`try_spawn`](TaskHolderHandle::try_spawn),
 //!   [`try_spawn_detached`](TaskHolderHandle::try_spawn_detached),
 //!   [`try_spawn_scoped`](TaskHolderHandle::try_spawn_scoped),

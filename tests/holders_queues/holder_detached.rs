@@ -84,7 +84,7 @@ fn finish_waits_for_detached_tasks_spawned_by_detached_tasks_on_the_multi_thread
         let ran = counter();
         for i in 0..2_000u64 {
             let (h, ran) = (ts.handle(), ran.clone());
-            ts.spawn_detached(async move {
+            assert!(ts.spawn_detached(async move {
                 sleep(ms(i % 3)).await;
                 let r = ran.clone();
                 assert!(h.spawn_detached(async move {
@@ -92,7 +92,7 @@ fn finish_waits_for_detached_tasks_spawned_by_detached_tasks_on_the_multi_thread
                     r.fetch_add(1, SeqCst);
                 }));
                 ran.fetch_add(1, SeqCst);
-            });
+            }));
         }
         let h = ts.handle();
         ts.finish().await;
@@ -113,19 +113,19 @@ fn cancel_all_stops_waiting_and_unpolled_detached_tasks_before_finish_returns() 
             let (dropped, finished) = (counter(), counter());
             for _ in 0..100 {
                 let (d, f) = (Dropped(dropped.clone()), finished.clone());
-                ts.spawn_detached(async move {
+                assert!(ts.spawn_detached(async move {
                     let _d = d;
                     sleep(Duration::from_secs(3600)).await;
                     f.fetch_add(1, SeqCst);
-                });
+                }));
             }
             tokio::task::yield_now().await; // some wait now, the rest are still queued
             for _ in 0..100 {
                 let (d, f) = (Dropped(dropped.clone()), finished.clone());
-                ts.spawn_detached(async move {
+                assert!(ts.spawn_detached(async move {
                     let _d = d;
                     f.fetch_add(1, SeqCst);
-                });
+                }));
             }
             ts.cancel_all();
             let late = Dropped(dropped.clone());
@@ -162,14 +162,14 @@ fn a_cancelled_context_stops_a_detached_task_at_every_await_point() {
             let steps = Arc::new(Mutex::new(Vec::new()));
             let dropped = counter();
             let (s, d) = (steps.clone(), Dropped(dropped.clone()));
-            ts.spawn_detached(async move {
+            assert!(ts.spawn_detached(async move {
                 let _d = d;
                 for step in 0..4u64 {
                     s.lock().unwrap().push(step);
                     sleep(Duration::from_secs(1)).await;
                 }
                 s.lock().unwrap().push(99);
-            });
+            }));
             // Cancelled at `cut` s + 0.5 (cut 4: after it finished at 4 s).
             sleep(Duration::from_millis(cut * 1000 + 500)).await;
             ctx.cancel();
@@ -195,13 +195,13 @@ fn a_panic_and_a_bomb_payload_are_caught_and_logged() {
             let (ctx, log) = logged_ctx("app");
             let ts = hp::task_holder(&ctx);
             let ran = counter();
-            ts.spawn_detached(async { panic!("disk on fire") });
-            ts.spawn_detached(async { std::panic::panic_any(Bomb) });
+            assert!(ts.spawn_detached(async { panic!("disk on fire") }));
+            assert!(ts.spawn_detached(async { std::panic::panic_any(Bomb) }));
             let r = ran.clone();
-            ts.spawn_detached(async move {
+            assert!(ts.spawn_detached(async move {
                 sleep(ms(5)).await;
                 r.fetch_add(1, SeqCst);
-            });
+            }));
             ts.finish().await;
             let mut lines = take(&log);
             lines.sort();
@@ -235,14 +235,14 @@ fn a_detached_panic_fails_a_fail_fast_holder_and_stops_its_siblings() {
         let ts = hp::TaskHolder::builder(&ctx).fail_fast().build();
         let dropped = counter();
         let d = Dropped(dropped.clone());
-        ts.spawn_detached(async move {
+        assert!(ts.spawn_detached(async move {
             let _d = d;
             sleep(Duration::from_secs(3600)).await;
-        });
-        ts.spawn_detached(async {
+        }));
+        assert!(ts.spawn_detached(async {
             sleep(Duration::from_secs(1)).await;
             panic!("bad input");
-        });
+        }));
         let start = Instant::now();
         let err = ts.try_finish().await.expect_err("the panic");
         assert_eq!(start.elapsed(), Duration::from_secs(1));
@@ -301,7 +301,7 @@ fn drops_that_spawn_into_the_holder_chain_100_000_times_in_constant_stack() {
                 fn drop(&mut self) {
                     if self.1.fetch_add(1, SeqCst) + 1 < 100_000 {
                         let next = Next(self.0.clone(), self.1.clone());
-                        self.0.spawn_detached(async move { drop(next) });
+                        let _ = self.0.spawn_detached(async move { drop(next) });
                     }
                 }
             }
@@ -311,7 +311,7 @@ fn drops_that_spawn_into_the_holder_chain_100_000_times_in_constant_stack() {
                 let ts = hp::task_holder(&ctx);
                 let links = counter();
                 let first = Next(ts.handle(), links.clone());
-                ts.spawn_detached(async move { drop(first) });
+                assert!(ts.spawn_detached(async move { drop(first) }));
                 ts.finish().await;
                 assert_eq!(links.load(SeqCst), 100_000);
                 // Closed: every link is refused and dropped where it is refused.
@@ -337,12 +337,12 @@ fn the_limit_applies_to_detached_tasks() {
         let (now, max) = (counter(), counter());
         for _ in 0..10 {
             let (now, max) = (now.clone(), max.clone());
-            ts.spawn_detached(async move {
+            assert!(ts.spawn_detached(async move {
                 let n = now.fetch_add(1, SeqCst) + 1;
                 max.fetch_max(n, SeqCst);
                 sleep(Duration::from_secs(1)).await;
                 now.fetch_sub(1, SeqCst);
-            });
+            }));
         }
         assert_eq!(ts.pending(), 10);
         let start = Instant::now();
@@ -363,10 +363,10 @@ fn a_runtime_shutdown_settles_its_detached_tasks() {
         let ts = hp::task_holder(&ctx);
         for _ in 0..50 {
             let d = Dropped(dropped.clone());
-            ts.spawn_detached(async move {
+            assert!(ts.spawn_detached(async move {
                 let _d = d;
                 std::future::pending::<()>().await;
-            });
+            }));
         }
         tokio::task::yield_now().await;
         ts
@@ -445,7 +445,7 @@ fn a_joinable_holder_waits_for_detached_tasks_but_does_not_hand_them_out() {
     block_on_paused(async {
         let ctx = hp::Ctx::beginning("app");
         let ts = hp::TaskHolder::builder(&ctx).joinable().build();
-        ts.spawn_detached(sleep(Duration::from_secs(2)));
+        assert!(ts.spawn_detached(sleep(Duration::from_secs(2))));
         let t = ts.spawn(async {
             sleep(Duration::from_secs(1)).await;
             7
@@ -497,9 +497,9 @@ fn a_detached_futures_drop_runs_while_it_still_counts_and_may_panic_or_cancel() 
             // The only task: its drop (in the block's last poll) sees itself pending,
             // then panics.
             let p = probe(false, true);
-            ts.spawn_detached(async move {
+            assert!(ts.spawn_detached(async move {
                 let _p = p;
-            });
+            }));
             while ts.pending() > 0 {
                 tokio::task::yield_now().await;
             }
@@ -507,16 +507,16 @@ fn a_detached_futures_drop_runs_while_it_still_counts_and_may_panic_or_cancel() 
             // Three waiting siblings; a fourth's drop cancels the holder's context.
             for _ in 0..3 {
                 let p = probe(false, false);
-                ts.spawn_detached(async move {
+                assert!(ts.spawn_detached(async move {
                     let _p = p;
                     std::future::pending::<()>().await;
-                });
+                }));
             }
             let p = probe(true, false);
-            ts.spawn_detached(async move {
+            assert!(ts.spawn_detached(async move {
                 sleep(ms(10)).await;
                 drop(p);
-            });
+            }));
             let h = ts.handle();
             ts.finish().await;
             let mut seen = seen.lock().unwrap().clone();
@@ -571,7 +571,7 @@ fn a_finished_futures_drop_that_panics_with_a_bomb_is_caught_and_finish_returns(
             let (ctx, log) = logged_ctx("app");
             let ts = hp::TaskHolder::builder(&ctx).fail_fast().build();
             let seen = Arc::new(Mutex::new(Vec::new()));
-            ts.spawn_detached(ReadyThenDrop(BombOnDrop(ts.handle(), seen.clone())));
+            assert!(ts.spawn_detached(ReadyThenDrop(BombOnDrop(ts.handle(), seen.clone()))));
             let h = ts.handle();
             let out = ts.try_finish().await;
             let seen = seen.lock().unwrap().clone();
@@ -615,10 +615,10 @@ fn a_runtime_dropped_at_thread_exit_settles_its_detached_tasks() {
                     let ts = hp::task_holder(&hp::Ctx::beginning("app"));
                     for _ in 0..100 {
                         let dd = Dropped(d.clone());
-                        ts.spawn_detached(async move {
+                        assert!(ts.spawn_detached(async move {
                             let _d = dd;
                             std::future::pending::<()>().await;
-                        });
+                        }));
                     }
                     tokio::task::yield_now().await;
                     ts

@@ -297,7 +297,8 @@ impl TaskHolderHandle {
     ///
     /// # Refused work
     /// On a finished holder, or one whose context is done, `fut` is dropped unpolled
-    /// (a panic in its `Drop` is caught and logged) and this returns `false`.
+    /// (a panic in its `Drop` is caught and logged) and this returns `false`. The
+    /// result is `#[must_use]`: a refusal is never silent (assert it, or branch on it).
     /// [`try_spawn_detached`](Self::try_spawn_detached) gives `fut` back instead.
     ///
     /// # Panics
@@ -316,9 +317,10 @@ impl TaskHolderHandle {
     /// let done = Arc::new(AtomicUsize::new(0));
     /// for _ in 0..1000 {
     ///     let done = done.clone();
-    ///     ts.spawn_detached(async move {
+    ///     let held = ts.spawn_detached(async move {
     ///         done.fetch_add(1, Relaxed);
     ///     });
+    ///     assert!(held); // `false`: the holder was closed, the future dropped unrun
     /// }
     /// assert_eq!(ts.pending(), 1000);
     /// ts.finish().await;
@@ -326,6 +328,8 @@ impl TaskHolderHandle {
     /// # }
     /// ```
     #[track_caller]
+    #[must_use = "`false` means the holder was closed and dropped the future unrun \
+                  (`try_spawn_detached` gives it back)"]
     pub fn spawn_detached<F>(&self, fut: F) -> bool
     where
         F: Future + Send + 'static,
