@@ -111,6 +111,7 @@ mod display;
 mod guard;
 mod log;
 mod node;
+mod slots;
 mod snapshot;
 mod timeout;
 

@@ -47,6 +47,7 @@ use super::super::error::{Error, Failure};
 use super::super::protocols::CallbackHandle;
 use super::Ctx;
 use super::log::Logger;
+use super::slots::Slots;
 use crate::sync::{Arc, AtomicBool, AtomicU8, Mutex, Weak, lock};
 
 const PENDING: u8 = 0;
@@ -100,7 +101,7 @@ struct Inner {
 
 #[derive(Default)]
 struct Rest {
-    children: Slab<Weak<Node>>,
+    children: Slots<Weak<Node>>,
     /// The `seq` the next child gets.
     next_seq: u64,
     /// The first callback inline: a node given one callback allocates once.
@@ -223,14 +224,14 @@ impl Node {
         let rest = g.rest();
         let seq = rest.next_seq;
         rest.next_seq += 1;
-        let entry = rest.children.vacant_entry();
         // 4 billion live children of one parent would take over 400 GB of nodes.
-        let slot = u32::try_from(entry.key())
+        let slot = u32::try_from(rest.children.vacant_key())
             .ok()
             .filter(|&k| k != UNREGISTERED)
             .expect("fewer than 2^32 - 1 live children of one context");
         let node = Arc::new_cyclic(|weak| {
-            entry.insert(weak.clone());
+            let key = rest.children.insert(weak.clone());
+            debug_assert_eq!(key, slot as usize);
             Node {
                 state: AtomicU8::new(state),
                 waiting: AtomicBool::new(false),
@@ -517,7 +518,7 @@ fn propagate(first: Arc<Node>, taken: Taken) -> Vec<(Arc<Node>, Taken)> {
             {
                 let g = lock(&parent.inner);
                 let Some(rest) = g.rest.as_deref() else { break };
-                let end = rest.children.capacity();
+                let end = rest.children.key_bound();
                 while key < end && chunk.len() < CHUNK {
                     // `upgrade` fails for a child being dropped: its `Drop` finishes it.
                     if let Some(child) = rest.children.get(key).and_then(Weak::upgrade) {
@@ -633,7 +634,7 @@ impl Node {
             if let Some(rest) = g.rest.as_deref_mut() {
                 rest.children.try_remove(self.slot as usize);
                 if rest.children.is_empty() && rest.children.capacity() > 64 {
-                    rest.children = Slab::new(); // give a burst's memory back
+                    rest.children = Slots::default(); // give a burst's memory back
                 }
             }
             self.slot = UNREGISTERED;
