@@ -229,22 +229,22 @@ impl Node {
             .ok()
             .filter(|&k| k != UNREGISTERED)
             .expect("fewer than 2^32 - 1 live children of one context");
-        let node = Arc::new_cyclic(|weak| {
-            let key = rest.children.insert(weak.clone());
-            debug_assert_eq!(key, slot as usize);
-            Node {
-                state: AtomicU8::new(state),
-                waiting: AtomicBool::new(false),
-                own_err: OnceLock::new(),
-                inner: Mutex::new(Inner::default()),
-                parent: Some(parent.clone()),
-                slot,
-                seq,
-                name,
-                extras,
-                _live: Live::new(),
-            }
+        // `Arc::new` and one `downgrade` (one read-modify-write of the weak count), not
+        // `Arc::new_cyclic`, whose `Weak` clone and strong-count publication are two.
+        let node = Arc::new(Node {
+            state: AtomicU8::new(state),
+            waiting: AtomicBool::new(false),
+            own_err: OnceLock::new(),
+            inner: Mutex::new(Inner::default()),
+            parent: Some(parent.clone()),
+            slot,
+            seq,
+            name,
+            extras,
+            _live: Live::new(),
         });
+        let key = rest.children.insert(Arc::downgrade(&node));
+        debug_assert_eq!(key, slot as usize);
         drop(g);
         node
     }
