@@ -3908,7 +3908,8 @@ async fn produced_tasks_finished_and_pending() {
 
 /// `next()` cancelled at random points (a `select!` against a short random sleep) while
 /// coroutines, streams and iterators deliver: every value exactly once, then Stopped.
-async fn next_cancelled_at_random_points(seed: u64) {
+/// Returns how many `next()` calls the select cancelled.
+async fn next_cancelled_at_random_points(seed: u64) -> usize {
     let ctx = hp::Ctx::beginning("t");
     let (mut s, f) = hp::queue_manager::<i32, ()>(&ctx);
     let mut rng = common::Rng(seed);
@@ -3945,22 +3946,27 @@ async fn next_cancelled_at_random_points(seed: u64) {
     got.sort_unstable();
     want.sort_unstable();
     assert_eq!(got, want);
-    assert!(cancelled > 0);
+    cancelled
 }
 
 #[tokio::test(start_paused = true)]
 async fn cancel_next_at_random_points_current_thread() {
     for seed in 1..20 {
-        next_cancelled_at_random_points(seed).await;
+        // Paused time: the schedule is exact, every seed cancels some `next()`.
+        assert!(next_cancelled_at_random_points(seed).await > 0);
     }
 }
 
 #[test]
 fn cancel_next_at_random_points_multi_thread() {
     common::multi_thread(async {
+        // Real time on a loaded machine: one seed may find a result ready at every
+        // select (CI saw it), so only the whole run must have cancelled some `next()`.
+        let mut cancelled = 0;
         for seed in 1..10 {
-            next_cancelled_at_random_points(seed).await;
+            cancelled += next_cancelled_at_random_points(seed).await;
         }
+        assert!(cancelled > 0);
     });
 }
 
