@@ -32,6 +32,7 @@ impl<T> Default for Slots<T> {
 
 impl<T> Slots<T> {
     /// The key the next [`insert`](Self::insert) uses.
+    #[inline]
     pub(crate) fn vacant_key(&self) -> usize {
         match self.free.last() {
             Some(&k) => k as usize,
@@ -40,6 +41,7 @@ impl<T> Slots<T> {
     }
 
     /// Stores `value` under [`vacant_key`](Self::vacant_key) and returns that key.
+    #[inline]
     pub(crate) fn insert(&mut self, value: T) -> usize {
         self.len += 1;
         match self.free.pop() {
@@ -55,6 +57,7 @@ impl<T> Slots<T> {
     }
 
     /// Takes the value under `key` out, if there is one.
+    #[inline]
     pub(crate) fn try_remove(&mut self, key: usize) -> Option<T> {
         let value = self.entries.get_mut(key)?.take()?;
         self.len -= 1;
@@ -64,6 +67,7 @@ impl<T> Slots<T> {
     }
 
     /// The value under `key`, if there is one.
+    #[inline]
     pub(crate) fn get(&self, key: usize) -> Option<&T> {
         self.entries.get(key)?.as_ref()
     }
