@@ -343,3 +343,32 @@ fn detached_tasks_finished_panicked_aborted_and_refused_free_everything() {
         assert!(!h.spawn_detached(async move { drop(child) }));
     });
 }
+
+/// Issue 26: 10 000 waiters on 100 children, half woken by the root's cancel, half
+/// dropped pending by a timeout first (their wakers removed, keys freed and reused):
+/// every context and task is freed.
+#[test]
+fn waiters_woken_or_dropped_pending_free_every_context() {
+    check(|| async {
+        let root = hp::Ctx::beginning("root");
+        let kids: Vec<_> = (0..100).map(|i| root.child(format!("k{i}"))).collect();
+        let tasks: Vec<_> = (0..10_000)
+            .map(|i| {
+                let k = kids[i % 100].clone();
+                tokio::spawn(async move {
+                    if i % 2 == 0 {
+                        k.wait().await;
+                    } else {
+                        let _ = tokio::time::timeout(Duration::from_millis(1), k.wait()).await;
+                    }
+                })
+            })
+            .collect();
+        sleep(Duration::from_millis(20)).await;
+        root.cancel();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        drop(kids);
+    });
+}

@@ -248,7 +248,8 @@ fn churn(r: &mut Report) {
 }
 
 /// 10 k tasks await one context on a multi-thread runtime; time from `cancel` until every
-/// task has been joined, best of `ROUNDS`.
+/// task has been joined (spawning and the first polls left out), best of `ROUNDS`; then
+/// the same from the first spawn to the last join, per task.
 fn await_cancel(r: &mut Report) {
     let v = "10k waiters, multi-thread";
     let rt = multi_thread();
@@ -286,4 +287,42 @@ fn await_cancel(r: &mut Report) {
         })
     });
     r.add("ctx.await_cancel", PEER, v, d.as_secs_f64() * 1e6, "µs");
+
+    // The whole life of the waiters, timed from the first spawn: what a harness that
+    // times spawn + wait + cancel + join sees. No pause before the cancel: some tasks
+    // are first polled after it (ready at once), as in a program that cancels early.
+    let v = "10k waiters, spawn to join, multi-thread";
+    let d = best(|| {
+        rt.block_on(async {
+            let start = Instant::now();
+            let root = hp::Ctx::beginning("root");
+            let tasks: Vec<_> = (0..WAITERS).map(|_| tokio::spawn(root.wait())).collect();
+            tokio::task::yield_now().await;
+            root.cancel();
+            for t in tasks {
+                t.await.unwrap();
+            }
+            start.elapsed()
+        })
+    });
+    r.add("ctx.await_cancel", OURS, v, ns_per(d, WAITERS), "ns/task");
+    let d = best(|| {
+        rt.block_on(async {
+            let start = Instant::now();
+            let token = CancellationToken::new();
+            let tasks: Vec<_> = (0..WAITERS)
+                .map(|_| {
+                    let t = token.clone();
+                    tokio::spawn(async move { t.cancelled().await })
+                })
+                .collect();
+            tokio::task::yield_now().await;
+            token.cancel();
+            for t in tasks {
+                t.await.unwrap();
+            }
+            start.elapsed()
+        })
+    });
+    r.add("ctx.await_cancel", PEER, v, ns_per(d, WAITERS), "ns/task");
 }

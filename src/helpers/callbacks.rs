@@ -104,12 +104,6 @@ impl<F, const N: usize> CallbackList<F, N> {
         f
     }
 
-    /// The registration under `key`, to change it in place.
-    pub(crate) fn get_mut(&mut self, key: CallbackHandle) -> Option<&mut F> {
-        let i = self.position(key)?;
-        self.entries[i].f.as_mut()
-    }
-
     /// Whether a registration under `key` is here.
     pub(crate) fn contains(&self, key: CallbackHandle) -> bool {
         self.position(key).is_some()

@@ -30,3 +30,4 @@ mod stress_ctx;
 mod task;
 mod test_harness;
 mod tools;
+mod waiters_26;

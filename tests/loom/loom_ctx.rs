@@ -328,6 +328,56 @@ fn loom_a_wait_registering_its_waker_races_the_cancel() {
     });
 }
 
+#[test]
+fn loom_a_pending_wait_dropped_races_the_cancel_and_a_re_poll_with_another_waker() {
+    // Race (issue 26: wakers in a slab of their own): wait a is pending and dropped on
+    // one thread, wait b is re-polled with another waker on a second, while a third
+    // cancels. a's waker is woken at most once and never kept; b's first waker is never
+    // woken once replaced unless the cancel came first (then it is woken at most once),
+    // and b is woken or ready; every waker is released in the end.
+    model(
+        "a pending wait dropped races the cancel and a re-poll",
+        || {
+            use std::future::Future;
+            use std::task::{Context, Waker};
+            let ctx = hp::Ctx::beginning("r");
+            let (ca, cb1, cb2) = (
+                Arc::new(WakeCount(AtomicUsize::new(0))),
+                Arc::new(WakeCount(AtomicUsize::new(0))),
+                Arc::new(WakeCount(AtomicUsize::new(0))),
+            );
+            let mut a = Box::pin(ctx.wait());
+            let mut b = Box::pin(ctx.wait());
+            let wa = Waker::from(ca.clone());
+            let wb1 = Waker::from(cb1.clone());
+            assert!(a.as_mut().poll(&mut Context::from_waker(&wa)).is_pending());
+            assert!(b.as_mut().poll(&mut Context::from_waker(&wb1)).is_pending());
+            drop((wa, wb1));
+            let c2 = ctx.clone();
+            let canceller = thread::spawn(move || {
+                c2.cancel();
+            });
+            let dropper = thread::spawn(move || drop(a));
+            let wb2 = Waker::from(cb2.clone());
+            let second = b.as_mut().poll(&mut Context::from_waker(&wb2));
+            canceller.join().unwrap();
+            dropper.join().unwrap();
+            assert!(ca.0.load(SeqCst) <= 1);
+            assert!(cb1.0.load(SeqCst) <= 1);
+            if second.is_pending() {
+                // Registered b's new waker before the cancel took the wakers: woken once.
+                assert_eq!(cb2.0.load(SeqCst), 1);
+                assert_eq!(cb1.0.load(SeqCst), 0);
+            }
+            assert!(b.as_mut().poll(&mut Context::from_waker(&wb2)).is_ready());
+            drop((b, wb2));
+            for c in [&ca, &cb1, &cb2] {
+                assert_eq!(Arc::strong_count(c), 1);
+            }
+        },
+    );
+}
+
 /// Records the order callbacks ran in: each takes the next number.
 fn stamp(clock: &Arc<AtomicUsize>, at: &Arc<AtomicUsize>) -> impl Fn() + Send + 'static {
     let (clock, at) = (clock.clone(), at.clone());

@@ -111,6 +111,7 @@ mod display;
 mod guard;
 mod log;
 mod node;
+mod slots;
 mod snapshot;
 mod timeout;
 
@@ -668,16 +669,17 @@ impl fmt::Debug for Ctx {
 #[must_use = "futures do nothing unless polled"]
 pub struct CtxWait {
     ctx: Ctx,
-    /// The handle of the waker registered with the context. The registration is the
-    /// task's waker itself (no callback box, nothing shared): a context stays done once
-    /// done, so the node's state says whether it fired.
+    /// The key of the waker registered with the context (in its node's wakers, apart
+    /// from the callbacks). The registration is the task's waker itself (no callback
+    /// box, nothing shared): a context stays done once done, so the node's state says
+    /// whether it fired.
     ///
     /// A re-poll compares the new waker with the registered one (`will_wake` on the
     /// stored clone, under the node's lock), never with the address of the waker a
     /// former poll was given: that waker may be gone and its address reused by another
     /// task's waker (a pool whose slots are reused), which would keep the old task's
     /// registration and lose the wake-up.
-    registered: Option<CallbackHandle>,
+    registered: Option<usize>,
 }
 
 impl fmt::Debug for CtxWait {
@@ -728,7 +730,7 @@ impl Drop for CtxWait {
         if let Some(key) = self.registered.take()
             && !self.ctx.node.done()
         {
-            self.ctx.node.remove_callback(key);
+            self.ctx.node.remove_waker(key);
         }
     }
 }

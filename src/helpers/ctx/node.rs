@@ -9,8 +9,9 @@
 //!    store to `state` happens under `inner`'s lock, or in `Drop` with `&mut self`.
 //!    (Bits, not a `OnceLock<Failure>`: the common own outcome, cancelled, then costs a
 //!    plain store instead of a `Once` with two read-modify-writes.)
-//! 3. Whoever stores DONE takes the callbacks under the same lock, so every callback is
-//!    taken (and run) by exactly one thread. A DONE node holds callbacks only while it is
+//! 3. Whoever stores DONE takes the callbacks and the waiters' wakers under the same
+//!    lock, so every callback is taken (and run), and every waker woken, by exactly one
+//!    thread; no waker is registered once DONE is stored. A DONE node holds callbacks only while it is
 //!    *firing* (the taken ones have not all started): a callback added then is stored,
 //!    and the one running the taken callbacks takes it before the last of them starts
 //!    (under the lock, where the firing ends once none was added), so it runs after them
@@ -19,6 +20,9 @@
 //!    `Drop`, finished or not (CTX 13: the tree shows every child that still exists).
 //!    Keys are only freed by the child itself, so a key is never reused under it.
 //! 5. A live child holds an `Arc` of its parent; a parent holds only `Weak`s of children.
+//! 6. A waiter's key in `wakers` is its own from registration until it removes it or the
+//!    finish takes the whole slab (DONE): keys are freed only by their waiter, so a
+//!    waiter's key never names another waiter's waker.
 //!
 //! # Lock order
 //! No code path holds two node locks at once: finishing takes a node's callbacks under
@@ -43,6 +47,7 @@ use super::super::error::{Error, Failure};
 use super::super::protocols::CallbackHandle;
 use super::Ctx;
 use super::log::Logger;
+use super::slots::Slots;
 use crate::sync::{Arc, AtomicBool, AtomicU8, Mutex, Weak, lock};
 
 const PENDING: u8 = 0;
@@ -96,11 +101,14 @@ struct Inner {
 
 #[derive(Default)]
 struct Rest {
-    children: Slab<Weak<Node>>,
+    children: Slots<Weak<Node>>,
     /// The `seq` the next child gets.
     next_seq: u64,
     /// The first callback inline: a node given one callback allocates once.
     callbacks: Callbacks,
+    /// The pending waiters' wakers (invariant 6), taken with the callbacks by the finish
+    /// and woken after them.
+    wakers: Wakers,
     /// DONE, and the callbacks taken by the finish have not all started yet (they may be
     /// queued behind other finishing work): a callback added now joins `callbacks` and
     /// runs after them, not at once (CTX 3: registration order holds across queueing).
@@ -110,22 +118,34 @@ struct Rest {
 
 type Callbacks = CallbackList<Registered, 1>;
 
-/// One registration: a callback, or the waker of a [`CtxWait`](super::CtxWait) (held
-/// as is: a waiter allocates nothing of its own).
-pub(crate) enum Registered {
-    Call(CtxCallback),
-    Wake(Waker),
-}
+/// A registered callback.
+pub(crate) struct Registered(CtxCallback);
 
 impl Registered {
-    /// Runs it (after every lock is released), catching a panic. One `catch_unwind`
-    /// around the match, inlined into the loops that run a node's registrations.
+    /// Runs it (after every lock is released), catching a panic.
     #[inline]
     fn run(self, ctx: &Ctx, failure: &Failure) {
-        run_caught("context done callback", move || match self {
-            Registered::Call(cb) => cb(ctx, failure),
-            Registered::Wake(waker) => waker.wake(),
-        });
+        run_caught("context done callback", move || (self.0)(ctx, failure));
+    }
+}
+
+/// The wakers of the [`CtxWait`](super::CtxWait)s pending on a node, held as they are
+/// (a waiter allocates nothing of its own) and apart from the callbacks: a waiter needs
+/// no handle from the global counter (a read-modify-write on a line every thread
+/// registering anywhere shares) and no place in the callbacks' order, and its entry is
+/// 24 bytes instead of 40. Removal by key is O(1).
+type Wakers = Slab<Waker>;
+
+/// What a finish takes from a node under its lock: the callbacks and the wakers.
+#[derive(Default)]
+struct Taken {
+    callbacks: Callbacks,
+    wakers: Wakers,
+}
+
+impl Taken {
+    fn is_empty(&self) -> bool {
+        self.callbacks.len() == 0 && self.wakers.is_empty()
     }
 }
 
@@ -147,21 +167,25 @@ impl Inner {
             .unwrap_or_default()
     }
 
-    fn take_callbacks(&mut self) -> Callbacks {
+    /// The callbacks and the wakers, for the finish.
+    fn take_all(&mut self) -> Taken {
         self.rest
             .as_mut()
-            .map(|r| std::mem::take(&mut r.callbacks))
+            .map(|r| Taken {
+                callbacks: std::mem::take(&mut r.callbacks),
+                wakers: std::mem::take(&mut r.wakers),
+            })
             .unwrap_or_default()
     }
 
-    /// [`take_callbacks`](Self::take_callbacks) for the finish: when there are any, the
-    /// node is firing until [`Node::take_late`] finds none left.
-    fn take_for_firing(&mut self) -> Callbacks {
-        let callbacks = self.take_callbacks();
-        if callbacks.len() > 0 {
+    /// [`take_all`](Self::take_all) for the finish: when there are callbacks, the node is
+    /// firing until [`Node::take_late`] finds none left.
+    fn take_for_firing(&mut self) -> Taken {
+        let taken = self.take_all();
+        if taken.callbacks.len() > 0 {
             self.rest().firing = true;
         }
-        callbacks
+        taken
     }
 
     fn firing(&self) -> bool {
@@ -200,27 +224,27 @@ impl Node {
         let rest = g.rest();
         let seq = rest.next_seq;
         rest.next_seq += 1;
-        let entry = rest.children.vacant_entry();
         // 4 billion live children of one parent would take over 400 GB of nodes.
-        let slot = u32::try_from(entry.key())
+        let slot = u32::try_from(rest.children.vacant_key())
             .ok()
             .filter(|&k| k != UNREGISTERED)
             .expect("fewer than 2^32 - 1 live children of one context");
-        let node = Arc::new_cyclic(|weak| {
-            entry.insert(weak.clone());
-            Node {
-                state: AtomicU8::new(state),
-                waiting: AtomicBool::new(false),
-                own_err: OnceLock::new(),
-                inner: Mutex::new(Inner::default()),
-                parent: Some(parent.clone()),
-                slot,
-                seq,
-                name,
-                extras,
-                _live: Live::new(),
-            }
+        // `Arc::new` and one `downgrade` (one read-modify-write of the weak count), not
+        // `Arc::new_cyclic`, whose `Weak` clone and strong-count publication are two.
+        let node = Arc::new(Node {
+            state: AtomicU8::new(state),
+            waiting: AtomicBool::new(false),
+            own_err: OnceLock::new(),
+            inner: Mutex::new(Inner::default()),
+            parent: Some(parent.clone()),
+            slot,
+            seq,
+            name,
+            extras,
+            _live: Live::new(),
         });
+        let key = rest.children.insert(Arc::downgrade(&node));
+        debug_assert_eq!(key, slot as usize);
         drop(g);
         node
     }
@@ -307,13 +331,14 @@ impl Node {
                 if state & DONE != 0 {
                     return true;
                 }
-                let callbacks = g.take_for_firing();
-                if callbacks.len() == 0 {
-                    g.rest = None; // no children, no callbacks: nothing of the user's
+                let taken = g.take_for_firing();
+                if taken.callbacks.len() == 0 {
+                    // No children, no callbacks (the wakers are taken): nothing left.
+                    g.rest = None;
                 }
                 drop(g);
-                if callbacks.len() > 0 {
-                    run_one(self.clone(), callbacks, failure);
+                if !taken.is_empty() {
+                    run_one(self.clone(), taken, failure);
                 }
                 return true;
             }
@@ -331,7 +356,7 @@ impl Node {
     /// Under `g` (this node's lock): stores DONE with the `own` outcome bits (if any)
     /// and, unless it was DONE already, takes its callbacks. Its children stay
     /// registered (CTX 13); [`propagate`] visits them after this lock is released.
-    fn take_for_done(node: &Node, g: &mut Inner, own: u8) -> Option<Callbacks> {
+    fn take_for_done(node: &Node, g: &mut Inner, own: u8) -> Option<Taken> {
         let state = node.state.load(Acquire);
         // Release: pairs with the Acquire in `done` and `own`.
         node.state.store(state | own | DONE, Release);
@@ -351,7 +376,7 @@ impl Node {
             let mut g = lock(&self.inner);
             // While the finish's callbacks have not all run, this one runs after them.
             if !self.done() || g.firing() {
-                return g.rest().callbacks.push(key, Registered::Call(cb));
+                return g.rest().callbacks.push(key, Registered(cb));
             }
         }
         let outcome = self.outcome().unwrap_or(Failure::Cancelled);
@@ -391,33 +416,38 @@ impl Node {
         drop_removed(removed)
     }
 
-    /// Registers `waker` to be woken when this node becomes done, or hands it back when
-    /// it already is (dropped by the caller, unlocked).
-    pub(crate) fn add_waker(&self, waker: Waker) -> Result<CallbackHandle, Waker> {
+    /// Registers `waker` to be woken when this node becomes done and returns its key, or
+    /// hands it back when it already is (dropped by the caller, unlocked).
+    pub(crate) fn add_waker(&self, waker: Waker) -> Result<usize, Waker> {
         let mut g = lock(&self.inner);
         if self.done() {
             return Err(waker);
         }
-        Ok(g.rest().callbacks.push(None, Registered::Wake(waker)))
+        Ok(g.rest().wakers.insert(waker))
     }
 
-    /// Makes the waker registered under `key` wake `waker`'s task; false when the
-    /// registration is gone (taken by the finish: the node is done). Wakers are cloned
-    /// and dropped with no lock held.
-    pub(crate) fn update_waker(&self, key: CallbackHandle, waker: &Waker) -> bool {
+    /// Makes the waker registered under `key` wake `waker`'s task; false when the node is
+    /// done (the finish took the registration and woke it). The stored waker is kept when
+    /// it [`will_wake`](Waker::will_wake) the same task (compared under the lock, against
+    /// the stored waker itself: issue 22 item 1); otherwise wakers are cloned and dropped
+    /// with no lock held (a waker's clone and drop are user code).
+    pub(crate) fn update_waker(&self, key: usize, waker: &Waker) -> bool {
         {
             let mut g = lock(&self.inner);
-            match g.rest.as_mut().and_then(|r| r.callbacks.get_mut(key)) {
-                Some(Registered::Wake(w)) if w.will_wake(waker) => return true,
-                Some(Registered::Wake(_)) => {}
-                _ => return false,
+            if self.done() {
+                return false;
+            }
+            match g.rest.as_mut().and_then(|r| r.wakers.get_mut(key)) {
+                Some(w) if w.will_wake(waker) => return true,
+                Some(_) => {}
+                None => return false,
             }
         }
         let mut new = waker.clone();
         let found = {
             let mut g = lock(&self.inner);
-            match g.rest.as_mut().and_then(|r| r.callbacks.get_mut(key)) {
-                Some(Registered::Wake(w)) => {
+            match g.rest.as_mut().and_then(|r| r.wakers.get_mut(key)) {
+                Some(w) if !self.done() => {
                     std::mem::swap(w, &mut new);
                     true
                 }
@@ -426,6 +456,19 @@ impl Node {
         };
         drop(new); // the old waker, or the unused clone
         found
+    }
+
+    /// Removes the waker registered under `key` (a wait dropped while pending); the
+    /// waker is dropped after unlocking. Nothing when the finish took it.
+    pub(crate) fn remove_waker(&self, key: usize) {
+        let removed = {
+            let mut g = lock(&self.inner);
+            if self.done() {
+                return;
+            }
+            g.rest.as_mut().and_then(|r| r.wakers.try_remove(key))
+        };
+        drop_removed(removed);
     }
 
     pub(crate) fn has_callback(&self, key: CallbackHandle) -> bool {
@@ -463,9 +506,9 @@ const CHUNK: usize = 64;
 /// created DONE (the parent is), and one dropped meanwhile finishes itself in its
 /// `Drop`; keys are freed only by their own child (invariant 4), so the cursor over the
 /// keys misses no child that existed when the parent became DONE.
-fn propagate(first: Arc<Node>, callbacks: Callbacks) -> Vec<(Arc<Node>, Callbacks)> {
+fn propagate(first: Arc<Node>, taken: Taken) -> Vec<(Arc<Node>, Taken)> {
     let mut out = Vec::new();
-    out.push((first.clone(), callbacks));
+    out.push((first.clone(), taken));
     let mut parents = std::collections::VecDeque::new();
     parents.push_back(first);
     let mut chunk: Vec<Arc<Node>> = Vec::new();
@@ -475,7 +518,7 @@ fn propagate(first: Arc<Node>, callbacks: Callbacks) -> Vec<(Arc<Node>, Callback
             {
                 let g = lock(&parent.inner);
                 let Some(rest) = g.rest.as_deref() else { break };
-                let end = rest.children.capacity();
+                let end = rest.children.key_bound();
                 while key < end && chunk.len() < CHUNK {
                     // `upgrade` fails for a child being dropped: its `Drop` finishes it.
                     if let Some(child) = rest.children.get(key).and_then(Weak::upgrade) {
@@ -488,20 +531,20 @@ fn propagate(first: Arc<Node>, callbacks: Callbacks) -> Vec<(Arc<Node>, Callback
                 break;
             }
             for child in chunk.drain(..) {
-                let (callbacks, has_children) = {
+                let (taken, has_children) = {
                     let mut g = lock(&child.inner);
                     match Node::take_for_done(&child, &mut g, 0) {
-                        Some(callbacks) => (callbacks, g.has_children()),
+                        Some(taken) => (taken, g.has_children()),
                         None => continue,
                     }
                 };
-                match (callbacks.len() > 0, has_children) {
+                match (!taken.is_empty(), has_children) {
                     (false, false) => {}
-                    (true, false) => out.push((child, callbacks)),
+                    (true, false) => out.push((child, taken)),
                     (false, true) => parents.push_back(child),
                     (true, true) => {
                         parents.push_back(child.clone());
-                        out.push((child, callbacks));
+                        out.push((child, taken));
                     }
                 }
                 // Otherwise `child` drops here, unlocked; if it was the last handle, its
@@ -513,13 +556,40 @@ fn propagate(first: Arc<Node>, callbacks: Callbacks) -> Vec<(Arc<Node>, Callback
 }
 
 /// [`run_done`] for one node (a leaf finishing, a dropped context): no batch to allocate.
-fn run_one(node: Arc<Node>, callbacks: Callbacks, failure: Failure) {
-    run_or_defer(move || fire(&Ctx::from_node(node), callbacks, &failure));
+fn run_one(node: Arc<Node>, taken: Taken, failure: Failure) {
+    run_or_defer(move || fire(&Ctx::from_node(node), taken, &failure));
+}
+
+/// Runs the callbacks a finish took from `ctx` (see [`run_callbacks`]), then wakes the
+/// waiters: a task woken by the finish sees every callback registered before the finish
+/// has run, whatever the order it registered in.
+fn fire(ctx: &Ctx, taken: Taken, failure: &Failure) {
+    let Taken { callbacks, wakers } = taken;
+    if callbacks.len() > 0 {
+        run_callbacks(ctx, callbacks, failure);
+    }
+    if !wakers.is_empty() {
+        wake_all(wakers);
+    }
+}
+
+/// Wakes every waker, in one tight loop: a panic of a (user's) waker is caught and
+/// reported, and the loop goes on with the next one (one `catch_unwind` per panic, not
+/// per waker).
+fn wake_all(wakers: Wakers) {
+    let mut wakers = wakers.into_iter();
+    while run_caught("a context waiter's waker", || {
+        for (_, waker) in &mut wakers {
+            waker.wake();
+        }
+    })
+    .is_some()
+    {}
 }
 
 /// Runs the callbacks a finish took from `ctx`, in order, then those added to it before
 /// the last of them started (queued behind them, CTX 3), until none is left.
-fn fire(ctx: &Ctx, mut callbacks: Callbacks, failure: &Failure) {
+fn run_callbacks(ctx: &Ctx, mut callbacks: Callbacks, failure: &Failure) {
     // One registration (a guard's callback, one waiter): no iterator over the list.
     if let Some(r) = callbacks.take_single() {
         let late = ctx.node.take_late();
@@ -542,13 +612,13 @@ fn fire(ctx: &Ctx, mut callbacks: Callbacks, failure: &Failure) {
 
 /// Runs the collected callbacks, in order, with no lock held; queued for the outermost
 /// finishing call when this one was made from inside a callback (CTX rule 3).
-fn run_done(batch: Vec<(Arc<Node>, Callbacks)>, failure: Failure) {
+fn run_done(batch: Vec<(Arc<Node>, Taken)>, failure: Failure) {
     run_or_defer(move || {
-        for (node, callbacks) in batch {
-            if callbacks.len() == 0 {
+        for (node, taken) in batch {
+            if taken.is_empty() {
                 continue;
             }
-            fire(&Ctx::from_node(node), callbacks, &failure);
+            fire(&Ctx::from_node(node), taken, &failure);
         }
     });
 }
@@ -564,7 +634,7 @@ impl Node {
             if let Some(rest) = g.rest.as_deref_mut() {
                 rest.children.try_remove(self.slot as usize);
                 if rest.children.is_empty() && rest.children.capacity() > 64 {
-                    rest.children = Slab::new(); // give a burst's memory back
+                    rest.children = Slots::default(); // give a burst's memory back
                 }
             }
             self.slot = UNREGISTERED;
@@ -577,8 +647,8 @@ impl Node {
         // callbacks still run exactly once. They get a stand-in context with the same
         // name, parent and outcome, since this one can no longer be handed out.
         self.state.store(state | DONE, Release);
-        let callbacks = lock(&self.inner).take_callbacks();
-        if callbacks.len() == 0 {
+        let taken = lock(&self.inner).take_all();
+        if taken.is_empty() {
             return;
         }
         // Firing: a callback its callbacks add to it runs after them.
@@ -600,7 +670,7 @@ impl Node {
             extras: self.extras.take(),
             _live: Live::new(),
         });
-        run_one(stand_in, callbacks, Failure::Cancelled);
+        run_one(stand_in, taken, Failure::Cancelled);
     }
 }
 

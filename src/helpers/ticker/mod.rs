@@ -105,7 +105,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, Sleep};
 
-use super::ctx::{Ctx, CtxGuard, CtxWait};
+use super::ctx::{Ctx, CtxGuard};
 use crate::sync::{Arc, AtomicBool, Mutex, lock};
 use schedule::{Change, Schedule};
 use std::sync::atomic::Ordering::SeqCst;
@@ -236,19 +236,24 @@ impl TickerBuilder {
         let schedule = Schedule::new(self.every, self.min_wait)?.starting_at(self.start);
         note_floor(&self.name, self.every, self.min_wait);
         let ctx = self.ctx.child(self.name.clone()).drop_guard();
-        let wait = ctx.wait();
+        let shared = Arc::new(Shared {
+            schedule: Mutex::new(schedule),
+            passed: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
+            pauser: self.pauser.unwrap_or_else(|| Arc::new(Semaphore::new(1))),
+            name: self.name,
+        });
+        // The context's finish wakes the ticker through the waker every poll registers
+        // anyway: a poll then checks `done()` (one load) instead of re-polling a
+        // `CtxWait` (the node's lock taken and released twice a tick, ~360 instructions
+        // of the ~1 850 a tick cost). The callback holds the shared part, not the
+        // ticker's context, and runs (and is dropped) at the latest when the ticker's
+        // guard cancels the context on drop.
+        let on_done = shared.clone();
+        ctx.add_done_callback(move |_| on_done.waker.wake());
         Ok(Ticker {
-            control: TickerControl {
-                shared: Arc::new(Shared {
-                    schedule: Mutex::new(schedule),
-                    passed: AtomicBool::new(false),
-                    waker: AtomicWaker::new(),
-                    pauser: self.pauser.unwrap_or_else(|| Arc::new(Semaphore::new(1))),
-                    name: self.name,
-                }),
-            },
+            control: TickerControl { shared },
             ctx,
-            wait,
             sleep: None,
             pause_watch: None,
             max_iterations: self.max_iterations,
@@ -264,7 +269,8 @@ struct Shared {
     schedule: Mutex<Schedule>,
     /// A pause watch saw a permit become available (and gave it back at once).
     passed: AtomicBool,
-    /// The ticker's task, woken by `change_after` so it re-reads its due instant.
+    /// The ticker's task, woken by `change_after` so it re-reads its due instant, and by
+    /// its context's finish so that the stream ends.
     waker: AtomicWaker,
     pauser: Arc<Semaphore>,
     /// The ticker's name (its child context's segment), for the floor's event.
@@ -370,7 +376,6 @@ impl Drop for PauseWatch {
 pub struct Ticker {
     control: TickerControl,
     ctx: CtxGuard,
-    wait: CtxWait,
     sleep: Option<Pin<Box<Sleep>>>,
     pause_watch: Option<PauseWatch>,
     max_iterations: Option<u64>,
@@ -544,8 +549,10 @@ impl Stream for Ticker {
         if this.finished {
             return Poll::Ready(None);
         }
+        // Registered before the check: a finish after it wakes this waker (the
+        // context's done callback, see `build`).
         this.control.shared.waker.register(cx.waker());
-        if Pin::new(&mut this.wait).poll(cx).is_ready() || this.ctx.done() {
+        if this.ctx.done() {
             return this.end();
         }
         if this.max_iterations.is_some_and(|m| this.iteration >= m)

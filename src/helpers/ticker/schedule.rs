@@ -163,7 +163,13 @@ pub(crate) fn next_point(
     if every.is_zero() {
         return bound.max(origin);
     }
-    first_point(origin, every, bound, strict).max(first_point(origin, every, last_grid, true))
+    let point = first_point(origin, every, bound, strict);
+    if point > last_grid {
+        // A grid point after `last_grid` is at least the first one strictly after it:
+        // the common case (an on-time tick) needs one grid computation, not two.
+        return point;
+    }
+    point.max(first_point(origin, every, last_grid, true))
 }
 
 /// The first point of `origin + k·every` (k ≥ 0, `every` > 0) at or after `bound`
@@ -207,6 +213,39 @@ mod tests {
 
     fn s(n: u64) -> Duration {
         Duration::from_secs(n)
+    }
+
+    #[test]
+    fn next_point_equals_the_later_of_both_grid_bounds() {
+        // The one-computation shortcut against the definition (both bounds, the later
+        // point), over every small case: periods 1..4 ms, min_wait off/0/1/3/7 ms, the
+        // last grid point and "now" anywhere in 0..20 ms.
+        let o = Instant::now();
+        let ms = Duration::from_millis;
+        for every in 1..5 {
+            for min_wait in [None, Some(0), Some(1), Some(3), Some(7)] {
+                for last in 0..20 {
+                    for now in 0..20 {
+                        let (bound, strict) = match min_wait {
+                            Some(m) => (o + ms(now + m), false),
+                            None => (o + ms(now), true),
+                        };
+                        let want = first_point(o, ms(every), bound, strict).max(first_point(
+                            o,
+                            ms(every),
+                            o + ms(last),
+                            true,
+                        ));
+                        let got =
+                            next_point(o, ms(every), o + ms(last), o + ms(now), min_wait.map(ms));
+                        assert_eq!(
+                            got, want,
+                            "every {every} min_wait {min_wait:?} last {last} now {now}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
