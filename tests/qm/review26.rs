@@ -1417,3 +1417,122 @@ fn detached_holder_drop_races_spawns_multi_thread() {
         }
     });
 }
+
+// ---------------------------------------------------------------------------------------
+// Third batch
+// ---------------------------------------------------------------------------------------
+
+/// QM (multi-thread): a stream fed from a std thread wakes the waiting consumer each
+/// time (the stream's waker is the only wake path): 2 000 items delivered in order, then
+/// its end and Stopped.
+#[test]
+fn qm_stream_fed_from_std_thread_wakes_consumer() {
+    multi_thread(async {
+        let ctx = hp::Ctx::beginning("q12");
+        let (mut st, feeder) = hp::queue_manager::<u32, ()>(&ctx);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        feeder.add_async_generator(tokio_stream::wrappers::UnboundedReceiverStream::new(rx));
+        feeder.set_as_finished_if_out_of_sources();
+        let t = std::thread::spawn(move || {
+            for i in 0..2000u32 {
+                tx.send(i).unwrap();
+                if i % 100 == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        });
+        let mut seen = Vec::new();
+        let mut tail = Vec::new();
+        while let Some(r) = st.next().await {
+            match r {
+                R::Success { value, .. } => seen.push(value),
+                other => tail.push(line(&other)),
+            }
+        }
+        t.join().unwrap();
+        assert_eq!(seen, (0..2000).collect::<Vec<_>>());
+        assert_eq!(tail, ["end ASYNC_GENERATOR", "stopped false"]);
+    });
+}
+
+/// Task holder: a holder whose context names a runtime takes detached work from a
+/// plain std thread (no current runtime): it runs there and `finish` waits for it.
+#[test]
+fn detached_spawn_from_thread_without_runtime_uses_ctx_runtime() {
+    with_watchdog(|| {
+        let rt = multi_thread_runtime();
+        let ctx =
+            hp::Ctx::beginning_with("d13", hp::CtxOptions::new().runtime(rt.handle().clone()));
+        let ts = hp::task_holder(&ctx);
+        let h = ts.handle();
+        let done = counter();
+        let d = done.clone();
+        std::thread::spawn(move || {
+            for _ in 0..10 {
+                let d = d.clone();
+                assert!(h.spawn_detached(async move {
+                    sleep(Duration::from_millis(5)).await;
+                    d.fetch_add(1, SeqCst);
+                }));
+            }
+        })
+        .join()
+        .unwrap();
+        rt.block_on(ts.finish());
+        assert_eq!(done.load(SeqCst), 10);
+    });
+}
+
+/// Ctx: a child created inside the parent's done callback is done at once, and a wait
+/// on it is ready at once; a wait registered from inside a callback on the finishing
+/// context is woken too (or ready).
+#[test]
+fn ctx_child_and_wait_created_inside_done_callback() {
+    let p = hp::Ctx::beginning("c7");
+    let made = Arc::new(Mutex::new(None));
+    let m = made.clone();
+    let (n, w) = count_waker();
+    let w2 = w.clone();
+    p.add_on_done(move |ctx, _| {
+        let c = ctx.child("late");
+        let mut f = Box::pin(c.wait());
+        let ready = poll_once(f.as_mut(), &w2).is_ready();
+        let mut fp = Box::pin(ctx.wait());
+        let ready_p = poll_once(fp.as_mut(), &w2).is_ready();
+        *m.lock().unwrap() = Some((c.done(), ready, ready_p, fp));
+    });
+    p.cancel();
+    let (done, ready, ready_p, mut fp) = made.lock().unwrap().take().unwrap();
+    assert!(done && ready);
+    if !ready_p {
+        assert!(
+            n.n.load(SeqCst) >= 1,
+            "a wait registered during the callbacks is woken"
+        );
+    }
+    assert!(poll_once(fp.as_mut(), &w).is_ready());
+}
+
+/// Ticker: paused by its pauser (no permit) while awaiting a tick, cancelled by its
+/// parent at 3: the stream ends at 3 ("a done ctx ends the stream at once, also while
+/// waiting or paused").
+#[tokio::test(start_paused = true)]
+async fn ticker_paused_then_parent_cancelled() {
+    let parent = hp::Ctx::beginning("c8");
+    let pauser = Arc::new(tokio::sync::Semaphore::new(1));
+    let mut t = hp::tick(Duration::from_secs(1), &parent)
+        .pauser(pauser.clone())
+        .build()
+        .unwrap();
+    let t0 = Instant::now();
+    assert_eq!(t.next().await.map(|x| x.0), Some(1));
+    let permit = pauser.clone().acquire_owned().await.unwrap();
+    let p = parent.clone();
+    tokio::spawn(async move {
+        sleep(Duration::from_secs(3)).await;
+        p.cancel();
+    });
+    assert_eq!(t.next().await, None);
+    assert_eq!(t0.elapsed(), Duration::from_secs(3));
+    drop(permit);
+}
