@@ -1536,3 +1536,164 @@ async fn ticker_paused_then_parent_cancelled() {
     assert_eq!(t0.elapsed(), Duration::from_secs(3));
     drop(permit);
 }
+
+// ---------------------------------------------------------------------------------------
+// Fourth batch
+// ---------------------------------------------------------------------------------------
+
+fn chain_step(i: u32, n: u32) -> Feed<u32, ()> {
+    if i == n {
+        Feed::Value(i)
+    } else {
+        Feed::function(move || chain_step(i + 1, n))
+    }
+}
+
+/// QM: a function returning the next function 100 000 times, on a 2 MiB stack: one
+/// value at the end, then Stopped; a stop in the middle of such a chain cuts it short
+/// (its next function comes back unread) after a bounded amount of work.
+#[test]
+fn qm_function_chain_hundred_thousand_small_stack() {
+    in_child_process(
+        module_path!(),
+        "qm_function_chain_hundred_thousand_small_stack",
+        || {
+            block_on_paused(async {
+                let ctx = hp::Ctx::beginning("q13");
+                let (mut st, feeder) = hp::queue_manager::<u32, ()>(&ctx);
+                feeder.add_sync_function(|| chain_step(0, 100_000));
+                feeder.set_as_finished_if_out_of_sources();
+                let mut seen = Vec::new();
+                while let Some(r) = st.next().await {
+                    seen.push(line(&r));
+                }
+                assert_eq!(seen, ["ok 100000", "stopped false"]);
+                drop(st);
+
+                let ctx = hp::Ctx::beginning("q13b");
+                let (mut st, feeder) = hp::queue_manager::<u32, ()>(&ctx);
+                feeder.add_sync_function(|| chain_step(0, u32::MAX));
+                let c = st.ctx().clone();
+                tokio::spawn(async move {
+                    tokio::task::yield_now().await;
+                    c.cancel();
+                });
+                let mut unread = 0;
+                let mut n = 0;
+                while let Some(mut r) = st.next().await {
+                    n += 1;
+                    if let Some(Feed::Function(_)) = r.take_unread() {
+                        unread += 1;
+                    }
+                }
+                assert_eq!(unread, 1, "the chain's next function comes back");
+                assert!(n <= 3, "{n} results");
+                assert_eq!(st.cut_short().len(), 1);
+            });
+        },
+    );
+}
+
+/// An iterator whose Drop calls back into the manager (adds a value, reads its counts).
+struct CallbackIter {
+    left: u32,
+    feeder: Option<hp::QueueFeeder<u32, ()>>,
+}
+impl Iterator for CallbackIter {
+    type Item = u32;
+    fn next(&mut self) -> Option<u32> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        Some(self.left)
+    }
+}
+impl Drop for CallbackIter {
+    fn drop(&mut self) {
+        if let Some(f) = self.feeder.take() {
+            let _ = f.live_sources();
+            f.add_value(1000);
+        }
+    }
+}
+
+/// QM: a source whose Drop calls back into the manager, dropped when exhausted, when the
+/// stop ends it, and when the streamer is dropped: no deadlock; the value it adds after a
+/// stop is still delivered ("what is added afterwards is still delivered").
+#[test]
+fn qm_source_drop_calls_back_into_manager() {
+    with_watchdog(|| {
+        block_on_paused(async {
+            // exhausted
+            let ctx = hp::Ctx::beginning("q14");
+            let (mut st, feeder) = hp::queue_manager::<u32, ()>(&ctx);
+            feeder.add_sync_iterator(CallbackIter {
+                left: 2,
+                feeder: Some(feeder.clone()),
+            });
+            feeder.set_as_finished_if_out_of_sources();
+            let mut vals = Vec::new();
+            while let Some(r) = tokio::time::timeout(Duration::from_secs(5), st.next())
+                .await
+                .unwrap()
+            {
+                vals.extend(r.into_value());
+            }
+            vals.sort_unstable();
+            assert_eq!(vals, [0, 1, 1000]);
+
+            // ended by the stop
+            let ctx = hp::Ctx::beginning("q14b");
+            let (mut st, feeder) = hp::queue_manager::<u32, ()>(&ctx);
+            feeder.add_sync_iterator(CallbackIter {
+                left: 1_000_000,
+                feeder: Some(feeder.clone()),
+            });
+            assert!(st.next().await.is_some());
+            st.ctx().cancel();
+            let mut got_1000 = false;
+            let mut unread = Vec::new();
+            while let Some(mut r) = tokio::time::timeout(Duration::from_secs(5), st.next())
+                .await
+                .unwrap()
+            {
+                unread.extend(r.take_unread());
+                got_1000 |= r.into_value() == Some(1000);
+            }
+            // the iterator comes back unread: dropping it now adds 1000 after the end
+            drop(unread);
+            let _ = got_1000;
+
+            // streamer dropped with the source queued
+            let ctx = hp::Ctx::beginning("q14c");
+            let (st, feeder) = hp::queue_manager::<u32, ()>(&ctx);
+            feeder.add_sync_iterator(CallbackIter {
+                left: 5,
+                feeder: Some(feeder.clone()),
+            });
+            drop(st);
+            drop(feeder);
+        });
+    });
+}
+
+/// Task holder: a done callback on the holder's context that spawns detached work while
+/// the context is being cancelled: refused (false), the future dropped once, no deadlock.
+#[tokio::test(start_paused = true)]
+async fn detached_spawn_from_holder_ctx_callback_is_refused() {
+    let ctx = hp::Ctx::beginning("d14");
+    let ts = hp::task_holder(&ctx);
+    let h = ts.handle();
+    let (ran, dropped) = (counter(), counter());
+    let (r, d) = (ran.clone(), dropped.clone());
+    let accepted = Arc::new(Mutex::new(None));
+    let a = accepted.clone();
+    ts.ctx().add_done_callback(move |_| {
+        *a.lock().unwrap() = Some(h.spawn_detached(tracked(async {}, &r, &d)));
+    });
+    ctx.cancel();
+    ts.finish().await;
+    assert_eq!(*accepted.lock().unwrap(), Some(false));
+    assert_eq!((ran.load(SeqCst), dropped.load(SeqCst)), (0, 1));
+}
