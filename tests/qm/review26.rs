@@ -1697,3 +1697,45 @@ async fn detached_spawn_from_holder_ctx_callback_is_refused() {
     assert_eq!(*accepted.lock().unwrap(), Some(false));
     assert_eq!((ran.load(SeqCst), dropped.load(SeqCst)), (0, 1));
 }
+
+thread_local! {
+    static PARKED_RT: std::cell::RefCell<Option<tokio::runtime::Runtime>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Task holder: a runtime kept in a thread-local and dropped at thread exit (its
+/// detached tasks waiting) settles them: after the thread ended, their futures were
+/// dropped once, `pending()` is 0, and `finish` on another runtime returns.
+#[test]
+fn detached_runtime_dropped_at_thread_exit_settles() {
+    in_child_process(
+        module_path!(),
+        "detached_runtime_dropped_at_thread_exit_settles",
+        || {
+            let (ran, dropped) = (counter(), counter());
+            let (r, d) = (ran.clone(), dropped.clone());
+            let ts = std::thread::spawn(move || {
+                let rt = current_thread();
+                let ts = rt.block_on(async move {
+                    let ctx = hp::Ctx::beginning("d15");
+                    let ts = hp::task_holder(&ctx);
+                    assert!(ts.spawn_detached(tracked(std::future::pending::<()>(), &r, &d)));
+                    assert!(ts.spawn_detached(tracked(sleep(Duration::from_secs(1000)), &r, &d)));
+                    tokio::task::yield_now().await;
+                    ts
+                });
+                PARKED_RT.with(|p| *p.borrow_mut() = Some(rt));
+                ts
+            })
+            .join()
+            .unwrap();
+            assert_eq!((ran.load(SeqCst), dropped.load(SeqCst)), (0, 2));
+            assert_eq!(ts.pending(), 0);
+            current_thread().block_on(async {
+                tokio::time::timeout(Duration::from_secs(5), ts.finish())
+                    .await
+                    .expect("finish settles");
+            });
+        },
+    );
+}
