@@ -1786,3 +1786,46 @@ fn ctx_callback_registered_first_runs_before_waiter() {
     p.cancel();
     assert_eq!(*log.lock().unwrap(), ["cb", "wake"]);
 }
+
+/// QM turn model at exact virtual instants: a stream ready at 1 and 2 (then done), a
+/// value, and a coroutine ending at 1.5: [St, S0] → St pending → 0 @0; at 1 the stream
+/// wakes: 1 → E1, St → S1, St pending → 1 @1; task → 50 @1.5; at 2: 2 → E2, St → S2,
+/// St exhausted → IS: 2 @2, end @2, stopped @2.
+#[tokio::test(start_paused = true)]
+async fn qm_turns_at_exact_instants_with_waking_stream_and_task() {
+    let ctx = hp::Ctx::beginning("q15");
+    let (mut st, feeder) = hp::queue_manager::<u32, ()>(&ctx);
+    let t0 = Instant::now();
+    feeder.add_async_generator(futures::stream::unfold(1u32, |i| async move {
+        if i > 2 {
+            return None;
+        }
+        sleep(Duration::from_secs(1)).await;
+        Some((i, i + 1))
+    }));
+    feeder.add_value(0u32);
+    feeder.add_coroutine(async {
+        sleep(Duration::from_millis(1500)).await;
+        50u32
+    });
+    feeder.set_as_finished_if_out_of_sources();
+    let mut seen = Vec::new();
+    while let Some(r) = tokio::time::timeout(Duration::from_secs(10), st.next())
+        .await
+        .unwrap()
+    {
+        seen.push((line(&r), t0.elapsed().as_millis()));
+    }
+    let want: Vec<(String, u128)> = [
+        ("ok 0", 0),
+        ("ok 1", 1000),
+        ("ok 50", 1500),
+        ("ok 2", 2000),
+        ("end ASYNC_GENERATOR", 2000),
+        ("stopped false", 2000),
+    ]
+    .into_iter()
+    .map(|(a, b)| (a.to_owned(), b))
+    .collect();
+    assert_eq!(seen, want);
+}
