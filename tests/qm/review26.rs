@@ -1829,3 +1829,53 @@ async fn qm_turns_at_exact_instants_with_waking_stream_and_task() {
     .collect();
     assert_eq!(seen, want);
 }
+
+/// QM (multi-thread): three streams fed from std threads, the manager stopped after 300
+/// values: every item sent is delivered or handed back in its stream's unread rest,
+/// exactly once.
+#[test]
+fn qm_stop_with_streams_fed_from_threads_loses_nothing() {
+    multi_thread(async {
+        for _ in 0..5 {
+            let ctx = hp::Ctx::beginning("q16");
+            let (mut st, feeder) = hp::queue_manager::<u32, ()>(&ctx);
+            let mut threads = Vec::new();
+            for p in 0..3u32 {
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                feeder
+                    .add_async_generator(tokio_stream::wrappers::UnboundedReceiverStream::new(rx));
+                threads.push(std::thread::spawn(move || {
+                    for i in 0..1000u32 {
+                        let _ = tx.send(p * 10_000 + i);
+                        if i % 50 == 0 {
+                            std::thread::yield_now();
+                        }
+                    }
+                }));
+            }
+            let mut got = Vec::new();
+            let mut unread = Vec::new();
+            while let Some(mut r) = st.next().await {
+                if let Some(u) = r.take_unread() {
+                    unread.push(u);
+                }
+                got.extend(r.into_value());
+                if got.len() == 300 {
+                    st.ctx().cancel();
+                }
+            }
+            for t in threads {
+                t.join().unwrap();
+            }
+            for u in unread {
+                got.extend(feed_values(u).await);
+            }
+            got.sort_unstable();
+            let want: Vec<u32> = (0..3)
+                .flat_map(|p| (0..1000).map(move |i| p * 10_000 + i))
+                .collect();
+            assert_eq!(got.len(), want.len());
+            assert!(got == want, "an item lost or duplicated");
+        }
+    });
+}
