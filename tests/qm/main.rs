@@ -17,5 +17,6 @@ mod hot_path;
 mod qm_context;
 mod qm_nothing_lost;
 mod queue_manager;
+mod review26;
 mod review_probes;
 mod stress_qm;
