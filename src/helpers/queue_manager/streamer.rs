@@ -176,10 +176,15 @@ impl<V: Send + 'static, C: Send + Sync + 'static> Streamer<V, C> {
         self.guard.ctx()
     }
 
-    /// Starts a new iteration after the stream ended (it is fused until then). Does
-    /// nothing while it has not ended.
+    /// Starts a new iteration after the stream ended (it is fused until then): the
+    /// [breaker](Self::breaker) is cleared, as a new iteration of a queue clears it, and
+    /// the iteration continues where the last one stopped. Does nothing while it has
+    /// not ended.
     pub fn resume(&mut self) {
-        self.ended = false;
+        if self.ended {
+            self.breaker.clear();
+            self.ended = false;
+        }
     }
 
     /// Hands out the results already queued, without running any instruction (no
