@@ -313,3 +313,66 @@ fn a_waiting_ticker_moved_between_tasks_ends_when_cancelled_multi_thread() {
         assert_eq!(second.await.unwrap(), None);
     });
 }
+
+/// What `ctx` reports, as a word: "cancelled", the error's text, or "pending".
+fn reported(ctx: &Ctx) -> String {
+    match ctx.exception() {
+        Ok(Some(e)) => e.to_string(),
+        Ok(None) => "ok".into(),
+        Err(_) if ctx.cancelled() => "cancelled".into(),
+        Err(_) => "pending".into(),
+    }
+}
+
+/// CTX 1 at any depth (a deep node resolves its inherited outcome without walking to
+/// the root): in a chain of 200 under a cancelled root, every node reports cancelled;
+/// then node 100 gets its own error late (it was done through the root): nodes 100..200
+/// report it, nodes 1..99 still cancelled; then node 150 gets another: 150..200 report
+/// that one (nearest wins), 100..149 the first. A second chain, cancelled after both
+/// late outcomes, resolves from its own fan-out again.
+#[test]
+fn a_late_own_outcome_deep_in_a_chain_is_reported_below_it_and_nowhere_else() {
+    #[derive(Debug)]
+    struct E(&'static str);
+    impl std::fmt::Display for E {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl std::error::Error for E {}
+
+    let root = Ctx::beginning("r");
+    let mut chain = vec![root.clone()];
+    for _ in 0..200 {
+        let c = chain.last().unwrap().child("x");
+        chain.push(c);
+    }
+    assert!(chain.iter().all(|c| reported(c) == "pending"));
+    root.cancel();
+    assert!(chain.iter().all(|c| reported(c) == "cancelled"));
+    assert!(chain[100].set_exception(E("late at 100")));
+    for (i, c) in chain.iter().enumerate() {
+        let want = if i < 100 { "cancelled" } else { "late at 100" };
+        assert_eq!(reported(c), want, "node {i}");
+    }
+    assert!(chain[150].set_exception(E("late at 150")));
+    for (i, c) in chain.iter().enumerate() {
+        let want = match i {
+            0..100 => "cancelled",
+            100..150 => "late at 100",
+            _ => "late at 150",
+        };
+        assert_eq!(reported(c), want, "node {i}");
+    }
+    // A fresh chain after the late outcomes: its fan-out notes its own outcome.
+    let other = Ctx::beginning("o");
+    let mut deep = other.clone();
+    for _ in 0..200 {
+        deep = deep.child("y");
+    }
+    assert!(other.set_exception(E("other root")));
+    assert_eq!(reported(&deep), "other root");
+    // And the awaited outcome of the deepest node of the first chain is the nearest.
+    let got = futures::executor::block_on(chain[200].wait());
+    assert_eq!(got.to_string(), "late at 150");
+}

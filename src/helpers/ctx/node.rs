@@ -114,7 +114,23 @@ struct Rest {
     /// runs after them, not at once (CTX 3: registration order holds across queueing).
     /// Cleared just before the last one starts, when nothing was added meanwhile.
     firing: bool,
+    /// The outcome this node inherited (CTX 1: the nearest ancestor's own), noted by the
+    /// fan-out that made it DONE, with the [`LATE_OWN`] epoch it was noted in: a node
+    /// deep in a chain resolves its outcome here instead of walking to the root (a
+    /// 100 000-deep chain of waiters would otherwise resolve in quadratic time). Only
+    /// nodes that have a `Rest` anyway (children, callbacks or waiters) note it.
+    inherited: Option<(u64, Failure)>,
 }
+
+/// Bumped whenever a node that is already DONE through an ancestor gets its own outcome
+/// (CTX 1: it and its descendants now report that one): every noted
+/// [`Rest::inherited`] of an earlier epoch is stale, and readers walk the ancestors
+/// again. Such late outcomes are rare; one bump per late outcome.
+static LATE_OWN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many ancestors [`Node::outcome`] checks by their atomic state alone before it
+/// also looks for a noted inherited outcome (most trees are shallow: no lock taken).
+const SHORT_WALK: usize = 16;
 
 type Callbacks = CallbackList<Registered, 1>;
 
@@ -279,17 +295,38 @@ impl Node {
         }
     }
 
-    /// The outcome this node reports: its own, else the nearest ancestor's own.
+    /// The outcome this node reports: its own, else the nearest ancestor's own. Past
+    /// [`SHORT_WALK`] ancestors, a noted inherited outcome of the current epoch ends the
+    /// walk (amortised O(1) however deep the node).
     pub(crate) fn outcome(&self) -> Option<Failure> {
         if !self.done() {
             return None;
         }
         let mut node = self;
+        let mut steps = 0;
+        let mut epoch = None;
         loop {
             if let Some(f) = node.own() {
                 return Some(f);
             }
+            if steps >= SHORT_WALK {
+                // Acquire: pairs with the bump's Release, made after the late own bit.
+                let epoch = *epoch.get_or_insert_with(|| LATE_OWN.load(Acquire));
+                if let Some(f) = node.inherited(epoch) {
+                    return Some(f);
+                }
+            }
             node = node.parent.as_deref()?;
+            steps += 1;
+        }
+    }
+
+    /// The inherited outcome the fan-out noted on this node, if noted in `epoch`.
+    fn inherited(&self, epoch: u64) -> Option<Failure> {
+        let g = lock(&self.inner);
+        match g.rest.as_deref().and_then(|r| r.inherited.as_ref()) {
+            Some((noted, f)) if *noted == epoch => Some(f.clone()),
+            _ => None,
         }
     }
 
@@ -329,6 +366,7 @@ impl Node {
                 // Release: pairs with the Acquire in `done` and `own`.
                 self.state.store(state | own | DONE, Release);
                 if state & DONE != 0 {
+                    LATE_OWN.fetch_add(1, Release);
                     return true;
                 }
                 let taken = g.take_for_firing();
@@ -345,11 +383,15 @@ impl Node {
             match Self::take_for_done(self, &mut g, own) {
                 Some(callbacks) => callbacks,
                 // Already done through an ancestor: the own outcome changes what this
-                // node and its descendants report, but callbacks already ran.
-                None => return true,
+                // node and its descendants report (their noted inherited outcomes are
+                // stale), but callbacks already ran.
+                None => {
+                    LATE_OWN.fetch_add(1, Release);
+                    return true;
+                }
             }
         };
-        run_done(propagate(self.clone(), taken), failure);
+        run_done(propagate(self.clone(), taken, &failure), failure);
         true
     }
 
@@ -506,7 +548,10 @@ const CHUNK: usize = 64;
 /// created DONE (the parent is), and one dropped meanwhile finishes itself in its
 /// `Drop`; keys are freed only by their own child (invariant 4), so the cursor over the
 /// keys misses no child that existed when the parent became DONE.
-fn propagate(first: Arc<Node>, taken: Taken) -> Vec<(Arc<Node>, Taken)> {
+fn propagate(first: Arc<Node>, taken: Taken, failure: &Failure) -> Vec<(Arc<Node>, Taken)> {
+    // Every descendant made DONE here inherits `failure` (the nodes between it and
+    // `first` have no own outcome, or they would be DONE and skipped).
+    let epoch = LATE_OWN.load(Acquire);
     let mut out = Vec::new();
     out.push((first.clone(), taken));
     let mut parents = std::collections::VecDeque::new();
@@ -534,7 +579,14 @@ fn propagate(first: Arc<Node>, taken: Taken) -> Vec<(Arc<Node>, Taken)> {
                 let (taken, has_children) = {
                     let mut g = lock(&child.inner);
                     match Node::take_for_done(&child, &mut g, 0) {
-                        Some(taken) => (taken, g.has_children()),
+                        Some(taken) => {
+                            if let Some(rest) = g.rest.as_deref_mut() {
+                                // An `Arc` count: `first` holds the error too, so this
+                                // clone is never the last one dropped under a lock.
+                                rest.inherited = Some((epoch, failure.clone()));
+                            }
+                            (taken, g.has_children())
+                        }
                         None => continue,
                     }
                 };
