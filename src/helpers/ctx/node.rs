@@ -117,8 +117,8 @@ struct Rest {
     /// The outcome this node inherited (CTX 1: the nearest ancestor's own), noted by the
     /// fan-out that made it DONE, with the [`LATE_OWN`] epoch it was noted in: a node
     /// deep in a chain resolves its outcome here instead of walking to the root (a
-    /// 100 000-deep chain of waiters would otherwise resolve in quadratic time). Only
-    /// nodes that have a `Rest` anyway (children, callbacks or waiters) note it.
+    /// 100 000-deep chain of waiters would otherwise resolve in quadratic time). Noted
+    /// on nodes with children, every [`NOTE_EVERY`]-th level below the fan-out's start.
     inherited: Option<(u64, Failure)>,
 }
 
@@ -131,6 +131,11 @@ static LATE_OWN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::ne
 /// How many ancestors [`Node::outcome`] checks by their atomic state alone before it
 /// also looks for a noted inherited outcome (most trees are shallow: no lock taken).
 const SHORT_WALK: usize = 16;
+
+/// A fan-out notes the inherited outcome on every `NOTE_EVERY`-th level below the node
+/// it started from (nodes with children only): a walk past [`SHORT_WALK`] meets a note
+/// within this many more ancestors, and a deep chain pays a note on one level in 16.
+const NOTE_EVERY: u32 = 16;
 
 type Callbacks = CallbackList<Registered, 1>;
 
@@ -168,6 +173,18 @@ impl Taken {
 impl Inner {
     fn rest(&mut self) -> &mut Rest {
         self.rest.get_or_insert_with(Default::default)
+    }
+
+    /// Notes the outcome a node inherits from the fan-out that made it DONE (see
+    /// [`Rest::inherited`]). Only a node with children needs it: a resolution consults
+    /// the notes of ancestors 16 or more levels up, which all have children; and only
+    /// every [`NOTE_EVERY`]-th level gets one. An `Arc`
+    /// count at most: the fan-out's first node holds the error too, so this clone is
+    /// never the last one, dropped under a lock.
+    #[cold]
+    #[inline(never)]
+    fn note_inherited(&mut self, epoch: u64, failure: &Failure) {
+        self.rest().inherited = Some((epoch, failure.clone()));
     }
 
     fn has_children(&self) -> bool {
@@ -555,9 +572,11 @@ fn propagate(first: Arc<Node>, taken: Taken, failure: &Failure) -> Vec<(Arc<Node
     let mut out = Vec::new();
     out.push((first.clone(), taken));
     let mut parents = std::collections::VecDeque::new();
-    parents.push_back(first);
+    // With each parent, its depth below `first`: a note every NOTE_EVERY levels.
+    parents.push_back((first, 0u32));
     let mut chunk: Vec<Arc<Node>> = Vec::new();
-    while let Some(parent) = parents.pop_front() {
+    while let Some((parent, depth)) = parents.pop_front() {
+        let depth = depth.wrapping_add(1); // the children's
         let mut key = 0;
         loop {
             {
@@ -578,24 +597,23 @@ fn propagate(first: Arc<Node>, taken: Taken, failure: &Failure) -> Vec<(Arc<Node
             for child in chunk.drain(..) {
                 let (taken, has_children) = {
                     let mut g = lock(&child.inner);
+                    let has_children = g.has_children();
+                    // Noted under the lock that stores DONE below (readers take it to
+                    // read the note), only by the fan-out that makes the node DONE.
+                    if has_children && depth % NOTE_EVERY == 0 && !child.done() {
+                        g.note_inherited(epoch, failure);
+                    }
                     match Node::take_for_done(&child, &mut g, 0) {
-                        Some(taken) => {
-                            if let Some(rest) = g.rest.as_deref_mut() {
-                                // An `Arc` count: `first` holds the error too, so this
-                                // clone is never the last one dropped under a lock.
-                                rest.inherited = Some((epoch, failure.clone()));
-                            }
-                            (taken, g.has_children())
-                        }
+                        Some(taken) => (taken, has_children),
                         None => continue,
                     }
                 };
                 match (!taken.is_empty(), has_children) {
                     (false, false) => {}
                     (true, false) => out.push((child, taken)),
-                    (false, true) => parents.push_back(child),
+                    (false, true) => parents.push_back((child, depth)),
                     (true, true) => {
-                        parents.push_back(child.clone());
+                        parents.push_back((child.clone(), depth));
                         out.push((child, taken));
                     }
                 }
