@@ -387,11 +387,15 @@ impl Node {
                     return true;
                 }
                 let taken = g.take_for_firing();
-                if taken.callbacks.len() == 0 {
-                    // No children, no callbacks (the wakers are taken): nothing left.
-                    g.rest = None;
-                }
+                // No children, no callbacks (the wakers are taken): nothing left but an
+                // inherited-outcome note, freed after unlocking with the rest.
+                let freed = if taken.callbacks.len() == 0 {
+                    g.rest.take()
+                } else {
+                    None
+                };
                 drop(g);
+                drop(freed);
                 if !taken.is_empty() {
                     run_one(self.clone(), taken, failure);
                 }
@@ -456,12 +460,16 @@ impl Node {
             return Callbacks::default();
         };
         let late = std::mem::take(&mut rest.callbacks);
+        let mut freed = None;
         if late.len() == 0 {
             rest.firing = false;
             if rest.children.is_empty() {
-                g.rest = None;
+                freed = g.rest.take();
             }
         }
+        drop(g);
+        // What the node no longer needs (an inherited-outcome note among it), unlocked.
+        drop(freed);
         late
     }
 
